@@ -1,0 +1,1 @@
+//! PKI (placeholder until written).

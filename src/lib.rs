@@ -1,0 +1,15 @@
+//! segward: a sidecar authorization proxy that decides every request by SPIFFE identity
+//! and a fleet-wide segment policy (see README.md and PRODUCT.md).
+//!
+//! Crate map (dependencies point down only):
+//! - [`cli`]: clap commands `policy check|explain`, `certs init|issue|inspect`, exit codes.
+//! - [`certs`]: rcgen PKI — throwaway CA, X509-SVID leaves, inspection.
+//! - [`policy`]: PURE. YAML policy → `CompiledPolicy` → `decide`; lints for `policy check`.
+//! - [`path`]: PURE. The one request-path normalization, shared by policy and proxy.
+//! - [`identity`]: PURE. `SpiffeId` and X509-SVID leaf rules.
+
+pub mod certs;
+pub mod cli;
+pub mod identity;
+pub mod path;
+pub mod policy;

@@ -1,0 +1,1 @@
+//! Path normalization (placeholder until written).
