@@ -1,1 +1,42 @@
-//! Policy (placeholder until written).
+//! The segment policy of PRODUCT.md §3: load YAML, compile to an indexed
+//! [`CompiledPolicy`], [`CompiledPolicy::decide`] per request, lint for `policy check`.
+//! PURE: no sockets, no async runtime, no logging — it returns values and the edges report them.
+#![warn(missing_docs)]
+
+pub mod compile;
+pub mod decide;
+pub mod error;
+pub mod lint;
+pub mod load;
+pub mod method;
+pub mod pattern;
+pub mod source;
+mod tests_run;
+pub mod trie;
+mod version;
+
+use std::path::Path;
+
+pub use compile::{CompiledPolicy, Rule, Segment, Target, compile};
+pub use decide::{Decision, Explanation, Reason, Request, Verdict};
+pub use error::{PolicyError, PolicyErrorKind, PolicyErrors};
+pub use load::PolicySource;
+
+/// Reads and compiles the policy at `path` (a file or a folder of `*.yaml`).
+///
+/// # Errors
+/// Every problem in every file, each at file:line:col, including failing `tests:`.
+pub fn load(path: &Path) -> Result<CompiledPolicy, PolicyErrors> {
+    compile(&PolicySource::load(path)?)
+}
+
+/// Compiles policy text held in memory; `name` stands for the file name in errors.
+///
+/// # Errors
+/// As [`load`].
+pub fn from_text(name: &str, text: &str) -> Result<CompiledPolicy, PolicyErrors> {
+    compile(&PolicySource::from_texts([(name, text)])?)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,605 @@
+//! `compile`: a parsed [`PolicySource`] → an immutable, indexed [`CompiledPolicy`], or every
+//! error in it at file:line:col; then the policy's own `tests:` run (PRODUCT.md §3).
+//!
+//! Index layout, so a decision never scans the rule list:
+//! - segments live in an [`IdentityIndex`] trie per trust domain;
+//! - each distinct label selector becomes a *group*; a segment knows its groups;
+//! - "keys" are segment ids, then group ids, then one `ANY` key for `"*"`;
+//! - rules are filed under every (destination key, source key) pair they name.
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+
+use super::error::{PolicyError, PolicyErrorKind, PolicyErrors};
+use super::load::{PolicySource, SourceFile};
+use super::method::MethodSet;
+use super::pattern::{IdentityPattern, PathPattern};
+use super::source::{Effect, RuleDoc, SelectorDoc, Spanned};
+use super::tests_run::run_tests;
+use super::trie::IdentityIndex;
+use super::version::version_of;
+
+/// Where something was written: index into the policy's files, line, column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loc {
+    /// Index into [`CompiledPolicy::files`].
+    pub file: usize,
+    /// 1-based line.
+    pub line: u64,
+    /// 1-based column.
+    pub col: u64,
+}
+
+/// A segment after validation.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// Its unique name.
+    pub name: String,
+    /// Its parsed identity patterns.
+    pub identities: Vec<IdentityPattern>,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Where it was defined.
+    pub at: Loc,
+}
+
+/// What a `from`/`to` selector resolved to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    /// `"*"`: any authenticated identity.
+    Any,
+    /// A segment, by id.
+    Segment(u32),
+    /// A label selector, by group id.
+    Group(u32),
+}
+
+/// A rule after validation.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Its unique name, reported as the deciding rule.
+    pub name: String,
+    /// Allow or deny.
+    pub effect: Effect,
+    /// A deny rule that only reports `would-deny`.
+    pub dry_run: bool,
+    /// Source selectors.
+    pub from: Vec<Target>,
+    /// Destination selectors.
+    pub to: Vec<Target>,
+    /// Methods it applies to; `None` is all.
+    pub methods: Option<MethodSet>,
+    /// Paths it applies to; `None` is all.
+    pub paths: Option<Vec<PathPattern>>,
+    /// Where it was defined.
+    pub at: Loc,
+}
+
+/// A label selector shared by every rule that writes the same labels.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// The labels a segment must all carry.
+    pub labels: BTreeMap<String, String>,
+    /// The segments that carry them, ascending.
+    pub members: Vec<u32>,
+}
+
+/// Rules filed under one destination key, by source key.
+#[derive(Debug, Default)]
+pub(super) struct DstBucket {
+    pub(super) by_src: FxHashMap<u32, Box<[u32]>>,
+}
+
+/// An immutable, indexed policy; the only way to make one is [`compile`].
+#[derive(Debug)]
+pub struct CompiledPolicy {
+    pub(super) version: String,
+    pub(super) files: Vec<String>,
+    pub(super) segments: Vec<Segment>,
+    pub(super) groups: Vec<Group>,
+    pub(super) rules: Vec<Rule>,
+    pub(super) revoked: Vec<IdentityPattern>,
+    pub(super) test_count: usize,
+    pub(super) identities: IdentityIndex,
+    pub(super) revoked_index: IdentityIndex,
+    /// Segment id → its keys (itself, then its groups).
+    pub(super) segment_keys: Vec<Box<[u32]>>,
+    /// Key → rules filed under it as destination; the last key is `ANY`.
+    pub(super) by_dst: Vec<Option<Box<DstBucket>>>,
+}
+
+impl CompiledPolicy {
+    /// Hash of the canonical content (segments, rules, revoked), e.g. `sha256:1f2e…`.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The files the policy was read from, in order.
+    pub fn files(&self) -> &[String] {
+        &self.files
+    }
+
+    /// Segments, sorted by name.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// Rules, sorted by name (the order that breaks ties between deciding rules).
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Label selectors in use.
+    pub fn groups(&self) -> &[Group] {
+        &self.groups
+    }
+
+    /// Revoked identity patterns.
+    pub fn revoked(&self) -> &[IdentityPattern] {
+        &self.revoked
+    }
+
+    /// How many `tests:` entries passed at compile time.
+    pub fn test_count(&self) -> usize {
+        self.test_count
+    }
+
+    /// `file:line:col` of a location.
+    pub fn locate(&self, at: Loc) -> String {
+        format!("{}:{}:{}", self.files[at.file], at.line, at.col)
+    }
+
+    /// The key standing for `"*"`.
+    pub(super) fn any_key(&self) -> u32 {
+        (self.segments.len() + self.groups.len()) as u32
+    }
+
+    /// The segments a target covers (all of them for `Any`).
+    pub fn members(&self, target: Target) -> Vec<u32> {
+        match target {
+            Target::Any => (0..self.segments.len() as u32).collect(),
+            Target::Segment(s) => vec![s],
+            Target::Group(g) => self.groups[g as usize].members.clone(),
+        }
+    }
+}
+
+/// Validates, indexes and tests a policy.
+///
+/// # Errors
+/// Every problem found, each at file:line:col; failing `tests:` make the policy invalid.
+pub fn compile(source: &PolicySource) -> Result<CompiledPolicy, PolicyErrors> {
+    let mut cx = Compiler::new(source);
+    let segments = cx.segments();
+    let mut names: FxHashMap<&str, u32> = FxHashMap::default();
+    for (i, s) in segments.iter().enumerate() {
+        names.insert(&s.name, i as u32);
+    }
+    let mut groups = GroupTable::new(&segments);
+    let rules = cx.rules(&names, &mut groups);
+    let groups = groups.into_groups();
+    let revoked = cx.revoked();
+    if !cx.errors.is_empty() {
+        return Err(PolicyErrors(cx.errors));
+    }
+    let version = version_of(&segments, &groups, &rules, &revoked);
+    let policy = index(cx.files(), segments, groups, rules, revoked, version);
+    let failures = run_tests(&policy, source);
+    if !failures.is_empty() {
+        return Err(PolicyErrors(failures));
+    }
+    Ok(CompiledPolicy {
+        test_count: count_tests(source),
+        ..policy
+    })
+}
+
+fn count_tests(source: &PolicySource) -> usize {
+    source.files.iter().map(|f| f.doc.tests.len()).sum()
+}
+
+/// Builds the trie and the rule index from validated parts.
+fn index(
+    files: Vec<String>,
+    segments: Vec<Segment>,
+    groups: Vec<Group>,
+    rules: Vec<Rule>,
+    revoked: Vec<IdentityPattern>,
+    version: String,
+) -> CompiledPolicy {
+    let seg_count = segments.len() as u32;
+    let mut identities = IdentityIndex::default();
+    let mut segment_keys: Vec<Vec<u32>> = (0..seg_count).map(|s| vec![s]).collect();
+    for (id, segment) in segments.iter().enumerate() {
+        segment
+            .identities
+            .iter()
+            .for_each(|p| identities.insert(p, id as u32));
+    }
+    for (g, group) in groups.iter().enumerate() {
+        group
+            .members
+            .iter()
+            .for_each(|&s| segment_keys[s as usize].push(seg_count + g as u32));
+    }
+    let mut revoked_index = IdentityIndex::default();
+    revoked
+        .iter()
+        .enumerate()
+        .for_each(|(i, p)| revoked_index.insert(p, i as u32));
+    let any = seg_count + groups.len() as u32;
+    let key = |t: Target| match t {
+        Target::Any => any,
+        Target::Segment(s) => s,
+        Target::Group(g) => seg_count + g,
+    };
+    let mut filed: Vec<FxHashMap<u32, Vec<u32>>> = vec![FxHashMap::default(); any as usize + 1];
+    for (r, rule) in rules.iter().enumerate() {
+        for &dst in &rule.to {
+            for &src in &rule.from {
+                let list = filed[key(dst) as usize].entry(key(src)).or_default();
+                if list.last() != Some(&(r as u32)) {
+                    list.push(r as u32);
+                }
+            }
+        }
+    }
+    let by_dst = filed.into_iter().map(bucket).collect();
+    CompiledPolicy {
+        version,
+        files,
+        segments,
+        groups,
+        rules,
+        revoked,
+        test_count: 0,
+        identities,
+        revoked_index,
+        segment_keys: segment_keys
+            .into_iter()
+            .map(Vec::into_boxed_slice)
+            .collect(),
+        by_dst,
+    }
+}
+
+fn bucket(by_src: FxHashMap<u32, Vec<u32>>) -> Option<Box<DstBucket>> {
+    if by_src.is_empty() {
+        return None;
+    }
+    let by_src = by_src
+        .into_iter()
+        .map(|(k, v)| (k, v.into_boxed_slice()))
+        .collect();
+    Some(Box::new(DstBucket { by_src }))
+}
+
+/// Distinct label selectors, shared between rules.
+struct GroupTable<'s> {
+    /// (label key, value) → segments carrying it, ascending.
+    by_label: BTreeMap<(&'s str, &'s str), Vec<u32>>,
+    segments: &'s [Segment],
+    ids: BTreeMap<BTreeMap<String, String>, u32>,
+    groups: Vec<Group>,
+}
+
+impl<'s> GroupTable<'s> {
+    fn new(segments: &'s [Segment]) -> Self {
+        let mut by_label: BTreeMap<(&str, &str), Vec<u32>> = BTreeMap::new();
+        for (id, segment) in segments.iter().enumerate() {
+            for (k, v) in &segment.labels {
+                by_label.entry((k, v)).or_default().push(id as u32);
+            }
+        }
+        Self {
+            by_label,
+            segments,
+            ids: BTreeMap::new(),
+            groups: Vec::new(),
+        }
+    }
+
+    fn into_groups(self) -> Vec<Group> {
+        self.groups
+    }
+
+    /// The group id of a (non-empty) label selector, computing its members once.
+    fn intern(&mut self, labels: &BTreeMap<String, String>) -> u32 {
+        if let Some(&id) = self.ids.get(labels) {
+            return id;
+        }
+        // Start from the segments carrying the first label, keep those carrying all.
+        let first = labels.iter().next().map(|(k, v)| (k.as_str(), v.as_str()));
+        let candidates = first
+            .and_then(|kv| self.by_label.get(&kv))
+            .map_or(&[][..], Vec::as_slice);
+        let members = candidates
+            .iter()
+            .copied()
+            .filter(|&s| {
+                let have = &self.segments[s as usize].labels;
+                labels.iter().all(|(k, v)| have.get(k) == Some(v))
+            })
+            .collect();
+        let id = self.groups.len() as u32;
+        self.groups.push(Group {
+            labels: labels.clone(),
+            members,
+        });
+        self.ids.insert(labels.clone(), id);
+        id
+    }
+}
+
+/// Walks the source, collecting every error instead of stopping at the first.
+struct Compiler<'a> {
+    source: &'a PolicySource,
+    errors: Vec<PolicyError>,
+}
+
+impl<'a> Compiler<'a> {
+    fn new(source: &'a PolicySource) -> Self {
+        Self {
+            source,
+            errors: Vec::new(),
+        }
+    }
+
+    fn files(&self) -> Vec<String> {
+        self.source.files.iter().map(|f| f.name.clone()).collect()
+    }
+
+    fn loc<T>(file: usize, spanned: &Spanned<T>) -> Loc {
+        Loc {
+            file,
+            line: spanned.referenced.line(),
+            col: spanned.referenced.column(),
+        }
+    }
+
+    fn error(&mut self, at: Loc, kind: PolicyErrorKind) {
+        let file = &self.source.files[at.file].name;
+        self.errors
+            .push(PolicyError::at(file, at.line, at.col, kind));
+    }
+
+    fn locate(&self, at: Loc) -> String {
+        format!("{}:{}:{}", self.source.files[at.file].name, at.line, at.col)
+    }
+
+    fn each_file(&self) -> impl Iterator<Item = (usize, &'a SourceFile)> + use<'a> {
+        self.source.files.iter().enumerate()
+    }
+
+    /// Segments of every file, checked, sorted by name.
+    fn segments(&mut self) -> Vec<Segment> {
+        let mut seen: BTreeMap<String, Loc> = BTreeMap::new();
+        let mut out = Vec::new();
+        for (f, file) in self.each_file() {
+            for (name, doc) in &file.doc.segments.0 {
+                let at = Self::loc(f, name);
+                if let Some(first) = seen.get(&name.value) {
+                    let first = self.locate(*first);
+                    self.error(
+                        at,
+                        PolicyErrorKind::DuplicateSegment(name.value.clone(), first),
+                    );
+                    continue;
+                }
+                if !valid_name(&name.value) {
+                    self.error(at, PolicyErrorKind::BadName(name.value.clone()));
+                }
+                if doc.identities.is_empty() {
+                    self.error(at, PolicyErrorKind::NoIdentities(name.value.clone()));
+                }
+                let identities = self.patterns(f, &doc.identities);
+                seen.insert(name.value.clone(), at);
+                out.push(Segment {
+                    name: name.value.clone(),
+                    identities,
+                    labels: doc.labels.clone(),
+                    at,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    fn patterns(&mut self, f: usize, texts: &[Spanned<String>]) -> Vec<IdentityPattern> {
+        let mut out = Vec::with_capacity(texts.len());
+        for text in texts {
+            match IdentityPattern::parse(&text.value) {
+                Ok(p) => out.push(p),
+                Err(e) => self.error(Self::loc(f, text), e.into()),
+            }
+        }
+        out
+    }
+
+    fn revoked(&mut self) -> Vec<IdentityPattern> {
+        let mut out = Vec::new();
+        for (f, file) in self.each_file() {
+            out.extend(self.patterns(f, &file.doc.revoked));
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Rules of every file, checked and resolved, sorted by name.
+    fn rules(&mut self, names: &FxHashMap<&str, u32>, groups: &mut GroupTable) -> Vec<Rule> {
+        let mut seen: BTreeMap<String, Loc> = BTreeMap::new();
+        let mut out = Vec::new();
+        for (f, file) in self.each_file() {
+            for doc in &file.doc.rules {
+                let name = &doc.value.name;
+                let at = Self::loc(f, name);
+                if let Some(first) = seen.get(&name.value) {
+                    let first = self.locate(*first);
+                    self.error(
+                        at,
+                        PolicyErrorKind::DuplicateRule(name.value.clone(), first),
+                    );
+                    continue;
+                }
+                seen.insert(name.value.clone(), at);
+                if let Some(rule) = self.rule(f, &doc.value, names, groups) {
+                    out.push(rule);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    fn rule(
+        &mut self,
+        f: usize,
+        doc: &RuleDoc,
+        names: &FxHashMap<&str, u32>,
+        groups: &mut GroupTable,
+    ) -> Option<Rule> {
+        let errors_before = self.errors.len();
+        let at = Self::loc(f, &doc.name);
+        let name = doc.name.value.clone();
+        if matches!(name.as_str(), "revoked" | "default-deny") {
+            self.error(at, PolicyErrorKind::ReservedRuleName(name.clone()));
+        } else if !valid_name(&name) {
+            self.error(at, PolicyErrorKind::BadName(name.clone()));
+        }
+        if doc.dry_run && doc.effect == Effect::Allow {
+            self.error(at, PolicyErrorKind::DryRunOnAllow);
+        }
+        let from = self.selectors(f, "from", &doc.from, names, groups);
+        let to = self.selectors(f, "to", &doc.to, names, groups);
+        let methods = doc.methods.as_ref().and_then(|m| self.methods(f, m));
+        let paths = doc.paths.as_ref().and_then(|p| self.paths(f, p));
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        Some(Rule {
+            name,
+            effect: doc.effect,
+            dry_run: doc.dry_run,
+            from,
+            to,
+            methods,
+            paths,
+            at,
+        })
+    }
+
+    fn selectors(
+        &mut self,
+        f: usize,
+        field: &'static str,
+        list: &Spanned<Vec<Spanned<SelectorDoc>>>,
+        names: &FxHashMap<&str, u32>,
+        groups: &mut GroupTable,
+    ) -> Vec<Target> {
+        if list.value.is_empty() {
+            self.error(Self::loc(f, list), PolicyErrorKind::EmptyList(field));
+        }
+        let mut out = Vec::with_capacity(list.value.len());
+        for sel in &list.value {
+            let target = match &sel.value {
+                SelectorDoc::Name(n) if n == "*" => Target::Any,
+                SelectorDoc::Name(n) => match names.get(n.as_str()) {
+                    Some(&id) => Target::Segment(id),
+                    None => {
+                        let hint = did_you_mean(n, names.keys().copied());
+                        self.error(
+                            Self::loc(f, sel),
+                            PolicyErrorKind::UnknownSegment(n.clone(), hint),
+                        );
+                        continue;
+                    }
+                },
+                SelectorDoc::Labels(l) if l.is_empty() => {
+                    self.error(Self::loc(f, sel), PolicyErrorKind::EmptyLabelSelector);
+                    continue;
+                }
+                SelectorDoc::Labels(l) => Target::Group(groups.intern(l)),
+            };
+            out.push(target);
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn methods(&mut self, f: usize, list: &Spanned<Vec<Spanned<String>>>) -> Option<MethodSet> {
+        if list.value.is_empty() {
+            self.error(Self::loc(f, list), PolicyErrorKind::EmptyList("methods"));
+            return None;
+        }
+        let mut set = MethodSet::default();
+        for m in &list.value {
+            if let Err(hint) = set.insert(&m.value) {
+                self.error(
+                    Self::loc(f, m),
+                    PolicyErrorKind::BadMethod(m.value.clone(), hint),
+                );
+            }
+        }
+        Some(set)
+    }
+
+    fn paths(
+        &mut self,
+        f: usize,
+        list: &Spanned<Vec<Spanned<String>>>,
+    ) -> Option<Vec<PathPattern>> {
+        if list.value.is_empty() {
+            self.error(Self::loc(f, list), PolicyErrorKind::EmptyList("paths"));
+            return None;
+        }
+        let mut out = Vec::with_capacity(list.value.len());
+        for p in &list.value {
+            match PathPattern::parse(&p.value) {
+                Ok(pattern) => out.push(pattern),
+                Err(e) => self.error(Self::loc(f, p), e.into()),
+            }
+        }
+        out.sort();
+        out.dedup();
+        Some(out)
+    }
+}
+
+/// Segment and rule names: what a selector and a log line can carry unambiguously.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// A hint naming the closest defined segment, when one is close.
+fn did_you_mean<'n>(wrong: &str, names: impl Iterator<Item = &'n str>) -> String {
+    let best = names
+        .map(|n| (edit_distance(wrong, n), n))
+        .filter(|(d, _)| *d <= 2)
+        .min();
+    match best {
+        Some((_, n)) => format!("; did you mean `{n}`?"),
+        None => "; define it under `segments:`".to_owned(),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

@@ -1,0 +1,264 @@
+//! `CompiledPolicy::decide`: the decision for one request, following PRODUCT.md §3 in order:
+//! 1. source revoked → deny (`revoked`);
+//! 2. any matching `effect: deny` rule → deny (that rule);
+//! 3. any matching allow rule → allow (that rule);
+//! 4. otherwise → deny (`default-deny`).
+//!
+//! Deny always overrides allow; when several rules of a kind match, the first by name is
+//! reported, so the answer never depends on rule or file order. A matching `dry_run` deny
+//! turns an allow into `would-deny` without deciding.
+
+use std::fmt;
+
+use super::compile::{CompiledPolicy, Rule};
+use super::method::MethodBit;
+use super::pattern::trim_trailing_slash;
+use super::source::Effect;
+use crate::identity::SpiffeId;
+use crate::path::NormalizedPath;
+
+/// What happens to the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// Let through.
+    Allow,
+    /// Refused with 403.
+    Deny,
+    /// Let through, but logged as a deny would have refused it (audit mode, `dry_run`).
+    WouldDeny,
+}
+
+impl Decision {
+    /// The decision log's word: `allow`, `deny`, `would-deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::WouldDeny => "would-deny",
+        }
+    }
+}
+
+/// Which step of §3 decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Step 1: the source identity is revoked.
+    Revoked,
+    /// Step 2: a deny rule matched.
+    DenyRule,
+    /// Step 3: an allow rule matched.
+    AllowRule,
+    /// Step 3, with a matching `dry_run` deny rule reported as `would-deny`.
+    DryRunDeny,
+    /// Step 4: nothing allowed the request.
+    DefaultDeny,
+}
+
+impl Reason {
+    /// Bounded label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Revoked => "revoked",
+            Self::DenyRule => "deny-rule",
+            Self::AllowRule => "allow-rule",
+            Self::DryRunDeny => "dry-run-deny",
+            Self::DefaultDeny => "default-deny",
+        }
+    }
+}
+
+/// A decision, its reason and the deciding rule (borrowed from the policy snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict<'p> {
+    /// What happens to the request.
+    pub decision: Decision,
+    /// Which step decided.
+    pub reason: Reason,
+    /// The deciding rule's name, when a rule decided.
+    pub rule: Option<&'p str>,
+}
+
+impl<'p> Verdict<'p> {
+    /// The rule name, or `revoked` / `default-deny` when no rule decided.
+    pub fn rule_label(&self) -> &'p str {
+        self.rule.unwrap_or(self.reason.as_str())
+    }
+
+    /// The same verdict under `mode: audit`: a deny becomes `would-deny`.
+    pub fn audited(self) -> Self {
+        match self.decision {
+            Decision::Deny => Self {
+                decision: Decision::WouldDeny,
+                ..self
+            },
+            _ => self,
+        }
+    }
+
+    /// Whether the request goes through (`allow` or `would-deny`).
+    pub fn lets_through(&self) -> bool {
+        self.decision != Decision::Deny
+    }
+}
+
+impl fmt::Display for Verdict<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.rule {
+            Some(rule) => write!(f, "{} (rule {rule})", self.decision.as_str()),
+            None => write!(f, "{} ({})", self.decision.as_str(), self.reason.as_str()),
+        }
+    }
+}
+
+/// The facts a decision is made on.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The authenticated peer (from its X509-SVID).
+    pub source: &'a SpiffeId,
+    /// The workload being reached.
+    pub destination: &'a SpiffeId,
+    /// The HTTP method, as sent.
+    pub method: &'a str,
+    /// The normalized path (no query).
+    pub path: &'a NormalizedPath,
+}
+
+/// Everything `policy explain` shows about one request.
+#[derive(Debug, Clone)]
+pub struct Explanation<'p> {
+    /// The decision.
+    pub verdict: Verdict<'p>,
+    /// Segments the source belongs to.
+    pub source_segments: Vec<&'p str>,
+    /// Segments the destination belongs to.
+    pub destination_segments: Vec<&'p str>,
+    /// Every rule matching the request, by name.
+    pub matched: Vec<&'p Rule>,
+}
+
+impl CompiledPolicy {
+    /// Decides one request (PRODUCT.md §3 steps 1–4); never scans the whole rule list.
+    pub fn decide(&self, req: &Request<'_>) -> Verdict<'_> {
+        // Step 1 comes first: a revoked identity is refused whatever the rules say.
+        if self.revoked_index.contains(req.source) {
+            return Verdict {
+                decision: Decision::Deny,
+                reason: Reason::Revoked,
+                rule: None,
+            };
+        }
+        let mut best = Best::default();
+        self.each_match(req, |index, rule| best.note(index, rule));
+        best.verdict(self)
+    }
+
+    /// Decides and also reports segments and every matching rule, for `policy explain`.
+    pub fn explain(&self, req: &Request<'_>) -> Explanation<'_> {
+        let mut matched = Vec::new();
+        self.each_match(req, |index, _| matched.push(index));
+        matched.sort_unstable();
+        matched.dedup();
+        Explanation {
+            verdict: self.decide(req),
+            source_segments: self.segment_names(req.source),
+            destination_segments: self.segment_names(req.destination),
+            matched: matched
+                .into_iter()
+                .map(|i| &self.rules[i as usize])
+                .collect(),
+        }
+    }
+
+    /// Names of the segments `id` belongs to, sorted.
+    pub fn segment_names(&self, id: &SpiffeId) -> Vec<&str> {
+        let mut ids = Vec::new();
+        self.identities.lookup(id, &mut |s| ids.push(s));
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter()
+            .map(|s| self.segments[s as usize].name.as_str())
+            .collect()
+    }
+
+    /// Calls `found` for every rule filed under the request's keys whose methods and paths
+    /// match. Steps 2–3 look only here.
+    fn each_match(&self, req: &Request<'_>, mut found: impl FnMut(u32, &Rule)) {
+        let src = self.keys_of(req.source);
+        let dst = self.keys_of(req.destination);
+        let bit = MethodBit::of(req.method);
+        let path = trim_trailing_slash(req.path.as_str());
+        for &d in &dst {
+            let Some(bucket) = &self.by_dst[d as usize] else {
+                continue;
+            };
+            for s in &src {
+                let Some(rules) = bucket.by_src.get(s) else {
+                    continue;
+                };
+                for &index in rules.iter() {
+                    let rule = &self.rules[index as usize];
+                    let method_ok = rule
+                        .methods
+                        .as_ref()
+                        .is_none_or(|m| m.contains(bit, req.method));
+                    if method_ok
+                        && rule
+                            .paths
+                            .as_ref()
+                            .is_none_or(|ps| ps.iter().any(|p| p.matches_trimmed(path)))
+                    {
+                        found(index, rule);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The index keys of an identity: its segments, their label groups, and `ANY`.
+    fn keys_of(&self, id: &SpiffeId) -> Vec<u32> {
+        let mut keys = Vec::with_capacity(8);
+        self.identities.lookup(id, &mut |s| {
+            keys.extend_from_slice(&self.segment_keys[s as usize])
+        });
+        if keys.len() > 1 {
+            keys.sort_unstable();
+            keys.dedup();
+        }
+        keys.push(self.any_key());
+        keys
+    }
+}
+
+/// The first matching rule (by name order) of each kind.
+#[derive(Default)]
+struct Best {
+    deny: Option<u32>,
+    dry_run: Option<u32>,
+    allow: Option<u32>,
+}
+
+impl Best {
+    fn note(&mut self, index: u32, rule: &Rule) {
+        let slot = match (rule.effect, rule.dry_run) {
+            (Effect::Deny, false) => &mut self.deny,
+            (Effect::Deny, true) => &mut self.dry_run,
+            (Effect::Allow, _) => &mut self.allow,
+        };
+        *slot = Some(slot.map_or(index, |s| s.min(index)));
+    }
+
+    fn verdict(self, policy: &CompiledPolicy) -> Verdict<'_> {
+        let name = |i: u32| Some(policy.rules[i as usize].name.as_str());
+        let (decision, reason, rule) = match (self.deny, self.allow, self.dry_run) {
+            (Some(d), _, _) => (Decision::Deny, Reason::DenyRule, name(d)),
+            (None, Some(_), Some(dry)) => (Decision::WouldDeny, Reason::DryRunDeny, name(dry)),
+            (None, Some(a), None) => (Decision::Allow, Reason::AllowRule, name(a)),
+            (None, None, _) => (Decision::Deny, Reason::DefaultDeny, None),
+        };
+        Verdict {
+            decision,
+            reason,
+            rule,
+        }
+    }
+}

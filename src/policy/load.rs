@@ -1,0 +1,163 @@
+//! Reads a policy file or a folder of them into a [`PolicySource`]: the only file-system
+//! access of the policy module (PRODUCT.md §3: "Files in a directory are merged").
+//!
+//! A folder contributes its `*.yaml` and `*.yml` files, not recursively, in name order;
+//! names starting with `.` are skipped, so Kubernetes' `..data` and `..2026_…` entries of a
+//! mounted ConfigMap are never read twice (the visible names are symlinks into them).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::error::{PolicyError, PolicyErrorKind, PolicyErrors};
+use super::source::PolicyDoc;
+
+/// A policy file larger than this is refused (a 50k-rule policy is about 5 MB).
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The parsed files of one policy, in the order they were read.
+#[derive(Debug, Default)]
+pub struct PolicySource {
+    /// Each file with its parsed content.
+    pub files: Vec<SourceFile>,
+}
+
+/// One parsed policy file.
+#[derive(Debug)]
+pub struct SourceFile {
+    /// The path as the operator gave it, for messages.
+    pub name: String,
+    /// The parsed YAML.
+    pub doc: PolicyDoc,
+}
+
+impl PolicySource {
+    /// Reads `path`: one file, or every policy file directly inside a folder.
+    ///
+    /// # Errors
+    /// Every file that cannot be read or parsed, each at file:line:col.
+    pub fn load(path: &Path) -> Result<Self, PolicyErrors> {
+        let files = policy_files(path)?;
+        let mut source = Self::default();
+        let mut errors = Vec::new();
+        for file in files {
+            let name = file.display().to_string();
+            match read_capped(&file).and_then(|text| parse_doc(&name, &text)) {
+                Ok(doc) => source.files.push(SourceFile { name, doc }),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(source)
+        } else {
+            Err(PolicyErrors(errors))
+        }
+    }
+
+    /// Parses in-memory policy texts, each `(name, text)` standing for one file.
+    ///
+    /// # Errors
+    /// Every text that does not parse, each at name:line:col.
+    pub fn from_texts<'a>(
+        texts: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, PolicyErrors> {
+        let mut source = Self::default();
+        let mut errors = Vec::new();
+        for (name, text) in texts {
+            match parse_doc(name, text) {
+                Ok(doc) => source.files.push(SourceFile {
+                    name: name.to_owned(),
+                    doc,
+                }),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(source)
+        } else {
+            Err(PolicyErrors(errors))
+        }
+    }
+}
+
+/// Parses one file's text with budgets sized for large fleets but bounded for hostile input.
+///
+/// # Errors
+/// The YAML error (syntax, unknown key, type, budget) at name:line:col.
+pub fn parse_doc(name: &str, text: &str) -> Result<PolicyDoc, PolicyError> {
+    if text.len() as u64 > MAX_FILE_BYTES {
+        let kind = PolicyErrorKind::TooLarge(text.len() as u64, MAX_FILE_BYTES);
+        return Err(PolicyError::at(name, 0, 0, kind));
+    }
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = 8_000_000;
+    budget.max_events = 16_000_000;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.with_snippet = false;
+    serde_saphyr::from_str_with_options::<Option<PolicyDoc>>(text, options)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| yaml_error(name, &e))
+}
+
+fn yaml_error(name: &str, e: &serde_saphyr::Error) -> PolicyError {
+    let (line, col) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+    let message = e.without_snippet().to_string();
+    // The parser appends its own "at line X, column Y"; the prefix already says it.
+    let message = match message.rfind(" at line ") {
+        Some(i) if line > 0 => message[..i].to_owned(),
+        _ => message,
+    };
+    PolicyError::at(name, line, col, PolicyErrorKind::Yaml(message))
+}
+
+/// The files `path` stands for, sorted by name.
+fn policy_files(path: &Path) -> Result<Vec<PathBuf>, PolicyError> {
+    let io_err = |e: std::io::Error| {
+        PolicyError::at(
+            &path.display().to_string(),
+            0,
+            0,
+            PolicyErrorKind::Io(e.to_string()),
+        )
+    };
+    let meta = fs::metadata(path).map_err(io_err)?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files = Vec::new();
+    for entry in fs::read_dir(path).map_err(io_err)? {
+        let file = entry.map_err(io_err)?.path();
+        if is_policy_file(&file) {
+            files.push(file);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        let at = path.display().to_string();
+        return Err(PolicyError::at(&at, 0, 0, PolicyErrorKind::NoPolicyFiles));
+    }
+    Ok(files)
+}
+
+fn is_policy_file(file: &Path) -> bool {
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
+    // `is_file` follows symlinks, which is what a ConfigMap mount needs.
+    yaml && !name.starts_with('.') && file.is_file()
+}
+
+fn read_capped(file: &Path) -> Result<String, PolicyError> {
+    let name = file.display().to_string();
+    let io_err =
+        |e: std::io::Error| PolicyError::at(&name, 0, 0, PolicyErrorKind::Io(e.to_string()));
+    let len = fs::metadata(file).map_err(io_err)?.len();
+    if len > MAX_FILE_BYTES {
+        return Err(PolicyError::at(
+            &name,
+            0,
+            0,
+            PolicyErrorKind::TooLarge(len, MAX_FILE_BYTES),
+        ));
+    }
+    fs::read_to_string(file).map_err(io_err)
+}

@@ -1,0 +1,254 @@
+//! Identity and path patterns of the policy language (PRODUCT.md §3): parsing with exact
+//! errors, and the plain `matches` used by lints and `explain`. The request path uses the
+//! indexes built from these in `compile.rs`. PURE: std, identity, path only.
+
+use std::fmt;
+
+use crate::identity::SpiffeId;
+use crate::identity::spiffe_id::{MAX_ID_LEN, SCHEME_PREFIX, TrustDomain, check_segment};
+use crate::path::normalize;
+
+/// Why a pattern was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// "An exact SPIFFE ID; `*` matches exactly one path segment; `**` (only as the last
+    /// segment) matches the prefix and everything below."
+    #[error("`**` may only be the last segment of a pattern")]
+    GlobstarNotLast,
+    /// Wildcards stand for whole segments only.
+    #[error("`{0}`: wildcards match whole segments only (`*` or `**`), not part of one")]
+    PartialWildcard(String),
+    /// "The trust domain is always literal: no pattern spans trust domains."
+    #[error("the trust domain of a pattern is always literal: {0}")]
+    TrustDomain(String),
+    /// The pattern is not a well-formed SPIFFE ID apart from its wildcards.
+    #[error("{0}")]
+    Identity(String),
+    /// A pattern of a bare trust domain matches only the trust domain's own ID.
+    #[error("`{0}` matches no workload (leaf IDs have a path); did you mean `{0}/**`?")]
+    BareTrustDomain(String),
+    /// Path patterns are absolute.
+    #[error("path pattern must start with `/`")]
+    PathNotAbsolute,
+    /// Path patterns are matched against normalized paths, so they must be normalized.
+    #[error("path segment `{0}` is not in normalized form; write `{1}`")]
+    PathNotNormalized(String, String),
+    /// Matching ignores one trailing slash, so a pattern must not carry one.
+    #[error("drop the trailing `/` (matching already ignores it)")]
+    PathTrailingSlash,
+    /// The path pattern is not a valid path.
+    #[error("invalid path pattern: {0}")]
+    Path(String),
+}
+
+/// One segment of a pattern: a literal or `*`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PatternSegment {
+    /// Matches exactly this text.
+    Literal(String),
+    /// `*`: matches exactly one (non-empty) segment.
+    Star,
+}
+
+impl PatternSegment {
+    fn matches(&self, segment: &str) -> bool {
+        match self {
+            Self::Literal(lit) => lit == segment,
+            Self::Star => !segment.is_empty(),
+        }
+    }
+}
+
+/// A parsed SPIFFE identity pattern such as `spiffe://example.org/ns/staging/**`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IdentityPattern {
+    /// The literal trust domain.
+    pub trust_domain: String,
+    /// Path segments before any trailing `**`.
+    pub segments: Vec<PatternSegment>,
+    /// Whether the pattern ends in `**` (the prefix itself and everything below).
+    pub globstar: bool,
+}
+
+impl IdentityPattern {
+    /// Parses and validates a pattern.
+    ///
+    /// # Errors
+    /// A [`PatternError`] naming the broken rule.
+    pub fn parse(text: &str) -> Result<Self, PatternError> {
+        let as_id = |e: crate::identity::SpiffeIdError| PatternError::Identity(e.to_string());
+        if text.len() > MAX_ID_LEN {
+            return Err(as_id(crate::identity::SpiffeIdError::TooLong(text.len())));
+        }
+        let rest = text
+            .strip_prefix(SCHEME_PREFIX)
+            .ok_or(as_id(crate::identity::SpiffeIdError::WrongScheme))?;
+        let td_len = rest.find('/').unwrap_or(rest.len());
+        let (td, path) = rest.split_at(td_len);
+        if td.contains('*') {
+            return Err(PatternError::TrustDomain(format!("`{td}` contains `*`")));
+        }
+        if rest.contains(['?', '#']) {
+            return Err(as_id(crate::identity::SpiffeIdError::QueryOrFragment));
+        }
+        let trust_domain = TrustDomain::parse(td).map_err(as_id)?.as_str().to_owned();
+        if path.is_empty() {
+            return Err(PatternError::BareTrustDomain(text.to_owned()));
+        }
+        let (segments, globstar) = parse_segments(path, |s| {
+            check_segment(s).map_err(|e| PatternError::Identity(e.to_string()))
+        })?;
+        Ok(Self {
+            trust_domain,
+            segments,
+            globstar,
+        })
+    }
+
+    /// Whether `id` matches: same trust domain, then segment by segment.
+    pub fn matches(&self, id: &SpiffeId) -> bool {
+        id.trust_domain() == self.trust_domain
+            && segments_match(&self.segments, self.globstar, id.segments())
+    }
+}
+
+impl fmt::Display for IdentityPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{SCHEME_PREFIX}{}", self.trust_domain)?;
+        write_segments(f, &self.segments, self.globstar)
+    }
+}
+
+/// A parsed path pattern: exact, with `*` segments, or ending in `**`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PathPattern {
+    /// Segments before any trailing `**`.
+    pub segments: Vec<PatternSegment>,
+    /// Whether the pattern ends in `**` (the prefix itself and any depth below).
+    pub globstar: bool,
+}
+
+impl PathPattern {
+    /// Parses a path pattern; literal parts must already be in normalized form.
+    ///
+    /// # Errors
+    /// A [`PatternError`] naming the broken rule, with the normalized spelling as a hint.
+    pub fn parse(text: &str) -> Result<Self, PatternError> {
+        if !text.starts_with('/') {
+            return Err(PatternError::PathNotAbsolute);
+        }
+        if text == "/" {
+            return Ok(Self {
+                segments: Vec::new(),
+                globstar: false,
+            });
+        }
+        if text.ends_with('/') {
+            return Err(PatternError::PathTrailingSlash);
+        }
+        let (segments, globstar) = parse_segments(text, check_path_segment)?;
+        Ok(Self { segments, globstar })
+    }
+
+    /// Whether a normalized request path matches (one trailing slash is ignored).
+    pub fn matches(&self, path: &str) -> bool {
+        self.matches_trimmed(trim_trailing_slash(path))
+    }
+
+    /// [`Self::matches`] for a path already passed through [`trim_trailing_slash`].
+    pub fn matches_trimmed(&self, trimmed: &str) -> bool {
+        if trimmed == "/" {
+            return self.segments.is_empty();
+        }
+        segments_match(&self.segments, self.globstar, trimmed.split('/').skip(1))
+    }
+}
+
+impl fmt::Display for PathPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.segments.is_empty() && !self.globstar {
+            return f.write_str("/");
+        }
+        write_segments(f, &self.segments, self.globstar)
+    }
+}
+
+/// A request path without its one optional trailing slash (`/` stays `/`).
+pub fn trim_trailing_slash(path: &str) -> &str {
+    match path.strip_suffix('/') {
+        Some(p) if !p.is_empty() => p,
+        _ => path,
+    }
+}
+
+/// A literal path-pattern segment must be exactly what `normalize` would produce.
+fn check_path_segment(segment: &str) -> Result<(), PatternError> {
+    match segment {
+        "" => return Err(PatternError::Path("empty segment (`//`)".into())),
+        "." | ".." => return Err(PatternError::Path("`.` and `..` segments".into())),
+        _ => {}
+    }
+    let probe = format!("/{segment}");
+    match normalize(&probe) {
+        Ok(n) if n.as_str() == probe => Ok(()),
+        Ok(n) => Err(PatternError::PathNotNormalized(
+            segment.to_owned(),
+            n.as_str().trim_start_matches('/').to_owned(),
+        )),
+        Err(e) => Err(PatternError::Path(e.to_string())),
+    }
+}
+
+/// Splits `/a/*/b/**` into segments; `check` validates each literal segment.
+fn parse_segments(
+    path: &str,
+    check: impl Fn(&str) -> Result<(), PatternError>,
+) -> Result<(Vec<PatternSegment>, bool), PatternError> {
+    let parts: Vec<&str> = path.split('/').skip(1).collect();
+    let mut segments = Vec::with_capacity(parts.len());
+    for (i, part) in parts.iter().enumerate() {
+        match *part {
+            "**" if i + 1 == parts.len() => return Ok((segments, true)),
+            "**" => return Err(PatternError::GlobstarNotLast),
+            "*" => segments.push(PatternSegment::Star),
+            p if p.contains('*') => return Err(PatternError::PartialWildcard(p.to_owned())),
+            p => {
+                check(p)?;
+                segments.push(PatternSegment::Literal(p.to_owned()));
+            }
+        }
+    }
+    Ok((segments, false))
+}
+
+/// Segment-wise match shared by identity and path patterns.
+fn segments_match<'a>(
+    pattern: &[PatternSegment],
+    globstar: bool,
+    mut actual: impl Iterator<Item = &'a str>,
+) -> bool {
+    for want in pattern {
+        match actual.next() {
+            Some(seg) if want.matches(seg) => {}
+            _ => return false,
+        }
+    }
+    globstar || actual.next().is_none()
+}
+
+fn write_segments(
+    f: &mut fmt::Formatter<'_>,
+    segs: &[PatternSegment],
+    globstar: bool,
+) -> fmt::Result {
+    for seg in segs {
+        match seg {
+            PatternSegment::Literal(l) => write!(f, "/{l}")?,
+            PatternSegment::Star => f.write_str("/*")?,
+        }
+    }
+    if globstar {
+        f.write_str("/**")?;
+    }
+    Ok(())
+}

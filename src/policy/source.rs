@@ -1,0 +1,159 @@
+//! Serde types mirroring the policy YAML of PRODUCT.md §3 one to one. Every struct denies
+//! unknown keys, and every value an error may point at is `Spanned` so messages can name
+//! file:line:col. Nothing here is validated beyond its YAML shape: `compile.rs` does that.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+pub use serde_saphyr::Spanned;
+
+/// One policy file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDoc {
+    /// Named groups of identities, with labels.
+    #[serde(default)]
+    pub segments: NamedMap<SegmentDoc>,
+    /// Allow and deny rules.
+    #[serde(default)]
+    pub rules: Vec<Spanned<RuleDoc>>,
+    /// Identities (exact IDs or patterns) denied before any rule is looked at.
+    #[serde(default)]
+    pub revoked: Vec<Spanned<String>>,
+    /// Requests and the decision the policy must give them.
+    #[serde(default)]
+    pub tests: Vec<Spanned<TestDoc>>,
+}
+
+/// A segment: identity patterns plus labels.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentDoc {
+    /// SPIFFE ID patterns (`*` one segment, trailing `**` any depth).
+    pub identities: Vec<Spanned<String>>,
+    /// Free-form `key: value` labels that label selectors match.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Free text for humans; ignored by the engine.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A rule as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDoc {
+    /// Unique name, reported as the deciding rule.
+    pub name: Spanned<String>,
+    /// `allow` (default) or `deny`.
+    #[serde(default)]
+    pub effect: Effect,
+    /// Source selectors.
+    pub from: Spanned<Vec<Spanned<SelectorDoc>>>,
+    /// Destination selectors.
+    pub to: Spanned<Vec<Spanned<SelectorDoc>>>,
+    /// Upper-case methods; omitted means all.
+    #[serde(default)]
+    pub methods: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Path patterns; omitted means all.
+    #[serde(default)]
+    pub paths: Option<Spanned<Vec<Spanned<String>>>>,
+    /// A deny rule that is evaluated and logged as `would-deny` but does not decide.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Free text for humans; ignored by the engine.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `effect:` of a rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    /// Lets a request through unless a deny rule matches.
+    #[default]
+    Allow,
+    /// Refuses a request whatever allows it.
+    Deny,
+}
+
+/// A selector in `from`/`to`: a segment name, `"*"`, or a label map.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SelectorDoc {
+    /// A segment name, or `"*"` for any authenticated identity.
+    Name(String),
+    /// Every segment carrying all these labels.
+    Labels(BTreeMap<String, String>),
+}
+
+/// One entry of `tests:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestDoc {
+    /// Source SPIFFE ID.
+    pub from: Spanned<String>,
+    /// Destination SPIFFE ID.
+    pub to: Spanned<String>,
+    /// Method; `GET` when omitted.
+    #[serde(default)]
+    pub method: Option<Spanned<String>>,
+    /// Request path; `/` when omitted. Normalized like a real request.
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    /// Expected decision.
+    pub expect: Expect,
+    /// Expected deciding rule (or `revoked` / `default-deny`).
+    #[serde(default)]
+    pub rule: Option<String>,
+}
+
+/// `expect:` of a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expect {
+    /// The request is let through.
+    Allow,
+    /// The request is refused.
+    Deny,
+    /// A dry-run deny rule matched a request that is let through.
+    WouldDeny,
+}
+
+/// A YAML mapping kept in file order with the location of every key, so duplicate
+/// names across files can be reported where they are written.
+#[derive(Debug)]
+pub struct NamedMap<T>(pub Vec<(Spanned<String>, T)>);
+
+impl<T> Default for NamedMap<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for NamedMap<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(NamedMapVisitor(PhantomData))
+    }
+}
+
+struct NamedMapVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for NamedMapVisitor<T> {
+    type Value = NamedMap<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping of names to definitions")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some(key) = map.next_key::<Spanned<String>>()? {
+            entries.push((key, map.next_value()?));
+        }
+        Ok(NamedMap(entries))
+    }
+}
