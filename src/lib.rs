@@ -3,6 +3,7 @@
 //!
 //! Crate map (dependencies point down only):
 //! - [`cli`]: clap commands `policy check|explain`, `certs init|issue|inspect`, exit codes.
+//! - [`demo`]: `segward demo`, the scenarios on freshly minted identities.
 //! - [`certs`]: rcgen PKI — throwaway CA, X509-SVID leaves, inspection.
 //! - [`policy`]: PURE. YAML policy → `CompiledPolicy` → `decide`; lints for `policy check`.
 //! - [`path`]: PURE. The one request-path normalization, shared by policy and proxy.
@@ -10,6 +11,7 @@
 
 pub mod certs;
 pub mod cli;
+pub mod demo;
 pub mod identity;
 pub mod path;
 pub mod policy;

@@ -1,5 +1,56 @@
-//! Command line (placeholder until written).
-/// Entry point.
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+//! The command line (PRODUCT.md §1): clap definitions, dispatch, and the one place errors
+//! become exit codes — 0 success, 1 invalid input (policy, certificate, …), 2 usage error.
+//! Results go to stdout (`--json` is machine-readable); errors and warnings to stderr.
+
+mod certs;
+mod policy;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// segward: SPIFFE identity-segment authorization sidecar.
+#[derive(Debug, Parser)]
+#[command(name = "segward", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate, lint and explain segment policies.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Make a throwaway CA and X509-SVIDs, and inspect certificates.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
+    /// Play the demo scenarios against the example policy with freshly minted identities.
+    Demo,
+}
+
+/// How a command ended, short of a usage error (which clap reports with exit code 2).
+pub enum Outcome {
+    /// Exit code 0.
+    Success,
+    /// Exit code 1: the input (policy, certificate, ID) is invalid; already reported.
+    Invalid,
+}
+
+/// Parses the command line, runs the command, and maps the result to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Policy(cmd) => policy::run(cmd),
+        Command::Certs(cmd) => certs::run(cmd),
+        Command::Demo => crate::demo::run(),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Invalid) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }

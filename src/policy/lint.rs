@@ -1,1 +1,422 @@
-//! Lints (placeholder).
+//! Lints for `segward policy check` (PRODUCT.md §3): findings about a *valid* policy that an
+//! operator probably did not mean. Never on the request path; a lint never rejects a policy.
+//!
+//! - `shadowed-by-deny`: an allow rule every request of which a deny rule refuses.
+//! - `crosses-denied-boundary`: an allow rule partly inside a label boundary a deny refuses.
+//! - `wildcard-allow-on-critical`: `"*"` allowed to reach a segment labelled `critical`.
+//! - `unused-segment`: a segment no rule selects, by name or by label.
+//! - `empty-label-selector`: a label selector that matches no segment.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use super::compile::{CompiledPolicy, Loc, Rule, Target};
+use super::method::MethodSet;
+use super::pattern::{PathPattern, PatternSegment};
+use super::source::Effect;
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lint {
+    /// Short kebab-case name of the lint, e.g. `shadowed-by-deny`.
+    pub kind: &'static str,
+    /// `file:line:col` of the rule or segment concerned.
+    pub at: String,
+    /// What is wrong and what it means.
+    pub message: String,
+}
+
+impl fmt::Display for Lint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: warning[{}]: {}", self.at, self.kind, self.message)
+    }
+}
+
+/// Every finding, in a stable order (by location).
+pub fn lint(policy: &CompiledPolicy) -> Vec<Lint> {
+    let sides: Vec<Sides> = policy
+        .rules()
+        .iter()
+        .map(|r| Sides::of(policy, r))
+        .collect();
+    let mut out = Vec::new();
+    deny_overlaps(policy, &sides, &mut out);
+    wildcard_on_critical(policy, &sides, &mut out);
+    unused_segments(policy, &mut out);
+    empty_label_selectors(policy, &mut out);
+    out.sort_by(|a, b| (&a.at, a.kind).cmp(&(&b.at, b.kind)));
+    out
+}
+
+/// What a selector list covers: every identity (`"*"`), or a set of segments.
+#[derive(Debug, Default)]
+struct Cover {
+    any: bool,
+    /// Segment ids, ascending.
+    segments: Vec<u32>,
+}
+
+impl Cover {
+    fn of(policy: &CompiledPolicy, targets: &[Target]) -> Self {
+        let mut cover = Self::default();
+        for &t in targets {
+            cover.any |= t == Target::Any;
+            if t != Target::Any {
+                cover.segments.extend(policy.members(t));
+            }
+        }
+        cover.segments.sort_unstable();
+        cover.segments.dedup();
+        cover
+    }
+
+    fn has(&self, segment: u32) -> bool {
+        self.any || self.segments.binary_search(&segment).is_ok()
+    }
+
+    /// Every identity `other` selects, `self` selects too.
+    fn covers(&self, other: &Cover) -> bool {
+        self.any || (!other.any && other.segments.iter().all(|s| self.has(*s)))
+    }
+
+    fn overlaps(&self, other: &Cover) -> bool {
+        let some = |c: &Cover| c.any || !c.segments.is_empty();
+        (self.any && some(other))
+            || (other.any && some(self))
+            || other
+                .segments
+                .iter()
+                .any(|s| self.segments.binary_search(s).is_ok())
+    }
+}
+
+/// Both sides of a rule, resolved to segment sets once.
+struct Sides {
+    from: Cover,
+    to: Cover,
+}
+
+impl Sides {
+    fn of(policy: &CompiledPolicy, rule: &Rule) -> Self {
+        Self {
+            from: Cover::of(policy, &rule.from),
+            to: Cover::of(policy, &rule.to),
+        }
+    }
+}
+
+fn finding(policy: &CompiledPolicy, kind: &'static str, at: Loc, message: String) -> Lint {
+    Lint {
+        kind,
+        at: policy.locate(at),
+        message,
+    }
+}
+
+/// Allow rules a deny rule shadows entirely, or cuts through along a label boundary.
+fn deny_overlaps(policy: &CompiledPolicy, sides: &[Sides], out: &mut Vec<Lint>) {
+    let rules = policy.rules();
+    let candidates = AllowsByDestination::new(policy, sides);
+    for (d, deny) in rules.iter().enumerate() {
+        if deny.effect != Effect::Deny || deny.dry_run {
+            continue;
+        }
+        let labelled = deny
+            .from
+            .iter()
+            .chain(&deny.to)
+            .any(|t| matches!(t, Target::Group(_)));
+        for a in candidates.reaching(&sides[d].to) {
+            let allow = &rules[a];
+            if !sides[d].from.overlaps(&sides[a].from) || !overlaps_requests(deny, allow) {
+                continue;
+            }
+            let shadowed = sides[d].from.covers(&sides[a].from)
+                && sides[d].to.covers(&sides[a].to)
+                && covers_requests(deny, allow);
+            let (name, what) = (&allow.name, &deny.name);
+            if shadowed {
+                let msg = format!(
+                    "allow rule `{name}` never allows anything: deny rule `{what}` refuses every request it matches"
+                );
+                out.push(finding(policy, "shadowed-by-deny", allow.at, msg));
+            } else if labelled {
+                let msg = format!(
+                    "allow rule `{name}` crosses the label boundary denied by `{what}`; the deny wins for the requests both match"
+                );
+                out.push(finding(policy, "crosses-denied-boundary", allow.at, msg));
+            }
+        }
+    }
+}
+
+/// Allow rules filed by the destination segments they reach, so a deny is compared only
+/// with the allows that share a destination (50k rules would be 10^9 pairs otherwise).
+struct AllowsByDestination {
+    by_segment: Vec<Vec<usize>>,
+    to_any: Vec<usize>,
+    all: Vec<usize>,
+}
+
+impl AllowsByDestination {
+    fn new(policy: &CompiledPolicy, sides: &[Sides]) -> Self {
+        let mut index = Self {
+            by_segment: vec![Vec::new(); policy.segments().len()],
+            to_any: Vec::new(),
+            all: Vec::new(),
+        };
+        for (r, _) in policy
+            .rules()
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.effect == Effect::Allow)
+        {
+            index.all.push(r);
+            if sides[r].to.any {
+                index.to_any.push(r);
+            }
+            sides[r]
+                .to
+                .segments
+                .iter()
+                .for_each(|&s| index.by_segment[s as usize].push(r));
+        }
+        index
+    }
+
+    /// Allow rules whose destinations overlap `to`, each once, ascending.
+    fn reaching(&self, to: &Cover) -> Vec<usize> {
+        if to.any {
+            return self.all.clone();
+        }
+        let mut out = self.to_any.clone();
+        to.segments
+            .iter()
+            .for_each(|&s| out.extend(&self.by_segment[s as usize]));
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// `"*"` allowed into a segment carrying a label whose value is `critical`.
+fn wildcard_on_critical(policy: &CompiledPolicy, sides: &[Sides], out: &mut Vec<Lint>) {
+    let critical: Vec<usize> = (0..policy.segments().len())
+        .filter(|&s| {
+            policy.segments()[s]
+                .labels
+                .values()
+                .any(|v| v == "critical")
+        })
+        .collect();
+    for (r, rule) in policy.rules().iter().enumerate() {
+        if rule.effect != Effect::Allow || !sides[r].from.any {
+            continue;
+        }
+        let reached = critical.iter().find(|&&s| sides[r].to.has(s as u32));
+        if let Some(&s) = reached {
+            let seg = &policy.segments()[s].name;
+            let msg = format!(
+                "allow rule `{}` lets any identity (\"*\") reach critical segment `{seg}`",
+                rule.name
+            );
+            out.push(finding(policy, "wildcard-allow-on-critical", rule.at, msg));
+        }
+    }
+}
+
+/// Segments that no rule selects by name or by label.
+fn unused_segments(policy: &CompiledPolicy, out: &mut Vec<Lint>) {
+    let mut used = vec![false; policy.segments().len()];
+    for rule in policy.rules() {
+        for &t in rule
+            .from
+            .iter()
+            .chain(&rule.to)
+            .filter(|t| **t != Target::Any)
+        {
+            policy
+                .members(t)
+                .into_iter()
+                .for_each(|s| used[s as usize] = true);
+        }
+    }
+    for (_, segment) in policy
+        .segments()
+        .iter()
+        .enumerate()
+        .filter(|(s, _)| !used[*s])
+    {
+        let msg = format!(
+            "segment `{}` is not selected by any rule, by name or by label",
+            segment.name
+        );
+        out.push(finding(policy, "unused-segment", segment.at, msg));
+    }
+}
+
+/// Label selectors that match no segment: probably a typo in a label.
+fn empty_label_selectors(policy: &CompiledPolicy, out: &mut Vec<Lint>) {
+    for rule in policy.rules() {
+        for t in rule.from.iter().chain(&rule.to) {
+            let Target::Group(g) = t else { continue };
+            let group = &policy.groups()[*g as usize];
+            if group.members.is_empty() {
+                let labels: BTreeMap<_, _> = group.labels.iter().collect();
+                let msg = format!(
+                    "label selector {labels:?} in rule `{}` matches no segment",
+                    rule.name
+                );
+                out.push(finding(policy, "empty-label-selector", rule.at, msg));
+            }
+        }
+    }
+}
+
+/// Every (method, path) request `allow` matches, `deny` matches too.
+fn covers_requests(deny: &Rule, allow: &Rule) -> bool {
+    let methods = match (&deny.methods, &allow.methods) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(d), Some(a)) => d.covers(a),
+    };
+    let paths = match (&deny.paths, &allow.paths) {
+        (None, _) => true,
+        (Some(d), None) => d.iter().any(|p| p.segments.is_empty() && p.globstar),
+        (Some(d), Some(a)) => a.iter().all(|ap| d.iter().any(|dp| path_covers(dp, ap))),
+    };
+    methods && paths
+}
+
+/// Some (method, path) request matches both rules.
+fn overlaps_requests(deny: &Rule, allow: &Rule) -> bool {
+    let methods = match (&deny.methods, &allow.methods) {
+        (Some(d), Some(a)) => MethodSet::overlaps(d, a),
+        _ => true,
+    };
+    let paths = match (&deny.paths, &allow.paths) {
+        (Some(d), Some(a)) => a.iter().any(|ap| d.iter().any(|dp| paths_overlap(dp, ap))),
+        _ => true,
+    };
+    methods && paths
+}
+
+/// Every path `inner` matches, `outer` matches.
+fn path_covers(outer: &PathPattern, inner: &PathPattern) -> bool {
+    let seg_covers = |o: &PatternSegment, i: &PatternSegment| o == &PatternSegment::Star || o == i;
+    let (o, i) = (&outer.segments, &inner.segments);
+    if outer.globstar {
+        i.len() >= o.len() && o.iter().zip(i).all(|(o, i)| seg_covers(o, i))
+    } else {
+        !inner.globstar && o.len() == i.len() && o.iter().zip(i).all(|(o, i)| seg_covers(o, i))
+    }
+}
+
+/// Some path matches both patterns.
+fn paths_overlap(a: &PathPattern, b: &PathPattern) -> bool {
+    let compatible = |x: &PatternSegment, y: &PatternSegment| {
+        x == &PatternSegment::Star || y == &PatternSegment::Star || x == y
+    };
+    let prefix_ok = a
+        .segments
+        .iter()
+        .zip(&b.segments)
+        .all(|(x, y)| compatible(x, y));
+    let (la, lb) = (a.segments.len(), b.segments.len());
+    prefix_ok
+        && match (a.globstar, b.globstar) {
+            (false, false) => la == lb,
+            (true, false) => lb >= la,
+            (false, true) => la >= lb,
+            (true, true) => true,
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::from_text;
+
+    const SEGMENTS: &str = r#"
+segments:
+  web:     { identities: ["spiffe://t.org/web"], labels: { env: prod } }
+  pay:     { identities: ["spiffe://t.org/pay"], labels: { env: prod, tier: critical } }
+  ci:      { identities: ["spiffe://t.org/ci/**"], labels: { env: staging } }
+  orphan:  { identities: ["spiffe://t.org/orphan"] }
+"#;
+
+    fn lints(rules: &str) -> Vec<(&'static str, String)> {
+        let p = from_text("p.yaml", &format!("{SEGMENTS}rules:\n{rules}")).unwrap();
+        lint(&p).into_iter().map(|l| (l.kind, l.message)).collect()
+    }
+
+    fn kinds(rules: &str) -> Vec<&'static str> {
+        lints(rules)
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| *k != "unused-segment")
+            .collect()
+    }
+
+    #[test]
+    fn an_allow_fully_inside_a_deny_is_shadowed() {
+        let rules = "  - { name: a, from: [web], to: [pay], methods: [GET], paths: [\"/v1/x\"] }\n  - { name: d, effect: deny, from: [\"*\"], to: [pay], paths: [\"/v1/**\"] }\n";
+        assert_eq!(kinds(rules), ["shadowed-by-deny"]);
+    }
+
+    #[test]
+    fn an_allow_partly_inside_a_label_deny_crosses_the_boundary() {
+        let rules = "  - { name: a, from: [web, ci], to: [pay] }\n  - { name: d, effect: deny, from: [{ env: staging }], to: [{ env: prod }] }\n";
+        assert_eq!(kinds(rules), ["crosses-denied-boundary"]);
+    }
+
+    #[test]
+    fn disjoint_paths_methods_or_dry_runs_do_not_warn() {
+        let rules = "  - { name: a, from: [web], to: [pay], paths: [\"/v1/*\"] }\n  - { name: d, effect: deny, from: [web], to: [pay], paths: [\"/admin/**\"] }\n  - { name: e, effect: deny, from: [web], to: [pay], methods: [DELETE], paths: [\"/v1/**\"] }\n  - { name: f, effect: deny, dry_run: true, from: [web], to: [pay] }\n  - { name: g, from: [web], to: [pay], methods: [GET] }\n";
+        // `e` shadows nothing: `a` allows all methods and `g` all paths.
+        assert_eq!(kinds(rules), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn wildcard_allow_into_a_critical_segment_warns() {
+        let rules = "  - { name: open, from: [\"*\"], to: [pay], methods: [GET] }\n";
+        assert_eq!(kinds(rules), ["wildcard-allow-on-critical"]);
+        let rules = "  - { name: open, from: [\"*\"], to: [web] }\n";
+        assert_eq!(kinds(rules), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn unused_segments_and_empty_label_selectors_warn() {
+        let rules = "  - { name: a, from: [{ env: prod }], to: [{ env: dev }] }\n";
+        let found = lints(rules);
+        let unused: Vec<&String> = found
+            .iter()
+            .filter(|(k, _)| *k == "unused-segment")
+            .map(|(_, m)| m)
+            .collect();
+        assert_eq!(unused.len(), 2, "{found:?}");
+        assert!(
+            unused[0].contains("`ci`") && unused[1].contains("`orphan`"),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|(k, _)| *k == "empty-label-selector"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn path_cover_and_overlap_follow_the_pattern_rules() {
+        let p = |s: &str| PathPattern::parse(s).unwrap();
+        assert!(path_covers(&p("/a/**"), &p("/a")));
+        assert!(path_covers(&p("/a/**"), &p("/a/*/c")));
+        assert!(path_covers(&p("/**"), &p("/")));
+        assert!(path_covers(&p("/a/*"), &p("/a/b")));
+        assert!(!path_covers(&p("/a/*"), &p("/a/**")));
+        assert!(!path_covers(&p("/a/b"), &p("/a/*")));
+        assert!(paths_overlap(&p("/a/*"), &p("/*/b")));
+        assert!(paths_overlap(&p("/a/**"), &p("/a")));
+        assert!(!paths_overlap(&p("/a/**"), &p("/b")));
+        assert!(!paths_overlap(&p("/a/*"), &p("/a")));
+    }
+}

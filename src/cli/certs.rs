@@ -1,0 +1,101 @@
+//! `segward certs init | issue | inspect` (PRODUCT.md §1): a throwaway PKI for the demo,
+//! tests and trials. Production SVIDs come from your SPIFFE issuer (SPIRE, cert-manager…).
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use clap::Subcommand;
+
+use super::Outcome;
+use crate::certs;
+use crate::identity::{SpiffeId, TrustDomain};
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create a CA: writes ca.pem, ca.key (mode 0600) and bundle.pem into --out.
+    Init {
+        /// Trust domain the CA vouches for, e.g. example.org (lower case only).
+        #[arg(long, value_name = "NAME")]
+        trust_domain: String,
+        /// Folder to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Overwrite an existing ca.key.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue an X509-SVID: writes svid.pem (leaf then chain), svid.key (0600) and bundle.pem.
+    Issue {
+        /// Folder holding ca.pem and ca.key (from `certs init`).
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The workload's SPIFFE ID, e.g. spiffe://example.org/ns/prod/sa/payments.
+        #[arg(long, value_name = "ID")]
+        spiffe_id: String,
+        /// Folder to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Validity: a number and a unit, s, m, h or d.
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        /// DNS name to add as a SAN (repeatable), for clients that check host names.
+        #[arg(long, value_name = "NAME")]
+        dns: Vec<String>,
+    },
+    /// Show a certificate's SPIFFE ID, validity and whether it passes the X509-SVID rules.
+    Inspect {
+        /// A PEM file; the first certificate is inspected, the rest counted as the chain.
+        file: PathBuf,
+        /// Print as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a `certs` subcommand.
+pub fn run(cmd: CertsCommand) -> anyhow::Result<Outcome> {
+    match cmd {
+        CertsCommand::Init {
+            trust_domain,
+            out,
+            force,
+        } => {
+            let td = TrustDomain::parse(&trust_domain)
+                .map_err(|e| anyhow::anyhow!("--trust-domain `{trust_domain}`: {e}"))?;
+            let files = certs::init(&td, &out, force)?;
+            println!(
+                "wrote {}, {} (0600), {}",
+                files.cert.display(),
+                files.key.display(),
+                files.bundle.display()
+            );
+        }
+        CertsCommand::Issue {
+            ca,
+            spiffe_id,
+            out,
+            ttl,
+            dns,
+        } => {
+            let id = SpiffeId::parse(&spiffe_id)
+                .map_err(|e| anyhow::anyhow!("--spiffe-id `{spiffe_id}`: {e}"))?;
+            let ttl = certs::parse_ttl(&ttl)?;
+            let files = certs::issue(&ca, &id, &out, ttl, &dns)?;
+            println!(
+                "wrote {}, {} (0600), {} for {id}",
+                files.cert.display(),
+                files.key.display(),
+                files.bundle.display()
+            );
+        }
+        CertsCommand::Inspect { file, json } => {
+            let inspection = certs::inspect(&file, SystemTime::now())?;
+            if json {
+                println!("{}", serde_json::to_string(&inspection)?);
+            } else {
+                print!("{inspection}");
+            }
+        }
+    }
+    Ok(Outcome::Success)
+}
