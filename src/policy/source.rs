@@ -35,7 +35,7 @@ pub struct SegmentDoc {
     /// SPIFFE ID patterns (`*` one segment, trailing `**` any depth).
     pub identities: Vec<Spanned<String>>,
     /// Free-form `key: value` labels that label selectors match.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "labels")]
     pub labels: BTreeMap<String, String>,
     /// Free text for humans; ignored by the engine.
     #[serde(default)]
@@ -81,13 +81,81 @@ pub enum Effect {
 }
 
 /// A selector in `from`/`to`: a segment name, `"*"`, or a label map.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum SelectorDoc {
     /// A segment name, or `"*"` for any authenticated identity.
     Name(String),
     /// Every segment carrying all these labels.
     Labels(BTreeMap<String, String>),
+}
+
+impl<'de> Deserialize<'de> for SelectorDoc {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SelectorVisitor)
+    }
+}
+
+struct SelectorVisitor;
+
+impl<'de> Visitor<'de> for SelectorVisitor {
+    type Value = SelectorDoc;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a segment name, \"*\", or a label map such as { env: prod }")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(SelectorDoc::Name(v.to_owned()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut labels = BTreeMap::new();
+        while let Some((k, v)) = map.next_entry::<String, LabelValue>()? {
+            labels.insert(k, v.0);
+        }
+        Ok(SelectorDoc::Labels(labels))
+    }
+}
+
+/// A label value: YAML writes `tier: 1` or `pci: true` as scalars that are not strings;
+/// labels compare as text, so every scalar is read as its text.
+struct LabelValue(String);
+
+impl<'de> Deserialize<'de> for LabelValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LabelValueVisitor)
+    }
+}
+
+struct LabelValueVisitor;
+
+impl Visitor<'_> for LabelValueVisitor {
+    type Value = LabelValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a label value (a string, number or boolean)")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(LabelValue(v.to_owned()))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(LabelValue(v.to_string()))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(LabelValue(v.to_string()))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(LabelValue(v.to_string()))
+    }
+}
+
+fn labels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, LabelValue>::deserialize(d)?;
+    Ok(raw.into_iter().map(|(k, v)| (k, v.0)).collect())
 }
 
 /// One entry of `tests:`.

@@ -500,3 +500,24 @@ fn hostile_yaml_is_refused_not_expanded() {
     let errs = errors(bomb);
     assert!(errs[0].starts_with("p.yaml:"), "{errs:?}");
 }
+
+#[test]
+fn label_values_compare_as_text_whatever_their_yaml_type() {
+    let text = r#"
+segments:
+  a: { identities: ["spiffe://t.org/a"], labels: { tier: 1, pci: true } }
+  b: { identities: ["spiffe://t.org/b"] }
+rules:
+  - { name: r, from: [{ tier: "1", pci: "true" }], to: [b] }
+"#;
+    let p = from_text("p.yaml", text).unwrap();
+    assert_eq!(
+        decide(&p, "spiffe://t.org/a", "spiffe://t.org/b", "GET", "/"),
+        (Decision::Allow, "r".into())
+    );
+    let errs = errors("rules:\n  - { name: r, from: [[a]], to: [b] }\n");
+    assert!(
+        errs[0].starts_with("p.yaml:2:23: ") && errs[0].contains("label map"),
+        "{errs:?}"
+    );
+}
