@@ -2,13 +2,22 @@
 //! directory, and the in-memory `Ca` other tests reuse. Issued leaves are checked with the
 //! X509-SVID rules of `identity::Svid` (PRODUCT.md §4).
 
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
 
-use crate::identity::SvidError;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
 use tempfile::TempDir;
+use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
+use x509_parser::pem::Pem;
 
 use super::*;
+use crate::identity::{Role, SpiffeId, Svid, SvidError, TrustDomain};
 
 const ID: &str = "spiffe://example.org/ns/prod/sa/payments";
 const DAY: Duration = Duration::from_secs(86_400);
