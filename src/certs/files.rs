@@ -1,0 +1,179 @@
+//! `certs init` and `certs issue` (PRODUCT.md §1): the CA and SVID files, written atomically
+//! with keys created 0600, and the `--ttl` syntax ([`parse_ttl`]).
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{
+    BUNDLE_FILE, CA_CERT_FILE, CA_KEY_FILE, Ca, CertsError, MAX_TTL, SVID_CERT_FILE, SVID_KEY_FILE,
+    certificate_blocks, io_error, svid_params,
+};
+use crate::identity::{SpiffeId, TrustDomain};
+
+/// The files `init` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFiles {
+    /// `ca.pem`
+    pub cert: PathBuf,
+    /// `ca.key`, mode 0600
+    pub key: PathBuf,
+    /// `bundle.pem`
+    pub bundle: PathBuf,
+}
+
+/// The files `issue` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SvidFiles {
+    /// `svid.pem`: leaf then chain
+    pub cert: PathBuf,
+    /// `svid.key`, mode 0600
+    pub key: PathBuf,
+    /// `bundle.pem`
+    pub bundle: PathBuf,
+}
+
+impl CaFiles {
+    /// The CA file names inside `dir`.
+    pub fn in_dir(dir: &Path) -> CaFiles {
+        CaFiles {
+            cert: dir.join(CA_CERT_FILE),
+            key: dir.join(CA_KEY_FILE),
+            bundle: dir.join(BUNDLE_FILE),
+        }
+    }
+}
+
+impl SvidFiles {
+    /// The SVID file names inside `dir`.
+    pub fn in_dir(dir: &Path) -> SvidFiles {
+        SvidFiles {
+            cert: dir.join(SVID_CERT_FILE),
+            key: dir.join(SVID_KEY_FILE),
+            bundle: dir.join(BUNDLE_FILE),
+        }
+    }
+}
+
+/// `certs init`: a new CA for `trust_domain` written to `out` (created if missing) as
+/// `ca.pem`, `ca.key` (0600) and `bundle.pem`. Refuses to replace a `ca.key` unless `force`.
+///
+/// # Errors
+/// [`CertsError::KeyExists`], [`CertsError::Io`] naming the file, [`CertsError::Generate`].
+pub fn init(trust_domain: &TrustDomain, out: &Path, force: bool) -> Result<CaFiles, CertsError> {
+    let files = CaFiles::in_dir(out);
+    // symlink_metadata: a dangling symlink named ca.key also counts as a key in the way.
+    if !force && fs::symlink_metadata(&files.key).is_ok() {
+        return Err(CertsError::KeyExists(files.key));
+    }
+    let ca = Ca::new(trust_domain)?;
+    create_dir(out)?;
+    write_file(&files.key, &ca.key_pem(), SECRET_MODE)?;
+    write_file(&files.cert, ca.cert_pem(), PUBLIC_MODE)?;
+    write_file(&files.bundle, ca.cert_pem(), PUBLIC_MODE)?;
+    Ok(files)
+}
+
+/// `certs issue`: an X509-SVID for `id` signed by the CA in `ca_dir`, written to `out`
+/// (created if missing) as `svid.pem` (leaf then CA), `svid.key` (0600) and `bundle.pem`
+/// (the CA's `bundle.pem`, or its `ca.pem` if it has none).
+///
+/// # Errors
+/// [`CertsError::RootId`], [`CertsError::Io`] / [`CertsError::BadFile`] naming the file,
+/// [`CertsError::Generate`].
+pub fn issue(
+    ca_dir: &Path,
+    id: &SpiffeId,
+    out: &Path,
+    ttl: Duration,
+    dns: &[String],
+) -> Result<SvidFiles, CertsError> {
+    let params = svid_params(id, ttl, dns)?;
+    let ca = Ca::load(ca_dir)?;
+    let svid = ca.sign(&params)?;
+    let bundle = ca_bundle(ca_dir, &ca)?;
+    let files = SvidFiles::in_dir(out);
+    create_dir(out)?;
+    write_file(&files.key, &svid.key_pem, SECRET_MODE)?;
+    write_file(&files.cert, &svid.chain_pem, PUBLIC_MODE)?;
+    write_file(&files.bundle, &bundle, PUBLIC_MODE)?;
+    Ok(files)
+}
+
+/// Parses a TTL such as `90s`, `30m`, `24h` or `7d`: a positive whole number and one unit,
+/// at most [`MAX_TTL`].
+///
+/// # Errors
+/// [`CertsError::BadTtl`] saying what is wrong.
+pub fn parse_ttl(input: &str) -> Result<Duration, CertsError> {
+    let bad = |problem| CertsError::BadTtl {
+        input: input.to_owned(),
+        problem,
+    };
+    let unit_secs: u64 = match input.chars().last() {
+        None => return Err(bad("empty; write a number and a unit, e.g. 24h")),
+        Some('s') => 1,
+        Some('m') => 60,
+        Some('h') => 3600,
+        Some('d') => 86_400,
+        Some(c) if c.is_ascii_digit() => return Err(bad("missing unit; end with s, m, h or d")),
+        Some(_) => return Err(bad("unknown unit; use s, m, h or d (e.g. 24h)")),
+    };
+    // Invariant: the unit matched above is one ASCII byte, so this slices at a char boundary.
+    let number = &input[..input.len() - 1];
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("expected a whole number before the unit, e.g. 24h"));
+    }
+    let too_long = || bad("too long; the longest TTL is 3650d");
+    let secs = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_secs));
+    match secs.ok_or_else(too_long)? {
+        0 => Err(bad("must be longer than zero")),
+        secs if secs > MAX_TTL.as_secs() => Err(too_long()),
+        secs => Ok(Duration::from_secs(secs)),
+    }
+}
+
+const SECRET_MODE: u32 = 0o600;
+const PUBLIC_MODE: u32 = 0o644;
+
+/// The trust bundle an SVID directory gets: the CA's `bundle.pem`, else its certificate.
+fn ca_bundle(ca_dir: &Path, ca: &Ca) -> Result<String, CertsError> {
+    let path = ca_dir.join(BUNDLE_FILE);
+    match fs::read_to_string(&path) {
+        Ok(bundle) => Ok(certificate_blocks(&bundle)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(ca.cert_pem().to_owned()),
+        Err(e) => Err(io_error(&path, &e)),
+    }
+}
+
+fn create_dir(dir: &Path) -> Result<(), CertsError> {
+    fs::create_dir_all(dir).map_err(|e| io_error(dir, &e))
+}
+
+/// Writes `contents` to a new sibling file created with `mode` (so a key is never readable
+/// by others, not even briefly), then renames it over `path`: readers see old or new, whole.
+fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), CertsError> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = write_new(&tmp, contents, mode).and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp); // Best effort: the error below is what matters.
+    }
+    written.map_err(|e| io_error(path, &e))
+}
+
+fn write_new(path: &Path, contents: &str, mode: u32) -> io::Result<()> {
+    let _ = fs::remove_file(path); // A leftover from a crashed run would block create_new.
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
