@@ -1,0 +1,748 @@
+//! The command line end to end (PRODUCT.md §1, §3; README "Command line"): each test runs the
+//! real `segward` binary and judges it only by what an operator sees — the exit code (0 success,
+//! 1 invalid input, 2 usage error), stdout, stderr and the files it writes.
+//! Policies and certificates are written to temporary folders; nothing is checked in but
+//! `policies/`, the shipped example policy.
+
+use std::fs::{self, File};
+use std::io::{Read, Seek};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The crate root: `policies/` lives here, and explain/check name files relative to it.
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Every command under test exits on its own well within this; a hang fails the test.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+const CI_RUNNER: &str = "spiffe://example.org/ns/staging/sa/ci-runner";
+const PAYMENTS: &str = "spiffe://example.org/ns/prod/sa/payments";
+const LEDGER: &str = "spiffe://example.org/ns/prod/sa/ledger";
+const AGENT_READ: &str = "spiffe://example.org/ns/prod/agent/copilot/read";
+
+// --- policy check --------------------------------------------------------------------------
+
+#[test]
+fn the_shipped_policy_checks_ok_with_its_counts_and_version() {
+    let out = segward(&["policy", "check", "policies/"]);
+
+    assert_eq!(out.code, 0, "{out:?}");
+    let summary = out.stdout.lines().last().unwrap();
+    assert!(summary.starts_with("ok: policies/"), "{summary}");
+    // The counts of policies/fleet.yaml.
+    for count in [
+        "8 segments",
+        "10 rules",
+        "1 revoked",
+        "14 tests passed",
+        "0 warnings",
+    ] {
+        assert!(summary.contains(count), "missing `{count}` in: {summary}");
+    }
+    assert!(summary.contains("version sha256:"), "{summary}");
+}
+
+#[test]
+fn the_shipped_policy_checks_ok_as_json() {
+    let out = segward(&["policy", "check", "policies/", "--json"]);
+
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = json(&out.stdout);
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["errors"], Value::Array(vec![]));
+    assert_eq!(report["segments"], 8);
+    assert_eq!(report["rules"], 10);
+    assert_eq!(report["tests"], 14);
+    let version = report["version"].as_str().unwrap();
+    assert!(version.starts_with("sha256:"), "{version}");
+    let human = segward(&["policy", "check", "policies/"]);
+    assert!(
+        human.stdout.contains(&format!("version {version}")),
+        "{human:?}"
+    );
+}
+
+const BROKEN_RULES: &str = r#"segments:
+  payments:
+    identities: ["spiffe://example.org/ns/prod/sa/payments"]
+  staging:
+    identities: ["spiffe://example.org/ns/**/ci"]
+rules:
+  - name: frontend-calls-payments
+    from: [frontnd]
+    to: [payments]
+    methods: [get]
+"#;
+
+#[test]
+fn every_error_in_a_policy_is_reported_at_its_file_line_and_column() {
+    let dir = policy_dir(&[("rules.yaml", BROKEN_RULES)]);
+
+    let out = segward_in(dir.path(), &["policy", "check", "rules.yaml"]);
+
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(problem_lines(&out.stderr, "rules.yaml").len(), 3, "{out:?}");
+    let double_star = at(BROKEN_RULES, r#""spiffe://example.org/ns/**/ci""#);
+    let unknown_segment = at(BROKEN_RULES, "frontnd");
+    let lower_case_method = at(BROKEN_RULES, "get]");
+    assert!(problem_at(&out.stderr, "rules.yaml", double_star).contains("`**`"));
+    assert!(problem_at(&out.stderr, "rules.yaml", unknown_segment).contains("frontnd"));
+    assert!(problem_at(&out.stderr, "rules.yaml", lower_case_method).contains("`get`"));
+    assert_eq!(out.stdout, "", "errors go to stderr");
+}
+
+#[test]
+fn every_error_in_a_policy_is_an_entry_of_the_json_report() {
+    let dir = policy_dir(&[("rules.yaml", BROKEN_RULES)]);
+
+    let out = segward_in(dir.path(), &["policy", "check", "rules.yaml", "--json"]);
+
+    assert_eq!(out.code, 1, "{out:?}");
+    let report = json(&out.stdout);
+    assert_eq!(report["valid"], false);
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 3, "{report}");
+    for (needle, word) in [
+        (r#""spiffe://example.org/ns/**/ci""#, "`**`"),
+        ("frontnd", "frontnd"),
+        ("get]", "`get`"),
+    ] {
+        let (line, col) = at(BROKEN_RULES, needle);
+        let error = errors
+            .iter()
+            .find(|e| e["line"] == line && e["col"] == col)
+            .unwrap_or_else(|| panic!("no error at {line}:{col} in {report}"));
+        assert_eq!(error["file"], "rules.yaml");
+        assert!(error["message"].as_str().unwrap().contains(word), "{error}");
+    }
+}
+
+const FAILING_TEST: &str = r#"segments:
+  frontend:
+    identities: ["spiffe://example.org/ns/prod/sa/frontend"]
+  payments:
+    identities: ["spiffe://example.org/ns/prod/sa/payments"]
+rules:
+  - name: frontend-calls-payments
+    from: [frontend]
+    to: [payments]
+tests:
+  - { from: spiffe://example.org/ns/prod/sa/frontend, to: spiffe://example.org/ns/prod/sa/payments,
+      expect: allow }
+  - { from: spiffe://example.org/ns/prod/sa/payments, to: spiffe://example.org/ns/prod/sa/frontend,
+      expect: allow }
+"#;
+
+#[test]
+fn a_policy_whose_own_test_fails_is_invalid_at_that_test() {
+    let dir = policy_dir(&[("fleet.yaml", FAILING_TEST)]);
+
+    let out = segward_in(dir.path(), &["policy", "check", "fleet.yaml"]);
+
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(problem_lines(&out.stderr, "fleet.yaml").len(), 1, "{out:?}");
+    let failing = at(
+        FAILING_TEST,
+        "{ from: spiffe://example.org/ns/prod/sa/payments",
+    );
+    let problem = problem_at(&out.stderr, "fleet.yaml", failing);
+    assert!(problem.contains("test failed"), "{problem}");
+    assert!(problem.contains("default-deny"), "{problem}");
+}
+
+const UNKNOWN_KEY: &str = r#"segments:
+  payments:
+    identities: ["spiffe://example.org/ns/prod/sa/payments"]
+    lables: { env: prod }
+"#;
+
+#[test]
+fn an_unknown_key_is_an_error_at_that_key() {
+    let dir = policy_dir(&[("fleet.yaml", UNKNOWN_KEY)]);
+
+    let out = segward_in(dir.path(), &["policy", "check", "fleet.yaml"]);
+
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(problem_lines(&out.stderr, "fleet.yaml").len(), 1, "{out:?}");
+    let problem = problem_at(&out.stderr, "fleet.yaml", at(UNKNOWN_KEY, "lables"));
+    assert!(problem.contains("unknown field `lables`"), "{problem}");
+    let report = json(&segward_in(dir.path(), &["policy", "check", "fleet.yaml", "--json"]).stdout);
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["errors"][0]["line"], at(UNKNOWN_KEY, "lables").0);
+}
+
+const UNUSED_SEGMENT: &str = r#"segments:
+  frontend:
+    identities: ["spiffe://example.org/ns/prod/sa/frontend"]
+  payments:
+    identities: ["spiffe://example.org/ns/prod/sa/payments"]
+  ledger:
+    identities: ["spiffe://example.org/ns/prod/sa/ledger"]
+rules:
+  - name: frontend-calls-payments
+    from: [frontend]
+    to: [payments]
+"#;
+
+#[test]
+fn an_unused_segment_is_a_warning_that_strict_turns_into_failure() {
+    let dir = policy_dir(&[("fleet.yaml", UNUSED_SEGMENT)]);
+    let (line, col) = at(UNUSED_SEGMENT, "ledger:");
+    let warning = format!("fleet.yaml:{line}:{col}: warning[unused-segment]");
+
+    let lenient = segward_in(dir.path(), &["policy", "check", "fleet.yaml"]);
+    let strict = segward_in(dir.path(), &["policy", "check", "fleet.yaml", "--strict"]);
+
+    assert_eq!(lenient.code, 0, "{lenient:?}");
+    assert!(lenient.stdout.contains(&warning), "{lenient:?}");
+    assert!(lenient.stdout.contains("1 warnings"), "{lenient:?}");
+    assert_eq!(strict.code, 1, "{strict:?}");
+    assert!(strict.stdout.contains(&warning), "{strict:?}");
+}
+
+const PAYMENTS_SEGMENT: &str = r#"segments:
+  payments:
+    identities: ["spiffe://example.org/ns/prod/sa/payments"]
+"#;
+
+const PAYMENTS_AGAIN: &str = r#"# a second team adds its own payments segment
+segments:
+  payments:
+    identities: ["spiffe://example.org/ns/prod/sa/payments-v2"]
+rules:
+  - name: anyone-calls-payments
+    from: ["*"]
+    to: [payments]
+"#;
+
+#[test]
+fn a_segment_defined_in_two_files_names_both_places() {
+    let dir = policy_dir(&[
+        ("policies/a.yaml", PAYMENTS_SEGMENT),
+        ("policies/b.yaml", PAYMENTS_AGAIN),
+    ]);
+
+    let out = segward_in(dir.path(), &["policy", "check", "policies"]);
+
+    assert_eq!(out.code, 1, "{out:?}");
+    let (first_line, first_col) = at(PAYMENTS_SEGMENT, "payments:");
+    let again = at(PAYMENTS_AGAIN, "payments:");
+    let problem = problem_at(&out.stderr, "policies/b.yaml", again);
+    assert!(
+        problem.contains(&format!("policies/a.yaml:{first_line}:{first_col}")),
+        "{problem}"
+    );
+}
+
+#[test]
+fn a_folder_without_policy_files_is_invalid() {
+    let dir = TempDir::new().unwrap();
+
+    let out = segward_in(dir.path(), &["policy", "check", "."]);
+
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("no *.yaml"), "{out:?}");
+}
+
+#[test]
+fn a_missing_policy_path_is_invalid_and_named() {
+    let dir = TempDir::new().unwrap();
+
+    let out = segward_in(dir.path(), &["policy", "check", "no-such-policies"]);
+
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("no-such-policies"), "{out:?}");
+}
+
+// --- policy explain ------------------------------------------------------------------------
+
+#[test]
+fn explain_shows_the_staging_runner_denied_payments_by_the_guard_rail() {
+    let out = explain(CI_RUNNER, PAYMENTS, &["--path", "/v1/charges"]);
+
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(field(&out.stdout, "decision"), "deny");
+    assert_eq!(field(&out.stdout, "rule"), "staging-never-reaches-prod");
+    assert_eq!(field(&out.stdout, "request"), "GET /v1/charges");
+}
+
+#[test]
+fn explain_as_json_gives_the_decision_its_reasons_and_the_checked_version() {
+    let checked = json(&segward(&["policy", "check", "policies/", "--json"]).stdout);
+
+    let out = explain(CI_RUNNER, PAYMENTS, &["--path", "/v1/charges", "--json"]);
+
+    assert_eq!(out.code, 0, "{out:?}");
+    let e = json(&out.stdout);
+    assert_eq!(e["decision"], "deny");
+    assert_eq!(e["rule"], "staging-never-reaches-prod");
+    assert_eq!(e["reason"], "deny-rule");
+    assert_eq!(e["policy_version"], checked["version"]);
+    assert_eq!(
+        e["source_segments"],
+        serde_json::json!(["ci-runner", "staging-workloads"])
+    );
+    let fleet = fs::read_to_string(Path::new(ROOT).join("policies/fleet.yaml")).unwrap();
+    let (line, col) = at(&fleet, "name: staging-never-reaches-prod");
+    let name_col = col + "name: ".len();
+    assert_eq!(
+        e["matched_rules"],
+        serde_json::json!([{
+            "name": "staging-never-reaches-prod",
+            "effect": "deny",
+            "at": format!("policies/fleet.yaml:{line}:{name_col}"),
+        }])
+    );
+}
+
+#[test]
+fn explain_normalizes_an_encoded_dot_dot_trick_to_the_admin_api_and_denies_it() {
+    let trick = "/v1/charges/%2e%2e/%2e%2e/admin/keys";
+
+    let out = explain(AGENT_READ, PAYMENTS, &["--path", trick, "--json"]);
+
+    assert_eq!(out.code, 0, "{out:?}");
+    let e = json(&out.stdout);
+    assert_eq!(e["decision"], "deny");
+    assert_eq!(e["rule"], "no-admin-api");
+    assert_eq!(e["path"], "/admin/keys");
+}
+
+#[test]
+fn explain_ignores_the_query_string() {
+    let out = explain(
+        AGENT_READ,
+        PAYMENTS,
+        &["--path", "/v1/charges/ch_1?x=1", "--json"],
+    );
+
+    assert_eq!(out.code, 0, "{out:?}");
+    let e = json(&out.stdout);
+    assert_eq!(e["path"], "/v1/charges/ch_1");
+    assert_eq!(e["decision"], "allow");
+}
+
+#[test]
+fn explain_refuses_an_invalid_spiffe_id() {
+    let out = explain("spiffe://Example.org/x", PAYMENTS, &[]);
+
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("spiffe://Example.org/x"), "{out:?}");
+    assert_eq!(out.stdout, "");
+}
+
+#[test]
+fn explain_refuses_an_encoded_slash_as_the_proxy_would_with_400() {
+    let out = explain(
+        AGENT_READ,
+        PAYMENTS,
+        &["--path", "/v1/charges/..%2f..%2fadmin"],
+    );
+
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("400"), "{out:?}");
+    assert_eq!(out.stdout, "");
+}
+
+#[test]
+fn explain_denies_a_revoked_identity_as_revoked() {
+    let revoked = "spiffe://example.org/ns/prod/sa/legacy-batch";
+
+    let out = explain(revoked, LEDGER, &["--path", "/v1/entries", "--json"]);
+
+    assert_eq!(out.code, 0, "{out:?}");
+    let e = json(&out.stdout);
+    assert_eq!(e["decision"], "deny");
+    assert_eq!(e["rule"], "revoked");
+}
+
+#[test]
+fn explain_denies_an_identity_in_no_segment_by_default() {
+    let stranger = "spiffe://example.org/ns/prod/sa/stranger";
+
+    let out = explain(stranger, PAYMENTS, &["--path", "/v1/charges", "--json"]);
+
+    assert_eq!(out.code, 0, "{out:?}");
+    let e = json(&out.stdout);
+    assert_eq!(e["decision"], "deny");
+    assert_eq!(e["rule"], "default-deny");
+    assert_eq!(e["source_segments"], Value::Array(vec![]));
+}
+
+// --- usage and help ------------------------------------------------------------------------
+
+#[test]
+fn usage_errors_exit_with_code_2_and_say_what_is_wrong() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["policy", "explain", "policies/"], "--from"),
+        (&["frobnicate"], "frobnicate"),
+        (&["policy", "check", "policies/", "--frob"], "--frob"),
+    ];
+    for (args, named) in cases {
+        let out = segward(args);
+
+        assert_eq!(out.code, 2, "segward {args:?}: {out:?}");
+        assert!(out.stderr.contains(named), "segward {args:?}: {out:?}");
+        assert_eq!(out.stdout, "", "segward {args:?}");
+    }
+}
+
+#[test]
+fn help_on_each_command_lists_its_flags() {
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["--help"], &["policy", "certs", "demo"]),
+        (&["policy", "check", "--help"], &["--strict", "--json"]),
+        (
+            &["certs", "issue", "--help"],
+            &["--ca", "--spiffe-id", "--out", "--ttl", "--dns"],
+        ),
+    ];
+    for (args, flags) in cases {
+        let out = segward(args);
+
+        assert_eq!(out.code, 0, "segward {args:?}: {out:?}");
+        for flag in *flags {
+            assert!(out.stdout.contains(flag), "segward {args:?} lacks {flag}");
+        }
+    }
+}
+
+// --- certs ---------------------------------------------------------------------------------
+
+#[test]
+fn certs_init_writes_a_ca_whose_key_only_its_owner_can_read() {
+    let dir = TempDir::new().unwrap();
+    let ca = dir.path().join("ca");
+
+    let out = init_ca(&ca, &[]);
+
+    assert_eq!(out.code, 0, "{out:?}");
+    for file in ["ca.pem", "ca.key", "bundle.pem"] {
+        assert!(ca.join(file).is_file(), "{file} missing");
+    }
+    assert_eq!(mode(&ca.join("ca.key")), 0o600);
+}
+
+#[test]
+fn certs_init_keeps_an_existing_ca_key_unless_forced() {
+    let dir = TempDir::new().unwrap();
+    let ca = dir.path().join("ca");
+    assert_eq!(init_ca(&ca, &[]).code, 0);
+    let first_key = fs::read(ca.join("ca.key")).unwrap();
+
+    let again = init_ca(&ca, &[]);
+
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(again.stderr.contains("--force"), "{again:?}");
+    assert_eq!(fs::read(ca.join("ca.key")).unwrap(), first_key);
+
+    let forced = init_ca(&ca, &["--force"]);
+
+    assert_eq!(forced.code, 0, "{forced:?}");
+    assert_ne!(fs::read(ca.join("ca.key")).unwrap(), first_key);
+    assert_eq!(mode(&ca.join("ca.key")), 0o600);
+}
+
+#[test]
+fn certs_init_refuses_an_upper_case_trust_domain_and_writes_nothing() {
+    let dir = TempDir::new().unwrap();
+    let ca = dir.path().join("ca");
+
+    let out = segward(&[
+        "certs",
+        "init",
+        "--trust-domain",
+        "Example.org",
+        "--out",
+        s(&ca),
+    ]);
+
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("Example.org"), "{out:?}");
+    assert!(!ca.exists());
+}
+
+#[test]
+fn certs_issue_writes_the_leaf_then_its_chain_and_a_private_pkcs8_key() {
+    let dir = TempDir::new().unwrap();
+    let ca = dir.path().join("ca");
+    assert_eq!(init_ca(&ca, &[]).code, 0);
+    let svid = ca.join("payments");
+
+    let out = issue(&ca, PAYMENTS, &svid, &["--ttl", "2h", "--dns", "payments"]);
+
+    assert_eq!(out.code, 0, "{out:?}");
+    let chain = fs::read_to_string(svid.join("svid.pem")).unwrap();
+    assert_eq!(
+        chain.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "leaf then CA"
+    );
+    let key = fs::read_to_string(svid.join("svid.key")).unwrap();
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8");
+    assert_eq!(mode(&svid.join("svid.key")), 0o600);
+    assert!(svid.join("bundle.pem").is_file());
+}
+
+#[test]
+fn certs_issue_refuses_a_trust_domain_id_without_a_path() {
+    let dir = TempDir::new().unwrap();
+    let ca = dir.path().join("ca");
+    assert_eq!(init_ca(&ca, &[]).code, 0);
+    let svid = ca.join("root");
+
+    let out = issue(&ca, "spiffe://example.org", &svid, &[]);
+
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("spiffe://example.org"), "{out:?}");
+    assert!(!svid.exists());
+}
+
+#[test]
+fn certs_issue_refuses_a_zero_or_unknown_ttl_and_writes_nothing() {
+    let dir = TempDir::new().unwrap();
+    let ca = dir.path().join("ca");
+    assert_eq!(init_ca(&ca, &[]).code, 0);
+    let svid = ca.join("payments");
+
+    for ttl in ["0h", "5x"] {
+        let out = issue(&ca, PAYMENTS, &svid, &["--ttl", ttl]);
+
+        assert_eq!(out.code, 1, "--ttl {ttl}: {out:?}");
+        assert!(out.stderr.contains(ttl), "--ttl {ttl}: {out:?}");
+        assert!(!svid.exists(), "--ttl {ttl} wrote files");
+    }
+}
+
+#[test]
+fn certs_issue_without_a_ca_names_the_missing_file() {
+    let dir = TempDir::new().unwrap();
+    let missing = dir.path().join("no-ca");
+
+    let out = issue(&missing, PAYMENTS, &dir.path().join("payments"), &[]);
+
+    assert_eq!(out.code, 1, "{out:?}");
+    let ca_pem = missing.join("ca.pem");
+    assert!(out.stderr.contains(s(&ca_pem)), "{out:?}");
+}
+
+#[test]
+fn certs_inspect_as_json_shows_the_issued_svid_passes_both_roles() {
+    let dir = TempDir::new().unwrap();
+    let svid = issued_payments_svid(dir.path());
+
+    let out = segward(&["certs", "inspect", s(&svid), "--json"]);
+
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = json(&out.stdout);
+    assert_eq!(report["spiffe_id"], PAYMENTS);
+    assert_eq!(report["chain_len"], 2);
+    assert_eq!(report["client_check"], "ok");
+    assert_eq!(report["server_check"], "ok");
+    let expires_in = report["expires_in_secs"].as_i64().unwrap();
+    assert!(
+        (2 * 3600 - 600..=2 * 3600).contains(&expires_in),
+        "a 2h SVID expires in {expires_in}s"
+    );
+}
+
+#[test]
+fn certs_inspect_names_the_spiffe_id_for_a_human() {
+    let dir = TempDir::new().unwrap();
+    let svid = issued_payments_svid(dir.path());
+
+    let out = segward(&["certs", "inspect", s(&svid)]);
+
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains(PAYMENTS), "{out:?}");
+}
+
+#[test]
+fn certs_inspect_refuses_a_file_without_a_certificate() {
+    let dir = TempDir::new().unwrap();
+    let not_pem = dir.path().join("notes.txt");
+    fs::write(&not_pem, "hello, not a certificate\n").unwrap();
+
+    let out = segward(&["certs", "inspect", s(&not_pem)]);
+
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains(s(&not_pem)), "{out:?}");
+}
+
+// --- demo ----------------------------------------------------------------------------------
+
+#[test]
+fn the_demo_plays_every_scenario_as_expected() {
+    let dir = TempDir::new().unwrap();
+
+    let out = segward_in(dir.path(), &["demo"]);
+
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .trim_end()
+            .ends_with("all scenarios behaved as expected"),
+        "{out:?}"
+    );
+}
+
+// --- helpers -------------------------------------------------------------------------------
+
+/// What one run of the binary left behind.
+#[derive(Debug)]
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `segward args` in the crate root.
+fn segward(args: &[&str]) -> Output {
+    segward_in(Path::new(ROOT), args)
+}
+
+/// Runs `segward args` in `dir`, failing the test if it outlives [`DEADLINE`].
+fn segward_in(dir: &Path, args: &[&str]) -> Output {
+    let (mut stdout, mut stderr) = (tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_segward"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(stdout.try_clone().unwrap())
+        .stderr(stderr.try_clone().unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > DEADLINE {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("segward {args:?} still running after {DEADLINE:?}");
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        code: status.code().unwrap(),
+        stdout: read_back(&mut stdout),
+        stderr: read_back(&mut stderr),
+    }
+}
+
+fn read_back(file: &mut File) -> String {
+    file.rewind().unwrap();
+    let mut text = String::new();
+    file.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// Parses stdout that must be one JSON object.
+fn json(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+/// `segward policy explain policies/ --from FROM --to TO EXTRA…`.
+fn explain(from: &str, to: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["policy", "explain", "policies/", "--from", from, "--to", to];
+    args.extend_from_slice(extra);
+    segward(&args)
+}
+
+/// The value of a `name:   value` line of explain's human output.
+fn field<'a>(stdout: &'a str, name: &str) -> &'a str {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no `{name}:` line in:\n{stdout}"))
+        .trim()
+}
+
+/// 1-based line and column of the first occurrence of `needle` in `text`.
+fn at(text: &str, needle: &str) -> (usize, usize) {
+    text.lines()
+        .enumerate()
+        .find_map(|(i, l)| l.find(needle).map(|c| (i + 1, c + 1)))
+        .unwrap_or_else(|| panic!("`{needle}` is not in the policy"))
+}
+
+/// The stderr lines reporting a problem in `file` (the `file:line:col: message` lines).
+fn problem_lines<'a>(stderr: &'a str, file: &str) -> Vec<&'a str> {
+    let prefix = format!("{file}:");
+    stderr.lines().filter(|l| l.starts_with(&prefix)).collect()
+}
+
+/// The message of the problem reported at `file:line:col`.
+fn problem_at<'a>(stderr: &'a str, file: &str, (line, col): (usize, usize)) -> &'a str {
+    let prefix = format!("{file}:{line}:{col}: ");
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no problem at {file}:{line}:{col} in:\n{stderr}"))
+}
+
+/// A temporary folder holding the given policy files (paths relative to it).
+fn policy_dir(files: &[(&str, &str)]) -> TempDir {
+    let dir = TempDir::new().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+/// `segward certs init --trust-domain example.org --out CA EXTRA…`.
+fn init_ca(ca: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "certs",
+        "init",
+        "--trust-domain",
+        "example.org",
+        "--out",
+        s(ca),
+    ];
+    args.extend_from_slice(extra);
+    segward(&args)
+}
+
+/// `segward certs issue --ca CA --spiffe-id ID --out OUT EXTRA…`.
+fn issue(ca: &Path, id: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "certs",
+        "issue",
+        "--ca",
+        s(ca),
+        "--spiffe-id",
+        id,
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    segward(&args)
+}
+
+/// A fresh CA in `dir` and a 2-hour SVID for payments; returns its `svid.pem`.
+fn issued_payments_svid(dir: &Path) -> PathBuf {
+    let ca = dir.join("ca");
+    assert_eq!(init_ca(&ca, &[]).code, 0);
+    let out = issue(&ca, PAYMENTS, &ca.join("payments"), &["--ttl", "2h"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    ca.join("payments/svid.pem")
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// A temporary path as an argument (they are UTF-8 on every test machine).
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}

@@ -1,0 +1,9 @@
+//! segward's one integration-test binary (ENGINEERING.md "Testing"): each module tells one
+//! story against the public API; `support` holds the fixtures they share.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+mod policy_props;
+
+mod cli;

@@ -1,0 +1,318 @@
+//! Property tests of the policy engine (PRODUCT.md §3): random policies, written as YAML and
+//! run through parse → compile → decide, agree with a naive reference evaluator; and the
+//! decision never depends on rule order, segment order or how rules are split over files.
+//!
+//! The reference below works on the generator's data, not on the YAML, and shares no code
+//! with `src/policy`: its own pattern matcher, segment membership, selectors and order.
+
+use std::cell::Cell;
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::select;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use segward::identity::SpiffeId;
+use segward::path::normalize;
+use segward::policy::{self, CompiledPolicy, Decision, PolicySource, Request};
+
+use crate::support::policy_gen::{
+    Id, IdPattern, MAX_RULES, Part, PolicySpec, RequestSpec, RuleSpec, SEGMENTS, SegmentSpec,
+    Selector, document, permutation, policy, request_draft,
+};
+
+/// Requests checked against each generated policy.
+const REQUESTS_PER_POLICY: usize = 8;
+
+#[test]
+fn decide_agrees_with_a_naive_reading_of_section_3() {
+    let cases = (policy(), vec(request_draft(), REQUESTS_PER_POLICY));
+    // How often each §3 step decided, so a generator drift into trivial cases is caught.
+    let steps: [Cell<usize>; 5] = Default::default();
+    let result = runner(512).run(&cases, |(spec, drafts)| {
+        let yaml = spec.to_yaml();
+        let compiled = compile_one(&yaml)?;
+        for req in drafts.iter().map(|d| d.resolve(&spec)) {
+            let want = reference(&spec, &req);
+            steps[step_of(&want)].set(steps[step_of(&want)].get() + 1);
+            let got = engine(&compiled, &req);
+            prop_assert_eq!(&got, &want, "request {}\npolicy:\n{}", req, yaml);
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let steps = steps.map(Cell::into_inner);
+    // Steps: 1 revoked, 2 deny rule, 3 allow, 3 would-deny, 4 default-deny.
+    assert!(
+        steps.iter().all(|&n| n > 0),
+        "a §3 step never decided: {steps:?}"
+    );
+}
+
+#[test]
+fn deny_overrides_allow_whatever_the_rule_order_and_file_split() {
+    let cases = (
+        policy(),
+        permutation(MAX_RULES),
+        permutation(SEGMENTS),
+        select(&Layout::ALL[..]),
+        0..=MAX_RULES,
+        vec(request_draft(), REQUESTS_PER_POLICY),
+    );
+    let result = runner(256).run(
+        &cases,
+        |(spec, rule_keys, segment_keys, layout, split, drafts)| {
+            let shuffled = PolicySpec {
+                segments: reorder(&spec.segments, &segment_keys),
+                rules: reorder(&spec.rules, &rule_keys),
+                revoked: spec.revoked.clone(),
+            };
+            let files = layout.files(&shuffled, split.min(shuffled.rules.len()));
+            let requests: Vec<RequestSpec> = drafts.iter().map(|d| d.resolve(&spec)).collect();
+            same_decisions_as_one_file(&spec, &files, &requests)
+        },
+    );
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// The policy written as `files` decides every request as `spec` in one file does, has its
+/// version, and denies whenever a (non-dry-run) deny rule matches.
+fn same_decisions_as_one_file(
+    spec: &PolicySpec,
+    [first, second]: &[String; 2],
+    requests: &[RequestSpec],
+) -> Result<(), TestCaseError> {
+    let yaml = spec.to_yaml();
+    let original = compile_one(&yaml)?;
+    let context = format!("policy:\n{yaml}\nreordered:\n--- one\n{first}--- two\n{second}");
+    let texts = [("one.yaml", first.as_str()), ("two.yaml", second.as_str())];
+    let source = PolicySource::from_texts(texts).map_err(|e| fail(&e, &context))?;
+    let reordered = policy::compile(&source).map_err(|e| fail(&e, &context))?;
+    prop_assert_eq!(original.version(), reordered.version(), "{}", context);
+    for req in requests {
+        let after = engine(&reordered, req);
+        prop_assert_eq!(
+            &after,
+            &engine(&original, req),
+            "request {}\n{}",
+            req,
+            context
+        );
+        // "Deny always overrides allow; the order of rules never matters."
+        if matching_rules(spec, req)
+            .iter()
+            .any(|r| r.deny && !r.dry_run)
+        {
+            prop_assert_eq!(after.0, Decision::Deny, "request {}\n{}", req, context);
+        }
+    }
+    Ok(())
+}
+
+/// `items` ordered by their keys (`keys` is a permutation at least as long as `items`).
+fn reorder<T: Clone>(items: &[T], keys: &[usize]) -> Vec<T> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| keys[i]);
+    order.into_iter().map(|i| items[i].clone()).collect()
+}
+
+/// How a shuffled policy is spread over two files.
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    /// Segments and revoked in the first file, every rule in the second.
+    RulesInSecondFile,
+    /// Segments and the first rules in one file, the other rules and revoked in the next.
+    SplitSegmentsFirst,
+    /// Rules split over both files, segments defined in the second (after their use).
+    SplitSegmentsLast,
+}
+
+impl Layout {
+    const ALL: [Self; 3] = [
+        Self::RulesInSecondFile,
+        Self::SplitSegmentsFirst,
+        Self::SplitSegmentsLast,
+    ];
+
+    fn files(self, p: &PolicySpec, split: usize) -> [String; 2] {
+        let (head, tail) = p.rules.split_at(split);
+        match self {
+            Self::RulesInSecondFile => [
+                document(&p.segments, &[], &p.revoked),
+                document(&[], &p.rules, &[]),
+            ],
+            Self::SplitSegmentsFirst => [
+                document(&p.segments, head, &[]),
+                document(&[], tail, &p.revoked),
+            ],
+            Self::SplitSegmentsLast => [
+                document(&[], head, &p.revoked),
+                document(&p.segments, tail, &[]),
+            ],
+        }
+    }
+}
+
+// ---- the reference evaluator: PRODUCT.md §3, read literally ----
+
+/// The decision and its label (rule name, `revoked` or `default-deny`) by §3 steps 1–4.
+fn reference(policy: &PolicySpec, req: &RequestSpec) -> (Decision, String) {
+    // Step 1: "source revoked → deny (`revoked`)".
+    if policy.revoked.iter().any(|p| id_matches(p, &req.source)) {
+        return (Decision::Deny, "revoked".to_owned());
+    }
+    let matching = matching_rules(policy, req);
+    let first = |wanted: fn(&RuleSpec) -> bool| matching.iter().find(|r| wanted(r));
+    // Step 2: "any matching `effect: deny` rule → deny (that rule)"; dry_run ones do not decide.
+    if let Some(deny) = first(|r| r.deny && !r.dry_run) {
+        return (Decision::Deny, deny.name.clone());
+    }
+    // Step 3: "any matching allow rule → allow (that rule)", unless a dry-run deny would deny.
+    if let Some(allow) = first(|r| !r.deny) {
+        return match first(|r| r.deny && r.dry_run) {
+            Some(dry) => (Decision::WouldDeny, dry.name.clone()),
+            None => (Decision::Allow, allow.name.clone()),
+        };
+    }
+    // Step 4: "otherwise → deny (`default-deny`)".
+    (Decision::Deny, "default-deny".to_owned())
+}
+
+/// Every rule matching the request, sorted by name (the tie-break between deciding rules).
+fn matching_rules<'p>(policy: &'p PolicySpec, req: &RequestSpec) -> Vec<&'p RuleSpec> {
+    let path = normalize(req.path).unwrap();
+    let mut out: Vec<&RuleSpec> = policy
+        .rules
+        .iter()
+        .filter(|r| r.from.iter().any(|s| selects(policy, s, &req.source)))
+        .filter(|r| r.to.iter().any(|s| selects(policy, s, &req.destination)))
+        .filter(|r| r.methods.as_ref().is_none_or(|m| m.contains(&req.method)))
+        .filter(|r| {
+            let paths = r.paths.as_ref();
+            paths.is_none_or(|ps| ps.iter().any(|p| path_matches(p, path.as_str())))
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// "a segment name; a label map (matches every segment carrying all those labels); `"*"` —
+/// any authenticated identity" (even one in no segment).
+fn selects(policy: &PolicySpec, selector: &Selector, id: &Id) -> bool {
+    let member = |s: &&_| in_segment(s, id);
+    match selector {
+        Selector::Any => true,
+        Selector::Segment(name) => policy
+            .segments
+            .iter()
+            .filter(member)
+            .any(|s| &s.name == name),
+        Selector::Labels(want) => policy
+            .segments
+            .iter()
+            .filter(member)
+            .any(|s| want.iter().all(|label| s.labels.contains(label))),
+    }
+}
+
+fn in_segment(segment: &SegmentSpec, id: &Id) -> bool {
+    segment.identities.iter().any(|p| id_matches(p, id))
+}
+
+/// "`*` matches exactly one path segment; `**` (only as the last segment) matches the prefix
+/// itself and everything below it. The trust domain is always literal."
+fn id_matches(p: &IdPattern, id: &Id) -> bool {
+    let depth_ok = if p.globstar {
+        id.segments.len() >= p.parts.len()
+    } else {
+        id.segments.len() == p.parts.len()
+    };
+    p.trust_domain == id.trust_domain
+        && depth_ok
+        && p.parts
+            .iter()
+            .zip(&id.segments)
+            .all(|(part, seg)| match part {
+                Part::Literal(lit) => lit == seg,
+                Part::Star => !seg.is_empty(),
+            })
+}
+
+/// Exact, `*` for one segment, trailing `**` for the prefix and any depth below; one
+/// trailing slash of the request path is ignored, and `/` is matched only by `/` and `/**`.
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let path = match path.strip_suffix('/') {
+        Some(trimmed) if !trimmed.is_empty() => trimmed,
+        _ => path,
+    };
+    let want = path_segments(pattern);
+    let have = path_segments(path);
+    let (prefix, globstar) = match want.split_last() {
+        Some((&"**", prefix)) => (prefix, true),
+        _ => (&want[..], false),
+    };
+    let depth_ok = if globstar {
+        have.len() >= prefix.len()
+    } else {
+        have.len() == prefix.len()
+    };
+    depth_ok
+        && prefix
+            .iter()
+            .zip(&have)
+            .all(|(w, h)| (*w == "*" && !h.is_empty()) || w == h)
+}
+
+/// `/` has no segments; `/a/b` has `a` and `b`.
+fn path_segments(path: &str) -> Vec<&str> {
+    match path {
+        "/" => Vec::new(),
+        _ => path[1..].split('/').collect(),
+    }
+}
+
+// ---- driving the engine ----
+
+fn engine(policy: &CompiledPolicy, req: &RequestSpec) -> (Decision, String) {
+    let source = SpiffeId::parse(&req.source.to_string()).unwrap();
+    let destination = SpiffeId::parse(&req.destination.to_string()).unwrap();
+    let path = normalize(req.path).unwrap();
+    let verdict = policy.decide(&Request {
+        source: &source,
+        destination: &destination,
+        method: req.method,
+        path: &path,
+    });
+    (verdict.decision, verdict.rule_label().to_owned())
+}
+
+fn compile_one(yaml: &str) -> Result<CompiledPolicy, TestCaseError> {
+    policy::from_text("policy.yaml", yaml).map_err(|e| fail(&e, yaml))
+}
+
+fn fail(e: &dyn std::fmt::Display, context: &str) -> TestCaseError {
+    TestCaseError::fail(format!("generated policy rejected: {e}\n{context}"))
+}
+
+/// Index of the §3 step (and outcome) that decided, for the coverage count.
+fn step_of((decision, label): &(Decision, String)) -> usize {
+    match (decision, label.as_str()) {
+        (Decision::Deny, "revoked") => 0,
+        (Decision::Deny, "default-deny") => 4,
+        (Decision::Deny, _) => 1,
+        (Decision::Allow, _) => 2,
+        (Decision::WouldDeny, _) => 3,
+    }
+}
+
+/// A runner that writes no regression files (`PROPTEST_RNG_SEED` replays a run).
+fn runner(cases: u32) -> TestRunner {
+    TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    })
+}
