@@ -8,13 +8,15 @@
 //! - rules are filed under every (destination key, source key) pair they name.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+use super::classify::{Classification, classify_exact};
 use super::error::{PolicyError, PolicyErrorKind, PolicyErrors};
 use super::load::{PolicySource, SourceFile};
 use super::method::MethodSet;
-use super::pattern::{IdentityPattern, PathPattern};
+use super::pattern::{IdentityPattern, PathPattern, PatternError};
 use super::source::{Effect, RuleDoc, SelectorDoc, Spanned};
 use super::tests_run::run_tests;
 use super::trie::IdentityIndex;
@@ -70,8 +72,8 @@ pub struct Rule {
     pub to: Vec<Target>,
     /// Methods it applies to; `None` is all.
     pub methods: Option<MethodSet>,
-    /// Paths it applies to; `None` is all.
-    pub paths: Option<Vec<PathPattern>>,
+    /// Paths it applies to; `None` is all. Shared between rules that write the same pattern.
+    pub paths: Option<Vec<Arc<PathPattern>>>,
     /// Where it was defined.
     pub at: Loc,
 }
@@ -107,6 +109,10 @@ pub struct CompiledPolicy {
     pub(super) segment_keys: Vec<Box<[u32]>>,
     /// Key → rules filed under it as destination; the last key is `ANY`.
     pub(super) by_dst: Vec<Option<Box<DstBucket>>>,
+    /// Key → whether some rule is filed under it as a source.
+    pub(super) src_used: Vec<bool>,
+    /// Identities named exactly by some pattern, classified at compile time.
+    pub(super) exact: FxHashMap<Box<str>, Classification>,
 }
 
 impl CompiledPolicy {
@@ -245,8 +251,13 @@ fn index(
             }
         }
     }
+    let mut src_used = vec![false; any as usize + 1];
+    filed
+        .iter()
+        .flat_map(|m| m.keys())
+        .for_each(|&k| src_used[k as usize] = true);
     let by_dst = filed.into_iter().map(bucket).collect();
-    CompiledPolicy {
+    let mut policy = CompiledPolicy {
         version,
         files,
         segments,
@@ -261,7 +272,12 @@ fn index(
             .map(Vec::into_boxed_slice)
             .collect(),
         by_dst,
-    }
+        src_used,
+        exact: FxHashMap::default(),
+    };
+    let named = policy.segments.iter().flat_map(|s| &s.identities);
+    policy.exact = classify_exact(&policy, named.chain(&policy.revoked));
+    policy
 }
 
 fn bucket(by_src: FxHashMap<u32, Vec<u32>>) -> Option<Box<DstBucket>> {
@@ -336,6 +352,7 @@ impl<'s> GroupTable<'s> {
 struct Compiler<'a> {
     source: &'a PolicySource,
     errors: Vec<PolicyError>,
+    path_cache: FxHashMap<&'a str, Result<Arc<PathPattern>, PatternError>>,
 }
 
 impl<'a> Compiler<'a> {
@@ -343,6 +360,7 @@ impl<'a> Compiler<'a> {
         Self {
             source,
             errors: Vec::new(),
+            path_cache: FxHashMap::default(),
         }
     }
 
@@ -374,12 +392,12 @@ impl<'a> Compiler<'a> {
 
     /// Segments of every file, checked, sorted by name.
     fn segments(&mut self) -> Vec<Segment> {
-        let mut seen: BTreeMap<String, Loc> = BTreeMap::new();
+        let mut seen: FxHashMap<&'a str, Loc> = FxHashMap::default();
         let mut out = Vec::new();
         for (f, file) in self.each_file() {
             for (name, doc) in &file.doc.segments.0 {
                 let at = Self::loc(f, name);
-                if let Some(first) = seen.get(&name.value) {
+                if let Some(first) = seen.get(name.value.as_str()) {
                     let first = self.locate(*first);
                     self.error(
                         at,
@@ -394,7 +412,7 @@ impl<'a> Compiler<'a> {
                     self.error(at, PolicyErrorKind::NoIdentities(name.value.clone()));
                 }
                 let identities = self.patterns(f, &doc.identities);
-                seen.insert(name.value.clone(), at);
+                seen.insert(&name.value, at);
                 out.push(Segment {
                     name: name.value.clone(),
                     identities,
@@ -403,7 +421,7 @@ impl<'a> Compiler<'a> {
                 });
             }
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        sort_by_name(&mut out, |item| item.name.as_str());
         out
     }
 
@@ -430,13 +448,13 @@ impl<'a> Compiler<'a> {
 
     /// Rules of every file, checked and resolved, sorted by name.
     fn rules(&mut self, names: &FxHashMap<&str, u32>, groups: &mut GroupTable) -> Vec<Rule> {
-        let mut seen: BTreeMap<String, Loc> = BTreeMap::new();
+        let mut seen: FxHashMap<&'a str, Loc> = FxHashMap::default();
         let mut out = Vec::new();
         for (f, file) in self.each_file() {
             for doc in &file.doc.rules {
                 let name = &doc.value.name;
                 let at = Self::loc(f, name);
-                if let Some(first) = seen.get(&name.value) {
+                if let Some(first) = seen.get(name.value.as_str()) {
                     let first = self.locate(*first);
                     self.error(
                         at,
@@ -444,20 +462,20 @@ impl<'a> Compiler<'a> {
                     );
                     continue;
                 }
-                seen.insert(name.value.clone(), at);
+                seen.insert(&name.value, at);
                 if let Some(rule) = self.rule(f, &doc.value, names, groups) {
                     out.push(rule);
                 }
             }
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        sort_by_name(&mut out, |item| item.name.as_str());
         out
     }
 
     fn rule(
         &mut self,
         f: usize,
-        doc: &RuleDoc,
+        doc: &'a RuleDoc,
         names: &FxHashMap<&str, u32>,
         groups: &mut GroupTable,
     ) -> Option<Rule> {
@@ -550,23 +568,39 @@ impl<'a> Compiler<'a> {
     fn paths(
         &mut self,
         f: usize,
-        list: &Spanned<Vec<Spanned<String>>>,
-    ) -> Option<Vec<PathPattern>> {
+        list: &'a Spanned<Vec<Spanned<String>>>,
+    ) -> Option<Vec<Arc<PathPattern>>> {
         if list.value.is_empty() {
             self.error(Self::loc(f, list), PolicyErrorKind::EmptyList("paths"));
             return None;
         }
         let mut out = Vec::with_capacity(list.value.len());
         for p in &list.value {
-            match PathPattern::parse(&p.value) {
-                Ok(pattern) => out.push(pattern),
-                Err(e) => self.error(Self::loc(f, p), e.into()),
+            // Fleets repeat a few path patterns across thousands of rules: parse each once.
+            let parsed = self
+                .path_cache
+                .entry(&p.value)
+                .or_insert_with(|| PathPattern::parse(&p.value).map(Arc::new));
+            match parsed {
+                Ok(pattern) => out.push(Arc::clone(pattern)),
+                Err(e) => {
+                    let e = e.clone();
+                    self.error(Self::loc(f, p), e.into());
+                }
             }
         }
         out.sort();
         out.dedup();
         Some(out)
     }
+}
+
+/// Sorts by a unique name, moving each (large) item once instead of at every swap.
+fn sort_by_name<T>(items: &mut Vec<T>, name: impl Fn(&T) -> &str) {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_unstable_by(|&a, &b| name(&items[a]).cmp(name(&items[b])));
+    let mut slots: Vec<Option<T>> = items.drain(..).map(Some).collect();
+    items.extend(order.into_iter().filter_map(|i| slots[i].take()));
 }
 
 /// Segment and rule names: what a selector and a log line can carry unambiguously.

@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+use super::classify::Classification;
 use super::compile::{CompiledPolicy, Rule};
 use super::method::MethodBit;
 use super::pattern::trim_trailing_slash;
@@ -139,8 +140,22 @@ pub struct Explanation<'p> {
 impl CompiledPolicy {
     /// Decides one request (PRODUCT.md §3 steps 1–4); never scans the whole rule list.
     pub fn decide(&self, req: &Request<'_>) -> Verdict<'_> {
+        let source = self.classify(req.source);
+        let destination = self.classify(req.destination);
+        self.decide_classified(&source, &destination, req.method, req.path)
+    }
+
+    /// [`Self::decide`] for identities this same policy version classified (the proxy
+    /// classifies a connection's peer once per policy version, not once per request).
+    pub(crate) fn decide_classified(
+        &self,
+        source: &Classification,
+        destination: &Classification,
+        method: &str,
+        path: &NormalizedPath,
+    ) -> Verdict<'_> {
         // Step 1 comes first: a revoked identity is refused whatever the rules say.
-        if self.revoked_index.contains(req.source) {
+        if source.revoked {
             return Verdict {
                 decision: Decision::Deny,
                 reason: Reason::Revoked,
@@ -148,14 +163,19 @@ impl CompiledPolicy {
             };
         }
         let mut best = Best::default();
-        self.each_match(req, |index, rule| best.note(index, rule));
+        self.each_match(source, destination, method, path, |index, rule| {
+            best.note(index, rule)
+        });
         best.verdict(self)
     }
 
     /// Decides and also reports segments and every matching rule, for `policy explain`.
     pub fn explain(&self, req: &Request<'_>) -> Explanation<'_> {
+        let (source, destination) = (self.classify(req.source), self.classify(req.destination));
         let mut matched = Vec::new();
-        self.each_match(req, |index, _| matched.push(index));
+        self.each_match(&source, &destination, req.method, req.path, |index, _| {
+            matched.push(index)
+        });
         matched.sort_unstable();
         matched.dedup();
         Explanation {
@@ -180,52 +200,50 @@ impl CompiledPolicy {
             .collect()
     }
 
-    /// Calls `found` for every rule filed under the request's keys whose methods and paths
+    /// Calls `found` for every rule filed under the parties' keys whose methods and paths
     /// match. Steps 2–3 look only here.
-    fn each_match(&self, req: &Request<'_>, mut found: impl FnMut(u32, &Rule)) {
-        let src = self.keys_of(req.source);
-        let dst = self.keys_of(req.destination);
-        let bit = MethodBit::of(req.method);
-        let path = trim_trailing_slash(req.path.as_str());
-        for &d in &dst {
-            let Some(bucket) = &self.by_dst[d as usize] else {
+    fn each_match(
+        &self,
+        source: &Classification,
+        destination: &Classification,
+        method: &str,
+        path: &NormalizedPath,
+        mut found: impl FnMut(u32, &Rule),
+    ) {
+        let bit = MethodBit::of(method);
+        let path = trim_trailing_slash(path.as_str());
+        for &d in destination.dst_keys.iter() {
+            // `get`: a classification is only ever indexed against its own policy's keys.
+            let Some(Some(bucket)) = self.by_dst.get(d as usize) else {
                 continue;
             };
-            for s in &src {
+            for s in source.src_keys.iter() {
                 let Some(rules) = bucket.by_src.get(s) else {
                     continue;
                 };
                 for &index in rules.iter() {
                     let rule = &self.rules[index as usize];
-                    let method_ok = rule
-                        .methods
-                        .as_ref()
-                        .is_none_or(|m| m.contains(bit, req.method));
-                    if method_ok
-                        && rule
-                            .paths
-                            .as_ref()
-                            .is_none_or(|ps| ps.iter().any(|p| p.matches_trimmed(path)))
-                    {
+                    if rule.matches(bit, method, path) {
                         found(index, rule);
                     }
                 }
             }
         }
     }
+}
 
-    /// The index keys of an identity: its segments, their label groups, and `ANY`.
-    fn keys_of(&self, id: &SpiffeId) -> Vec<u32> {
-        let mut keys = Vec::with_capacity(8);
-        self.identities.lookup(id, &mut |s| {
-            keys.extend_from_slice(&self.segment_keys[s as usize])
-        });
-        if keys.len() > 1 {
-            keys.sort_unstable();
-            keys.dedup();
-        }
-        keys.push(self.any_key());
-        keys
+impl Rule {
+    /// Whether the rule's methods and paths admit the request (`path` already trimmed).
+    fn matches(&self, bit: MethodBit, method: &str, path: &str) -> bool {
+        let method_ok = self
+            .methods
+            .as_ref()
+            .is_none_or(|m| m.contains(bit, method));
+        method_ok
+            && self
+                .paths
+                .as_ref()
+                .is_none_or(|ps| ps.iter().any(|p| p.matches_trimmed(path)))
     }
 }
 

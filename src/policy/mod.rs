@@ -3,6 +3,7 @@
 //! PURE: no sockets, no async runtime, no logging — it returns values and the edges report them.
 #![warn(missing_docs)]
 
+pub mod classify;
 pub mod compile;
 pub mod decide;
 pub mod error;
@@ -17,6 +18,7 @@ mod version;
 
 use std::path::Path;
 
+pub use classify::Classification;
 pub use compile::{CompiledPolicy, Rule, Segment, Target, compile};
 pub use decide::{Decision, Explanation, Reason, Request, Verdict};
 pub use error::{PolicyError, PolicyErrorKind, PolicyErrors};

@@ -105,6 +105,11 @@ impl IdentityPattern {
         })
     }
 
+    /// Whether the pattern names exactly one ID (no `*`, no `**`).
+    pub fn is_exact(&self) -> bool {
+        !self.globstar && !self.segments.contains(&PatternSegment::Star)
+    }
+
     /// Whether `id` matches: same trust domain, then segment by segment.
     pub fn matches(&self, id: &SpiffeId) -> bool {
         id.trust_domain() == self.trust_domain
@@ -126,9 +131,28 @@ pub struct PathPattern {
     pub segments: Vec<PatternSegment>,
     /// Whether the pattern ends in `**` (the prefix itself and any depth below).
     pub globstar: bool,
+    /// For patterns without `*`: the text before any `/**` (`/` for the root pattern), so
+    /// matching is one string comparison.
+    literal: Option<Box<str>>,
 }
 
 impl PathPattern {
+    fn new(segments: Vec<PatternSegment>, globstar: bool) -> Self {
+        let literal = (!segments.contains(&PatternSegment::Star)).then(|| {
+            let text = Self {
+                segments: segments.clone(),
+                globstar: false,
+                literal: None,
+            };
+            text.to_string().into_boxed_str()
+        });
+        Self {
+            segments,
+            globstar,
+            literal,
+        }
+    }
+
     /// Parses a path pattern; literal parts must already be in normalized form.
     ///
     /// # Errors
@@ -138,16 +162,13 @@ impl PathPattern {
             return Err(PatternError::PathNotAbsolute);
         }
         if text == "/" {
-            return Ok(Self {
-                segments: Vec::new(),
-                globstar: false,
-            });
+            return Ok(Self::new(Vec::new(), false));
         }
         if text.ends_with('/') {
             return Err(PatternError::PathTrailingSlash);
         }
         let (segments, globstar) = parse_segments(text, check_path_segment)?;
-        Ok(Self { segments, globstar })
+        Ok(Self::new(segments, globstar))
     }
 
     /// Whether a normalized request path matches (one trailing slash is ignored).
@@ -157,6 +178,16 @@ impl PathPattern {
 
     /// [`Self::matches`] for a path already passed through [`trim_trailing_slash`].
     pub fn matches_trimmed(&self, trimmed: &str) -> bool {
+        match (&self.literal, self.globstar) {
+            (Some(lit), false) => return trimmed == &**lit,
+            // `/**`: the literal is `/`, and everything matches.
+            (Some(lit), true) if &**lit == "/" => return true,
+            (Some(lit), true) => {
+                let rest = trimmed.strip_prefix(&**lit);
+                return rest.is_some_and(|r| r.is_empty() || r.starts_with('/'));
+            }
+            (None, _) => {}
+        }
         if trimmed == "/" {
             return self.segments.is_empty();
         }
@@ -187,6 +218,11 @@ fn check_path_segment(segment: &str) -> Result<(), PatternError> {
         "" => return Err(PatternError::Path("empty segment (`//`)".into())),
         "." | ".." => return Err(PatternError::Path("`.` and `..` segments".into())),
         _ => {}
+    }
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    if segment.bytes().all(unreserved) {
+        // Already what `normalize` would produce (dot segments were refused above).
+        return Ok(());
     }
     let probe = format!("/{segment}");
     match normalize(&probe) {

@@ -1,8 +1,12 @@
 //! Policy version = SHA-256 of the canonical content (PRODUCT.md §6 `/policy`, §3).
 //! Canonical: segments and rules by name, lists sorted, patterns re-printed — so file
 //! layout, key order, comments and `tests:` do not change the version; behaviour does.
+//! The content is streamed into the digest as length-prefixed fields (no ambiguity, no
+//! intermediate document: a 50k-rule policy hashes in a few milliseconds).
 
-use serde_json::{Value, json};
+use std::fmt::Write;
+
+use ring::digest::{Context, SHA256};
 
 use super::compile::{Group, Rule, Segment, Target};
 use super::pattern::IdentityPattern;
@@ -15,36 +19,45 @@ pub fn version_of(
     rules: &[Rule],
     revoked: &[IdentityPattern],
 ) -> String {
-    let target = |t: &Target| match t {
-        Target::Any => json!("*"),
-        Target::Segment(s) => json!(segments[*s as usize].name),
-        Target::Group(g) => json!(groups[*g as usize].labels),
-    };
-    let segments: Vec<Value> = segments
-        .iter()
-        .map(|s| {
-            let mut ids: Vec<String> = s.identities.iter().map(ToString::to_string).collect();
-            ids.sort();
-            json!({ "name": s.name, "identities": ids, "labels": s.labels })
-        })
-        .collect();
-    let rules: Vec<Value> = rules
-        .iter()
-        .map(|r| {
-            json!({
-                "name": r.name,
-                "effect": if r.effect == Effect::Deny { "deny" } else { "allow" },
-                "dry_run": r.dry_run,
-                "from": sorted(r.from.iter().map(target)),
-                "to": sorted(r.to.iter().map(target)),
-                "methods": r.methods.as_ref().map(|m| m.names()),
-                "paths": r.paths.as_ref().map(|p| p.iter().map(ToString::to_string).collect::<Vec<_>>()),
-            })
-        })
-        .collect();
-    let revoked: Vec<String> = revoked.iter().map(ToString::to_string).collect();
-    let canonical = json!({ "segments": segments, "rules": rules, "revoked": revoked });
-    let digest = ring::digest::digest(&ring::digest::SHA256, canonical.to_string().as_bytes());
+    let mut canon = Canon(Context::new(&SHA256));
+    canon.list("segments", segments.len());
+    for s in segments {
+        canon.field(&s.name);
+        canon.sorted(s.identities.iter().map(ToString::to_string));
+        canon.sorted(s.labels.iter().map(|(k, v)| label(k, v)));
+    }
+    // Label selectors by canonical text, computed once; group ids follow file order.
+    let group_text: Vec<String> = groups.iter().map(|g| labels(&g.labels)).collect();
+    let mut buf = String::new();
+    canon.list("rules", rules.len());
+    for r in rules {
+        canon.field(&r.name);
+        canon.field(if r.effect == Effect::Deny {
+            "deny"
+        } else {
+            "allow"
+        });
+        canon.field(if r.dry_run { "dry-run" } else { "enforce" });
+        for side in [&r.from, &r.to] {
+            selectors(&mut canon, side, segments, &group_text);
+        }
+        match &r.methods {
+            Some(m) => m.names().iter().for_each(|name| canon.field(name)),
+            None => canon.field("all-methods"),
+        }
+        // Patterns are stored sorted by content, so their order is already canonical.
+        for p in r.paths.iter().flatten() {
+            buf.clear();
+            let _ = write!(buf, "{p}");
+            canon.field(&buf);
+        }
+        if r.paths.is_none() {
+            canon.field("all-paths");
+        }
+    }
+    canon.list("revoked", 0);
+    canon.sorted(revoked.iter().map(ToString::to_string));
+    let digest = canon.0.finish();
     let hex: String = digest.as_ref()[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -52,9 +65,47 @@ pub fn version_of(
     format!("sha256:{hex}")
 }
 
-/// Selector lists in a fixed order, whatever order the files gave them.
-fn sorted(values: impl Iterator<Item = Value>) -> Vec<String> {
-    let mut out: Vec<String> = values.map(|v| v.to_string()).collect();
-    out.sort();
-    out
+/// One side of a rule: `"*"`, then segment names (ids are in name order), then label
+/// selectors by text. Names and label texts cannot collide (`:` is not allowed in names).
+fn selectors(canon: &mut Canon, side: &[Target], segments: &[Segment], group_text: &[String]) {
+    canon.list("", side.len());
+    let mut groups: Vec<&str> = Vec::new();
+    for t in side {
+        match *t {
+            Target::Any => canon.field("*"),
+            Target::Segment(s) => canon.field(&segments[s as usize].name),
+            Target::Group(g) => groups.push(&group_text[g as usize]),
+        }
+    }
+    groups.sort_unstable();
+    groups.iter().for_each(|g| canon.field(g));
+}
+
+fn labels(map: &std::collections::BTreeMap<String, String>) -> String {
+    map.iter().map(|(k, v)| label(k, v)).collect()
+}
+
+fn label(k: &str, v: &str) -> String {
+    format!("{}:{k}{}:{v}", k.len(), v.len())
+}
+
+struct Canon(Context);
+
+impl Canon {
+    fn field(&mut self, text: &str) {
+        self.0.update(&(text.len() as u64).to_le_bytes());
+        self.0.update(text.as_bytes());
+    }
+
+    fn list(&mut self, name: &str, len: usize) {
+        self.field(name);
+        self.0.update(&(len as u64).to_le_bytes());
+    }
+
+    fn sorted(&mut self, items: impl Iterator<Item = String>) {
+        let mut items: Vec<String> = items.collect();
+        items.sort_unstable();
+        self.list("", items.len());
+        items.iter().for_each(|i| self.field(i));
+    }
 }
