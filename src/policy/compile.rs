@@ -240,23 +240,24 @@ fn index(
         Target::Segment(s) => s,
         Target::Group(g) => seg_count + g,
     };
-    let mut filed: Vec<FxHashMap<u32, Vec<u32>>> = vec![FxHashMap::default(); any as usize + 1];
+    // (destination key, source key, rule) for every pair a rule names, sorted so each
+    // bucket is built once at its final size.
+    let mut filed: Vec<(u32, u32, u32)> = Vec::with_capacity(rules.len() * 2);
     for (r, rule) in rules.iter().enumerate() {
         for &dst in &rule.to {
-            for &src in &rule.from {
-                let list = filed[key(dst) as usize].entry(key(src)).or_default();
-                if list.last() != Some(&(r as u32)) {
-                    list.push(r as u32);
-                }
-            }
+            filed.extend(rule.from.iter().map(|&src| (key(dst), key(src), r as u32)));
         }
     }
+    filed.sort_unstable();
+    filed.dedup();
     let mut src_used = vec![false; any as usize + 1];
     filed
         .iter()
-        .flat_map(|m| m.keys())
-        .for_each(|&k| src_used[k as usize] = true);
-    let by_dst = filed.into_iter().map(bucket).collect();
+        .for_each(|&(_, s, _)| src_used[s as usize] = true);
+    let mut by_dst: Vec<Option<Box<DstBucket>>> = (0..=any).map(|_| None).collect();
+    for for_dst in filed.chunk_by(|a, b| a.0 == b.0) {
+        by_dst[for_dst[0].0 as usize] = Some(Box::new(bucket(for_dst)));
+    }
     let mut policy = CompiledPolicy {
         version,
         files,
@@ -280,15 +281,13 @@ fn index(
     policy
 }
 
-fn bucket(by_src: FxHashMap<u32, Vec<u32>>) -> Option<Box<DstBucket>> {
-    if by_src.is_empty() {
-        return None;
-    }
-    let by_src = by_src
-        .into_iter()
-        .map(|(k, v)| (k, v.into_boxed_slice()))
+/// One destination key's rules, by source key; `filed` is sorted and shares the dst key.
+fn bucket(filed: &[(u32, u32, u32)]) -> DstBucket {
+    let by_src = filed
+        .chunk_by(|a, b| a.1 == b.1)
+        .map(|for_src| (for_src[0].1, for_src.iter().map(|t| t.2).collect()))
         .collect();
-    Some(Box::new(DstBucket { by_src }))
+    DstBucket { by_src }
 }
 
 /// Distinct label selectors, shared between rules.

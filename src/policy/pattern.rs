@@ -131,26 +131,29 @@ pub struct PathPattern {
     pub segments: Vec<PatternSegment>,
     /// Whether the pattern ends in `**` (the prefix itself and any depth below).
     pub globstar: bool,
-    /// For patterns without `*`: the text before any `/**` (`/` for the root pattern), so
-    /// matching is one string comparison.
+    /// The canonical text, e.g. `/v1/charges/*`, kept for printing and hashing.
+    text: Box<str>,
+    /// For patterns without `*`: the text before any `/**` (`/` for `/**`), so matching is
+    /// one string comparison.
     literal: Option<Box<str>>,
 }
 
 impl PathPattern {
     fn new(segments: Vec<PatternSegment>, globstar: bool) -> Self {
-        let literal = (!segments.contains(&PatternSegment::Star)).then(|| {
-            let text = Self {
-                segments: segments.clone(),
-                globstar: false,
-                literal: None,
-            };
-            text.to_string().into_boxed_str()
-        });
+        let text = canonical_path(&segments, globstar).into_boxed_str();
+        let literal = (!segments.contains(&PatternSegment::Star))
+            .then(|| canonical_path(&segments, false).into_boxed_str());
         Self {
             segments,
             globstar,
+            text,
             literal,
         }
+    }
+
+    /// The canonical text of the pattern.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// Parses a path pattern; literal parts must already be in normalized form.
@@ -197,11 +200,26 @@ impl PathPattern {
 
 impl fmt::Display for PathPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.segments.is_empty() && !self.globstar {
-            return f.write_str("/");
-        }
-        write_segments(f, &self.segments, self.globstar)
+        f.write_str(&self.text)
     }
+}
+
+/// `/a/*/b`, `/a/**`, `/` or `/**`.
+fn canonical_path(segments: &[PatternSegment], globstar: bool) -> String {
+    let mut out = String::new();
+    for seg in segments {
+        out.push('/');
+        out.push_str(match seg {
+            PatternSegment::Literal(l) => l,
+            PatternSegment::Star => "*",
+        });
+    }
+    match (out.is_empty(), globstar) {
+        (_, true) => out.push_str("/**"),
+        (true, false) => out.push('/'),
+        (false, false) => {}
+    }
+    out
 }
 
 /// A request path without its one optional trailing slash (`/` stays `/`).
