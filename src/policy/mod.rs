@@ -14,6 +14,7 @@ pub mod pattern;
 pub mod source;
 mod tests_run;
 pub mod trie;
+mod validate;
 mod version;
 
 use std::path::Path;
