@@ -80,6 +80,32 @@ pub enum PolicyErrorKind {
     },
 }
 
+impl PolicyErrorKind {
+    /// Short, bounded label for metrics (e.g. policy reloads rejected by reason).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Io(_) => "io",
+            Self::NoPolicyFiles => "no-policy-files",
+            Self::TooLarge(..) => "too-large",
+            Self::Yaml(_) => "yaml",
+            Self::DuplicateSegment(..) => "duplicate-segment",
+            Self::DuplicateRule(..) => "duplicate-rule",
+            Self::BadName(_) => "bad-name",
+            Self::ReservedRuleName(_) => "reserved-rule-name",
+            Self::UnknownSegment(..) => "unknown-segment",
+            Self::Pattern(_) => "bad-pattern",
+            Self::NoIdentities(_) => "no-identities",
+            Self::EmptyList(_) => "empty-list",
+            Self::EmptyLabelSelector => "empty-label-selector",
+            Self::BadMethod(..) => "bad-method",
+            Self::DryRunOnAllow => "dry-run-on-allow",
+            Self::BadTestId(_) => "bad-test-id",
+            Self::BadTestPath(_) => "bad-test-path",
+            Self::TestFailed { .. } => "test-failed",
+        }
+    }
+}
+
 impl PolicyError {
     /// Builds an error at a position.
     pub fn at(file: &str, line: u64, col: u64, kind: PolicyErrorKind) -> Self {
