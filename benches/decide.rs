@@ -28,6 +28,7 @@ fn decide(c: &mut Criterion) {
         for (kind, probe) in [
             ("allow", &fleet.allowed),
             ("default-deny", &fleet.unmatched),
+            ("allow-wildcard-source", &fleet.wildcard),
         ] {
             let request = probe.request();
             group.bench_function(format!("{kind}/{label}"), |b| {

@@ -35,6 +35,9 @@ pub struct Fleet {
     pub allowed: Probe,
     /// Two workloads no rule connects: default-deny.
     pub unmatched: Probe,
+    /// A request from an identity matched only by a `**` pattern (`ns-0-all`), allowed
+    /// by the `"*"`-destination rule `ns-0-scrapes-metrics`.
+    pub wildcard: Probe,
 }
 
 /// A request, parsed the way the proxy holds it: IDs once per connection, path once.
@@ -69,6 +72,10 @@ impl Fleet {
             yaml: out,
             allowed: Probe::new(1, 2, "POST", "/v1/charges/ch_123"),
             unmatched: Probe::new(s, d, "GET", "/v1/orders/42"),
+            wildcard: Probe {
+                source: SpiffeId::parse("spiffe://fleet.org/ns/ns-0/sa/scraper").unwrap(),
+                ..Probe::new(0, 2, "GET", "/metrics")
+            },
         }
     }
 
@@ -78,6 +85,11 @@ impl Fleet {
         assert_eq!(
             (allowed.decision, allowed.rule_label()),
             (Decision::Allow, "allow-probe")
+        );
+        let wildcard = policy.decide(&self.wildcard.request());
+        assert_eq!(
+            (wildcard.decision, wildcard.rule_label()),
+            (Decision::Allow, "ns-0-scrapes-metrics")
         );
         let unmatched = policy.decide(&self.unmatched.request());
         assert_eq!(

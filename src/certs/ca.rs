@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PublicKeyData, SanType,
 };
 use time::OffsetDateTime;
+use x509_parser::extensions::GeneralName;
 
 use super::{
     CA_CERT_FILE, CA_KEY_FILE, CA_LIFETIME, CLOCK_SKEW, CertsError, bad_file, certificate_blocks,
@@ -22,6 +23,7 @@ pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
     cert_der: Vec<u8>,
+    trust_domains: Vec<String>,
 }
 
 /// One minted leaf: its certificate, its private key and its chain, as PEM and DER.
@@ -64,10 +66,12 @@ impl Ca {
             cert_pem: cert.pem(),
             cert_der: cert.der().to_vec(),
             issuer: Issuer::new(params, key),
+            trust_domains: vec![trust_domain.to_string()],
         })
     }
 
-    /// Loads `ca.pem` and `ca.key` from `dir`, checking that they belong together.
+    /// Loads `ca.pem` and `ca.key` from `dir`, checking that they belong together and that the
+    /// key is ECDSA P-256 (PRODUCT.md §1: "Keys are ECDSA P-256").
     ///
     /// # Errors
     /// [`CertsError::Io`] or [`CertsError::BadFile`] naming the file at fault.
@@ -77,7 +81,11 @@ impl Ca {
         let cert_der = certificates(&cert_path, cert_pem.as_bytes())?.swap_remove(0);
         let key = KeyPair::from_pem(&read_text(&key_path)?)
             .map_err(|e| bad_file(&key_path, format!("not a PEM private key: {e}")))?;
-        check_ca(&cert_der, &key).map_err(|problem| bad_file(&cert_path, problem))?;
+        if key.algorithm() != &PKCS_ECDSA_P256_SHA256 {
+            return Err(bad_file(&key_path, "not an ECDSA P-256 key".into()));
+        }
+        let trust_domains =
+            check_ca(&cert_der, &key).map_err(|problem| bad_file(&cert_path, problem))?;
         // From DER, not `from_ca_cert_pem`: that reads the first PEM block, which may be a key.
         // rcgen copies the subject attribute by attribute and string type by string type, and
         // the subjectKeyIdentifier, so leaves' issuer and AKI match the CA's subject and SKI.
@@ -89,6 +97,7 @@ impl Ca {
             issuer,
             cert_pem,
             cert_der,
+            trust_domains,
         })
     }
 
@@ -102,10 +111,18 @@ impl Ca {
         &self.cert_der
     }
 
-    /// Issues an X509-SVID for `id` valid for `ttl` (see [`svid_params`]).
+    /// The trust domains named by the CA certificate's `spiffe://` URI SANs; empty for a CA
+    /// not made for SPIFFE (an external CA).
+    pub fn trust_domains(&self) -> &[String] {
+        &self.trust_domains
+    }
+
+    /// Issues an X509-SVID for `id` valid for `ttl` (see [`svid_params`]), whatever `id`'s
+    /// trust domain: tests mint cross-domain leaves with it. `certs::issue` checks it.
     ///
     /// # Errors
-    /// [`CertsError::RootId`] for an ID without a path; [`CertsError::Generate`].
+    /// [`CertsError::RootId`] for an ID without a path; [`CertsError::BadDnsName`];
+    /// [`CertsError::Generate`].
     pub fn issue(
         &self,
         id: &SpiffeId,
@@ -160,8 +177,9 @@ impl fmt::Debug for IssuedSvid {
 /// serverAuth + clientAuth, valid from [`CLOCK_SKEW`] ago for `ttl`. Tests may alter them.
 ///
 /// # Errors
-/// [`CertsError::RootId`] for an ID without a path; [`CertsError::Generate`] for a DNS name
-/// that is not ASCII; [`CertsError::BadTtl`] for a `ttl` past the year 9999.
+/// [`CertsError::RootId`] for an ID without a path; [`CertsError::BadDnsName`] for a DNS name
+/// that is not one (see [`CertsError::BadDnsName`]); [`CertsError::BadTtl`] for a `ttl` past
+/// the year 9999; [`CertsError::Generate`] if rcgen refuses them.
 pub fn svid_params(
     id: &SpiffeId,
     ttl: Duration,
@@ -169,6 +187,9 @@ pub fn svid_params(
 ) -> Result<CertificateParams, CertsError> {
     if id.path().is_empty() {
         return Err(CertsError::RootId(id.to_string()));
+    }
+    if let Some(bad) = dns.iter().find(|name| !is_dns_name(name)) {
+        return Err(CertsError::BadDnsName(bad.clone()));
     }
     let mut params = CertificateParams::default();
     // X509-SVID: "The Subject field is not required"; rcgen then marks the SAN critical.
@@ -193,7 +214,8 @@ pub fn svid_params(
 /// What rcgen's `Issuer::from_ca_cert_der` leaves unchecked: the certificate is a CA and
 /// belongs to `key`, and its subject survives rcgen's copy, which keeps one value per
 /// attribute type (a repeated type would silently change the leaves' issuer name).
-fn check_ca(der: &[u8], key: &KeyPair) -> Result<(), String> {
+/// Returns the trust domains of its `spiffe://` URI SANs.
+fn check_ca(der: &[u8], key: &KeyPair) -> Result<Vec<String>, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| format!("first certificate does not parse: {e}"))?;
     if !cert.is_ca() {
@@ -217,7 +239,45 @@ fn check_ca(der: &[u8], key: &KeyPair) -> Result<(), String> {
     if (0..types.len()).any(|i| types[..i].contains(&types[i])) {
         return unsupported("a repeated attribute");
     }
-    Ok(())
+    // Fail closed: a SAN we cannot read might name a trust domain.
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| format!("subjectAltName does not parse: {e}"))?;
+    let uris = san.iter().flat_map(|san| &san.value.general_names);
+    Ok(uris
+        .filter_map(|name| match name {
+            GeneralName::URI(uri) => spiffe_trust_domain(uri),
+            _ => None,
+        })
+        .map(str::to_owned)
+        .collect())
+}
+
+/// The authority of a `spiffe://` URI, the scheme matched in any case (RFC 3986 §3.1) so that
+/// `SPIFFE://Example.org` still counts as a claim, and one that no lower-case ID matches.
+fn spiffe_trust_domain(uri: &str) -> Option<&str> {
+    const SCHEME: &str = "spiffe://";
+    let (scheme, rest) = uri.split_at_checked(SCHEME.len())?;
+    if !scheme.eq_ignore_ascii_case(SCHEME) {
+        return None;
+    }
+    Some(rest.find(['/', '?', '#']).map_or(rest, |end| &rest[..end]))
+}
+
+/// A DNS SAN: dot-separated labels of `[A-Za-z0-9-]`, 1–63 characters, not starting or ending
+/// with `-`; at most 253 characters; an optional leading `*.`; no trailing dot.
+fn is_dns_name(name: &str) -> bool {
+    let host = name.strip_prefix("*.").unwrap_or(name);
+    name.len() <= 253 && host.split('.').all(is_dns_label)
+}
+
+fn is_dns_label(label: &str) -> bool {
+    (1..=63).contains(&label.len())
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
 }
 
 fn uri_san(id: &SpiffeId) -> Result<SanType, CertsError> {

@@ -78,10 +78,12 @@ pub fn init(trust_domain: &TrustDomain, out: &Path, force: bool) -> Result<CaFil
 
 /// `certs issue`: an X509-SVID for `id` signed by the CA in `ca_dir`, written to `out`
 /// (created if missing) as `svid.pem` (leaf then CA), `svid.key` (0600) and `bundle.pem`
-/// (the CA's `bundle.pem`, or its `ca.pem` if it has none).
+/// (the CA's `bundle.pem`, or its `ca.pem` if it has none). Nothing is written on error.
 ///
 /// # Errors
-/// [`CertsError::RootId`], [`CertsError::Io`] / [`CertsError::BadFile`] naming the file,
+/// [`CertsError::RootId`], [`CertsError::BadDnsName`], [`CertsError::BadTtl`],
+/// [`CertsError::Io`] / [`CertsError::BadFile`] naming the file,
+/// [`CertsError::TrustDomainMismatch`] when the CA names another trust domain,
 /// [`CertsError::Generate`].
 pub fn issue(
     ca_dir: &Path,
@@ -92,6 +94,7 @@ pub fn issue(
 ) -> Result<SvidFiles, CertsError> {
     let params = svid_params(id, ttl, dns)?;
     let ca = Ca::load(ca_dir)?;
+    check_trust_domain(&ca, id)?;
     let svid = ca.sign(&params)?;
     let bundle = ca_bundle(ca_dir, &ca)?;
     let files = SvidFiles::in_dir(out);
@@ -140,6 +143,22 @@ pub fn parse_ttl(input: &str) -> Result<Duration, CertsError> {
 
 const SECRET_MODE: u32 = 0o600;
 const PUBLIC_MODE: u32 = 0o644;
+
+/// "A CA of one trust domain cannot vouch for another" (PRODUCT.md §4): every trust domain the
+/// CA certificate names must be `id`'s. A CA that names none (an external CA) may issue for any.
+fn check_trust_domain(ca: &Ca, id: &SpiffeId) -> Result<(), CertsError> {
+    match ca
+        .trust_domains()
+        .iter()
+        .find(|td| *td != id.trust_domain())
+    {
+        Some(td) => Err(CertsError::TrustDomainMismatch {
+            ca: td.clone(),
+            id: id.trust_domain().to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
 
 /// The trust bundle an SVID directory gets: the CA's `bundle.pem`, else its certificate.
 fn ca_bundle(ca_dir: &Path, ca: &Ca) -> Result<String, CertsError> {

@@ -59,11 +59,17 @@ pub fn inspect(pem_path: &Path, now: SystemTime) -> Result<Inspection, CertsErro
 }
 
 impl Inspection {
+    /// Whether the certificate passes the X509-SVID leaf rules in at least one role (as an
+    /// inbound peer or as a server); `certs inspect` exits 1 when it passes in neither.
+    pub fn is_svid(&self) -> bool {
+        self.client_check == PASSED || self.server_check == PASSED
+    }
+
     fn of(cert: &X509Certificate<'_>, der: &[u8], chain_len: usize, now: SystemTime) -> Self {
         let (uris, dns_names) = san_names(cert);
         let not_after = cert.validity().not_after;
         let check = |role| match Svid::from_der(der, role, now) {
-            Ok(_) => "ok".to_owned(),
+            Ok(_) => PASSED.to_owned(),
             Err(e) => e.to_string(),
         };
         Inspection {
@@ -117,6 +123,9 @@ impl fmt::Display for Inspection {
         writeln!(f, "server check  {}", self.server_check)
     }
 }
+
+/// What `client_check` and `server_check` say when the leaf passes.
+const PASSED: &str = "ok";
 
 /// The URI and the DNS SANs of a certificate; none when its SAN extension is absent or bad.
 fn san_names(cert: &X509Certificate<'_>) -> (Vec<String>, Vec<String>) {

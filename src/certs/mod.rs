@@ -63,6 +63,26 @@ pub enum CertsError {
     /// "A leaf's ID must have a non-empty path" (PRODUCT.md §4).
     #[error("cannot issue an SVID for `{0}`: a leaf's ID must have a non-empty path")]
     RootId(String),
+    /// "A CA of one trust domain cannot vouch for another" (PRODUCT.md §4): `issue` refuses an
+    /// ID outside the trust domain named by the CA certificate's `spiffe://<td>` URI SAN.
+    #[error(
+        "cannot issue an SVID in trust domain `{id}` with a CA of trust domain `{ca}`: a CA of \
+         one trust domain cannot vouch for another; use a CA made with --trust-domain {id}"
+    )]
+    TrustDomainMismatch {
+        /// The trust domain of the CA certificate's SPIFFE URI SAN.
+        ca: String,
+        /// The trust domain of the SPIFFE ID asked for.
+        id: String,
+    },
+    /// A DNS SAN must be a DNS name: dot-separated labels of `[A-Za-z0-9-]`, 1–63 characters,
+    /// not starting or ending with `-`, at most 253 characters, optionally `*.` first.
+    #[error(
+        "invalid DNS name `{0}`: use dot-separated labels of letters, digits and `-` (1-63 \
+         characters, not starting or ending with `-`), at most 253 characters in all, \
+         optionally starting with `*.`"
+    )]
+    BadDnsName(String),
     /// A TTL is not a positive whole number of s, m, h or d, at most 3650d.
     #[error("invalid TTL `{input}`: {problem}")]
     BadTtl {
@@ -71,7 +91,7 @@ pub enum CertsError {
         /// What is wrong with it.
         problem: &'static str,
     },
-    /// rcgen refused to build or sign a certificate (for example a non-ASCII DNS name).
+    /// rcgen refused to build or sign a certificate.
     #[error("cannot generate the certificate: {0}")]
     Generate(rcgen::Error),
 }
@@ -84,6 +104,8 @@ impl CertsError {
             Self::KeyExists(_) => "key-exists",
             Self::BadFile { .. } => "bad-file",
             Self::RootId(_) => "root-id",
+            Self::TrustDomainMismatch { .. } => "trust-domain-mismatch",
+            Self::BadDnsName(_) => "bad-dns-name",
             Self::BadTtl { .. } => "bad-ttl",
             Self::Generate(_) => "generate",
         }

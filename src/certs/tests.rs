@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, IsCa, KeyPair,
-    KeyUsagePurpose,
+    KeyUsagePurpose, SanType,
 };
 use tempfile::TempDir;
 use x509_parser::certificate::X509Certificate;
@@ -215,6 +215,141 @@ fn issue_errors_name_the_file_at_fault() {
 }
 
 #[test]
+fn issue_refuses_an_id_of_another_trust_domain_and_writes_nothing() {
+    // PRODUCT.md §4: "a CA of one trust domain cannot vouch for another".
+    let dir = TempDir::new().unwrap();
+    init(&td(), dir.path(), false).unwrap();
+    let out = dir.path().join("evil");
+    let evil = SpiffeId::parse("spiffe://evil.org/ns/x").unwrap();
+
+    let error = issue(dir.path(), &evil, &out, DAY, &[]).unwrap_err();
+
+    assert_eq!(
+        error,
+        CertsError::TrustDomainMismatch {
+            ca: "example.org".into(),
+            id: "evil.org".into()
+        }
+    );
+    assert_eq!(error.reason(), "trust-domain-mismatch");
+    assert!(!out.exists(), "nothing written");
+    // The in-memory CA still signs across trust domains: tests mint such leaves on purpose.
+    assert!(Ca::new(&td()).unwrap().issue(&evil, DAY, &[]).is_ok());
+}
+
+#[test]
+fn issue_reads_the_ca_trust_domain_from_its_spiffe_uri_sans_only() {
+    let evil = SpiffeId::parse("spiffe://evil.org/ns/x").unwrap();
+    // (URI SANs of the CA certificate, the trust domain refused for an evil.org ID)
+    let cases: &[(&[&str], Option<&str>)] = &[
+        (&[], None),
+        (&["https://example.org/ca"], None),
+        (&["spiffe://evil.org"], None),
+        (&["spiffe://example.org"], Some("example.org")),
+        (&["spiffe://example.org/some/path"], Some("example.org")),
+        (&["SPIFFE://Example.org"], Some("Example.org")),
+        (
+            &["spiffe://evil.org", "spiffe://example.org"],
+            Some("example.org"),
+        ),
+    ];
+    for (sans, refused) in cases {
+        let dir = TempDir::new().unwrap();
+        write_external_ca(dir.path(), sans, &KeyPair::generate().unwrap());
+        let out = dir.path().join("svid");
+
+        let result = issue(dir.path(), &evil, &out, DAY, &[]);
+
+        let expected = refused.map(|ca| CertsError::TrustDomainMismatch {
+            ca: ca.into(),
+            id: "evil.org".into(),
+        });
+        assert_eq!(result.err(), expected, "CA with URI SANs {sans:?}");
+        assert_eq!(out.exists(), refused.is_none(), "CA with URI SANs {sans:?}");
+    }
+}
+
+#[test]
+fn issue_refuses_a_ca_key_that_is_not_ecdsa_p256() {
+    let dir = TempDir::new().unwrap();
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    write_external_ca(dir.path(), &[], &key);
+
+    let error = issue(dir.path(), &id(), &dir.path().join("svid"), DAY, &[]).unwrap_err();
+
+    assert_eq!(
+        error,
+        CertsError::BadFile {
+            path: dir.path().join(CA_KEY_FILE),
+            problem: "not an ECDSA P-256 key".into()
+        }
+    );
+}
+
+#[test]
+fn svid_params_accept_dns_names_and_refuse_anything_else() {
+    let label = |c: &str, n: usize| c.repeat(n);
+    let longest = [
+        label("a", 63),
+        label("b", 63),
+        label("c", 63),
+        label("d", 61),
+    ]
+    .join(".");
+    let too_long = format!("{longest}d");
+    assert_eq!((longest.len(), too_long.len()), (253, 254));
+    let good = [
+        "payments".to_owned(),
+        "Payments.Internal".to_owned(),
+        "a-b.example.org".to_owned(),
+        "*.example.org".to_owned(),
+        "xn--bcher-kva.example".to_owned(),
+        "123.4".to_owned(),
+        label("a", 63),
+        longest,
+    ];
+    for name in &good {
+        let dns = [name.clone()];
+        assert!(svid_params(&id(), DAY, &dns).is_ok(), "{name}");
+    }
+    let bad = [
+        "",
+        "bad name",
+        "-a",
+        "a-",
+        "a.-b",
+        "a..b",
+        "a.",
+        ".a",
+        "*",
+        "*.",
+        "a.*.b",
+        "*.*.b",
+        "*a.b",
+        "a_b",
+        "a/b",
+        "a:443",
+        "bücher.example",
+        &label("a", 64),
+        &too_long,
+    ];
+    for name in bad {
+        let dns = ["payments".to_owned(), name.to_owned()];
+        assert_eq!(
+            svid_params(&id(), DAY, &dns).err(),
+            Some(CertsError::BadDnsName(name.to_owned())),
+            "{name}"
+        );
+    }
+    let dir = TempDir::new().unwrap();
+    init(&td(), dir.path(), false).unwrap();
+    let out = dir.path().join("svid");
+    let error = issue(dir.path(), &id(), &out, DAY, &["bad name".into()]).unwrap_err();
+    assert_eq!(error.reason(), "bad-dns-name");
+    assert!(!out.exists(), "nothing written");
+}
+
+#[test]
 fn issue_signs_with_a_ca_whose_subject_was_not_made_by_segward() {
     // Printable and UTF-8 strings, several attributes: the leaf's issuer must match byte for byte.
     let dir = TempDir::new().unwrap();
@@ -299,6 +434,7 @@ fn inspect_reports_an_issued_svid() {
     assert!(!inspection.is_ca);
     assert_eq!(inspection.client_check, "ok");
     assert_eq!(inspection.server_check, "ok");
+    assert!(inspection.is_svid());
     let two_days = (2 * DAY).as_secs() as i64;
     assert!((two_days - 60..=two_days).contains(&inspection.expires_in_secs));
     assert!(
@@ -329,11 +465,32 @@ fn inspect_reports_a_ca_and_why_it_is_no_svid() {
     );
     assert_eq!(inspection.client_check, SvidError::RootId.to_string());
     assert_eq!(inspection.server_check, SvidError::RootId.to_string());
+    assert!(!inspection.is_svid(), "a CA passes neither role");
 
     let later = SystemTime::now() + 400 * DAY;
     let expired = inspect(&files.cert, later).unwrap();
     assert!(expired.expires_in_secs < 0);
     assert!(expired.to_string().contains("expired "), "{expired}");
+}
+
+#[test]
+fn inspect_counts_a_leaf_that_passes_one_role_as_an_svid() {
+    let ca = Ca::new(&td()).unwrap();
+    let mut params = svid_params(&id(), DAY, &[]).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let server_only = ca.sign(&params).unwrap();
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("server.pem");
+    fs::write(&path, &server_only.chain_pem).unwrap();
+
+    let inspection = inspect(&path, SystemTime::now()).unwrap();
+
+    assert_eq!(
+        inspection.client_check,
+        SvidError::MissingClientAuth.to_string()
+    );
+    assert_eq!(inspection.server_check, "ok");
+    assert!(inspection.is_svid());
 }
 
 #[test]
@@ -388,4 +545,22 @@ fn debug_output_never_shows_key_material() {
     for debug in [format!("{ca:?}"), format!("{svid:?}")] {
         assert!(!debug.contains("PRIVATE KEY"), "{debug}");
     }
+}
+
+/// Writes `ca.pem` (a self-signed CA not made by segward, with these URI SANs) and `ca.key`.
+fn write_external_ca(dir: &Path, uri_sans: &[&str], key: &KeyPair) {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "External Root");
+    params.subject_alt_names = uri_sans
+        .iter()
+        .map(|uri| SanType::URI((*uri).try_into().unwrap()))
+        .collect();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let cert = params.self_signed(key).unwrap();
+    fs::write(dir.join(CA_CERT_FILE), cert.pem()).unwrap();
+    fs::write(dir.join(CA_KEY_FILE), key.serialize_pem()).unwrap();
 }

@@ -29,7 +29,8 @@ pub enum CertsCommand {
         /// Folder holding ca.pem and ca.key (from `certs init`).
         #[arg(long, value_name = "DIR")]
         ca: PathBuf,
-        /// The workload's SPIFFE ID, e.g. spiffe://example.org/ns/prod/sa/payments.
+        /// The workload's SPIFFE ID in the CA's trust domain, e.g.
+        /// spiffe://example.org/ns/prod/sa/payments.
         #[arg(long, value_name = "ID")]
         spiffe_id: String,
         /// Folder to write into (created if missing).
@@ -38,11 +39,13 @@ pub enum CertsCommand {
         /// Validity: a number and a unit, s, m, h or d.
         #[arg(long, default_value = "24h")]
         ttl: String,
-        /// DNS name to add as a SAN (repeatable), for clients that check host names.
+        /// DNS name to add as a SAN (repeatable; `*.` wildcard allowed), for clients that
+        /// check host names.
         #[arg(long, value_name = "NAME")]
         dns: Vec<String>,
     },
-    /// Show a certificate's SPIFFE ID, validity and whether it passes the X509-SVID rules.
+    /// Show a certificate's SPIFFE ID, validity and whether it passes the X509-SVID rules;
+    /// exits 1 if it passes them in neither role (client nor server).
     Inspect {
         /// A PEM file; the first certificate is inspected, the rest counted as the chain.
         file: PathBuf,
@@ -94,6 +97,12 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<Outcome> {
                 println!("{}", serde_json::to_string(&inspection)?);
             } else {
                 print!("{inspection}");
+            }
+            // PRODUCT.md §1: "1 invalid input (… certificate)"; the report is printed either way.
+            if !inspection.is_svid() {
+                let why = &inspection.client_check;
+                eprintln!("error: {}: not a valid X509-SVID: {why}", file.display());
+                return Ok(Outcome::Invalid);
             }
         }
     }

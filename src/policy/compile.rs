@@ -10,9 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
-
-use super::classify::{Classification, classify_exact};
+use super::classify::{Classifier, build_classifier};
 use super::error::PolicyErrors;
 use super::load::PolicySource;
 use super::method::MethodSet;
@@ -22,6 +20,9 @@ use super::tests_run::run_tests;
 use super::trie::IdentityIndex;
 use super::validate::{Parts, validate};
 use super::version::version_of;
+
+/// Marks a trie value as a `revoked` entry rather than a segment id.
+pub(super) const REVOKED: u32 = 1 << 31;
 
 /// Where something was written: index into the policy's files, line, column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +92,22 @@ pub struct Group {
 /// Rules filed under one destination key, by source key.
 #[derive(Debug, Default)]
 pub(super) struct DstBucket {
-    pub(super) by_src: FxHashMap<u32, Box<[u32]>>,
+    /// (source key, rule indexes), sorted by source key.
+    by_src: Box<[(u32, Box<[u32]>)]>,
+}
+
+impl DstBucket {
+    /// The rules filed under `src`: buckets are small, so a scan beats hashing; large ones
+    /// (e.g. under `"*"`) are binary-searched.
+    pub(super) fn rules_for(&self, src: u32) -> Option<&[u32]> {
+        let found = if self.by_src.len() <= 8 {
+            self.by_src.iter().find(|(k, _)| *k == src)
+        } else {
+            let at = self.by_src.binary_search_by_key(&src, |(k, _)| *k).ok();
+            at.map(|i| &self.by_src[i])
+        };
+        found.map(|(_, rules)| &**rules)
+    }
 }
 
 /// An immutable, indexed policy; the only way to make one is [`compile`].
@@ -105,15 +121,14 @@ pub struct CompiledPolicy {
     pub(super) revoked: Vec<IdentityPattern>,
     pub(super) test_count: usize,
     pub(super) identities: IdentityIndex,
-    pub(super) revoked_index: IdentityIndex,
     /// Segment id → its keys (itself, then its groups).
     pub(super) segment_keys: Vec<Box<[u32]>>,
     /// Key → rules filed under it as destination; the last key is `ANY`.
     pub(super) by_dst: Vec<Option<Box<DstBucket>>>,
     /// Key → whether some rule is filed under it as a source.
     pub(super) src_used: Vec<bool>,
-    /// Identities named exactly by some pattern, classified at compile time.
-    pub(super) exact: FxHashMap<Box<str>, Classification>,
+    /// Classification tables built at compile time.
+    pub(super) classifier: Classifier,
 }
 
 impl CompiledPolicy {
@@ -224,11 +239,11 @@ fn index(
             .iter()
             .for_each(|&s| segment_keys[s as usize].push(seg_count + g as u32));
     }
-    let mut revoked_index = IdentityIndex::default();
+    // Revoked patterns share the trie, so one walk classifies and checks revocation.
     revoked
         .iter()
         .enumerate()
-        .for_each(|(i, p)| revoked_index.insert(p, i as u32));
+        .for_each(|(i, p)| identities.insert(p, REVOKED | i as u32));
     let any = seg_count + groups.len() as u32;
     let key = |t: Target| match t {
         Target::Any => any,
@@ -262,17 +277,16 @@ fn index(
         revoked,
         test_count: 0,
         identities,
-        revoked_index,
         segment_keys: segment_keys
             .into_iter()
             .map(Vec::into_boxed_slice)
             .collect(),
         by_dst,
         src_used,
-        exact: FxHashMap::default(),
+        classifier: Classifier::default(),
     };
     let named = policy.segments.iter().flat_map(|s| &s.identities);
-    policy.exact = classify_exact(&policy, named.chain(&policy.revoked));
+    policy.classifier = build_classifier(&policy, named.chain(&policy.revoked));
     policy
 }
 

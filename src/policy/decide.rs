@@ -11,7 +11,7 @@
 use std::fmt;
 
 use super::classify::Classification;
-use super::compile::{CompiledPolicy, Rule};
+use super::compile::{CompiledPolicy, REVOKED, Rule};
 use super::method::MethodBit;
 use super::pattern::trim_trailing_slash;
 use super::source::Effect;
@@ -149,8 +149,8 @@ impl CompiledPolicy {
     /// classifies a connection's peer once per policy version, not once per request).
     pub(crate) fn decide_classified(
         &self,
-        source: &Classification,
-        destination: &Classification,
+        source: &Classification<'_>,
+        destination: &Classification<'_>,
         method: &str,
         path: &NormalizedPath,
     ) -> Verdict<'_> {
@@ -192,7 +192,11 @@ impl CompiledPolicy {
     /// Names of the segments `id` belongs to, sorted.
     pub fn segment_names(&self, id: &SpiffeId) -> Vec<&str> {
         let mut ids = Vec::new();
-        self.identities.lookup(id, &mut |s| ids.push(s));
+        self.identities.lookup(id, &mut |v| {
+            if v & REVOKED == 0 {
+                ids.push(v);
+            }
+        });
         ids.sort_unstable();
         ids.dedup();
         ids.into_iter()
@@ -204,21 +208,21 @@ impl CompiledPolicy {
     /// match. Steps 2–3 look only here.
     fn each_match(
         &self,
-        source: &Classification,
-        destination: &Classification,
+        source: &Classification<'_>,
+        destination: &Classification<'_>,
         method: &str,
         path: &NormalizedPath,
         mut found: impl FnMut(u32, &Rule),
     ) {
         let bit = MethodBit::of(method);
         let path = trim_trailing_slash(path.as_str());
-        for &d in destination.dst_keys.iter() {
+        for &d in destination.keys.dst.iter() {
             // `get`: a classification is only ever indexed against its own policy's keys.
             let Some(Some(bucket)) = self.by_dst.get(d as usize) else {
                 continue;
             };
-            for s in source.src_keys.iter() {
-                let Some(rules) = bucket.by_src.get(s) else {
+            for s in source.keys.src.iter() {
+                let Some(rules) = bucket.rules_for(*s) else {
                     continue;
                 };
                 for &index in rules.iter() {

@@ -1,6 +1,10 @@
 //! `MethodSet`: the `methods:` of a rule as a bit set over the standard methods plus a
 //! short list of extension methods (PRODUCT.md §3: "Methods are upper-case tokens; `HEAD`
 //! is not implied by `GET`").
+//!
+//! Policies write methods in upper case, but a *request's* method is matched ignoring ASCII
+//! case: upstreams such as Express or Flask route `delete` to their DELETE handler, so a
+//! deny on `DELETE` must also refuse `delete` (and an allow on `GET` then admits `get`).
 
 /// The methods with a bit of their own; anything else is an extension method.
 const STANDARD: [&str; 9] = [
@@ -12,14 +16,10 @@ const STANDARD: [&str; 9] = [
 pub struct MethodBit(u16);
 
 impl MethodBit {
-    /// The bit of a standard method, or 0 for an extension method.
+    /// The bit of a standard method (any ASCII case), or 0 for an extension method.
     pub fn of(method: &str) -> Self {
-        Self(
-            STANDARD
-                .iter()
-                .position(|m| *m == method)
-                .map_or(0, |i| 1 << i),
-        )
+        let position = STANDARD.iter().position(|m| m.eq_ignore_ascii_case(method));
+        Self(position.map_or(0, |i| 1 << i))
     }
 }
 
@@ -57,7 +57,9 @@ impl MethodSet {
         if bit.0 != 0 {
             self.bits & bit.0 != 0
         } else {
-            self.extensions.iter().any(|m| &**m == method)
+            self.extensions
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(method))
         }
     }
 
@@ -99,6 +101,17 @@ mod tests {
         set.insert("GET").unwrap();
         assert!(set.contains(MethodBit::of("GET"), "GET"));
         assert!(!set.contains(MethodBit::of("HEAD"), "HEAD"));
+    }
+
+    #[test]
+    fn request_methods_match_whatever_their_case() {
+        let mut set = MethodSet::default();
+        set.insert("DELETE").unwrap();
+        set.insert("PURGE").unwrap();
+        for m in ["DELETE", "delete", "Delete", "PURGE", "purge"] {
+            assert!(set.contains(MethodBit::of(m), m), "{m}");
+        }
+        assert!(!set.contains(MethodBit::of("deletex"), "deletex"));
     }
 
     #[test]

@@ -521,6 +521,41 @@ fn certs_issue_refuses_a_zero_or_unknown_ttl_and_writes_nothing() {
 }
 
 #[test]
+fn certs_issue_refuses_an_id_of_another_trust_domain_and_writes_nothing() {
+    // PRODUCT.md §4: "a CA of one trust domain cannot vouch for another".
+    let dir = TempDir::new().unwrap();
+    let ca = dir.path().join("ca");
+    assert_eq!(init_ca(&ca, &[]).code, 0);
+    let svid = dir.path().join("evil");
+
+    let out = issue(&ca, "spiffe://evil.org/ns/x", &svid, &[]);
+
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("`example.org`"), "{out:?}");
+    assert!(out.stderr.contains("`evil.org`"), "{out:?}");
+    assert!(!svid.exists(), "wrote files");
+}
+
+#[test]
+fn certs_issue_refuses_a_dns_name_that_is_not_one_and_writes_nothing() {
+    let dir = TempDir::new().unwrap();
+    let ca = dir.path().join("ca");
+    assert_eq!(init_ca(&ca, &[]).code, 0);
+    let svid = dir.path().join("payments");
+
+    let out = issue(
+        &ca,
+        PAYMENTS,
+        &svid,
+        &["--dns", "payments", "--dns", "bad name"],
+    );
+
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("`bad name`"), "{out:?}");
+    assert!(!svid.exists(), "wrote files");
+}
+
+#[test]
 fn certs_issue_without_a_ca_names_the_missing_file() {
     let dir = TempDir::new().unwrap();
     let missing = dir.path().join("no-ca");
@@ -561,6 +596,53 @@ fn certs_inspect_names_the_spiffe_id_for_a_human() {
 
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains(PAYMENTS), "{out:?}");
+}
+
+#[test]
+fn certs_inspect_reports_a_ca_but_exits_1_as_it_is_no_x509_svid() {
+    let dir = TempDir::new().unwrap();
+    let ca = dir.path().join("ca");
+    assert_eq!(init_ca(&ca, &[]).code, 0);
+    let ca_pem = ca.join("ca.pem");
+
+    let text = segward(&["certs", "inspect", s(&ca_pem)]);
+    let json_out = segward(&["certs", "inspect", s(&ca_pem), "--json"]);
+
+    assert_eq!(text.code, 1, "{text:?}");
+    assert!(text.stdout.contains("spiffe://example.org"), "{text:?}");
+    assert!(
+        text.stdout.contains("client check"),
+        "report on stdout: {text:?}"
+    );
+    assert!(text.stderr.contains(s(&ca_pem)), "{text:?}");
+    assert!(text.stderr.contains("not a valid X509-SVID"), "{text:?}");
+    assert!(
+        text.stderr.contains("empty path"),
+        "the client check's reason: {text:?}"
+    );
+    assert_eq!(text.stderr.lines().count(), 1, "{text:?}");
+    assert_eq!(json_out.code, 1, "{json_out:?}");
+    assert_eq!(json(&json_out.stdout)["is_ca"], true);
+}
+
+#[test]
+fn certs_inspect_of_an_expired_svid_exits_1_and_says_it_expired() {
+    let dir = TempDir::new().unwrap();
+    let expired = dir.path().join("expired.pem");
+    let ca = segward::certs::Ca::new(&"example.org".parse().unwrap()).unwrap();
+    let id = PAYMENTS.parse().unwrap();
+    let mut params = segward::certs::svid_params(&id, Duration::from_secs(3600), &[]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 1, 2);
+    fs::write(&expired, ca.sign(&params).unwrap().chain_pem).unwrap();
+
+    let out = segward(&["certs", "inspect", s(&expired), "--json"]);
+
+    assert_eq!(out.code, 1, "{out:?}");
+    let report = json(&out.stdout);
+    assert_eq!(report["spiffe_id"], PAYMENTS);
+    assert!(report["expires_in_secs"].as_i64().unwrap() < 0, "{report}");
+    assert!(out.stderr.contains("expired"), "{out:?}");
 }
 
 #[test]
