@@ -232,5 +232,57 @@ fn push_escape(out: &mut String, byte: u8) -> Result<(), PathError> {
     }
 }
 
+/// Characters some upstreams decode or strip even though RFC 3986 keeps them distinct:
+/// `:` `@` and the sub-delimiters.
+const LENIENT_DECODED: &[u8] = b":@!$&'()*+,;=";
+
+/// The path as a lenient upstream may route it, when that differs from `path` (a
+/// [`NormalizedPath`]): `;parameters` cut from each segment (Tomcat, Spring), and escaped
+/// `:` `@` and sub-delimiters decoded (`%3A` → `:`), then normalized again — so
+/// `/admin;x/users` → `/admin/users` and `/a/..;/admin` → `/admin`.
+///
+/// The policy matches **deny** rules against this spelling too (allow rules only against
+/// the path itself), so such tricks can only ever add denials. `None` when the path holds
+/// no `;` and no `%`, or the variant is the same path.
+///
+/// # Errors
+/// The variant's own [`PathError`], e.g. [`PathError::EscapesRoot`] for `/..;/x`: a path
+/// that climbs above the root for the upstream is ambiguous and must be refused.
+pub fn upstream_variant(path: &str) -> Option<Result<NormalizedPath, PathError>> {
+    if !path.bytes().any(|b| b == b';' || b == b'%') {
+        return None;
+    }
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let (mut i, mut in_params) = (0, false);
+    while i < bytes.len() {
+        let (byte, raw) = match lenient_escape(bytes.get(i..i + 3)) {
+            Some(decoded) => (decoded, &path[i..i + 3]),
+            None => (bytes[i], &path[i..i + 1]),
+        };
+        i += raw.len();
+        match byte {
+            b'/' => {
+                in_params = false;
+                out.push('/');
+            }
+            _ if in_params => {}
+            b';' => in_params = true,
+            _ if raw.len() == 3 => out.push(char::from(byte)),
+            _ => out.push_str(raw),
+        }
+    }
+    (out != path).then(|| normalize(&out))
+}
+
+/// The byte behind an escape `%XY` when it is one of [`LENIENT_DECODED`].
+fn lenient_escape(escape: Option<&[u8]>) -> Option<u8> {
+    let [b'%', hi, lo] = escape? else {
+        return None;
+    };
+    let byte = (hex_value(*hi).ok()? << 4) | hex_value(*lo).ok()?;
+    LENIENT_DECODED.contains(&byte).then_some(byte)
+}
+
 #[cfg(test)]
 mod tests;

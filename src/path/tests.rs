@@ -250,3 +250,32 @@ proptest::proptest! {
         let _ = normalize(&path);
     }
 }
+
+#[test]
+fn upstream_variant_cuts_parameters_and_decodes_lenient_escapes() {
+    let rows: &[(&str, Option<&str>)] = &[
+        ("/admin/users", None),
+        ("/admin;jsessionid=1/users", Some("/admin/users")),
+        ("/admin%3Bx/users", Some("/admin/users")),
+        ("/files/a%3Ab", Some("/files/a:b")),
+        ("/a/..;/admin", Some("/admin")),
+        ("/a/b;c", Some("/a/b")),
+        ("/caf%C3%A9", None),
+        ("/a%20b", None),
+        ("/;x/admin", Some("/admin")),
+    ];
+    for (input, want) in rows {
+        let path = normalize(input).unwrap();
+        let got = upstream_variant(path.as_str()).map(|r| r.unwrap().into_string());
+        assert_eq!(got.as_deref(), *want, "{input}");
+    }
+}
+
+#[test]
+fn upstream_variant_above_the_root_is_an_error() {
+    let path = normalize("/..;/admin").unwrap();
+    assert_eq!(
+        upstream_variant(path.as_str()),
+        Some(Err(PathError::EscapesRoot))
+    );
+}

@@ -16,7 +16,7 @@ use super::method::MethodBit;
 use super::pattern::trim_trailing_slash;
 use super::source::Effect;
 use crate::identity::SpiffeId;
-use crate::path::NormalizedPath;
+use crate::path::{NormalizedPath, upstream_variant};
 
 /// What happens to the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,6 +53,9 @@ pub enum Reason {
     DryRunDeny,
     /// Step 4: nothing allowed the request.
     DefaultDeny,
+    /// The path climbs above the root once `;parameters` are cut or escapes decoded, as
+    /// some upstreams do (e.g. `/..;/admin`): refused before any rule.
+    AmbiguousPath,
 }
 
 impl Reason {
@@ -64,6 +67,7 @@ impl Reason {
             Self::AllowRule => "allow-rule",
             Self::DryRunDeny => "dry-run-deny",
             Self::DefaultDeny => "default-deny",
+            Self::AmbiguousPath => "ambiguous-path",
         }
     }
 }
@@ -163,9 +167,17 @@ impl CompiledPolicy {
             };
         }
         let mut best = Best::default();
-        self.each_match(source, destination, method, path, |index, rule| {
-            best.note(index, rule)
-        });
+        let unambiguous =
+            self.each_match_both_spellings(source, destination, method, path, |i, r| {
+                best.note(i, r)
+            });
+        if !unambiguous {
+            return Verdict {
+                decision: Decision::Deny,
+                reason: Reason::AmbiguousPath,
+                rule: None,
+            };
+        }
         best.verdict(self)
     }
 
@@ -173,8 +185,8 @@ impl CompiledPolicy {
     pub fn explain(&self, req: &Request<'_>) -> Explanation<'_> {
         let (source, destination) = (self.classify(req.source), self.classify(req.destination));
         let mut matched = Vec::new();
-        self.each_match(&source, &destination, req.method, req.path, |index, _| {
-            matched.push(index)
+        self.each_match_both_spellings(&source, &destination, req.method, req.path, |i, _| {
+            matched.push(i)
         });
         matched.sort_unstable();
         matched.dedup();
@@ -202,6 +214,32 @@ impl CompiledPolicy {
         ids.into_iter()
             .map(|s| self.segments[s as usize].name.as_str())
             .collect()
+    }
+
+    /// [`Self::each_match`] on the path, then deny rules only on the spelling a lenient
+    /// upstream may route ([`upstream_variant`]): such spellings can add denials, never
+    /// allows. False when that spelling climbs above the root (the request is refused).
+    fn each_match_both_spellings(
+        &self,
+        source: &Classification<'_>,
+        destination: &Classification<'_>,
+        method: &str,
+        path: &NormalizedPath,
+        mut found: impl FnMut(u32, &Rule),
+    ) -> bool {
+        self.each_match(source, destination, method, path, &mut found);
+        match upstream_variant(path.as_str()) {
+            None => true,
+            Some(Err(_)) => false,
+            Some(Ok(variant)) => {
+                self.each_match(source, destination, method, &variant, |i, rule| {
+                    if rule.effect == Effect::Deny {
+                        found(i, rule);
+                    }
+                });
+                true
+            }
+        }
     }
 
     /// Calls `found` for every rule filed under the parties' keys whose methods and paths

@@ -245,6 +245,10 @@ fn check_path_segment(segment: &str) -> Result<(), PatternError> {
     let probe = format!("/{segment}");
     match normalize(&probe) {
         Ok(n) if n.as_str() == probe => Ok(()),
+        // `%2e` and `%2E%2E` decode to dot segments, which have no normalized spelling.
+        Ok(n) if matches!(n.as_str(), "/" | "/.") => Err(PatternError::Path(
+            "`.` and `..` segments (even percent-encoded)".into(),
+        )),
         Ok(n) => Err(PatternError::PathNotNormalized(
             segment.to_owned(),
             n.as_str().trim_start_matches('/').to_owned(),

@@ -521,3 +521,148 @@ rules:
         "{errs:?}"
     );
 }
+
+#[test]
+fn deny_rules_also_match_the_spelling_a_lenient_upstream_routes() {
+    let text = r#"
+segments:
+  a: { identities: ["spiffe://t.org/a"] }
+  b: { identities: ["spiffe://t.org/b"] }
+rules:
+  - { name: open, from: [a], to: [b] }
+  - { name: charges, from: [a], to: [b], paths: ["/v1/charges"] }
+  - { name: no-admin, effect: deny, from: ["*"], to: [b], paths: ["/admin/**"] }
+  - { name: no-colon, effect: deny, from: ["*"], to: [b], paths: ["/files/a:b"] }
+"#;
+    let p = from_text("p.yaml", text).unwrap();
+    let ask = |path: &str| decide(&p, "spiffe://t.org/a", "spiffe://t.org/b", "GET", path);
+    assert_eq!(
+        ask("/admin;jsessionid=x/users"),
+        (Decision::Deny, "no-admin".into())
+    );
+    assert_eq!(ask("/admin%3Bx/users"), (Decision::Deny, "no-admin".into()));
+    assert_eq!(
+        ask("/a/..;/admin/keys"),
+        (Decision::Deny, "no-admin".into())
+    );
+    assert_eq!(ask("/files/a%3Ab"), (Decision::Deny, "no-colon".into()));
+    assert_eq!(ask("/..;/admin"), (Decision::Deny, "ambiguous-path".into()));
+    // Allow rules match only the path itself: the variant can add denials, never allows.
+    let only_charges = from_text(
+        "p.yaml",
+        &text.replace("  - { name: open, from: [a], to: [b] }\n", ""),
+    )
+    .unwrap();
+    let (a, b) = (
+        SpiffeId::parse("spiffe://t.org/a").unwrap(),
+        SpiffeId::parse("spiffe://t.org/b").unwrap(),
+    );
+    let path = normalize("/v1/charges;x").unwrap();
+    let v = only_charges.decide(&Request {
+        source: &a,
+        destination: &b,
+        method: "GET",
+        path: &path,
+    });
+    assert_eq!(
+        (v.decision, v.rule_label()),
+        (Decision::Deny, "default-deny")
+    );
+    assert_eq!(ask("/files/a:b"), (Decision::Deny, "no-colon".into()));
+    assert_eq!(ask("/admin-panel;x"), (Decision::Allow, "open".into()));
+}
+
+#[test]
+fn request_methods_match_rules_whatever_their_case() {
+    let text = r#"
+segments:
+  a: { identities: ["spiffe://t.org/a"] }
+  b: { identities: ["spiffe://t.org/b"] }
+rules:
+  - { name: open, from: [a], to: [b] }
+  - { name: no-delete, effect: deny, from: [a], to: [b], methods: [DELETE] }
+"#;
+    let p = from_text("p.yaml", text).unwrap();
+    for m in ["DELETE", "delete", "Delete"] {
+        assert_eq!(
+            decide(&p, "spiffe://t.org/a", "spiffe://t.org/b", m, "/x"),
+            (Decision::Deny, "no-delete".into()),
+            "{m}"
+        );
+    }
+}
+
+#[test]
+fn every_pattern_rule_is_refused_with_its_own_error() {
+    use super::pattern::{IdentityPattern, PathPattern, PatternError::*};
+    type Row = (&'static str, fn(&super::pattern::PatternError) -> bool);
+    let ids: &[Row] = &[
+        ("spiffe://t.org/a/**/b", |e| *e == GlobstarNotLast),
+        ("spiffe://t.org/a*", |e| matches!(e, PartialWildcard(_))),
+        ("spiffe://*.org/a", |e| matches!(e, TrustDomain(_))),
+        ("spiffe://t.org", |e| matches!(e, BareTrustDomain(_))),
+        ("spiffe://T.org/a", |e| matches!(e, Identity(_))),
+        ("spiffe://t.org/a/", |e| matches!(e, Identity(_))),
+    ];
+    for (text, want) in ids {
+        let e = IdentityPattern::parse(text).unwrap_err();
+        assert!(want(&e), "{text}: {e:?}");
+    }
+    let paths: &[Row] = &[
+        ("v1/charges", |e| *e == PathNotAbsolute),
+        ("/v1/charges/", |e| *e == PathTrailingSlash),
+        ("/%61dmin", |e| {
+            *e == PathNotNormalized("%61dmin".into(), "admin".into())
+        }),
+        (
+            "/a/%2e",
+            |e| matches!(e, Path(m) if m.contains("`.` and `..`")),
+        ),
+        ("/a/../b", |e| matches!(e, Path(_))),
+        ("/a//b", |e| matches!(e, Path(_))),
+        ("/a/**/b", |e| *e == GlobstarNotLast),
+        ("/v1/char*", |e| matches!(e, PartialWildcard(_))),
+        ("/a%2fb", |e| matches!(e, Path(_))),
+    ];
+    for (text, want) in paths {
+        let e = PathPattern::parse(text).unwrap_err();
+        assert!(want(&e), "{text}: {e:?}");
+    }
+    for ok in [
+        "/",
+        "/**",
+        "/v1/charges",
+        "/v1/*/refunds",
+        "/admin/**",
+        "/items:batchGet",
+        "/a%20b",
+    ] {
+        assert_eq!(PathPattern::parse(ok).unwrap().as_str(), ok);
+    }
+}
+
+#[test]
+fn names_identities_size_and_test_methods_are_checked() {
+    let errs = errors(
+        "segments:\n  \"bad name\": { identities: [\"spiffe://t.org/a\"] }\n  empty: { identities: [] }\n",
+    );
+    assert!(
+        errs[0].starts_with("p.yaml:2:3: bad name `bad name`"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("p.yaml:3:3: segment `empty` lists no identities"),
+        "{errs:?}"
+    );
+    let errs = errors(&format!(
+        "{POLICY}  - {{ from: {FRONTEND}, to: {PAYMENTS}, method: get, expect: deny }}\n"
+    ));
+    assert!(errs[0].contains("bad method `get`"), "{errs:?}");
+    let big = format!("# {}\n", "x".repeat(super::load::MAX_FILE_BYTES as usize));
+    let errs = errors(&big);
+    assert!(errs[0].contains("the limit is"), "{errs:?}");
+    let errs = errors(
+        "rules:\n  - { name: r, from: [paymnts], to: [paymnts] }\nsegments:\n  payments: { identities: [\"spiffe://t.org/p\"] }\n",
+    );
+    assert!(errs[0].contains("did you mean `payments`?"), "{errs:?}");
+}

@@ -5,6 +5,7 @@ use super::compile::CompiledPolicy;
 use super::decide::{Decision, Request};
 use super::error::{PolicyError, PolicyErrorKind};
 use super::load::PolicySource;
+use super::method::MethodSet;
 use super::source::{Expect, Spanned, TestDoc};
 use crate::identity::SpiffeId;
 use crate::path::normalize;
@@ -43,6 +44,14 @@ fn run_one(policy: &CompiledPolicy, spanned: &Spanned<TestDoc>) -> Result<(), Fa
         })?,
     };
     let method = test.method.as_ref().map_or("GET", |m| m.value.as_str());
+    if let Some(m) = &test.method
+        && let Err(hint) = MethodSet::default().insert(&m.value)
+    {
+        return Err((
+            m.referenced,
+            PolicyErrorKind::BadMethod(m.value.clone(), hint),
+        ));
+    }
     let req = Request {
         source: &source,
         destination: &destination,

@@ -242,7 +242,7 @@ impl<'a> Validator<'a> {
         let errors_before = self.errors.len();
         let at = Self::loc(f, &doc.name);
         let name = doc.name.value.clone();
-        if matches!(name.as_str(), "revoked" | "default-deny") {
+        if matches!(name.as_str(), "revoked" | "default-deny" | "ambiguous-path") {
             self.error(at, PolicyErrorKind::ReservedRuleName(name.clone()));
         } else if !valid_name(&name) {
             self.error(at, PolicyErrorKind::BadName(name.clone()));
