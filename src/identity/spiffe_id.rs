@@ -200,12 +200,6 @@ impl FromStr for SpiffeId {
     }
 }
 
-impl serde::Serialize for SpiffeId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.raw)
-    }
-}
-
 /// Checks one trust domain name (the authority part of the URI).
 fn check_trust_domain(td: &str) -> Result<(), SpiffeIdError> {
     if td.is_empty() {
