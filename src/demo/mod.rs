@@ -87,6 +87,14 @@ const SCENARIOS: &[Scenario] = &[
         expect: Expected::Decide(Decision::Deny, "no-admin-api"),
     },
     Scenario {
+        title: "path trick: Tomcat-style `..;` segments",
+        from: "agent-read",
+        to: "payments",
+        method: "GET",
+        path: "/v1/charges/..;/..;/admin/keys",
+        expect: Expected::Decide(Decision::Deny, "no-admin-api"),
+    },
+    Scenario {
         title: "path trick: encoded slash",
         from: "agent-read",
         to: "payments",
