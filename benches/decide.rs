@@ -34,6 +34,18 @@ fn decide(c: &mut Criterion) {
             group.bench_function(format!("{kind}/{label}"), |b| {
                 b.iter(|| black_box(&policy).decide(black_box(&request)).decision)
             });
+            // The proxy's per-request cost: parties classified once per connection.
+            let (source, destination) = (
+                policy.classify(request.source),
+                policy.classify(request.destination),
+            );
+            group.bench_function(format!("classified/{kind}/{label}"), |b| {
+                b.iter(|| {
+                    let p = black_box(&policy);
+                    p.decide_classified(&source, &destination, request.method, request.path)
+                        .decision
+                })
+            });
         }
     }
     group.finish();

@@ -27,6 +27,8 @@ pub struct KeySets {
 /// An identity's standing in one policy version; valid only with the policy that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classification<'p> {
+    /// The [`CompiledPolicy::instance`] that made it: keys mean nothing in another policy.
+    pub(super) policy: u64,
     /// Step 1 of the decision: the identity matches `revoked`.
     pub(super) revoked: bool,
     /// Where its rules are filed.
@@ -42,6 +44,7 @@ impl Classification<'_> {
     /// A classification that no longer borrows from the policy (to keep per connection).
     pub fn into_owned(self) -> Classification<'static> {
         Classification {
+            policy: self.policy,
             revoked: self.revoked,
             keys: Cow::Owned(self.keys.into_owned()),
         }
@@ -65,6 +68,7 @@ impl CompiledPolicy {
         let tables = &self.classifier;
         if let Some((revoked, keys)) = tables.exact.get(id.as_str()) {
             return Classification {
+                policy: self.instance,
                 revoked: *revoked,
                 keys: Cow::Borrowed(keys),
             };
@@ -80,7 +84,11 @@ impl CompiledPolicy {
             (Some(s), false) => Cow::Borrowed(&tables.segment[s as usize]),
             (Some(_), true) => Cow::Owned(self.merged_keys(id)),
         };
-        Classification { revoked, keys }
+        Classification {
+            policy: self.instance,
+            revoked,
+            keys,
+        }
     }
 
     /// Keys of every segment `id` belongs to, merged, plus `ANY`.

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::classify::{Classifier, build_classifier};
 use super::error::PolicyErrors;
@@ -20,6 +21,9 @@ use super::tests_run::run_tests;
 use super::trie::IdentityIndex;
 use super::validate::{Parts, validate};
 use super::version::version_of;
+
+/// Source of [`CompiledPolicy`] instance numbers.
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
 
 /// Marks a trie value as a `revoked` entry rather than a segment id.
 pub(super) const REVOKED: u32 = 1 << 31;
@@ -129,6 +133,8 @@ pub struct CompiledPolicy {
     pub(super) src_used: Vec<bool>,
     /// Classification tables built at compile time.
     pub(super) classifier: Classifier,
+    /// Unique per compiled policy in this process; tags its classifications.
+    pub(super) instance: u64,
 }
 
 impl CompiledPolicy {
@@ -284,6 +290,7 @@ fn index(
         by_dst,
         src_used,
         classifier: Classifier::default(),
+        instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
     };
     let named = policy.segments.iter().flat_map(|s| &s.identities);
     policy.classifier = build_classifier(&policy, named.chain(&policy.revoked));

@@ -53,6 +53,9 @@ pub enum Reason {
     DryRunDeny,
     /// Step 4: nothing allowed the request.
     DefaultDeny,
+    /// A caller passed a classification made by another policy version (a bug in the
+    /// caller; refused rather than guessed).
+    StaleClassification,
     /// The path climbs above the root once `;parameters` are cut or escapes decoded, as
     /// some upstreams do (e.g. `/..;/admin`): refused before any rule.
     AmbiguousPath,
@@ -68,6 +71,7 @@ impl Reason {
             Self::DryRunDeny => "dry-run-deny",
             Self::DefaultDeny => "default-deny",
             Self::AmbiguousPath => "ambiguous-path",
+            Self::StaleClassification => "stale-classification",
         }
     }
 }
@@ -149,15 +153,24 @@ impl CompiledPolicy {
         self.decide_classified(&source, &destination, req.method, req.path)
     }
 
-    /// [`Self::decide`] for identities this same policy version classified (the proxy
-    /// classifies a connection's peer once per policy version, not once per request).
-    pub(crate) fn decide_classified(
+    /// [`Self::decide`] for identities classified by [`Self::classify`] of this same policy
+    /// (the proxy classifies a connection's peer once per policy version, not once per
+    /// request). A classification made by another policy is refused (`stale-classification`),
+    /// never reinterpreted.
+    pub fn decide_classified(
         &self,
         source: &Classification<'_>,
         destination: &Classification<'_>,
         method: &str,
         path: &NormalizedPath,
     ) -> Verdict<'_> {
+        if source.policy != self.instance || destination.policy != self.instance {
+            return Verdict {
+                decision: Decision::Deny,
+                reason: Reason::StaleClassification,
+                rule: None,
+            };
+        }
         // Step 1 comes first: a revoked identity is refused whatever the rules say.
         if source.revoked {
             return Verdict {

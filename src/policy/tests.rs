@@ -666,3 +666,30 @@ fn names_identities_size_and_test_methods_are_checked() {
     );
     assert!(errs[0].contains("did you mean `payments`?"), "{errs:?}");
 }
+
+#[test]
+fn a_kept_classification_decides_as_decide_does_and_only_for_its_own_policy() {
+    let p = policy();
+    let other = policy();
+    let (runner, pay, web) = (
+        SpiffeId::parse(RUNNER).unwrap(),
+        SpiffeId::parse(PAYMENTS).unwrap(),
+        SpiffeId::parse(FRONTEND).unwrap(),
+    );
+    let path = normalize("/v1/charges").unwrap();
+    for (from, to) in [(&runner, &pay), (&web, &pay), (&pay, &web)] {
+        let (src, dst) = (p.classify(from).into_owned(), p.classify(to).into_owned());
+        let direct = p.decide(&Request {
+            source: from,
+            destination: to,
+            method: "POST",
+            path: &path,
+        });
+        assert_eq!(p.decide_classified(&src, &dst, "POST", &path), direct);
+        let stale = other.decide_classified(&src, &dst, "POST", &path);
+        assert_eq!(
+            (stale.decision, stale.rule_label()),
+            (Decision::Deny, "stale-classification")
+        );
+    }
+}

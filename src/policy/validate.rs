@@ -242,7 +242,10 @@ impl<'a> Validator<'a> {
         let errors_before = self.errors.len();
         let at = Self::loc(f, &doc.name);
         let name = doc.name.value.clone();
-        if matches!(name.as_str(), "revoked" | "default-deny" | "ambiguous-path") {
+        if matches!(
+            name.as_str(),
+            "revoked" | "default-deny" | "ambiguous-path" | "stale-classification"
+        ) {
             self.error(at, PolicyErrorKind::ReservedRuleName(name.clone()));
         } else if !valid_name(&name) {
             self.error(at, PolicyErrorKind::BadName(name.clone()));
