@@ -75,7 +75,8 @@ fn walk(node: &Node, rest: &str, found: &mut impl FnMut(u32)) {
         node.exact.iter().for_each(|&v| found(v));
         return;
     };
-    let (segment, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let end = rest.bytes().position(|b| b == b'/').unwrap_or(rest.len());
+    let (segment, tail) = rest.split_at(end);
     if let Some(child) = node.children.get(segment) {
         walk(child, tail, found);
     }
