@@ -88,6 +88,15 @@ pub struct Verdict<'p> {
 }
 
 impl<'p> Verdict<'p> {
+    /// A deny that no rule decided (revoked, ambiguous path, …).
+    fn refused(reason: Reason) -> Self {
+        Self {
+            decision: Decision::Deny,
+            reason,
+            rule: None,
+        }
+    }
+
     /// The rule name, or `revoked` / `default-deny` when no rule decided.
     pub fn rule_label(&self) -> &'p str {
         self.rule.unwrap_or(self.reason.as_str())
@@ -165,19 +174,11 @@ impl CompiledPolicy {
         path: &NormalizedPath,
     ) -> Verdict<'_> {
         if source.policy != self.instance || destination.policy != self.instance {
-            return Verdict {
-                decision: Decision::Deny,
-                reason: Reason::StaleClassification,
-                rule: None,
-            };
+            return Verdict::refused(Reason::StaleClassification);
         }
         // Step 1 comes first: a revoked identity is refused whatever the rules say.
         if source.revoked {
-            return Verdict {
-                decision: Decision::Deny,
-                reason: Reason::Revoked,
-                rule: None,
-            };
+            return Verdict::refused(Reason::Revoked);
         }
         let mut best = Best::default();
         let unambiguous =
@@ -185,11 +186,7 @@ impl CompiledPolicy {
                 best.note(i, r)
             });
         if !unambiguous {
-            return Verdict {
-                decision: Decision::Deny,
-                reason: Reason::AmbiguousPath,
-                rule: None,
-            };
+            return Verdict::refused(Reason::AmbiguousPath);
         }
         best.verdict(self)
     }
