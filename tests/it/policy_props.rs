@@ -3,7 +3,9 @@
 //! decision never depends on rule order, segment order or how rules are split over files.
 //!
 //! The reference below works on the generator's data, not on the YAML, and shares no code
-//! with `src/policy`: its own pattern matcher, segment membership, selectors and order.
+//! with `src/policy`: its own pattern matcher, segment membership, selectors and order, its
+//! own method comparison and its own upstream spelling of a path (README "Policy language");
+//! only the final normalization of that spelling is `segward::path::normalize`.
 
 use std::cell::Cell;
 
@@ -26,14 +28,29 @@ const REQUESTS_PER_POLICY: usize = 8;
 #[test]
 fn decide_agrees_with_a_naive_reading_of_section_3() {
     let cases = (policy(), vec(request_draft(), REQUESTS_PER_POLICY));
-    // How often each §3 step decided, so a generator drift into trivial cases is caught.
-    let steps: [Cell<usize>; 5] = Default::default();
+    // How often each §3 step decided, so a generator drift into trivial cases is caught; and
+    // how often a rule decided only thanks to the upstream spelling or to the method's case.
+    let steps: [Cell<usize>; STEPS] = Default::default();
+    let count = |i: usize| steps[i].set(steps[i].get() + 1);
     let result = runner(512).run(&cases, |(spec, drafts)| {
         let yaml = spec.to_yaml();
         let compiled = compile_one(&yaml)?;
         for req in drafts.iter().map(|d| d.resolve(&spec)) {
             let want = reference(&spec, &req);
-            steps[step_of(&want)].set(steps[step_of(&want)].get() + 1);
+            count(step_of(&want));
+            if let Some(rule) = spec.rules.iter().find(|r| r.name == want.1) {
+                let path = normalize(&req.path).unwrap();
+                if !rule_matches(&spec, rule, &req, path.as_str(), None) {
+                    count(VIA_UPSTREAM_SPELLING);
+                }
+                if rule
+                    .methods
+                    .as_ref()
+                    .is_some_and(|m| !m.contains(&req.method))
+                {
+                    count(VIA_METHOD_CASE);
+                }
+            }
             let got = engine(&compiled, &req);
             prop_assert_eq!(&got, &want, "request {}\npolicy:\n{}", req, yaml);
         }
@@ -43,12 +60,20 @@ fn decide_agrees_with_a_naive_reading_of_section_3() {
         panic!("{e}");
     }
     let steps = steps.map(Cell::into_inner);
-    // Steps: 1 revoked, 2 deny rule, 3 allow, 3 would-deny, 4 default-deny.
+    // Steps: 1 revoked, ambiguous-path, 2 deny rule, 3 allow, 3 would-deny, 4 default-deny;
+    // then rules deciding only via the upstream spelling, or only via the method's case.
     assert!(
         steps.iter().all(|&n| n > 0),
         "a §3 step never decided: {steps:?}"
     );
 }
+
+/// Coverage counters: the six outcomes of [`step_of`], then these two.
+const STEPS: usize = 8;
+/// A deny or would-deny rule decided that does not match the normalized path itself.
+const VIA_UPSTREAM_SPELLING: usize = 6;
+/// The deciding rule lists methods, none spelled as the request's method.
+const VIA_METHOD_CASE: usize = 7;
 
 #[test]
 fn deny_overrides_allow_whatever_the_rule_order_and_file_split() {
@@ -101,11 +126,15 @@ fn same_decisions_as_one_file(
             req,
             context
         );
-        // "Deny always overrides allow; the order of rules never matters."
-        if matching_rules(spec, req)
-            .iter()
-            .any(|r| r.deny && !r.dry_run)
-        {
+        // "Deny always overrides allow; the order of rules never matters." An ambiguous
+        // upstream spelling is denied whatever the rules say.
+        let denied = match upstream_spelling_checked(req) {
+            Err(()) => true,
+            Ok(variant) => matching_rules(spec, req, variant.as_deref())
+                .iter()
+                .any(|r| r.deny && !r.dry_run),
+        };
+        if denied {
             prop_assert_eq!(after.0, Decision::Deny, "request {}\n{}", req, context);
         }
     }
@@ -158,13 +187,19 @@ impl Layout {
 
 // ---- the reference evaluator: PRODUCT.md §3, read literally ----
 
-/// The decision and its label (rule name, `revoked` or `default-deny`) by §3 steps 1–4.
+/// The decision and its label (rule name, `revoked`, `ambiguous-path` or `default-deny`) by
+/// §3 steps 1–4.
 fn reference(policy: &PolicySpec, req: &RequestSpec) -> (Decision, String) {
     // Step 1: "source revoked → deny (`revoked`)".
     if policy.revoked.iter().any(|p| id_matches(p, &req.source)) {
         return (Decision::Deny, "revoked".to_owned());
     }
-    let matching = matching_rules(policy, req);
+    // "a path whose upstream spelling climbs above the root (`/..;/admin`) is denied as
+    // `ambiguous-path`" — whatever the rules say, but after the revoked check.
+    let Ok(variant) = upstream_spelling_checked(req) else {
+        return (Decision::Deny, "ambiguous-path".to_owned());
+    };
+    let matching = matching_rules(policy, req, variant.as_deref());
     let first = |wanted: fn(&RuleSpec) -> bool| matching.iter().find(|r| wanted(r));
     // Step 2: "any matching `effect: deny` rule → deny (that rule)"; dry_run ones do not decide.
     if let Some(deny) = first(|r| r.deny && !r.dry_run) {
@@ -182,20 +217,90 @@ fn reference(policy: &PolicySpec, req: &RequestSpec) -> (Decision, String) {
 }
 
 /// Every rule matching the request, sorted by name (the tie-break between deciding rules).
-fn matching_rules<'p>(policy: &'p PolicySpec, req: &RequestSpec) -> Vec<&'p RuleSpec> {
-    let path = normalize(req.path).unwrap();
+/// `variant` is the upstream spelling of the path, which deny rules match too.
+fn matching_rules<'p>(
+    policy: &'p PolicySpec,
+    req: &RequestSpec,
+    variant: Option<&str>,
+) -> Vec<&'p RuleSpec> {
+    let path = normalize(&req.path).unwrap();
     let mut out: Vec<&RuleSpec> = policy
         .rules
         .iter()
-        .filter(|r| r.from.iter().any(|s| selects(policy, s, &req.source)))
-        .filter(|r| r.to.iter().any(|s| selects(policy, s, &req.destination)))
-        .filter(|r| r.methods.as_ref().is_none_or(|m| m.contains(&req.method)))
-        .filter(|r| {
-            let paths = r.paths.as_ref();
-            paths.is_none_or(|ps| ps.iter().any(|p| path_matches(p, path.as_str())))
-        })
+        .filter(|r| rule_matches(policy, r, req, path.as_str(), variant))
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Whether `rule` matches the request with normalized path `path`; a deny rule (dry-run or
+/// not) also matches when its paths match `variant`, an allow rule never by `variant`.
+fn rule_matches(
+    policy: &PolicySpec,
+    rule: &RuleSpec,
+    req: &RequestSpec,
+    path: &str,
+    variant: Option<&str>,
+) -> bool {
+    let on_path = |p: &str| {
+        rule.paths
+            .as_ref()
+            .is_none_or(|ps| ps.iter().any(|pattern| path_matches(pattern, p)))
+    };
+    rule.from.iter().any(|s| selects(policy, s, &req.source))
+        && rule.to.iter().any(|s| selects(policy, s, &req.destination))
+        && rule
+            .methods
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|m| method_matches(m, req.method)))
+        && (on_path(path) || (rule.deny && variant.is_some_and(on_path)))
+}
+
+/// "A request's method matches ignoring ASCII case"; rule methods are upper case.
+fn method_matches(rule_method: &str, request_method: &str) -> bool {
+    rule_method.len() == request_method.len()
+        && rule_method
+            .bytes()
+            .zip(request_method.bytes())
+            .all(|(r, q)| r == q.to_ascii_uppercase())
+}
+
+/// The request path as a lenient upstream routes it, normalized (`Ok(None)` when that is
+/// the normalized path itself), or `Err` when normalization rejects that spelling.
+fn upstream_spelling_checked(req: &RequestSpec) -> Result<Option<String>, ()> {
+    let path = normalize(&req.path).unwrap();
+    let raw = upstream_spelling(path.as_str());
+    let variant = normalize(&raw).map_err(|_| ())?.into_string();
+    Ok((variant != path.as_str()).then_some(variant))
+}
+
+/// "`;parameters` cut from each segment (from a raw `;` to the next `/`), and escapes `%XX`
+/// decoding to one of `:@!$&'()*+,;=` decoded (so `%3B` also starts parameters)" — before
+/// normalization, which the caller applies.
+fn upstream_spelling(path: &str) -> String {
+    const DECODED: &str = ":@!$&'()*+,;=";
+    let mut out = String::new();
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let mut rest = segment;
+        while let Some(c) = rest.chars().next() {
+            let escaped = rest
+                .strip_prefix('%')
+                .and_then(|hex| hex.get(..2))
+                .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .map(char::from)
+                .filter(|c| DECODED.contains(*c));
+            let (c, len) = escaped.map_or((c, c.len_utf8()), |e| (e, 3));
+            if c == ';' {
+                break; // parameters run to the end of the segment
+            }
+            out.push(c);
+            rest = &rest[len..];
+        }
+    }
     out
 }
 
@@ -279,7 +384,7 @@ fn path_segments(path: &str) -> Vec<&str> {
 fn engine(policy: &CompiledPolicy, req: &RequestSpec) -> (Decision, String) {
     let source = SpiffeId::parse(&req.source.to_string()).unwrap();
     let destination = SpiffeId::parse(&req.destination.to_string()).unwrap();
-    let path = normalize(req.path).unwrap();
+    let path = normalize(&req.path).unwrap();
     let verdict = policy.decide(&Request {
         source: &source,
         destination: &destination,
@@ -301,10 +406,11 @@ fn fail(e: &dyn std::fmt::Display, context: &str) -> TestCaseError {
 fn step_of((decision, label): &(Decision, String)) -> usize {
     match (decision, label.as_str()) {
         (Decision::Deny, "revoked") => 0,
-        (Decision::Deny, "default-deny") => 4,
-        (Decision::Deny, _) => 1,
-        (Decision::Allow, _) => 2,
-        (Decision::WouldDeny, _) => 3,
+        (Decision::Deny, "ambiguous-path") => 1,
+        (Decision::Deny, "default-deny") => 5,
+        (Decision::Deny, _) => 2,
+        (Decision::Allow, _) => 3,
+        (Decision::WouldDeny, _) => 4,
     }
 }
 

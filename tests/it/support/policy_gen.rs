@@ -2,7 +2,9 @@
 //! as YAML text (for the engine), so proptest drives parse → compile → decide end to end.
 //!
 //! Universe: trust domains `a.org`/`b.org`; ID segments `x`, `y`, `z`, depth 1–3; segments
-//! `s0`…`s5`; labels `env: prod|staging`, `tier: web|critical`; a few methods and paths.
+//! `s0`…`s5`; labels `env: prod|staging`, `tier: web|critical`; a few methods (some spelled
+//! in lower or mixed case, one extension method) and paths (some raw, with dot segments,
+//! escapes and `;parameters`, so normalization and the upstream spelling both matter).
 
 use std::fmt::{self, Write as _};
 
@@ -10,19 +12,72 @@ use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
+use segward::path::normalize;
 
 /// Trust domains of the universe.
 pub const TRUST_DOMAINS: [&str; 2] = ["a.org", "b.org"];
 /// Path segments of SPIFFE IDs.
 pub const ID_SEGMENTS: [&str; 3] = ["x", "y", "z"];
-/// Methods a rule may list.
-pub const RULE_METHODS: [&str; 4] = ["GET", "POST", "HEAD", "DELETE"];
-/// Methods a request may use (`PATCH` is in no rule).
-pub const REQUEST_METHODS: [&str; 5] = ["GET", "POST", "HEAD", "DELETE", "PATCH"];
+/// Methods a rule may list (always upper case; `PURGE` is an extension method).
+pub const RULE_METHODS: [&str; 5] = ["GET", "POST", "HEAD", "DELETE", "PURGE"];
+/// Methods a request may use: `PATCH` is in no rule; `get`, `post`, `Delete` and `purge`
+/// match their upper-case spellings.
+pub const REQUEST_METHODS: [&str; 10] = [
+    "GET", "POST", "HEAD", "DELETE", "PATCH", "PURGE", "get", "post", "Delete", "purge",
+];
 /// Path patterns a rule may list.
-pub const PATH_PATTERNS: [&str; 6] = ["/", "/a", "/a/*", "/a/**", "/b/c", "/**"];
-/// Request paths, before normalization.
-pub const REQUEST_PATHS: [&str; 7] = ["/", "/a", "/a/", "/a/b", "/a/b/c", "/b/c", "/b"];
+pub const PATH_PATTERNS: [&str; 7] = ["/", "/a", "/a/*", "/a/**", "/b/c", "/**", "/a:b"];
+/// Request paths, before normalization: plain ones, then ones that normalization changes
+/// (`//a`, `/a/./b`, `/%61/b`), then ones whose upstream spelling differs (`;parameters`,
+/// escaped `;` and `:`), two of which climb above the root for the upstream (`/..;/a`).
+pub const REQUEST_PATHS: [&str; 27] = [
+    "/",
+    "/a",
+    "/a/",
+    "/a/b",
+    "/a/b/c",
+    "/b/c",
+    "/b",
+    "//a",
+    "/a/./b",
+    "/%61/b",
+    "/a/b/../c",
+    "/a;x",
+    "/a;x/b",
+    "/a%3Bx/b",
+    "/a%3bx/",
+    "/a/..;/b",
+    "/a/b;p/..;/c",
+    "/..;/a",
+    "/%2e%2e;/b/c",
+    "/b/c;v=1",
+    "/b;/c",
+    "/;x/a",
+    "/a:b",
+    "/a%3Ab",
+    "/a%3ab;x",
+    "/a%3B",
+    "/a%25%3Bx",
+];
+/// Segments of composed request paths (joined with `/` behind a leading `/`); compositions
+/// that normalization rejects (a raw `..` above the root) are skipped.
+pub const PATH_ATOMS: [&str; 15] = [
+    "a",
+    "b",
+    "c",
+    "",
+    ".",
+    "..",
+    "..;",
+    "..;x",
+    "%2E%2E%3B",
+    "a;x",
+    "a%3Bx",
+    "c;v=1",
+    "%61",
+    "a:b",
+    "a%3Ab",
+];
 
 /// Segments per policy: `s0`…`s5`.
 pub const SEGMENTS: usize = 6;
@@ -96,7 +151,7 @@ pub struct RequestSpec {
     pub source: Id,
     pub destination: Id,
     pub method: &'static str,
-    pub path: &'static str,
+    pub path: String,
 }
 
 /// Any ID of the universe.
@@ -178,7 +233,7 @@ pub fn request_draft() -> impl Strategy<Value = RequestDraft> {
         party(),
         party(),
         select(&REQUEST_METHODS[..]),
-        select(&REQUEST_PATHS[..]),
+        request_path(),
     )
         .prop_map(|(source, destination, method, path)| RequestDraft {
             source,
@@ -188,13 +243,28 @@ pub fn request_draft() -> impl Strategy<Value = RequestDraft> {
         })
 }
 
+/// A raw request path that [`normalize`] accepts: one of [`REQUEST_PATHS`], or 1–3
+/// [`PATH_ATOMS`] joined.
+pub fn request_path() -> impl Strategy<Value = String> {
+    let listed = select(&REQUEST_PATHS[..]).prop_map(str::to_owned);
+    let composed = vec(select(&PATH_ATOMS[..]), 1..=3).prop_map(|atoms| {
+        atoms.iter().fold(String::new(), |mut path, atom| {
+            path.push('/');
+            path.push_str(atom);
+            path
+        })
+    });
+    prop_oneof![3 => listed, 1 => composed]
+        .prop_filter("normalize rejects the path", |p| normalize(p).is_ok())
+}
+
 /// A request whose parties may still name "an instance of pattern number n".
 #[derive(Debug, Clone)]
 pub struct RequestDraft {
     source: Party,
     destination: Party,
     method: &'static str,
-    path: &'static str,
+    path: String,
 }
 
 #[derive(Debug, Clone)]
@@ -222,7 +292,7 @@ impl RequestDraft {
             source: self.source.resolve(&patterns),
             destination: self.destination.resolve(&patterns),
             method: self.method,
-            path: self.path,
+            path: self.path.clone(),
         }
     }
 }
@@ -316,7 +386,7 @@ impl fmt::Display for IdPattern {
 
 impl fmt::Display for RequestSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (s, d, m, p) = (&self.source, &self.destination, self.method, self.path);
+        let (s, d, m, p) = (&self.source, &self.destination, self.method, &self.path);
         write!(f, "{s} -> {d} {m} {p}")
     }
 }
