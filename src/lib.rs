@@ -4,6 +4,7 @@
 //! Crate map (dependencies point down only):
 //! - [`cli`]: clap commands `policy check|explain`, `certs init|issue|inspect`, exit codes.
 //! - [`demo`]: `segward demo`, the scenarios on freshly minted identities.
+//! - [`tls`]: rustls glue — PEM credentials, SPIFFE verifiers, server and client configs.
 //! - [`certs`]: rcgen PKI — throwaway CA, X509-SVID leaves, inspection.
 //! - [`policy`]: PURE. YAML policy → `CompiledPolicy` → `decide`; lints for `policy check`.
 //! - [`path`]: PURE. The one request-path normalization, shared by policy and proxy.
@@ -15,3 +16,4 @@ pub mod demo;
 pub mod identity;
 pub mod path;
 pub mod policy;
+pub mod tls;

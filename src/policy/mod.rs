@@ -36,7 +36,7 @@ pub fn load(path: &Path) -> Result<CompiledPolicy, PolicyErrors> {
 /// Compiles policy text held in memory; `name` stands for the file name in errors.
 ///
 /// # Errors
-/// As [`load`].
+/// As [`load()`].
 pub fn from_text(name: &str, text: &str) -> Result<CompiledPolicy, PolicyErrors> {
     compile(&PolicySource::from_texts([(name, text)])?)
 }

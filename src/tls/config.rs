@@ -1,0 +1,87 @@
+//! The rustls configs of the data plane: [`server_config`] for inbound mTLS and
+//! [`client_config`] for outbound mTLS. Both use our SPIFFE verifiers and the one provider.
+
+use std::sync::Arc;
+
+use rustls::sign::SingleCertAndKey;
+use rustls::{ClientConfig, ServerConfig, SupportedProtocolVersion};
+
+use super::{Credentials, SpiffeClientVerifier, SpiffeServerVerifier, TlsError, crypto_provider};
+use crate::identity::SpiffeId;
+
+/// ALPN protocols offered and accepted, most preferred first.
+const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// Knobs of the TLS configs. "TLS 1.3 by default (1.2 may be enabled in config)".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// Also allow TLS 1.2. Off by default.
+    pub tls12: bool,
+}
+
+/// The inbound server config: a client certificate is required and checked by
+/// [`SpiffeClientVerifier`]; we present our own SVID chain.
+///
+/// # Errors
+/// [`TlsError::Config`] if rustls refuses the versions or a bundle.
+pub fn server_config(
+    credentials: &Credentials,
+    options: TlsOptions,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = crypto_provider();
+    let verifier = SpiffeClientVerifier::new(credentials.bundles(), &provider)?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions(options))
+        .map_err(config_error)?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(
+            credentials.certified_key(),
+        )));
+    config.alpn_protocols = alpn();
+    Ok(Arc::new(config))
+}
+
+/// The outbound client config for one destination: the server must prove `expected`
+/// ([`SpiffeServerVerifier`]); we present our own SVID chain as the client certificate.
+///
+/// # Errors
+/// [`TlsError::Config`] if rustls refuses the versions.
+pub fn client_config(
+    credentials: &Credentials,
+    expected: &SpiffeId,
+    options: TlsOptions,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = crypto_provider();
+    let verifier = SpiffeServerVerifier::new(expected.clone(), credentials.bundles(), &provider);
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions(options))
+        .map_err(config_error)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(
+            credentials.certified_key(),
+        )));
+    config.alpn_protocols = alpn();
+    Ok(Arc::new(config))
+}
+
+fn versions(options: TlsOptions) -> &'static [&'static SupportedProtocolVersion] {
+    static TLS13_ONLY: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+    static TLS13_AND_12: [&SupportedProtocolVersion; 2] =
+        [&rustls::version::TLS13, &rustls::version::TLS12];
+    if options.tls12 {
+        &TLS13_AND_12
+    } else {
+        &TLS13_ONLY
+    }
+}
+
+fn alpn() -> Vec<Vec<u8>> {
+    ALPN.iter().map(|protocol| protocol.to_vec()).collect()
+}
+
+fn config_error(error: rustls::Error) -> TlsError {
+    TlsError::Config {
+        problem: error.to_string(),
+    }
+}

@@ -1,0 +1,252 @@
+//! [`Credentials`]: our SVID chain, its private key and the trust bundles, each keyed by
+//! trust domain, loaded from PEM and checked before any listener starts (fail closed).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rustls::RootCertStore;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+
+use super::{TlsError, crypto_provider};
+use crate::identity::{Role, SpiffeId, Svid, TrustDomain};
+
+/// Checked TLS material: a leaf that is an X509-SVID for both roles, the key that belongs to
+/// it, and one non-empty bundle per trust domain. Its only constructors check all of that.
+pub struct Credentials {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    certified: Arc<CertifiedKey>,
+    id: SpiffeId,
+    bundles: BTreeMap<String, Arc<RootCertStore>>,
+}
+
+/// PEM text and the name errors give it: a file path, or a `<label>` for in-memory PEM.
+struct Pem<'a> {
+    file: String,
+    text: &'a [u8],
+}
+
+impl Credentials {
+    /// Reads the SVID chain `cert`, its private key `key` and one bundle file per trust domain.
+    ///
+    /// # Errors
+    /// A [`TlsError`] naming the file at fault; see [`Credentials::from_pem`].
+    pub fn load(
+        cert: &Path,
+        key: &Path,
+        bundles: &[(TrustDomain, PathBuf)],
+        now: SystemTime,
+    ) -> Result<Credentials, TlsError> {
+        let cert_text = read(cert)?;
+        let key_text = read(key)?;
+        let bundle_texts = bundles
+            .iter()
+            .map(|(_, path)| read(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let bundles = bundles
+            .iter()
+            .zip(&bundle_texts)
+            .map(|((td, path), text)| (td, pem(&path.display().to_string(), text)))
+            .collect();
+        let cert = pem(&cert.display().to_string(), &cert_text);
+        build(
+            cert,
+            pem(&key.display().to_string(), &key_text),
+            bundles,
+            now,
+        )
+    }
+
+    /// The same checks on in-memory PEM; errors name `<certificate>`, `<key>` and
+    /// `<bundle TD>`.
+    ///
+    /// # Errors
+    /// [`TlsError::NoCertificate`], [`TlsError::NoPrivateKey`], [`TlsError::BadPem`],
+    /// [`TlsError::InvalidSvid`] (the leaf must pass the X509-SVID rules as client and as
+    /// server at `now`), [`TlsError::UnsupportedKey`], [`TlsError::KeyMismatch`],
+    /// [`TlsError::EmptyBundle`], [`TlsError::BadTrustAnchor`], [`TlsError::DuplicateBundle`]
+    /// or [`TlsError::NoBundles`].
+    pub fn from_pem(
+        cert_pem: &str,
+        key_pem: &str,
+        bundles: &[(TrustDomain, &str)],
+        now: SystemTime,
+    ) -> Result<Credentials, TlsError> {
+        let bundles = bundles
+            .iter()
+            .map(|(td, text)| (td, pem(&format!("<bundle {td}>"), text.as_bytes())))
+            .collect();
+        let cert = pem("<certificate>", cert_pem.as_bytes());
+        build(cert, pem("<key>", key_pem.as_bytes()), bundles, now)
+    }
+
+    /// Our SPIFFE ID, from the leaf's URI SAN.
+    pub fn id(&self) -> &SpiffeId {
+        &self.id
+    }
+
+    /// The leaf, then its intermediates, as presented to peers.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+
+    /// The private key of the leaf. Secret: never log it.
+    pub fn key(&self) -> &PrivateKeyDer<'static> {
+        &self.key
+    }
+
+    /// The trust anchors per trust domain name.
+    pub fn bundles(&self) -> &BTreeMap<String, Arc<RootCertStore>> {
+        &self.bundles
+    }
+
+    /// Chain and signing key together, as the config builders want them.
+    pub(super) fn certified_key(&self) -> Arc<CertifiedKey> {
+        self.certified.clone()
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("id", &self.id)
+            .field("chain_len", &self.chain.len())
+            .field("key", &"[redacted]")
+            .field("trust_domains", &self.bundles.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| TlsError::Io {
+        file: path.display().to_string(),
+        problem: e.to_string(),
+    })
+}
+
+fn pem<'a>(file: &str, text: &'a [u8]) -> Pem<'a> {
+    Pem {
+        file: file.to_owned(),
+        text,
+    }
+}
+
+fn build(
+    cert: Pem<'_>,
+    key: Pem<'_>,
+    bundles: Vec<(&TrustDomain, Pem<'_>)>,
+    now: SystemTime,
+) -> Result<Credentials, TlsError> {
+    let chain = certificates(&cert)?.ok_or_else(|| TlsError::NoCertificate {
+        file: cert.file.clone(),
+    })?;
+    let id = own_id(&cert.file, &chain[0], now)?;
+    let private_key = private_key(&key)?;
+    let certified = certified_key(&cert, &key, chain.clone(), &private_key)?;
+    Ok(Credentials {
+        chain,
+        key: private_key,
+        certified: Arc::new(certified),
+        id,
+        bundles: trust_bundles(bundles)?,
+    })
+}
+
+/// Every CERTIFICATE block of `pem`, in order; `None` when there is none.
+fn certificates(pem: &Pem<'_>) -> Result<Option<Vec<CertificateDer<'static>>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem.text)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad_pem(pem, &e))?;
+    Ok(Some(certs).filter(|certs| !certs.is_empty()))
+}
+
+/// Our leaf must be an X509-SVID as a client (outbound) and as a server (inbound).
+fn own_id(file: &str, leaf: &CertificateDer<'_>, now: SystemTime) -> Result<SpiffeId, TlsError> {
+    let invalid = |error| TlsError::InvalidSvid {
+        file: file.to_owned(),
+        error,
+    };
+    Svid::from_der(leaf, Role::Client, now).map_err(invalid)?;
+    Ok(Svid::from_der(leaf, Role::Server, now).map_err(invalid)?.id)
+}
+
+fn private_key(pem: &Pem<'_>) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem.text).map_err(|e| match e {
+        pem::Error::NoItemsFound => TlsError::NoPrivateKey {
+            file: pem.file.clone(),
+        },
+        e => bad_pem(pem, &e),
+    })
+}
+
+/// Loads the key with the provider and checks that its public key is the leaf's.
+fn certified_key(
+    cert: &Pem<'_>,
+    key: &Pem<'_>,
+    chain: Vec<CertificateDer<'static>>,
+    private_key: &PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, TlsError> {
+    let signing_key = crypto_provider()
+        .key_provider
+        .load_private_key(private_key.clone_key())
+        .map_err(|e| TlsError::UnsupportedKey {
+            file: key.file.clone(),
+            problem: e.to_string(),
+        })?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    // Fail closed: a key whose public half cannot be compared counts as a mismatch.
+    certified.keys_match().map_err(|_| TlsError::KeyMismatch {
+        cert: cert.file.clone(),
+        key: key.file.clone(),
+    })?;
+    Ok(certified)
+}
+
+/// One non-empty root store per trust domain; at least one trust domain.
+fn trust_bundles(
+    bundles: Vec<(&TrustDomain, Pem<'_>)>,
+) -> Result<BTreeMap<String, Arc<RootCertStore>>, TlsError> {
+    if bundles.is_empty() {
+        return Err(TlsError::NoBundles);
+    }
+    let mut stores = BTreeMap::new();
+    for (trust_domain, pem) in bundles {
+        let store = root_store(trust_domain, &pem)?;
+        if stores
+            .insert(trust_domain.to_string(), Arc::new(store))
+            .is_some()
+        {
+            return Err(TlsError::DuplicateBundle {
+                trust_domain: trust_domain.to_string(),
+            });
+        }
+    }
+    Ok(stores)
+}
+
+fn root_store(trust_domain: &TrustDomain, pem: &Pem<'_>) -> Result<RootCertStore, TlsError> {
+    let certs = certificates(pem)?.ok_or_else(|| TlsError::EmptyBundle {
+        file: pem.file.clone(),
+        trust_domain: trust_domain.to_string(),
+    })?;
+    let mut store = RootCertStore::empty();
+    for cert in certs {
+        store.add(cert).map_err(|e| TlsError::BadTrustAnchor {
+            file: pem.file.clone(),
+            problem: e.to_string(),
+        })?;
+    }
+    Ok(store)
+}
+
+fn bad_pem(pem: &Pem<'_>, error: &pem::Error) -> TlsError {
+    TlsError::BadPem {
+        file: pem.file.clone(),
+        problem: error.to_string(),
+    }
+}

@@ -1,0 +1,135 @@
+//! [`TlsError`]: what can be wrong with our own TLS material, or with a peer's certificate
+//! beyond what webpki reports.
+
+use crate::identity::SvidError;
+
+/// Why TLS material was refused at load time, or a peer's certificate during a handshake.
+/// Load-time variants name the file at fault (or `<label>` for in-memory PEM).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read: fail closed, nothing starts without its material.
+    #[error("{file}: cannot read: {problem}")]
+    Io {
+        /// The file that could not be read.
+        file: String,
+        /// The operating system's message.
+        problem: String,
+    },
+    /// The text is not well-formed PEM.
+    #[error("{file}: not valid PEM: {problem}")]
+    BadPem {
+        /// The file at fault.
+        file: String,
+        /// What the PEM parser reported.
+        problem: String,
+    },
+    /// "Certificate, key and bundles loaded from PEM": the certificate file holds no
+    /// `CERTIFICATE` block.
+    #[error("{file}: no PEM CERTIFICATE block; expected the SVID leaf, then its chain")]
+    NoCertificate {
+        /// The certificate file.
+        file: String,
+    },
+    /// The key file holds no PKCS#8, PKCS#1 or SEC1 private key block.
+    #[error("{file}: no PEM private key block")]
+    NoPrivateKey {
+        /// The key file.
+        file: String,
+    },
+    /// The private key is of a type or curve the crypto provider cannot sign with.
+    #[error("{file}: unsupported private key: {problem}")]
+    UnsupportedKey {
+        /// The key file.
+        file: String,
+        /// What rustls reported.
+        problem: String,
+    },
+    /// Our own leaf must be an X509-SVID usable both as a client and as a server certificate.
+    #[error("{file}: the first certificate is not a usable X509-SVID: {error}")]
+    InvalidSvid {
+        /// The certificate file.
+        file: String,
+        /// The leaf rule it broke.
+        error: SvidError,
+    },
+    /// The private key does not belong to the leaf certificate.
+    #[error("{key}: this private key does not belong to the certificate in {cert}")]
+    KeyMismatch {
+        /// The certificate file.
+        cert: String,
+        /// The key file.
+        key: String,
+    },
+    /// A bundle must hold at least one CA certificate, or its trust domain trusts nothing.
+    #[error("{file}: bundle for trust domain {trust_domain} holds no PEM CERTIFICATE block")]
+    EmptyBundle {
+        /// The bundle file.
+        file: String,
+        /// The trust domain it was configured for.
+        trust_domain: String,
+    },
+    /// A bundle certificate cannot serve as a webpki trust anchor.
+    #[error("{file}: bundle certificate is not a usable trust anchor: {problem}")]
+    BadTrustAnchor {
+        /// The bundle file.
+        file: String,
+        /// What rustls reported.
+        problem: String,
+    },
+    /// One bundle per trust domain: two would leave it unclear which one vouches.
+    #[error("trust domain {trust_domain} has more than one bundle")]
+    DuplicateBundle {
+        /// The trust domain named twice.
+        trust_domain: String,
+    },
+    /// Fail closed: with no bundle no peer could ever be verified.
+    #[error("no trust bundle configured; at least one trust domain's bundle is needed")]
+    NoBundles,
+    /// rustls refused to build a config or verifier (a bug or an unusable provider).
+    #[error("cannot build the TLS configuration: {problem}")]
+    Config {
+        /// What rustls reported.
+        problem: String,
+    },
+    /// "Leaf must be an X509-SVID": the peer's leaf broke one of its rules.
+    #[error("peer certificate is not a valid X509-SVID: {0}")]
+    PeerSvid(SvidError),
+    /// "The chain must verify against the bundle of the trust domain named in the peer's own
+    /// SPIFFE ID" — and there is no bundle for that trust domain.
+    #[error("peer's trust domain {trust_domain} has no bundle")]
+    UnknownTrustDomain {
+        /// The trust domain of the peer's SPIFFE ID.
+        trust_domain: String,
+    },
+    /// "Outbound … requires its SPIFFE ID to equal the destination's `spiffe_id`."
+    #[error("server proved {actual}, but the destination is {expected}")]
+    WrongPeerId {
+        /// The destination's configured SPIFFE ID.
+        expected: String,
+        /// The ID the server's certificate carries.
+        actual: String,
+    },
+}
+
+impl TlsError {
+    /// Short, bounded label for metrics (`tls_handshake_failures{reason}`) and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Io { .. } => "io",
+            Self::BadPem { .. } => "bad-pem",
+            Self::NoCertificate { .. } => "no-certificate",
+            Self::NoPrivateKey { .. } => "no-private-key",
+            Self::UnsupportedKey { .. } => "unsupported-key",
+            Self::InvalidSvid { .. } => "invalid-svid",
+            Self::KeyMismatch { .. } => "key-mismatch",
+            Self::EmptyBundle { .. } => "empty-bundle",
+            Self::BadTrustAnchor { .. } => "bad-trust-anchor",
+            Self::DuplicateBundle { .. } => "duplicate-bundle",
+            Self::NoBundles => "no-bundles",
+            Self::Config { .. } => "config",
+            Self::PeerSvid(error) => error.reason(),
+            Self::UnknownTrustDomain { .. } => "unknown-trust-domain",
+            Self::WrongPeerId { .. } => "wrong-peer-id",
+        }
+    }
+}

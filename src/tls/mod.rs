@@ -1,0 +1,30 @@
+//! rustls glue (PRODUCT.md §4): our own PEM [`Credentials`], SPIFFE-aware verifiers that pick
+//! the bundle of the trust domain named in the peer's ID, and the server and client configs.
+//!
+//! One crypto provider (ring) serves every config and verifier: see [`crypto_provider`].
+//! Never call rustls' `builder()`, which picks a process-level provider implicitly.
+
+mod config;
+mod credentials;
+mod error;
+mod verify;
+
+use std::sync::{Arc, OnceLock};
+
+use rustls::crypto::CryptoProvider;
+
+pub use config::{TlsOptions, client_config, server_config};
+pub use credentials::Credentials;
+pub use error::TlsError;
+pub use verify::{SpiffeClientVerifier, SpiffeServerVerifier};
+
+/// The one crypto provider (ring) shared by every config and verifier of the process.
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,405 @@
+//! Real handshakes over 127.0.0.1 with certificates minted here: who gets in, who does not,
+//! and why (asserted on the error, never on log text).
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rcgen::{BasicConstraints, IsCa, KeyUsagePurpose, SanType};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{CertificateError, ClientConfig, Error, RootCertStore, ServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use super::*;
+use crate::certs::{Ca, IssuedSvid, svid_params};
+use crate::identity::{Role, SpiffeId, Svid, SvidError, TrustDomain};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn td(name: &str) -> TrustDomain {
+    TrustDomain::parse(name).unwrap()
+}
+
+fn id(text: &str) -> SpiffeId {
+    SpiffeId::parse(text).unwrap()
+}
+
+fn issue(ca: &Ca, spiffe_id: &str) -> IssuedSvid {
+    ca.issue(&id(spiffe_id), HOUR, &["localhost".to_owned()])
+        .unwrap()
+}
+
+fn credentials(svid: &IssuedSvid, bundles: &[(&str, &Ca)]) -> Credentials {
+    let bundles: Vec<_> = bundles
+        .iter()
+        .map(|(name, ca)| (td(name), ca.cert_pem()))
+        .collect();
+    Credentials::from_pem(&svid.chain_pem, &svid.key_pem, &bundles, SystemTime::now()).unwrap()
+}
+
+/// A plain rustls client presenting `svid` whatever it holds, trusting `server_ca` by DNS
+/// name: how a misbehaving peer reaches our server verifier.
+fn raw_client(svid: &IssuedSvid, server_ca: &Ca, tls12_only: bool) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(server_ca.cert_der().to_vec()))
+        .unwrap();
+    let chain = CertificateDer::pem_slice_iter(svid.chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(svid.key_pem.as_bytes()).unwrap();
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13]
+    };
+    let config = ClientConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    Arc::new(config)
+}
+
+fn raw_client_without_cert(server_ca: &Ca) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(server_ca.cert_der().to_vec()))
+        .unwrap();
+    let config = ClientConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// The outcome of one handshake on each side.
+struct Outcome {
+    /// The server's view: the peer's SPIFFE ID, or the handshake error.
+    server: Result<SpiffeId, io::Error>,
+    /// The client's view: whether it completed and read the server's first byte.
+    client: Result<(), io::Error>,
+}
+
+/// Runs one handshake over 127.0.0.1; the server reads the peer's ID from
+/// `peer_certificates()[0]` and writes one byte so the client sees the final outcome.
+async fn handshake(server: Arc<ServerConfig>, client: Arc<ClientConfig>) -> Outcome {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accept = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await?;
+        let mut tls = TlsAcceptor::from(server).accept(tcp).await?;
+        let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+        let svid = Svid::from_der(&leaf, Role::Client, SystemTime::now()).unwrap();
+        tls.write_all(b"k").await?;
+        tls.shutdown().await?;
+        Ok::<_, io::Error>(svid.id)
+    });
+    let connect = async {
+        let tcp = TcpStream::connect(addr).await?;
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut tls = TlsConnector::from(client).connect(name, tcp).await?;
+        let mut byte = [0u8; 1];
+        tls.read_exact(&mut byte).await?;
+        Ok::<_, io::Error>(())
+    };
+    let limit = Duration::from_secs(10);
+    let client = tokio::time::timeout(limit, connect).await.unwrap();
+    let server = tokio::time::timeout(limit, accept).await.unwrap().unwrap();
+    Outcome { server, client }
+}
+
+/// The rustls error inside a handshake's `io::Error`.
+fn rustls_error(error: &io::Error) -> &Error {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<Error>())
+        .unwrap_or_else(|| panic!("not a rustls error: {error:?}"))
+}
+
+/// Our [`TlsError`] inside a handshake's `io::Error`.
+fn tls_error(error: &io::Error) -> TlsError {
+    let rustls = rustls_error(error);
+    TlsError::from_handshake(rustls)
+        .unwrap_or_else(|| panic!("not a segward TlsError: {rustls:?}"))
+        .clone()
+}
+
+/// CA of `a.org` and a server SVID `spiffe://a.org/api` trusting a.org only.
+fn server_in_a() -> (Ca, Arc<ServerConfig>) {
+    let ca = Ca::new(&td("a.org")).unwrap();
+    let creds = credentials(&issue(&ca, "spiffe://a.org/api"), &[("a.org", &ca)]);
+    (ca, server_config(&creds, TlsOptions::default()).unwrap())
+}
+
+#[tokio::test]
+async fn good_client_is_accepted_and_its_id_read() {
+    let (ca, server) = server_in_a();
+    let client = credentials(&issue(&ca, "spiffe://a.org/web"), &[("a.org", &ca)]);
+    let client = client_config(&client, &id("spiffe://a.org/api"), TlsOptions::default());
+    let outcome = handshake(server, client.unwrap()).await;
+    assert_eq!(outcome.server.unwrap(), id("spiffe://a.org/web"));
+    outcome.client.unwrap();
+}
+
+#[tokio::test]
+async fn client_without_certificate_is_refused() {
+    let (ca, server) = server_in_a();
+    let outcome = handshake(server, raw_client_without_cert(&ca)).await;
+    let error = outcome.server.unwrap_err();
+    assert_eq!(rustls_error(&error), &Error::NoCertificatesPresented);
+    assert!(outcome.client.is_err());
+}
+
+#[tokio::test]
+async fn unknown_trust_domain_is_refused() {
+    let (ca, server) = server_in_a();
+    let ca_c = Ca::new(&td("c.org")).unwrap();
+    let client = raw_client(&issue(&ca_c, "spiffe://c.org/web"), &ca, false);
+    let outcome = handshake(server, client).await;
+    let expected = TlsError::UnknownTrustDomain {
+        trust_domain: "c.org".into(),
+    };
+    assert_eq!(tls_error(&outcome.server.unwrap_err()), expected);
+    assert!(outcome.client.is_err());
+}
+
+#[tokio::test]
+async fn ca_of_one_trust_domain_cannot_vouch_for_another() {
+    let ca_a = Ca::new(&td("a.org")).unwrap();
+    let ca_b = Ca::new(&td("b.org")).unwrap();
+    let server_svid = issue(&ca_a, "spiffe://a.org/api");
+    let creds = credentials(&server_svid, &[("a.org", &ca_a), ("b.org", &ca_b)]);
+    let server = server_config(&creds, TlsOptions::default()).unwrap();
+    // A's CA signs a B identity.
+    let forged = raw_client(&issue(&ca_a, "spiffe://b.org/x"), &ca_a, false);
+    let outcome = handshake(server, forged).await;
+    let error = outcome.server.unwrap_err();
+    assert_eq!(
+        rustls_error(&error),
+        &Error::InvalidCertificate(CertificateError::UnknownIssuer)
+    );
+    assert!(outcome.client.is_err());
+}
+
+#[tokio::test]
+async fn leaf_with_two_uri_sans_is_refused() {
+    let (ca, server) = server_in_a();
+    let mut params = svid_params(&id("spiffe://a.org/web"), HOUR, &[]).unwrap();
+    let second = SanType::URI("spiffe://a.org/admin".try_into().unwrap());
+    params.subject_alt_names.push(second);
+    let outcome = handshake(server, raw_client(&ca.sign(&params).unwrap(), &ca, false)).await;
+    let expected = TlsError::PeerSvid(SvidError::MultipleUriSans);
+    assert_eq!(tls_error(&outcome.server.unwrap_err()), expected);
+    assert_eq!(expected.reason(), "multiple-uri-sans");
+}
+
+#[tokio::test]
+async fn ca_certificate_as_leaf_is_refused() {
+    let (ca, server) = server_in_a();
+    let mut params = svid_params(&id("spiffe://a.org/web"), HOUR, &[]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyCertSign,
+    ];
+    let outcome = handshake(server, raw_client(&ca.sign(&params).unwrap(), &ca, false)).await;
+    let expected = TlsError::PeerSvid(SvidError::IsCa);
+    assert_eq!(tls_error(&outcome.server.unwrap_err()), expected);
+}
+
+#[tokio::test]
+async fn expired_leaf_is_refused() {
+    let (ca, server) = server_in_a();
+    let mut params = svid_params(&id("spiffe://a.org/web"), HOUR, &[]).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(2);
+    params.not_after = now - time::Duration::days(1);
+    let outcome = handshake(server, raw_client(&ca.sign(&params).unwrap(), &ca, false)).await;
+    let expected = TlsError::PeerSvid(SvidError::Expired);
+    assert_eq!(tls_error(&outcome.server.unwrap_err()), expected);
+}
+
+#[tokio::test]
+async fn outbound_refuses_a_server_proving_another_id() {
+    let (ca, server) = server_in_a();
+    let client = credentials(&issue(&ca, "spiffe://a.org/web"), &[("a.org", &ca)]);
+    let expected_id = id("spiffe://a.org/billing");
+    let client = client_config(&client, &expected_id, TlsOptions::default()).unwrap();
+    let outcome = handshake(server, client).await;
+    let expected = TlsError::WrongPeerId {
+        expected: "spiffe://a.org/billing".into(),
+        actual: "spiffe://a.org/api".into(),
+    };
+    assert_eq!(tls_error(&outcome.client.unwrap_err()), expected);
+    assert!(outcome.server.is_err());
+}
+
+#[tokio::test]
+async fn outbound_refuses_a_server_of_a_trust_domain_without_bundle() {
+    let ca_b = Ca::new(&td("b.org")).unwrap();
+    let server = credentials(&issue(&ca_b, "spiffe://b.org/api"), &[("b.org", &ca_b)]);
+    let server = server_config(&server, TlsOptions::default()).unwrap();
+    let ca_a = Ca::new(&td("a.org")).unwrap();
+    let client = credentials(&issue(&ca_a, "spiffe://a.org/web"), &[("a.org", &ca_a)]);
+    let client = client_config(&client, &id("spiffe://b.org/api"), TlsOptions::default());
+    let outcome = handshake(server, client.unwrap()).await;
+    let expected = TlsError::UnknownTrustDomain {
+        trust_domain: "b.org".into(),
+    };
+    assert_eq!(tls_error(&outcome.client.unwrap_err()), expected);
+}
+
+#[tokio::test]
+async fn outbound_accepts_the_right_id_without_any_dns_name() {
+    let ca = Ca::new(&td("a.org")).unwrap();
+    // No DNS SAN at all: the SPIFFE ID replaces the host name check.
+    let svid = ca.issue(&id("spiffe://a.org/api"), HOUR, &[]).unwrap();
+    let server = server_config(
+        &credentials(&svid, &[("a.org", &ca)]),
+        TlsOptions::default(),
+    );
+    let client = credentials(&issue(&ca, "spiffe://a.org/web"), &[("a.org", &ca)]);
+    let client = client_config(&client, &id("spiffe://a.org/api"), TlsOptions::default());
+    let outcome = handshake(server.unwrap(), client.unwrap()).await;
+    assert_eq!(outcome.server.unwrap(), id("spiffe://a.org/web"));
+    outcome.client.unwrap();
+}
+
+#[tokio::test]
+async fn tls12_is_refused_by_default() {
+    let (ca, server) = server_in_a();
+    let client = raw_client(&issue(&ca, "spiffe://a.org/web"), &ca, true);
+    let outcome = handshake(server, client).await;
+    let error = outcome.server.unwrap_err();
+    assert!(
+        matches!(rustls_error(&error), Error::PeerIncompatible(_)),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn tls12_is_accepted_when_enabled() {
+    let ca = Ca::new(&td("a.org")).unwrap();
+    let creds = credentials(&issue(&ca, "spiffe://a.org/api"), &[("a.org", &ca)]);
+    let server = server_config(&creds, TlsOptions { tls12: true }).unwrap();
+    let client = raw_client(&issue(&ca, "spiffe://a.org/web"), &ca, true);
+    let outcome = handshake(server, client).await;
+    assert_eq!(outcome.server.unwrap(), id("spiffe://a.org/web"));
+}
+
+#[test]
+fn configs_offer_h2_then_http11() {
+    let ca = Ca::new(&td("a.org")).unwrap();
+    let creds = credentials(&issue(&ca, "spiffe://a.org/api"), &[("a.org", &ca)]);
+    let alpn = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let server = server_config(&creds, TlsOptions::default()).unwrap();
+    assert_eq!(server.alpn_protocols, alpn);
+    let client = client_config(&creds, creds.id(), TlsOptions::default()).unwrap();
+    assert_eq!(client.alpn_protocols, alpn);
+}
+
+mod credentials_load {
+    use super::*;
+
+    #[test]
+    fn files_load_and_name_the_id() {
+        let ca = Ca::new(&td("a.org")).unwrap();
+        let svid = issue(&ca, "spiffe://a.org/web");
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, bundle) = (
+            dir.path().join("svid.pem"),
+            dir.path().join("svid.key"),
+            dir.path().join("bundle.pem"),
+        );
+        std::fs::write(&cert, &svid.chain_pem).unwrap();
+        std::fs::write(&key, &svid.key_pem).unwrap();
+        std::fs::write(&bundle, ca.cert_pem()).unwrap();
+        let creds = Credentials::load(&cert, &key, &[(td("a.org"), bundle)], SystemTime::now());
+        let creds = creds.unwrap();
+        assert_eq!(creds.id(), &id("spiffe://a.org/web"));
+        assert_eq!(creds.chain().len(), 2);
+        assert!(creds.bundles().contains_key("a.org"));
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("absent.pem");
+        let error = Credentials::load(&cert, &cert, &[], SystemTime::now()).unwrap_err();
+        assert!(matches!(&error, TlsError::Io { file, .. } if file.ends_with("absent.pem")));
+        assert!(error.to_string().contains("absent.pem"));
+    }
+
+    fn from_pem(cert: &str, key: &str, bundles: &[(TrustDomain, &str)]) -> TlsError {
+        Credentials::from_pem(cert, key, bundles, SystemTime::now()).unwrap_err()
+    }
+
+    #[test]
+    fn key_of_another_certificate_is_refused() {
+        let ca = Ca::new(&td("a.org")).unwrap();
+        let (one, other) = (
+            issue(&ca, "spiffe://a.org/x"),
+            issue(&ca, "spiffe://a.org/y"),
+        );
+        let bundles = [(td("a.org"), ca.cert_pem())];
+        let error = from_pem(&one.chain_pem, &other.key_pem, &bundles);
+        let expected = TlsError::KeyMismatch {
+            cert: "<certificate>".into(),
+            key: "<key>".into(),
+        };
+        assert_eq!(error, expected);
+    }
+
+    #[test]
+    fn empty_inputs_are_refused_by_name() {
+        let ca = Ca::new(&td("a.org")).unwrap();
+        let svid = issue(&ca, "spiffe://a.org/x");
+        let good = [(td("a.org"), ca.cert_pem())];
+        let no_cert = TlsError::NoCertificate {
+            file: "<certificate>".into(),
+        };
+        assert_eq!(from_pem("", &svid.key_pem, &good), no_cert);
+        let no_key = TlsError::NoPrivateKey {
+            file: "<key>".into(),
+        };
+        assert_eq!(from_pem(&svid.chain_pem, &svid.cert_pem, &good), no_key);
+        let empty = TlsError::EmptyBundle {
+            file: "<bundle a.org>".into(),
+            trust_domain: "a.org".into(),
+        };
+        assert_eq!(
+            from_pem(&svid.chain_pem, &svid.key_pem, &[(td("a.org"), "")]),
+            empty
+        );
+        assert_eq!(
+            from_pem(&svid.chain_pem, &svid.key_pem, &[]),
+            TlsError::NoBundles
+        );
+        let twice = [(td("a.org"), ca.cert_pem()), (td("a.org"), ca.cert_pem())];
+        let duplicate = TlsError::DuplicateBundle {
+            trust_domain: "a.org".into(),
+        };
+        assert_eq!(from_pem(&svid.chain_pem, &svid.key_pem, &twice), duplicate);
+    }
+
+    #[test]
+    fn own_leaf_must_be_an_svid() {
+        let ca = Ca::new(&td("a.org")).unwrap();
+        let mut params = svid_params(&id("spiffe://a.org/x"), HOUR, &[]).unwrap();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client_only = ca.sign(&params).unwrap();
+        let good = [(td("a.org"), ca.cert_pem())];
+        let error = from_pem(&client_only.chain_pem, &client_only.key_pem, &good);
+        let expected = TlsError::InvalidSvid {
+            file: "<certificate>".into(),
+            error: SvidError::MissingServerAuth,
+        };
+        assert_eq!(error, expected);
+    }
+}

@@ -1,0 +1,219 @@
+//! SPIFFE-aware certificate verifiers (PRODUCT.md §4). Both follow one order:
+//! 1. the leaf must pass the X509-SVID rules ([`Svid::from_der`]) for the peer's role;
+//! 2. the trust domain of the peer's own SPIFFE ID picks the bundle — "a CA of one trust
+//!    domain cannot vouch for another", so an unknown trust domain fails;
+//! 3. only then webpki path validation runs, against that bundle alone;
+//! 4. outbound only: the peer's ID must equal the destination's `spiffe_id`. It replaces the
+//!    DNS name check, which never runs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::verify_server_cert_signed_by_trust_anchor;
+use rustls::crypto::{
+    CryptoProvider, WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature,
+};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, Error, OtherError, RootCertStore,
+    SignatureScheme,
+};
+
+use super::TlsError;
+use crate::identity::{Role, SpiffeId, Svid};
+
+/// Verifies inbound peers' client certificates: X509-SVID rules, then the webpki client
+/// verifier (clientAuth EKU) of the peer's own trust domain. A certificate is mandatory.
+#[derive(Debug)]
+pub struct SpiffeClientVerifier {
+    by_trust_domain: BTreeMap<String, Arc<dyn ClientCertVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+/// Verifies an outbound server: X509-SVID rules, webpki path validation (serverAuth EKU)
+/// against the bundle of the server's own trust domain, then its ID against `expected`.
+#[derive(Debug)]
+pub struct SpiffeServerVerifier {
+    expected: SpiffeId,
+    bundles: BTreeMap<String, Arc<RootCertStore>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl SpiffeClientVerifier {
+    /// Builds one webpki client verifier per trust domain of `bundles`, once.
+    ///
+    /// # Errors
+    /// [`TlsError::Config`] if rustls refuses a bundle (for instance an empty one).
+    pub fn new(
+        bundles: &BTreeMap<String, Arc<RootCertStore>>,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<Self, TlsError> {
+        let by_trust_domain = bundles
+            .iter()
+            .map(|(trust_domain, roots)| {
+                WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+                    .build()
+                    .map(|verifier| (trust_domain.clone(), verifier))
+                    .map_err(|e| TlsError::Config {
+                        problem: format!("bundle of {trust_domain}: {e}"),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            by_trust_domain,
+            algorithms: provider.signature_verification_algorithms,
+        })
+    }
+}
+
+impl SpiffeServerVerifier {
+    /// A verifier that accepts only a server proving `expected`, vouched for by the bundle of
+    /// `expected`'s trust domain taken from `bundles`.
+    pub fn new(
+        expected: SpiffeId,
+        bundles: &BTreeMap<String, Arc<RootCertStore>>,
+        provider: &Arc<CryptoProvider>,
+    ) -> Self {
+        Self {
+            expected,
+            bundles: bundles.clone(),
+            algorithms: provider.signature_verification_algorithms,
+        }
+    }
+}
+
+impl ClientCertVerifier for SpiffeClientVerifier {
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        let svid = peer_svid(end_entity, Role::Client, now)?;
+        let webpki = self
+            .by_trust_domain
+            .get(svid.id.trust_domain())
+            .ok_or_else(|| unknown_trust_domain(&svid.id))?;
+        webpki.verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+impl ServerCertVerifier for SpiffeServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        // The expected SPIFFE ID replaces the name check: DNS names are never consulted.
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let svid = peer_svid(end_entity, Role::Server, now)?;
+        let roots = self
+            .bundles
+            .get(svid.id.trust_domain())
+            .ok_or_else(|| unknown_trust_domain(&svid.id))?;
+        let parsed = ParsedCertificate::try_from(end_entity)?;
+        verify_server_cert_signed_by_trust_anchor(
+            &parsed,
+            roots,
+            intermediates,
+            now,
+            self.algorithms.all,
+        )?;
+        if svid.id != self.expected {
+            return Err(reject(TlsError::WrongPeerId {
+                expected: self.expected.to_string(),
+                actual: svid.id.to_string(),
+            }));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// The peer's leaf as an X509-SVID for `role` at the handshake's `now`.
+fn peer_svid(leaf: &CertificateDer<'_>, role: Role, now: UnixTime) -> Result<Svid, Error> {
+    let now = UNIX_EPOCH + Duration::from_secs(now.as_secs());
+    Svid::from_der(leaf, role, now).map_err(|e| reject(TlsError::PeerSvid(e)))
+}
+
+fn unknown_trust_domain(id: &SpiffeId) -> Error {
+    reject(TlsError::UnknownTrustDomain {
+        trust_domain: id.trust_domain().to_owned(),
+    })
+}
+
+/// A certificate failure carrying our [`TlsError`], so that its `reason()` can be read back
+/// from the handshake error (see [`TlsError::from_handshake`]).
+fn reject(error: TlsError) -> Error {
+    Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(error))))
+}
+
+impl TlsError {
+    /// Our [`TlsError`] inside a rustls handshake error, if a SPIFFE verifier produced it
+    /// (webpki's own failures, such as an unknown issuer, stay plain rustls errors).
+    pub fn from_handshake(error: &Error) -> Option<&TlsError> {
+        match error {
+            Error::InvalidCertificate(CertificateError::Other(OtherError(other))) => {
+                other.downcast_ref::<TlsError>()
+            }
+            _ => None,
+        }
+    }
+}
