@@ -4,6 +4,8 @@
 //! Crate map (dependencies point down only):
 //! - [`cli`]: clap commands `policy check|explain`, `certs init|issue|inspect`, exit codes.
 //! - [`demo`]: `segward demo`, the scenarios on freshly minted identities.
+//! - [`config`]: sidecar YAML (`RawConfig`) → `Config`: resolved paths, addresses, SPIFFE IDs.
+//! - [`proxy`]: the data plane; so far the PURE `headers` rules (framing, hop-by-hop, identity).
 //! - [`tls`]: rustls glue — PEM credentials, SPIFFE verifiers, server and client configs.
 //! - [`certs`]: rcgen PKI — throwaway CA, X509-SVID leaves, inspection.
 //! - [`policy`]: PURE. YAML policy → `CompiledPolicy` → `decide`; lints for `policy check`.
@@ -12,8 +14,10 @@
 
 pub mod certs;
 pub mod cli;
+pub mod config;
 pub mod demo;
 pub mod identity;
 pub mod path;
 pub mod policy;
+pub mod proxy;
 pub mod tls;

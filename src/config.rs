@@ -1,0 +1,774 @@
+//! The sidecar configuration file (PRODUCT.md §2): [`RawConfig`] mirrors the YAML under
+//! `deny_unknown_fields`, and [`Config::from_raw`] is the only way to build a [`Config`]: it
+//! resolves paths against the config file's folder and parses addresses and IDs, so runtime
+//! code never sees a string it would still have to check ("Parse, don't validate").
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::identity::{SpiffeId, SpiffeIdError, TrustDomain};
+
+/// A config file larger than this is refused; a real one is a few hundred bytes.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The admin listener when the config has no `admin` section (PRODUCT.md §4: "Admin listens
+/// on loopback by default").
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
+
+/// The file name used in messages when [`Config::from_raw`] is called without a file.
+const NO_FILE: &str = "<config>";
+
+// ---------------------------------------------------------------------------------------------
+// Raw: the YAML, 1:1
+// ---------------------------------------------------------------------------------------------
+
+/// The YAML of PRODUCT.md §2, key for key, with one addition: `tls12: true` allows TLS 1.2
+/// next to 1.3 (PRODUCT.md §4: "TLS 1.3 by default (1.2 may be enabled in config)").
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// The sidecar's own SVID and the trust bundles it accepts.
+    pub identity: RawIdentity,
+    /// A policy file or a folder of `*.yaml` files.
+    pub policy: PathBuf,
+    /// mTLS in, plain to the local workload.
+    #[serde(default)]
+    pub inbound: Option<RawInbound>,
+    /// Plain in from the local app, mTLS out.
+    #[serde(default)]
+    pub outbound: Option<RawOutbound>,
+    /// The admin listener; `127.0.0.1:9901` when absent.
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+    /// `enforce` (default) or `audit`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Allow TLS 1.2 as well as 1.3; off by default.
+    #[serde(default)]
+    pub tls12: bool,
+}
+
+/// `identity:` — certificate, key and trust bundles.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    /// PEM: the leaf and its intermediates.
+    pub cert: PathBuf,
+    /// PEM: the leaf's private key.
+    pub key: PathBuf,
+    /// Trust domain → CA bundle; several mean federation.
+    pub bundles: BTreeMap<String, PathBuf>,
+}
+
+/// `inbound:` — where to listen for mTLS and where the local workload is.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInbound {
+    /// `IP:port` to accept mTLS on.
+    pub listen: String,
+    /// `host:port` of the local workload.
+    pub upstream: String,
+}
+
+/// `outbound:` — where the local app sends plain requests, and where they may go.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutbound {
+    /// `IP:port` to accept plain HTTP on.
+    pub listen: String,
+    /// Name (matched against the request's authority host) → destination.
+    #[serde(default)]
+    pub destinations: BTreeMap<String, RawDestination>,
+}
+
+/// One entry of `outbound.destinations`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestination {
+    /// `host:port` to connect to.
+    pub address: String,
+    /// The SPIFFE ID the server must prove.
+    pub spiffe_id: String,
+}
+
+/// `admin:` — the admin listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// `IP:port` of the admin endpoints.
+    pub listen: String,
+}
+
+/// `mode:` — whether denials are enforced or only logged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Denied requests get 403.
+    #[default]
+    Enforce,
+    /// Denied requests are forwarded and logged as `WouldDeny`.
+    Audit,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resolved
+// ---------------------------------------------------------------------------------------------
+
+/// A configuration every part of which has been parsed; built only by [`Config::from_raw`]
+/// or [`Config::load`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Certificate, key and bundles, paths resolved.
+    pub identity: Identity,
+    /// The policy file or folder, resolved.
+    pub policy: PathBuf,
+    /// The inbound side, if configured.
+    pub inbound: Option<Inbound>,
+    /// The outbound side, if configured.
+    pub outbound: Option<Outbound>,
+    /// Where the admin endpoints listen.
+    pub admin_listen: SocketAddr,
+    /// Enforce or audit.
+    pub mode: Mode,
+    /// Whether TLS 1.2 is allowed next to 1.3.
+    pub tls12: bool,
+    /// Legal but noteworthy settings; private so that only `from_raw` builds a `Config`.
+    warnings: Vec<ConfigWarning>,
+}
+
+/// The sidecar's credentials and trust bundles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// Trust domain → CA bundle file; never empty.
+    pub bundles: BTreeMap<TrustDomain, PathBuf>,
+}
+
+/// mTLS in, plain to the local workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    /// Where to accept mTLS.
+    pub listen: SocketAddr,
+    /// The local workload.
+    pub upstream: Authority,
+}
+
+/// Plain in from the local app, mTLS out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    /// Where to accept plain HTTP.
+    pub listen: SocketAddr,
+    /// Lower-case name → destination.
+    pub destinations: BTreeMap<String, Destination>,
+}
+
+impl Outbound {
+    /// The destination a request's authority host names, compared case-insensitively
+    /// (PRODUCT.md §2: "matched against the request's authority host"). `None` means deny.
+    pub fn destination(&self, host: &str) -> Option<&Destination> {
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.destinations.get(&host.to_ascii_lowercase())
+        } else {
+            self.destinations.get(host)
+        }
+    }
+}
+
+/// Where an outbound request for one name goes, and whom the server must prove to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// Where to connect.
+    pub address: Authority,
+    /// The SPIFFE ID the server's certificate must carry; always has a path.
+    pub spiffe_id: SpiffeId,
+}
+
+/// A legal setting an operator should look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigWarning {
+    /// PRODUCT.md §4: "Admin listens on loopback by default"; this config moves it off.
+    AdminNotLoopback(SocketAddr),
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AdminNotLoopback(addr) => write!(
+                f,
+                "admin.listen: {addr} is not a loopback address; the admin endpoints \
+                 will be reachable from the network"
+            ),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and resolves the config file at `path`; relative paths in it resolve
+    /// against its folder.
+    ///
+    /// # Errors
+    /// A file that cannot be read or is over [`MAX_FILE_BYTES`], YAML errors (syntax, unknown
+    /// keys, wrong types) at file:line:col, and every [`Config::from_raw`] error.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = read_capped(path, &file)?;
+        let raw = parse_yaml(&file, &text)?;
+        let base_dir = path.parent().unwrap_or(Path::new(""));
+        resolve(raw, base_dir, &file)
+    }
+
+    /// Parses every value of `raw`; relative paths are joined to `base_dir`.
+    ///
+    /// # Errors
+    /// The first value that does not parse, named by its key path; a config with neither
+    /// `inbound` nor `outbound`, or without trust bundles.
+    pub fn from_raw(raw: RawConfig, base_dir: &Path) -> Result<Self, ConfigError> {
+        resolve(raw, base_dir, NO_FILE)
+    }
+
+    /// Legal but noteworthy settings, for the caller to log at `warn`.
+    pub fn warnings(&self) -> &[ConfigWarning] {
+        &self.warnings
+    }
+}
+
+/// Parses YAML text into a [`RawConfig`]; `file` names it in errors.
+///
+/// # Errors
+/// [`ConfigError::Yaml`] at file:line:col.
+pub fn parse_yaml(file: &str, text: &str) -> Result<RawConfig, ConfigError> {
+    let mut options = serde_saphyr::Options::default();
+    options.with_snippet = false;
+    serde_saphyr::from_str_with_options::<RawConfig>(text, options).map_err(|e| {
+        let (line, col) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        let message = e.without_snippet().to_string();
+        // The parser appends its own "at line X, column Y"; the prefix already says it.
+        let message = match message.rfind(" at line ") {
+            Some(i) if line > 0 => message[..i].to_owned(),
+            _ => message,
+        };
+        ConfigError::Yaml {
+            file: file.to_owned(),
+            line,
+            col,
+            message,
+        }
+    })
+}
+
+fn read_capped(path: &Path, file: &str) -> Result<String, ConfigError> {
+    let io_err = |e: std::io::Error| ConfigError::Io {
+        file: file.to_owned(),
+        message: e.to_string(),
+    };
+    let too_large = |size: u64| ConfigError::TooLarge {
+        file: file.to_owned(),
+        size,
+        limit: MAX_FILE_BYTES,
+    };
+    let handle = File::open(path).map_err(io_err)?;
+    let len = handle.metadata().map_err(io_err)?.len();
+    if len > MAX_FILE_BYTES {
+        return Err(too_large(len));
+    }
+    // The length can change or lie (a FIFO, /dev/zero): read at most one byte past the cap.
+    let mut text = String::new();
+    handle
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(io_err)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(text.len() as u64));
+    }
+    Ok(text)
+}
+
+fn resolve(raw: RawConfig, base_dir: &Path, file: &str) -> Result<Config, ConfigError> {
+    let identity = resolve_identity(raw.identity, base_dir, file)?;
+    let policy = resolve_path(&raw.policy, base_dir, "policy", file)?;
+
+    let inbound = match raw.inbound {
+        None => None,
+        Some(r) => Some(Inbound {
+            listen: parse_listen(&r.listen, "inbound.listen", file)?,
+            upstream: Authority::parse(&r.upstream).map_err(|problem| {
+                ConfigError::BadAuthority {
+                    file: file.to_owned(),
+                    key: "inbound.upstream".to_owned(),
+                    value: r.upstream.clone(),
+                    problem,
+                }
+            })?,
+        }),
+    };
+
+    let outbound = match raw.outbound {
+        None => None,
+        Some(r) => Some(resolve_outbound(r, file)?),
+    };
+
+    if inbound.is_none() && outbound.is_none() {
+        return Err(ConfigError::NoListener {
+            file: file.to_owned(),
+        });
+    }
+
+    let admin_listen = match raw.admin {
+        None => DEFAULT_ADMIN_LISTEN,
+        Some(a) => parse_listen(&a.listen, "admin.listen", file)?,
+    };
+    let mut warnings = Vec::new();
+    if !admin_listen.ip().is_loopback() {
+        warnings.push(ConfigWarning::AdminNotLoopback(admin_listen));
+    }
+
+    Ok(Config {
+        identity,
+        policy,
+        inbound,
+        outbound,
+        admin_listen,
+        mode: raw.mode,
+        tls12: raw.tls12,
+        warnings,
+    })
+}
+
+fn resolve_identity(
+    raw: RawIdentity,
+    base_dir: &Path,
+    file: &str,
+) -> Result<Identity, ConfigError> {
+    let cert = resolve_path(&raw.cert, base_dir, "identity.cert", file)?;
+    let key = resolve_path(&raw.key, base_dir, "identity.key", file)?;
+    if raw.bundles.is_empty() {
+        return Err(ConfigError::NoBundles {
+            file: file.to_owned(),
+        });
+    }
+    let mut bundles = BTreeMap::new();
+    for (name, path) in &raw.bundles {
+        let key_path = format!("identity.bundles.{name}");
+        let td = TrustDomain::parse(name).map_err(|problem| ConfigError::BadTrustDomain {
+            file: file.to_owned(),
+            key: key_path.clone(),
+            value: name.clone(),
+            problem,
+        })?;
+        let path = resolve_path(path, base_dir, &key_path, file)?;
+        bundles.insert(td, path);
+    }
+    Ok(Identity { cert, key, bundles })
+}
+
+fn resolve_outbound(raw: RawOutbound, file: &str) -> Result<Outbound, ConfigError> {
+    let listen = parse_listen(&raw.listen, "outbound.listen", file)?;
+    let mut destinations: BTreeMap<String, Destination> = BTreeMap::new();
+    let mut spelled: BTreeMap<String, String> = BTreeMap::new();
+    for (name, dest) in raw.destinations {
+        let prefix = format!("outbound.destinations.{name}");
+        if !is_destination_name(&name) {
+            return Err(ConfigError::BadDestinationName {
+                file: file.to_owned(),
+                key: prefix,
+                name,
+            });
+        }
+        let lower = name.to_ascii_lowercase();
+        if let Some(first) = spelled.get(&lower) {
+            return Err(ConfigError::DuplicateDestination {
+                file: file.to_owned(),
+                key: prefix,
+                name,
+                first: first.clone(),
+            });
+        }
+        let address =
+            Authority::parse(&dest.address).map_err(|problem| ConfigError::BadAuthority {
+                file: file.to_owned(),
+                key: format!("{prefix}.address"),
+                value: dest.address.clone(),
+                problem,
+            })?;
+        let spiffe_key = format!("{prefix}.spiffe_id");
+        let spiffe_id =
+            SpiffeId::parse(&dest.spiffe_id).map_err(|problem| ConfigError::BadSpiffeId {
+                file: file.to_owned(),
+                key: spiffe_key.clone(),
+                value: dest.spiffe_id.clone(),
+                problem,
+            })?;
+        if spiffe_id.path().is_empty() {
+            return Err(ConfigError::SpiffeIdWithoutPath {
+                file: file.to_owned(),
+                key: spiffe_key,
+                value: dest.spiffe_id,
+            });
+        }
+        spelled.insert(lower.clone(), name);
+        destinations.insert(lower, Destination { address, spiffe_id });
+    }
+    Ok(Outbound {
+        listen,
+        destinations,
+    })
+}
+
+fn resolve_path(
+    path: &Path,
+    base_dir: &Path,
+    key: &str,
+    file: &str,
+) -> Result<PathBuf, ConfigError> {
+    if path.as_os_str().is_empty() {
+        return Err(ConfigError::EmptyPath {
+            file: file.to_owned(),
+            key: key.to_owned(),
+        });
+    }
+    Ok(if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base_dir.join(path)
+    })
+}
+
+fn parse_listen(value: &str, key: &str, file: &str) -> Result<SocketAddr, ConfigError> {
+    value
+        .parse::<SocketAddr>()
+        .map_err(|_| ConfigError::BadListen {
+            file: file.to_owned(),
+            key: key.to_owned(),
+            value: value.to_owned(),
+        })
+}
+
+/// DNS-ish: dot-separated labels of ASCII letters, digits and `-`, each 1–63 bytes, not
+/// starting or ending with `-`; at most 253 bytes in all.
+fn is_destination_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authority
+// ---------------------------------------------------------------------------------------------
+
+/// A `host:port` to connect to: a DNS name, an IPv4 address or a bracketed IPv6 address,
+/// and a port, nothing else (no scheme, no path, no userinfo). The host is stored lower case
+/// and, for IPv6, without brackets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Authority {
+    host: String,
+    port: u16,
+}
+
+/// Why a `host:port` value is not one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthorityError {
+    /// The value is empty.
+    #[error("is empty")]
+    Empty,
+    /// A URL was given where `host:port` belongs.
+    #[error("has a scheme; write only host:port, e.g. 127.0.0.1:8080")]
+    Scheme,
+    /// A path, query or fragment was given where `host:port` belongs.
+    #[error("has a path; write only host:port, e.g. 127.0.0.1:8080")]
+    Path,
+    /// `user@host` is not an address.
+    #[error("has userinfo (`user@`); write only host:port")]
+    Userinfo,
+    /// The port is required: segward never guesses one.
+    #[error("has no port; write host:port, e.g. 127.0.0.1:8080")]
+    MissingPort,
+    /// The port is not a number from 1 to 65535.
+    #[error("has a bad port; ports are 1 to 65535")]
+    BadPort,
+    /// The host is empty.
+    #[error("has an empty host")]
+    EmptyHost,
+    /// The host is neither a DNS name, an IPv4 address nor a bracketed IPv6 address.
+    #[error("has a bad host; use a DNS name, an IPv4 address or [IPv6]")]
+    BadHost,
+}
+
+impl Authority {
+    /// Parses `host:port`.
+    ///
+    /// # Errors
+    /// Why `input` is not a `host:port`.
+    pub fn parse(input: &str) -> Result<Self, AuthorityError> {
+        if input.is_empty() {
+            return Err(AuthorityError::Empty);
+        }
+        if input.contains("://") {
+            return Err(AuthorityError::Scheme);
+        }
+        if input.contains(['/', '?', '#']) {
+            return Err(AuthorityError::Path);
+        }
+        if input.contains('@') {
+            return Err(AuthorityError::Userinfo);
+        }
+        let (host, port) = if let Some(rest) = input.strip_prefix('[') {
+            let (v6, after) = rest.split_once(']').ok_or(AuthorityError::BadHost)?;
+            if v6.parse::<Ipv6Addr>().is_err() {
+                return Err(AuthorityError::BadHost);
+            }
+            let port = after.strip_prefix(':').ok_or(if after.is_empty() {
+                AuthorityError::MissingPort
+            } else {
+                AuthorityError::BadHost
+            })?;
+            (v6, port)
+        } else {
+            let (host, port) = input.rsplit_once(':').ok_or(AuthorityError::MissingPort)?;
+            if host.contains(':') {
+                // An IPv6 address without brackets: `::1:8080` is ambiguous.
+                return Err(AuthorityError::BadHost);
+            }
+            if host.is_empty() {
+                return Err(AuthorityError::EmptyHost);
+            }
+            if !is_destination_name(host) {
+                return Err(AuthorityError::BadHost);
+            }
+            (host, port)
+        };
+        if port.is_empty() {
+            return Err(AuthorityError::MissingPort);
+        }
+        let port = match port.parse::<u16>() {
+            Ok(p) if p != 0 && port.bytes().all(|b| b.is_ascii_digit()) => p,
+            _ => return Err(AuthorityError::BadPort),
+        };
+        Ok(Self {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// The host, lower case; IPv6 without brackets.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port, never 0.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl fmt::Display for Authority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// Why a config file cannot be used. Each variant names the file, and either line:col or
+/// the key path of the bad value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be opened or read, or is not UTF-8.
+    #[error("{file}: cannot read: {message}")]
+    Io {
+        /// The config file.
+        file: String,
+        /// The operating system's words.
+        message: String,
+    },
+    /// The file is larger than [`MAX_FILE_BYTES`].
+    #[error("{file}: file is {size} bytes; the limit is {limit}")]
+    TooLarge {
+        /// The config file.
+        file: String,
+        /// Its size (or the bytes read before giving up).
+        size: u64,
+        /// [`MAX_FILE_BYTES`].
+        limit: u64,
+    },
+    /// PRODUCT.md §2: "Unknown keys are errors"; also YAML syntax, missing keys, wrong
+    /// types and bad `mode` values.
+    #[error("{}: {message}", at(file, *line, *col))]
+    Yaml {
+        /// The config file.
+        file: String,
+        /// 1-based line; 0 when unknown.
+        line: u64,
+        /// 1-based column; 0 when unknown.
+        col: u64,
+        /// The parser's message.
+        message: String,
+    },
+    /// A `listen` value must be a literal `IP:port`; names are not resolved.
+    #[error(
+        "{file}: {key}: `{value}` is not an IP:port address; write e.g. 127.0.0.1:9901 or [::1]:9901"
+    )]
+    BadListen {
+        /// The config file.
+        file: String,
+        /// e.g. `inbound.listen`.
+        key: String,
+        /// The value as written.
+        value: String,
+    },
+    /// `upstream` and destination `address` values are `host:port`.
+    #[error("{file}: {key}: `{value}` {problem}")]
+    BadAuthority {
+        /// The config file.
+        file: String,
+        /// e.g. `inbound.upstream`.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// What is wrong with it.
+        problem: AuthorityError,
+    },
+    /// Keys of `identity.bundles` are trust domain names.
+    #[error("{file}: {key}: `{value}` is not a trust domain: {problem}")]
+    BadTrustDomain {
+        /// The config file.
+        file: String,
+        /// e.g. `identity.bundles.Example.org`.
+        key: String,
+        /// The key as written.
+        value: String,
+        /// The SPIFFE rule it breaks.
+        problem: SpiffeIdError,
+    },
+    /// A destination's `spiffe_id` must be a valid SPIFFE ID.
+    #[error("{file}: {key}: `{value}`: {problem}")]
+    BadSpiffeId {
+        /// The config file.
+        file: String,
+        /// e.g. `outbound.destinations.payments.spiffe_id`.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// The SPIFFE rule it breaks.
+        problem: SpiffeIdError,
+    },
+    /// "the server must prove this ID": a bare trust domain would accept any workload in it.
+    #[error(
+        "{file}: {key}: `{value}` names a whole trust domain; name the workload, \
+         e.g. {value}/ns/prod/sa/payments"
+    )]
+    SpiffeIdWithoutPath {
+        /// The config file.
+        file: String,
+        /// e.g. `outbound.destinations.payments.spiffe_id`.
+        key: String,
+        /// The value as written.
+        value: String,
+    },
+    /// Destination names are matched against a request's authority host, so they must be
+    /// DNS-like.
+    #[error(
+        "{file}: {key}: `{name}` is not a host name; use letters, digits, `-` and `.`, \
+         as a client would write it in `Host:`"
+    )]
+    BadDestinationName {
+        /// The config file.
+        file: String,
+        /// e.g. `outbound.destinations.pay_ments`.
+        key: String,
+        /// The name as written.
+        name: String,
+    },
+    /// Host names are case-insensitive, so two names differing only in case are one.
+    #[error(
+        "{file}: {key}: `{name}` and `{first}` are the same destination (host names ignore case)"
+    )]
+    DuplicateDestination {
+        /// The config file.
+        file: String,
+        /// e.g. `outbound.destinations.Payments`.
+        key: String,
+        /// The later spelling.
+        name: String,
+        /// The earlier spelling.
+        first: String,
+    },
+    /// A sidecar with neither side configured would do nothing.
+    #[error("{file}: neither `inbound` nor `outbound` is configured; add at least one")]
+    NoListener {
+        /// The config file.
+        file: String,
+    },
+    /// Without a trust bundle no peer can be verified.
+    #[error(
+        "{file}: identity.bundles: no trust bundle; add one, e.g. `example.org: certs/bundle.pem`"
+    )]
+    NoBundles {
+        /// The config file.
+        file: String,
+    },
+    /// An empty path would silently mean the config file's folder.
+    #[error("{file}: {key}: empty path")]
+    EmptyPath {
+        /// The config file.
+        file: String,
+        /// e.g. `identity.cert`.
+        key: String,
+    },
+}
+
+impl ConfigError {
+    /// Short, bounded label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Io { .. } => "io",
+            Self::TooLarge { .. } => "too-large",
+            Self::Yaml { .. } => "yaml",
+            Self::BadListen { .. } => "bad-listen",
+            Self::BadAuthority { .. } => "bad-authority",
+            Self::BadTrustDomain { .. } => "bad-trust-domain",
+            Self::BadSpiffeId { .. } => "bad-spiffe-id",
+            Self::SpiffeIdWithoutPath { .. } => "spiffe-id-without-path",
+            Self::BadDestinationName { .. } => "bad-destination-name",
+            Self::DuplicateDestination { .. } => "duplicate-destination",
+            Self::NoListener { .. } => "no-listener",
+            Self::NoBundles { .. } => "no-bundles",
+            Self::EmptyPath { .. } => "empty-path",
+        }
+    }
+}
+
+/// `file:line:col`, or just `file` when the position is unknown.
+fn at(file: &str, line: u64, col: u64) -> String {
+    match (line, col) {
+        (0, _) => file.to_owned(),
+        (_, 0) => format!("{file}:{line}"),
+        _ => format!("{file}:{line}:{col}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;
