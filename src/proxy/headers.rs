@@ -1,0 +1,201 @@
+//! Header rules of the request path (PRODUCT.md §4): request-smuggling defences on the
+//! framing headers, hop-by-hop removal, and the identity headers segward sets for the
+//! workload. Pure: std, thiserror and the `http` types only; no I/O.
+//!
+//! The inbound handler applies them in this order:
+//! 1. [`check_framing`] on the headers as received (an error is a 400, nothing forwarded);
+//! 2. [`strip_hop_by_hop`];
+//! 3. [`set_identity_headers`] — last, so a client's `Connection: x-spiffe-id` cannot
+//!    nominate the header segward set for removal.
+
+use http::HeaderMap;
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, HeaderName, HeaderValue, InvalidHeaderValue, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+
+/// The verified source identity, set by segward (PRODUCT.md §4).
+pub const X_SPIFFE_ID: HeaderName = HeaderName::from_static("x-spiffe-id");
+/// Envoy's `x-forwarded-client-cert`, set by segward as `By=<own ID>;URI=<source ID>`.
+pub const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, RFC 9112 §6.1 and §7.4) plus the non-standard
+/// `Keep-Alive` and `Proxy-Connection`; always removed before forwarding.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+];
+
+/// Headers a `Connection` option may not remove.
+const PROTECTED: [HeaderName; 2] = [http::header::HOST, http::header::CONTENT_LENGTH];
+
+/// A request whose body framing is ambiguous or unsupported; each is a 400 and nothing is
+/// forwarded (PRODUCT.md §4: "conflicting `Content-Length`/`Transfer-Encoding` → 400").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// RFC 9112 §6.3 rule 3: a message with both Transfer-Encoding and Content-Length "might
+    /// indicate an attempt to perform request smuggling … and ought to be handled as an
+    /// error"; segward rejects it rather than letting Transfer-Encoding win.
+    #[error("request has both Content-Length and Transfer-Encoding; send only one")]
+    LengthAndTransferEncoding,
+    /// RFC 9110 §8.6: `Content-Length = 1*DIGIT`; signs, spaces inside, hex and empty values
+    /// are invalid, as is a value too large for a u64 (RFC 9112 §6.3 rule 5).
+    #[error("Content-Length is not a plain decimal number")]
+    InvalidContentLength,
+    /// RFC 9112 §6.3 rule 5: "differing field values" of Content-Length make the length
+    /// unrecoverable. Repeated *identical* values (`5, 5` or two `5` lines) are accepted, as
+    /// RFC 9110 §8.6 permits.
+    #[error("Content-Length has differing values")]
+    ConflictingContentLength,
+    /// RFC 9112 §6.3 rule 4: "If a Transfer-Encoding header field is present in a request and
+    /// the chunked transfer coding is not the final encoding, … the server MUST respond with
+    /// the 400 (Bad Request) status code".
+    #[error("Transfer-Encoding does not end in `chunked`")]
+    ChunkedNotFinal,
+    /// RFC 9112 §6.1 lets a server refuse codings it does not understand; segward forwards
+    /// only a single `chunked` (RFC 9112 §7: "A sender MUST NOT apply the chunked transfer
+    /// coding more than once"), so `gzip, chunked` and `chunked, chunked` are refused.
+    #[error("Transfer-Encoding must be exactly `chunked`")]
+    NotOnlyChunked,
+}
+
+impl HeaderError {
+    /// Short, bounded label for metrics and decision logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::LengthAndTransferEncoding => "length-and-transfer-encoding",
+            Self::InvalidContentLength => "invalid-content-length",
+            Self::ConflictingContentLength => "conflicting-content-length",
+            Self::ChunkedNotFinal => "chunked-not-final",
+            Self::NotOnlyChunked => "not-only-chunked",
+        }
+    }
+}
+
+/// Request-smuggling defences of RFC 9112 §6.3 on the headers as received: at most one of
+/// Content-Length and Transfer-Encoding; Content-Length a plain decimal, repeated only with the
+/// same value; Transfer-Encoding exactly `chunked` (case-insensitive, RFC 9112 §7).
+pub fn check_framing(headers: &HeaderMap) -> Result<(), HeaderError> {
+    let has_length = headers.contains_key(CONTENT_LENGTH);
+    let has_coding = headers.contains_key(TRANSFER_ENCODING);
+    if has_length && has_coding {
+        return Err(HeaderError::LengthAndTransferEncoding);
+    }
+    if has_length {
+        check_content_length(headers)?;
+    }
+    if has_coding {
+        check_transfer_encoding(headers)?;
+    }
+    Ok(())
+}
+
+/// Every element of every Content-Length line must be `1*DIGIT`, and all must be equal.
+fn check_content_length(headers: &HeaderMap) -> Result<(), HeaderError> {
+    let mut seen: Option<u64> = None;
+    for element in list_elements(headers, &CONTENT_LENGTH) {
+        let length = parse_decimal(element).ok_or(HeaderError::InvalidContentLength)?;
+        match seen {
+            Some(first) if first != length => return Err(HeaderError::ConflictingContentLength),
+            _ => seen = Some(length),
+        }
+    }
+    Ok(())
+}
+
+/// `1*DIGIT` into a u64; `None` for anything else, including overflow.
+fn parse_decimal(text: &[u8]) -> Option<u64> {
+    if text.is_empty() {
+        return None;
+    }
+    text.iter().try_fold(0u64, |acc, &byte| {
+        let digit = char::from(byte).to_digit(10)?;
+        acc.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
+/// The codings of all Transfer-Encoding lines, in order, must be exactly one `chunked`.
+fn check_transfer_encoding(headers: &HeaderMap) -> Result<(), HeaderError> {
+    let codings: Vec<&[u8]> = list_elements(headers, &TRANSFER_ENCODING).collect();
+    match codings.as_slice() {
+        [only] if is_chunked(only) => Ok(()),
+        [.., last] if is_chunked(last) => Err(HeaderError::NotOnlyChunked),
+        _ => Err(HeaderError::ChunkedNotFinal),
+    }
+}
+
+/// Transfer-coding names are case-insensitive (RFC 9112 §7).
+fn is_chunked(coding: &[u8]) -> bool {
+    coding.eq_ignore_ascii_case(b"chunked")
+}
+
+/// The comma-separated elements of every line of `name`, with optional whitespace trimmed
+/// (RFC 9110 §5.6.1). Empty elements are kept, so `5,` yields an invalid empty length.
+fn list_elements<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+        .map(trim_ows)
+}
+
+/// Trims `OWS = *( SP / HTAB )` from both ends.
+fn trim_ows(mut text: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = text {
+        text = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = text {
+        text = rest;
+    }
+    text
+}
+
+/// Removes the hop-by-hop headers (RFC 9110 §7.6.1): Connection, Keep-Alive,
+/// Proxy-Connection, Proxy-Authenticate, Proxy-Authorization, TE, Trailer,
+/// Transfer-Encoding, Upgrade, and every header a `Connection` line names ("a proxy or
+/// gateway MUST … remove any header or trailer field(s) … listed as connection options").
+/// Names are case-insensitive; invalid names are ignored. `Host` and `Content-Length` are
+/// never removed this way: RFC 9110 §7.6.1 forbids listing them, and dropping them on a
+/// client's word would change which resource and how much body the upstream sees.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let nominated: Vec<HeaderName> = list_elements(headers, &CONNECTION)
+        .filter_map(|name| HeaderName::from_bytes(name).ok())
+        .filter(|name| !PROTECTED.contains(name))
+        .collect();
+    for name in nominated.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// Replaces whatever the client sent as `x-spiffe-id` and `x-forwarded-client-cert` (every
+/// value) with exactly one of each: `x-spiffe-id: <source_id>` and Envoy's
+/// `x-forwarded-client-cert: By=<own_id>;URI=<source_id>` (PRODUCT.md §4).
+///
+/// Both IDs must be validated SPIFFE IDs; their charset needs no XFCC quoting. The client's
+/// values are removed first, so even on error no spoofed header survives.
+pub fn set_identity_headers(
+    headers: &mut HeaderMap,
+    own_id: &str,
+    source_id: &str,
+) -> Result<(), InvalidHeaderValue> {
+    headers.remove(&X_SPIFFE_ID);
+    headers.remove(&X_FORWARDED_CLIENT_CERT);
+    let spiffe_id = HeaderValue::from_str(source_id)?;
+    let xfcc = HeaderValue::from_str(&format!("By={own_id};URI={source_id}"))?;
+    headers.insert(X_SPIFFE_ID, spiffe_id);
+    headers.insert(X_FORWARDED_CLIENT_CERT, xfcc);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
