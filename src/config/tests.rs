@@ -11,6 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::identity::SpiffeIdError;
 
 /// PRODUCT.md §2's example, verbatim.
 const EXAMPLE: &str = "\

@@ -1,0 +1,184 @@
+//! `ConfigError`: why a sidecar config cannot be used, naming the file and either line:col
+//! or the key path of the bad value (PRODUCT.md §1: exit 1 with a message naming the file).
+
+use crate::identity::SpiffeIdError;
+
+use super::AuthorityError;
+
+/// Why a config file cannot be used. Each variant names the file, and either line:col or
+/// the key path of the bad value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be opened or read, or is not UTF-8.
+    #[error("{file}: cannot read: {message}")]
+    Io {
+        /// The config file.
+        file: String,
+        /// The operating system's words.
+        message: String,
+    },
+    /// The file is larger than [`MAX_FILE_BYTES`](super::MAX_FILE_BYTES).
+    #[error("{file}: file is {size} bytes; the limit is {limit}")]
+    TooLarge {
+        /// The config file.
+        file: String,
+        /// Its size (or the bytes read before giving up).
+        size: u64,
+        /// [`MAX_FILE_BYTES`](super::MAX_FILE_BYTES).
+        limit: u64,
+    },
+    /// PRODUCT.md §2: "Unknown keys are errors"; also YAML syntax, missing keys, wrong
+    /// types and bad `mode` values.
+    #[error("{}: {message}", at(file, *line, *col))]
+    Yaml {
+        /// The config file.
+        file: String,
+        /// 1-based line; 0 when unknown.
+        line: u64,
+        /// 1-based column; 0 when unknown.
+        col: u64,
+        /// The parser's message.
+        message: String,
+    },
+    /// A `listen` value must be a literal `IP:port`; names are not resolved.
+    #[error(
+        "{file}: {key}: `{value}` is not an IP:port address; write e.g. 127.0.0.1:9901 or [::1]:9901"
+    )]
+    BadListen {
+        /// The config file.
+        file: String,
+        /// e.g. `inbound.listen`.
+        key: String,
+        /// The value as written.
+        value: String,
+    },
+    /// `upstream` and destination `address` values are `host:port`.
+    #[error("{file}: {key}: `{value}` {problem}")]
+    BadAuthority {
+        /// The config file.
+        file: String,
+        /// e.g. `inbound.upstream`.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// What is wrong with it.
+        problem: AuthorityError,
+    },
+    /// Keys of `identity.bundles` are trust domain names.
+    #[error("{file}: {key}: `{value}` is not a trust domain: {problem}")]
+    BadTrustDomain {
+        /// The config file.
+        file: String,
+        /// e.g. `identity.bundles.Example.org`.
+        key: String,
+        /// The key as written.
+        value: String,
+        /// The SPIFFE rule it breaks.
+        problem: SpiffeIdError,
+    },
+    /// A destination's `spiffe_id` must be a valid SPIFFE ID.
+    #[error("{file}: {key}: `{value}`: {problem}")]
+    BadSpiffeId {
+        /// The config file.
+        file: String,
+        /// e.g. `outbound.destinations.payments.spiffe_id`.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// The SPIFFE rule it breaks.
+        problem: SpiffeIdError,
+    },
+    /// "the server must prove this ID": a bare trust domain would accept any workload in it.
+    #[error(
+        "{file}: {key}: `{value}` names a whole trust domain; name the workload, \
+         e.g. {value}/ns/prod/sa/payments"
+    )]
+    SpiffeIdWithoutPath {
+        /// The config file.
+        file: String,
+        /// e.g. `outbound.destinations.payments.spiffe_id`.
+        key: String,
+        /// The value as written.
+        value: String,
+    },
+    /// Destination names are matched against a request's authority host, so they must be
+    /// DNS-like.
+    #[error(
+        "{file}: {key}: `{name}` is not a host name; use letters, digits, `-` and `.`, \
+         as a client would write it in `Host:`"
+    )]
+    BadDestinationName {
+        /// The config file.
+        file: String,
+        /// e.g. `outbound.destinations.pay_ments`.
+        key: String,
+        /// The name as written.
+        name: String,
+    },
+    /// Host names are case-insensitive, so two names differing only in case are one.
+    #[error(
+        "{file}: {key}: `{name}` and `{first}` are the same destination (host names ignore case)"
+    )]
+    DuplicateDestination {
+        /// The config file.
+        file: String,
+        /// e.g. `outbound.destinations.Payments`.
+        key: String,
+        /// The later spelling.
+        name: String,
+        /// The earlier spelling.
+        first: String,
+    },
+    /// A sidecar with neither side configured would do nothing.
+    #[error("{file}: neither `inbound` nor `outbound` is configured; add at least one")]
+    NoListener {
+        /// The config file.
+        file: String,
+    },
+    /// Without a trust bundle no peer can be verified.
+    #[error(
+        "{file}: identity.bundles: no trust bundle; add one, e.g. `example.org: certs/bundle.pem`"
+    )]
+    NoBundles {
+        /// The config file.
+        file: String,
+    },
+    /// An empty path would silently mean the config file's folder.
+    #[error("{file}: {key}: empty path")]
+    EmptyPath {
+        /// The config file.
+        file: String,
+        /// e.g. `identity.cert`.
+        key: String,
+    },
+}
+
+impl ConfigError {
+    /// Short, bounded label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Io { .. } => "io",
+            Self::TooLarge { .. } => "too-large",
+            Self::Yaml { .. } => "yaml",
+            Self::BadListen { .. } => "bad-listen",
+            Self::BadAuthority { .. } => "bad-authority",
+            Self::BadTrustDomain { .. } => "bad-trust-domain",
+            Self::BadSpiffeId { .. } => "bad-spiffe-id",
+            Self::SpiffeIdWithoutPath { .. } => "spiffe-id-without-path",
+            Self::BadDestinationName { .. } => "bad-destination-name",
+            Self::DuplicateDestination { .. } => "duplicate-destination",
+            Self::NoListener { .. } => "no-listener",
+            Self::NoBundles { .. } => "no-bundles",
+            Self::EmptyPath { .. } => "empty-path",
+        }
+    }
+}
+
+/// `file:line:col`, or just `file` when the position is unknown.
+fn at(file: &str, line: u64, col: u64) -> String {
+    match (line, col) {
+        (0, _) => file.to_owned(),
+        (_, 0) => format!("{file}:{line}"),
+        _ => format!("{file}:{line}:{col}"),
+    }
+}
