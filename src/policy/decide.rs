@@ -201,7 +201,7 @@ impl CompiledPolicy {
         matched.sort_unstable();
         matched.dedup();
         Explanation {
-            verdict: self.decide(req),
+            verdict: self.decide_classified(&source, &destination, req.method, req.path),
             source_segments: self.segment_names(req.source),
             destination_segments: self.segment_names(req.destination),
             matched: matched

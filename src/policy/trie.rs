@@ -54,18 +54,6 @@ impl IdentityIndex {
             walk(root, id.path(), found);
         }
     }
-
-    /// Whether any pattern matches `id`.
-    pub fn contains(&self, id: &SpiffeId) -> bool {
-        let mut hit = false;
-        self.lookup(id, &mut |_| hit = true);
-        hit
-    }
-
-    /// Whether nothing was inserted.
-    pub fn is_empty(&self) -> bool {
-        self.domains.is_empty()
-    }
 }
 
 /// `rest` is the part of the path not yet consumed: empty or `/seg(/seg)*`.
@@ -152,9 +140,9 @@ mod tests {
     #[test]
     fn exact_patterns_do_not_match_longer_or_shorter_ids() {
         let idx = index(&["spiffe://example.org/a/b"]);
-        assert!(idx.contains(&SpiffeId::parse("spiffe://example.org/a/b").unwrap()));
-        assert!(!idx.contains(&SpiffeId::parse("spiffe://example.org/a").unwrap()));
-        assert!(!idx.contains(&SpiffeId::parse("spiffe://example.org/a/b/c").unwrap()));
-        assert!(!idx.contains(&SpiffeId::parse("spiffe://example.org/a/B").unwrap()));
+        assert_eq!(matches(&idx, "spiffe://example.org/a/b"), [0]);
+        assert!(matches(&idx, "spiffe://example.org/a").is_empty());
+        assert!(matches(&idx, "spiffe://example.org/a/b/c").is_empty());
+        assert!(matches(&idx, "spiffe://example.org/a/B").is_empty());
     }
 }
