@@ -249,10 +249,13 @@ const LENIENT_DECODED: &[u8] = b":@!$&'()*+,;=";
 /// The variant's own [`PathError`], e.g. [`PathError::EscapesRoot`] for `/..;/x`: a path
 /// that climbs above the root for the upstream is ambiguous and must be refused.
 pub fn upstream_variant(path: &str) -> Option<Result<NormalizedPath, PathError>> {
-    if !path.bytes().any(|b| b == b';' || b == b'%') {
+    let bytes = path.as_bytes();
+    // Only `;` or an escape of a lenient character changes anything: a path with just
+    // `%20`-style escapes (common) costs one scan and no allocation.
+    let changes = |i: usize| bytes[i] == b';' || lenient_escape(bytes.get(i..i + 3)).is_some();
+    if !(0..bytes.len()).any(changes) {
         return None;
     }
-    let bytes = path.as_bytes();
     let mut out = String::with_capacity(path.len());
     let (mut i, mut in_params) = (0, false);
     while i < bytes.len() {
