@@ -142,6 +142,22 @@ impl<'a> Validator<'a> {
             .push(PolicyError::at(file, at.line, at.col, kind));
     }
 
+    /// Records `name` as defined at `at`; if it already was, returns where (file:line:col).
+    fn defined_before(
+        &self,
+        seen: &mut FxHashMap<&'a str, Loc>,
+        name: &'a str,
+        at: Loc,
+    ) -> Option<String> {
+        match seen.get(name) {
+            Some(first) => Some(self.locate(*first)),
+            None => {
+                seen.insert(name, at);
+                None
+            }
+        }
+    }
+
     fn locate(&self, at: Loc) -> String {
         format!("{}:{}:{}", self.source.files[at.file].name, at.line, at.col)
     }
@@ -157,8 +173,7 @@ impl<'a> Validator<'a> {
         for (f, file) in self.each_file() {
             for (name, doc) in &file.doc.segments.0 {
                 let at = Self::loc(f, name);
-                if let Some(first) = seen.get(name.value.as_str()) {
-                    let first = self.locate(*first);
+                if let Some(first) = self.defined_before(&mut seen, &name.value, at) {
                     self.error(
                         at,
                         PolicyErrorKind::DuplicateSegment(name.value.clone(), first),
@@ -172,7 +187,6 @@ impl<'a> Validator<'a> {
                     self.error(at, PolicyErrorKind::NoIdentities(name.value.clone()));
                 }
                 let identities = self.patterns(f, &doc.identities);
-                seen.insert(&name.value, at);
                 out.push(Segment {
                     name: name.value.clone(),
                     identities,
@@ -214,15 +228,13 @@ impl<'a> Validator<'a> {
             for doc in &file.doc.rules {
                 let name = &doc.value.name;
                 let at = Self::loc(f, name);
-                if let Some(first) = seen.get(name.value.as_str()) {
-                    let first = self.locate(*first);
+                if let Some(first) = self.defined_before(&mut seen, &name.value, at) {
                     self.error(
                         at,
                         PolicyErrorKind::DuplicateRule(name.value.clone(), first),
                     );
                     continue;
                 }
-                seen.insert(&name.value, at);
                 if let Some(rule) = self.rule(f, &doc.value, names, groups) {
                     out.push(rule);
                 }
