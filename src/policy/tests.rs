@@ -78,6 +78,34 @@ fn policy() -> CompiledPolicy {
     from_text("policy.yaml", POLICY).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A request's parsed parts, owned by the test; `get()` lends them as a [`Request`].
+struct Req {
+    source: SpiffeId,
+    destination: SpiffeId,
+    method: String,
+    path: crate::path::NormalizedPath,
+}
+
+impl Req {
+    fn new(from: &str, to: &str, method: &str, path: &str) -> Self {
+        Self {
+            source: SpiffeId::parse(from).unwrap(),
+            destination: SpiffeId::parse(to).unwrap(),
+            method: method.to_owned(),
+            path: normalize(path).unwrap(),
+        }
+    }
+
+    fn get(&self) -> Request<'_> {
+        Request {
+            source: &self.source,
+            destination: &self.destination,
+            method: &self.method,
+            path: &self.path,
+        }
+    }
+}
+
 fn decide(
     p: &CompiledPolicy,
     from: &str,
@@ -85,14 +113,7 @@ fn decide(
     method: &str,
     path: &str,
 ) -> (Decision, String) {
-    let (source, destination) = (SpiffeId::parse(from).unwrap(), SpiffeId::parse(to).unwrap());
-    let path = normalize(path).unwrap();
-    let v = p.decide(&Request {
-        source: &source,
-        destination: &destination,
-        method,
-        path: &path,
-    });
+    let v = p.decide(&Req::new(from, to, method, path).get());
     (v.decision, v.rule_label().to_owned())
 }
 
@@ -275,17 +296,8 @@ fn each_decision_step_decides_with_its_rule_or_reason() {
 #[test]
 fn audit_turns_a_deny_into_would_deny_and_keeps_the_rule() {
     let p = policy();
-    let (a, b) = (
-        SpiffeId::parse(RUNNER).unwrap(),
-        SpiffeId::parse(PAYMENTS).unwrap(),
-    );
-    let path = normalize("/").unwrap();
-    let v = p.decide(&Request {
-        source: &a,
-        destination: &b,
-        method: "GET",
-        path: &path,
-    });
+    let req = Req::new(RUNNER, PAYMENTS, "GET", "/");
+    let v = p.decide(&req.get());
     assert_eq!(v.decision, Decision::Deny);
     let audited = v.audited();
     assert_eq!(audited.decision, Decision::WouldDeny);
@@ -296,17 +308,8 @@ fn audit_turns_a_deny_into_would_deny_and_keeps_the_rule() {
 #[test]
 fn explain_lists_segments_and_every_matching_rule() {
     let p = policy();
-    let (a, b) = (
-        SpiffeId::parse(RUNNER).unwrap(),
-        SpiffeId::parse(PAYMENTS).unwrap(),
-    );
-    let path = normalize("/v1/charges").unwrap();
-    let e = p.explain(&Request {
-        source: &a,
-        destination: &b,
-        method: "GET",
-        path: &path,
-    });
+    let req = Req::new(RUNNER, PAYMENTS, "GET", "/v1/charges");
+    let e = p.explain(&req.get());
     assert_eq!(e.source_segments, ["staging"]);
     assert_eq!(e.destination_segments, ["payments"]);
     let names: Vec<&str> = e.matched.iter().map(|r| r.name.as_str()).collect();
@@ -553,20 +556,10 @@ rules:
         &text.replace("  - { name: open, from: [a], to: [b] }\n", ""),
     )
     .unwrap();
-    let (a, b) = (
-        SpiffeId::parse("spiffe://t.org/a").unwrap(),
-        SpiffeId::parse("spiffe://t.org/b").unwrap(),
-    );
-    let path = normalize("/v1/charges;x").unwrap();
-    let v = only_charges.decide(&Request {
-        source: &a,
-        destination: &b,
-        method: "GET",
-        path: &path,
-    });
+    let (a, b) = ("spiffe://t.org/a", "spiffe://t.org/b");
     assert_eq!(
-        (v.decision, v.rule_label()),
-        (Decision::Deny, "default-deny")
+        decide(&only_charges, a, b, "GET", "/v1/charges;x"),
+        (Decision::Deny, "default-deny".into())
     );
     assert_eq!(ask("/files/a:b"), (Decision::Deny, "no-colon".into()));
     assert_eq!(ask("/admin-panel;x"), (Decision::Allow, "open".into()));
@@ -671,22 +664,18 @@ fn names_identities_size_and_test_methods_are_checked() {
 fn a_kept_classification_decides_as_decide_does_and_only_for_its_own_policy() {
     let p = policy();
     let other = policy();
-    let (runner, pay, web) = (
-        SpiffeId::parse(RUNNER).unwrap(),
-        SpiffeId::parse(PAYMENTS).unwrap(),
-        SpiffeId::parse(FRONTEND).unwrap(),
-    );
-    let path = normalize("/v1/charges").unwrap();
-    for (from, to) in [(&runner, &pay), (&web, &pay), (&pay, &web)] {
-        let (src, dst) = (p.classify(from).into_owned(), p.classify(to).into_owned());
-        let direct = p.decide(&Request {
-            source: from,
-            destination: to,
-            method: "POST",
-            path: &path,
-        });
-        assert_eq!(p.decide_classified(&src, &dst, "POST", &path), direct);
-        let stale = other.decide_classified(&src, &dst, "POST", &path);
+    for (from, to) in [
+        (RUNNER, PAYMENTS),
+        (FRONTEND, PAYMENTS),
+        (PAYMENTS, FRONTEND),
+    ] {
+        let req = Req::new(from, to, "POST", "/v1/charges");
+        let path = &req.path;
+        let src = p.classify(&req.source).into_owned();
+        let dst = p.classify(&req.destination).into_owned();
+        let direct = p.decide(&req.get());
+        assert_eq!(p.decide_classified(&src, &dst, "POST", path), direct);
+        let stale = other.decide_classified(&src, &dst, "POST", path);
         assert_eq!(
             (stale.decision, stale.rule_label()),
             (Decision::Deny, "stale-classification")
