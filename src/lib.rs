@@ -4,20 +4,28 @@
 //! Crate map (dependencies point down only):
 //! - [`cli`]: clap commands `policy check|explain`, `certs init|issue|inspect`, exit codes.
 //! - [`demo`]: `segward demo`, the scenarios on freshly minted identities.
+//! - [`app`]: the composition root of `segward run`: load (fail closed), bind, serve, drain.
+//! - [`proxy`]: the data plane — inbound (mTLS in) and outbound (mTLS out) request paths.
+//! - [`live`]: the policy snapshot read once per request, swapped by (re)loads.
+//! - [`telemetry`]: the decision log and process log set-up.
+//! - [`shutdown`]: the drain signal shared by listeners.
 //! - [`config`]: sidecar YAML (`RawConfig`) → `Config`: resolved paths, addresses, SPIFFE IDs.
-//! - [`proxy`]: the data plane; so far the PURE `headers` rules (framing, hop-by-hop, identity).
 //! - [`tls`]: rustls glue — PEM credentials, SPIFFE verifiers, server and client configs.
 //! - [`certs`]: rcgen PKI — throwaway CA, X509-SVID leaves, inspection.
 //! - [`policy`]: PURE. YAML policy → `CompiledPolicy` → `decide`; lints for `policy check`.
 //! - [`path`]: PURE. The one request-path normalization, shared by policy and proxy.
 //! - [`identity`]: PURE. `SpiffeId` and X509-SVID leaf rules.
 
+pub mod app;
 pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod identity;
+pub mod live;
 pub mod path;
 pub mod policy;
 pub mod proxy;
+pub mod shutdown;
+pub mod telemetry;
 pub mod tls;

@@ -4,6 +4,7 @@
 
 mod certs;
 mod policy;
+mod run;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the sidecar: mTLS inbound and/or outbound listeners enforcing the policy per request.
+    Run(run::RunArgs),
     /// Validate, lint and explain segment policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -41,6 +44,7 @@ pub enum Outcome {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Certs(cmd) => certs::run(cmd),
         Command::Demo => crate::demo::run(),

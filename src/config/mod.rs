@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -139,8 +140,35 @@ pub struct Config {
     pub mode: Mode,
     /// Whether TLS 1.2 is allowed next to 1.3.
     pub tls12: bool,
+    /// Handshake, upstream and drain timeouts (defaults; configurable in YAML with issue 6).
+    pub timeouts: Timeouts,
     /// Legal but noteworthy settings; private so that only `from_raw` builds a `Config`.
     warnings: Vec<ConfigWarning>,
+}
+
+/// How long the data plane waits for each step before giving up (PRODUCT.md §4, "bounded
+/// resources"; §6 status codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A TLS handshake that has not completed by then is dropped.
+    pub tls_handshake: Duration,
+    /// Connecting to the upstream or an outbound destination; past it → 502.
+    pub upstream_connect: Duration,
+    /// From sending the request to the upstream's response headers; past it → 504.
+    pub upstream_response: Duration,
+    /// On SIGTERM, how long in-flight requests may take to finish before segward exits.
+    pub drain: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            tls_handshake: Duration::from_secs(10),
+            upstream_connect: Duration::from_secs(5),
+            upstream_response: Duration::from_secs(30),
+            drain: Duration::from_secs(30),
+        }
+    }
 }
 
 /// The sidecar's credentials and trust bundles.
@@ -340,6 +368,7 @@ fn resolve(raw: RawConfig, base_dir: &Path, file: &str) -> Result<Config, Config
         admin_listen,
         mode: raw.mode,
         tls12: raw.tls12,
+        timeouts: Timeouts::default(),
         warnings,
     })
 }

@@ -1,0 +1,76 @@
+//! `segward run --config FILE`: the sidecar process (PRODUCT.md §1, §4 "fail closed", §6).
+//! Loads and checks everything before listening; exits 1 naming the file at fault; on SIGTERM
+//! or ctrl-c stops accepting, drains in-flight requests and exits 0.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::Outcome;
+use crate::app::Sidecar;
+use crate::config::Config;
+use crate::telemetry::logging;
+
+/// Arguments of `segward run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The sidecar configuration (YAML; PRODUCT.md §2). Relative paths in it resolve against
+    /// its folder.
+    #[arg(long, short, env = "SEGWARD_CONFIG", value_name = "FILE")]
+    config: PathBuf,
+}
+
+/// Runs the sidecar until SIGTERM or ctrl-c.
+pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
+    logging::init().map_err(anyhow::Error::msg)?;
+    let config = match Config::load(&args.config) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(Outcome::Invalid);
+        }
+    };
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<Outcome> {
+    let sidecar = match Sidecar::start(&config).await {
+        Ok(sidecar) => sidecar,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(Outcome::Invalid);
+        }
+    };
+    let policy = sidecar.live().policy();
+    tracing::info!(
+        spiffe_id = %sidecar.id(),
+        inbound = ?sidecar.inbound_addr(),
+        outbound = ?sidecar.outbound_addr(),
+        policy_version = policy.version(),
+        mode = ?config.mode,
+        "segward running"
+    );
+    drop(policy);
+    terminated().await.context("waiting for SIGTERM")?;
+    tracing::info!(drain = ?config.timeouts.drain, "shutting down: draining in-flight requests");
+    sidecar.shutdown().await;
+    tracing::info!("stopped");
+    Ok(Outcome::Success)
+}
+
+/// Resolves on SIGTERM (what Kubernetes and Docker send) or SIGINT (ctrl-c).
+async fn terminated() -> std::io::Result<()> {
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = sigterm.recv() => Ok(()),
+        result = tokio::signal::ctrl_c() => result,
+    }
+}

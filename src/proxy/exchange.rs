@@ -1,0 +1,179 @@
+//! One request's life on either side, shared by [`super::inbound`] and [`super::outbound`]:
+//! its id and timing, the facts the decision log records as the phases run, the forwarded
+//! target, and the final response with its `x-request-id` (PRODUCT.md §4, §6).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::Either;
+use hyper::body::Incoming;
+
+use super::headers;
+use super::request_id::X_REQUEST_ID;
+use super::respond::{self, Body, ProxyError};
+use crate::config::Mode;
+use crate::path::{self, NormalizedPath};
+use crate::policy::{CompiledPolicy, Verdict};
+use crate::telemetry::decision_log::{self, DecisionRecord, Direction};
+
+/// What is known about one request so far; borrows the request's policy snapshot and the
+/// connection's identities for `'a`.
+pub(super) struct Exchange<'a> {
+    started: Instant,
+    direction: Direction,
+    request_id: HeaderValue,
+    method: Method,
+    /// The normalized path once accepted; the raw one if it was refused.
+    path: String,
+    pub(super) source_id: Option<&'a str>,
+    pub(super) destination_id: Option<&'a str>,
+    policy_version: &'a str,
+    verdict: Option<Verdict<'a>>,
+}
+
+impl<'a> Exchange<'a> {
+    /// Starts the clock for a request decided against `policy`.
+    pub(super) fn start(
+        direction: Direction,
+        request_id: HeaderValue,
+        method: &Method,
+        policy: &'a CompiledPolicy,
+    ) -> Self {
+        Self {
+            started: Instant::now(),
+            direction,
+            request_id,
+            method: method.clone(),
+            path: String::new(),
+            source_id: None,
+            destination_id: None,
+            policy_version: policy.version(),
+            verdict: None,
+        }
+    }
+
+    /// Normalizes the request's path once (PRODUCT.md §4); a refused path is kept raw for
+    /// the log.
+    ///
+    /// # Errors
+    /// [`ProxyError::BadPath`] (400).
+    pub(super) fn normalize(&mut self, uri: &Uri) -> Result<NormalizedPath, ProxyError> {
+        path::normalize(uri.path()).map_err(|error| {
+            self.path = uri.path().to_owned();
+            ProxyError::BadPath(error)
+        })
+    }
+
+    /// Records the verdict on `path` — under `mode: audit` a deny is let through as
+    /// `would-deny` — and keeps `path` as the one to forward.
+    ///
+    /// # Errors
+    /// [`ProxyError::Denied`] (403) unless the verdict lets the request through.
+    pub(super) fn judge(
+        &mut self,
+        verdict: Verdict<'a>,
+        mode: Mode,
+        path: NormalizedPath,
+    ) -> Result<(), ProxyError> {
+        let verdict = match mode {
+            Mode::Enforce => verdict,
+            Mode::Audit => verdict.audited(),
+        };
+        self.verdict = Some(verdict);
+        self.path = path.into_string();
+        if verdict.lets_through() {
+            Ok(())
+        } else {
+            Err(ProxyError::Denied)
+        }
+    }
+
+    /// Points `req` at `scheme://authority` with the normalized path and the original query
+    /// (the same path that was matched is forwarded), keeping the caller's `Host`.
+    ///
+    /// # Errors
+    /// [`ProxyError::BadTarget`] (400) if the parts do not make a URI.
+    pub(super) fn retarget(
+        &self,
+        req: &mut Request<Incoming>,
+        scheme: Scheme,
+        authority: &Authority,
+    ) -> Result<(), ProxyError> {
+        let target = match req.uri().query() {
+            Some(query) => format!("{}?{query}", self.path),
+            None => self.path.clone(),
+        };
+        let path_and_query = PathAndQuery::from_maybe_shared(Bytes::from(target))
+            .map_err(|_| ProxyError::BadTarget)?;
+        if !req.headers().contains_key(http::header::HOST) {
+            // HTTP/2 carries the authority in the URI; HTTP/1.1 upstreams want it as Host.
+            if let Some(host) = req.uri().authority() {
+                let host =
+                    HeaderValue::from_str(host.as_str()).map_err(|_| ProxyError::BadTarget)?;
+                req.headers_mut().insert(http::header::HOST, host);
+            }
+        }
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(scheme);
+        parts.authority = Some(authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadTarget)?;
+        // The pool picks HTTP/1.1 or h2 per connection; a request must not insist on h2.
+        *req.version_mut() = Version::HTTP_11;
+        req.headers_mut()
+            .insert(X_REQUEST_ID, self.request_id.clone());
+        Ok(())
+    }
+
+    /// The response to send — the upstream's (hop-by-hop headers removed) or ours for
+    /// `error` — with `x-request-id`; writes the request's decision-log line.
+    pub(super) fn finish(self, outcome: Result<Response<Incoming>, ProxyError>) -> Response<Body> {
+        let (mut response, error) = match outcome {
+            Ok(upstream) => {
+                let mut response = upstream.map(Either::Left);
+                headers::strip_hop_by_hop(response.headers_mut());
+                (response, None)
+            }
+            Err(error) => (respond::to_response(&error), Some(error)),
+        };
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID, self.request_id.clone());
+        self.log(response.status(), error.as_ref());
+        response
+    }
+
+    fn log(&self, status: StatusCode, error: Option<&ProxyError>) {
+        // A request refused before any decision (bad path, unknown destination) is a deny
+        // whose reason is the refusal; an upstream failure keeps the verdict and adds `error`.
+        let (decision, reason, rule, error) = match (&self.verdict, error) {
+            (Some(v), Some(ProxyError::Denied) | None) => {
+                (v.decision.as_str(), v.reason.as_str(), v.rule, None)
+            }
+            (Some(v), Some(e)) => (
+                v.decision.as_str(),
+                v.reason.as_str(),
+                v.rule,
+                Some(e.reason()),
+            ),
+            (None, e) => ("deny", e.map_or("refused", ProxyError::reason), None, None),
+        };
+        decision_log::write(&DecisionRecord {
+            request_id: self.request_id.to_str().unwrap_or("-"),
+            direction: self.direction,
+            source_id: self.source_id,
+            destination_id: self.destination_id,
+            method: self.method.as_str(),
+            path: &self.path,
+            decision,
+            rule,
+            reason,
+            error,
+            policy_version: self.verdict.map(|_| self.policy_version),
+            status: status.as_u16(),
+            duration: self.started.elapsed(),
+        });
+    }
+}

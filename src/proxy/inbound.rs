@@ -1,0 +1,162 @@
+//! The inbound side (PRODUCT.md §4, §5): mTLS in from a peer, the peer's SPIFFE ID read once
+//! per connection, then per request: validate, decide against the policy snapshot of that
+//! request, rewrite headers, forward in plain HTTP/1.1 to the local workload.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::uri::{Authority, Scheme};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::Watcher;
+use rustls::ServerConfig;
+use rustls::server::ServerConnection;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use super::exchange::Exchange;
+use super::request_id::RequestIds;
+use super::respond::{Body, ProxyError};
+use super::upstream::{self, PlainClient};
+use super::{headers, serve};
+use crate::config::{Mode, Timeouts};
+use crate::identity::{Role, SpiffeId, Svid};
+use crate::live::Live;
+use crate::policy::{self, CompiledPolicy};
+use crate::shutdown::Shutdown;
+use crate::telemetry::decision_log::Direction;
+
+/// The inbound listener's shared state.
+pub struct Inbound {
+    live: Arc<Live>,
+    own_id: SpiffeId,
+    acceptor: TlsAcceptor,
+    upstream: PlainClient,
+    upstream_authority: Authority,
+    mode: Mode,
+    timeouts: Timeouts,
+    ids: RequestIds,
+}
+
+impl Inbound {
+    /// Inbound state for the workload at `upstream` (`host:port`), presenting `tls` (which
+    /// requires and verifies client SVIDs).
+    ///
+    /// # Errors
+    /// `upstream` is not a valid URI authority (cannot happen for a parsed config value).
+    pub fn new(
+        live: Arc<Live>,
+        own_id: SpiffeId,
+        tls: Arc<ServerConfig>,
+        upstream: &crate::config::Authority,
+        mode: Mode,
+        timeouts: Timeouts,
+    ) -> Result<Self, http::uri::InvalidUri> {
+        Ok(Self {
+            live,
+            own_id,
+            acceptor: TlsAcceptor::from(tls),
+            upstream: upstream::plain_client(&timeouts),
+            upstream_authority: upstream.to_string().parse()?,
+            mode,
+            timeouts,
+            ids: RequestIds::new(),
+        })
+    }
+
+    /// Accepts mTLS connections on `listener` until `shutdown`, then drains.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
+        let drain = self.timeouts.drain;
+        serve::serve(listener, shutdown, drain, move |tcp, remote, watcher| {
+            self.clone().connection(tcp, remote, watcher)
+        })
+        .await;
+    }
+
+    async fn connection(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr, watcher: Watcher) {
+        let handshake = self.acceptor.accept(tcp);
+        let tls = match tokio::time::timeout(self.timeouts.tls_handshake, handshake).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(error)) => {
+                tracing::debug!(%remote, %error, "tls handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%remote, "tls handshake timed out");
+                return;
+            }
+        };
+        let (_, session) = tls.get_ref();
+        let Some(peer) = peer_id(session) else {
+            tracing::warn!(%remote, "verified peer without a readable SPIFFE ID; closing");
+            return;
+        };
+        let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+        tracing::debug!(%remote, source_id = %peer, "connection accepted");
+        let peer = Arc::new(peer);
+        let service = service_fn(move |req| {
+            let (this, peer) = (self.clone(), peer.clone());
+            async move { Ok::<_, Infallible>(this.handle(req, &peer).await) }
+        });
+        serve::http(TokioIo::new(tls), alpn.as_deref(), service, watcher).await;
+    }
+
+    /// One request from the authenticated `peer`, in phases; never fails, every error becomes
+    /// its response (see [`super::respond`]).
+    pub async fn handle(&self, req: Request<Incoming>, peer: &SpiffeId) -> Response<Body> {
+        // One snapshot per request: a reload applies to the next request, also on this
+        // connection, and this request sees exactly one policy version.
+        let policy = self.live.policy();
+        let request_id = self.ids.take(req.headers());
+        let mut exchange = Exchange::start(Direction::Inbound, request_id, req.method(), &policy);
+        exchange.source_id = Some(peer.as_str());
+        exchange.destination_id = Some(self.own_id.as_str());
+        let outcome = self
+            .authorize_and_forward(req, peer, &policy, &mut exchange)
+            .await;
+        exchange.finish(outcome)
+    }
+
+    async fn authorize_and_forward<'a>(
+        &'a self,
+        mut req: Request<Incoming>,
+        peer: &'a SpiffeId,
+        policy: &'a CompiledPolicy,
+        exchange: &mut Exchange<'a>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        // 1. Validate: one normalization; the path matched is the path forwarded.
+        let path = exchange.normalize(req.uri())?;
+        headers::check_framing(req.headers()).map_err(ProxyError::BadFraming)?;
+
+        // 2. Decide: ingress rules, the peer is the source and we are the destination.
+        let verdict = policy.decide(&policy::Request {
+            source: peer,
+            destination: &self.own_id,
+            method: req.method().as_str(),
+            path: &path,
+        });
+        exchange.judge(verdict, self.mode, path)?;
+
+        // 3. Forward: hop-by-hop headers out first, then our identity headers replace any the
+        // client sent (after, so a client's `Connection: x-spiffe-id` cannot remove ours).
+        let headers = req.headers_mut();
+        headers::strip_hop_by_hop(headers);
+        // Invariant: SPIFFE IDs are visible ASCII (validated), always a valid header value;
+        // and the client's values are removed even if setting ours failed.
+        let _ = headers::set_identity_headers(headers, self.own_id.as_str(), peer.as_str());
+        exchange.retarget(&mut req, Scheme::HTTP, &self.upstream_authority)?;
+        upstream::send(&self.upstream, req, self.timeouts.upstream_response).await
+    }
+}
+
+/// The SPIFFE ID of a verified peer's leaf (our verifier already applied every rule).
+fn peer_id(session: &ServerConnection) -> Option<SpiffeId> {
+    let leaf = session.peer_certificates()?.first()?;
+    Svid::from_der(leaf, Role::Client, SystemTime::now())
+        .ok()
+        .map(|svid| svid.id)
+}

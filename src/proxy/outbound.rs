@@ -1,0 +1,202 @@
+//! The outbound side (PRODUCT.md §2, §4): plain HTTP in from the local app — as an HTTP proxy
+//! (absolute-form `GET http://payments/v1/x`) or directly with `Host: payments` — then the
+//! destination named by the request's host, the egress decision with our own ID as the
+//! source, and mTLS out to a server that must prove the destination's SPIFFE ID.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::uri::{Authority, Scheme};
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::Watcher;
+use tokio::net::{TcpListener, TcpStream};
+
+use super::exchange::Exchange;
+use super::request_id::RequestIds;
+use super::respond::{Body, ProxyError};
+use super::upstream::{self, MtlsClient};
+use super::{headers, serve};
+use crate::config::{self, Mode, Timeouts};
+use crate::identity::SpiffeId;
+use crate::live::Live;
+use crate::policy::{self, CompiledPolicy};
+use crate::shutdown::Shutdown;
+use crate::telemetry::decision_log::Direction;
+use crate::tls::{Credentials, TlsError, TlsOptions, client_config};
+
+/// Where requests for one destination name go.
+struct Route {
+    /// The SPIFFE ID the server must prove, and the egress decision's destination.
+    spiffe_id: SpiffeId,
+    /// `host:port` to connect to.
+    authority: Authority,
+    /// Pooled mTLS connections to it.
+    client: MtlsClient,
+}
+
+/// The outbound listener's shared state.
+pub struct Outbound {
+    live: Arc<Live>,
+    own_id: SpiffeId,
+    /// Lower-case destination name → route.
+    routes: HashMap<String, Route>,
+    mode: Mode,
+    timeouts: Timeouts,
+    ids: RequestIds,
+}
+
+/// Why the outbound side could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    /// A destination's TLS client config was refused.
+    #[error("outbound.destinations.{name}: {source}")]
+    Tls {
+        /// The destination name.
+        name: String,
+        /// What rustls said.
+        source: TlsError,
+    },
+    /// A destination address is not a URI authority (cannot happen for a parsed config).
+    #[error("outbound.destinations.{name}.address: {source}")]
+    Address {
+        /// The destination name.
+        name: String,
+        /// What `http` said.
+        source: http::uri::InvalidUri,
+    },
+}
+
+impl Outbound {
+    /// Outbound state with one pooled mTLS client per configured destination.
+    ///
+    /// # Errors
+    /// [`OutboundError`] naming the destination whose client could not be built.
+    pub fn new(
+        live: Arc<Live>,
+        credentials: &Credentials,
+        config: &config::Outbound,
+        mode: Mode,
+        timeouts: Timeouts,
+        tls: TlsOptions,
+    ) -> Result<Self, OutboundError> {
+        let mut routes = HashMap::new();
+        for (name, destination) in &config.destinations {
+            let tls =
+                client_config(credentials, &destination.spiffe_id, tls).map_err(|source| {
+                    OutboundError::Tls {
+                        name: name.clone(),
+                        source,
+                    }
+                })?;
+            let authority = destination.address.to_string().parse().map_err(|source| {
+                OutboundError::Address {
+                    name: name.clone(),
+                    source,
+                }
+            })?;
+            let route = Route {
+                spiffe_id: destination.spiffe_id.clone(),
+                authority,
+                client: upstream::mtls_client(tls, &timeouts),
+            };
+            routes.insert(name.to_ascii_lowercase(), route);
+        }
+        Ok(Self {
+            live,
+            own_id: credentials.id().clone(),
+            routes,
+            mode,
+            timeouts,
+            ids: RequestIds::new(),
+        })
+    }
+
+    /// Accepts plain HTTP connections from the local app on `listener` until `shutdown`,
+    /// then drains.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
+        let drain = self.timeouts.drain;
+        serve::serve(listener, shutdown, drain, move |tcp, remote, watcher| {
+            self.clone().connection(tcp, remote, watcher)
+        })
+        .await;
+    }
+
+    async fn connection(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr, watcher: Watcher) {
+        tracing::debug!(%remote, "outbound connection accepted");
+        let service = service_fn(move |req| {
+            let this = self.clone();
+            async move { Ok::<_, Infallible>(this.handle(req).await) }
+        });
+        serve::http(TokioIo::new(tcp), None, service, watcher).await;
+    }
+
+    /// One request from the local app, in phases; never fails, every error becomes its
+    /// response (see [`super::respond`]).
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let policy = self.live.policy();
+        let request_id = self.ids.take(req.headers());
+        let mut exchange = Exchange::start(Direction::Outbound, request_id, req.method(), &policy);
+        exchange.source_id = Some(self.own_id.as_str());
+        let outcome = self.route_and_forward(req, &policy, &mut exchange).await;
+        exchange.finish(outcome)
+    }
+
+    async fn route_and_forward<'a>(
+        &'a self,
+        mut req: Request<Incoming>,
+        policy: &'a CompiledPolicy,
+        exchange: &mut Exchange<'a>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        // 1. Route: only configured destinations; anything else is refused, nothing is sent.
+        if req.method() == Method::CONNECT {
+            return Err(ProxyError::ConnectUnsupported);
+        }
+        let host = request_host(&req).ok_or(ProxyError::NoHost)?;
+        let route = self.route(host).ok_or(ProxyError::UnknownDestination)?;
+        exchange.destination_id = Some(route.spiffe_id.as_str());
+
+        // 2. Validate, as inbound does: the path matched is the path forwarded.
+        let path = exchange.normalize(req.uri())?;
+        headers::check_framing(req.headers()).map_err(ProxyError::BadFraming)?;
+
+        // 3. Decide: egress rules, we are the source.
+        let verdict = policy.decide(&policy::Request {
+            source: &self.own_id,
+            destination: &route.spiffe_id,
+            method: req.method().as_str(),
+            path: &path,
+        });
+        exchange.judge(verdict, self.mode, path)?;
+
+        // 4. Forward over mTLS; the route's client only completes a handshake with a server
+        // proving `route.spiffe_id`.
+        headers::strip_hop_by_hop(req.headers_mut());
+        exchange.retarget(&mut req, Scheme::HTTPS, &route.authority)?;
+        upstream::send(&route.client, req, self.timeouts.upstream_response).await
+    }
+
+    /// The route for a destination name, compared case-insensitively.
+    fn route(&self, host: &str) -> Option<&Route> {
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.routes.get(&host.to_ascii_lowercase())
+        } else {
+            self.routes.get(host)
+        }
+    }
+}
+
+/// The host a request names: the absolute-form (or HTTP/2) URI's authority wins over `Host`
+/// (RFC 9112 §3.2.2); the port is not part of the destination name.
+fn request_host(req: &Request<Incoming>) -> Option<&str> {
+    if let Some(host) = req.uri().host() {
+        return Some(host);
+    }
+    let value = req.headers().get(http::header::HOST)?.to_str().ok()?;
+    let host = value.split(':').next()?;
+    (!host.is_empty()).then_some(host)
+}

@@ -1,0 +1,183 @@
+//! The decision log (PRODUCT.md §6): one JSON line per request with time, request id,
+//! direction, source and destination IDs, method, path, decision, rule, reason, policy version,
+//! status and duration. Handlers call [`write`], which emits a `tracing` event on [`TARGET`];
+//! [`DecisionLayer`] turns those events into flat JSON lines on stderr. Without the layer (tests,
+//! library use) the event is disabled at its call site and costs next to nothing.
+
+use std::io::Write;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, Layer};
+
+/// The `tracing` target of decision events; the process log leaves it to [`DecisionLayer`].
+pub const TARGET: &str = "segward::decision";
+
+/// Which side of the sidecar decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// mTLS in from a peer, to the local workload (ingress rules).
+    Inbound,
+    /// Plain in from the local app, mTLS out to a destination (egress rules).
+    Outbound,
+}
+
+impl Direction {
+    /// The log's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inbound => "inbound",
+            Self::Outbound => "outbound",
+        }
+    }
+}
+
+/// One request's line. IDs are absent when unknown (an unknown outbound destination).
+#[derive(Debug, Clone)]
+pub struct DecisionRecord<'a> {
+    /// Also sent to the caller as `x-request-id`.
+    pub request_id: &'a str,
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// The calling identity.
+    pub source_id: Option<&'a str>,
+    /// The identity being reached.
+    pub destination_id: Option<&'a str>,
+    /// The method as sent.
+    pub method: &'a str,
+    /// The normalized path (the raw one when it was refused); never the query.
+    pub path: &'a str,
+    /// `allow`, `deny` or `would-deny`.
+    pub decision: &'static str,
+    /// The deciding rule, when a rule decided.
+    pub rule: Option<&'a str>,
+    /// Which step decided (`allow-rule`, `default-deny`, `revoked`, …) or why the request was
+    /// refused before a decision (`encoded-slash`, `unknown-destination`, …).
+    pub reason: &'a str,
+    /// Why an allowed request still failed (`upstream-connect`, `upstream-timeout`, …).
+    pub error: Option<&'a str>,
+    /// The version of the policy snapshot that decided; absent if none was consulted.
+    pub policy_version: Option<&'a str>,
+    /// The status sent to the caller.
+    pub status: u16,
+    /// From the request's arrival to its response headers.
+    pub duration: Duration,
+}
+
+/// Emits `record` as one decision event.
+pub fn write(record: &DecisionRecord<'_>) {
+    tracing::info!(
+        target: TARGET,
+        request_id = record.request_id,
+        direction = record.direction.as_str(),
+        source_id = record.source_id,
+        destination_id = record.destination_id,
+        method = record.method,
+        path = record.path,
+        decision = record.decision,
+        rule = record.rule,
+        reason = record.reason,
+        error = record.error,
+        policy_version = record.policy_version,
+        status = record.status,
+        duration_ms = record.duration.as_secs_f64() * 1000.0,
+    );
+}
+
+/// A `tracing` layer writing each decision event as one JSON object per line:
+/// `{"time":"<RFC 3339 UTC>","request_id":…,…}`; absent fields are left out.
+#[derive(Debug)]
+pub struct DecisionLayer<W> {
+    make_writer: W,
+}
+
+impl<W> DecisionLayer<W> {
+    /// Writes lines to `make_writer` (e.g. `std::io::stderr`), one `write_all` per line.
+    pub fn new(make_writer: W) -> Self {
+        Self { make_writer }
+    }
+}
+
+impl<S, W> Layer<S> for DecisionLayer<W>
+where
+    S: Subscriber,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        if event.metadata().target() != TARGET {
+            return;
+        }
+        let mut line = Vec::with_capacity(512);
+        line.extend_from_slice(b"{\"time\":\"");
+        // Formatting a UTC timestamp into a Vec cannot fail; a failure would only shorten it.
+        let _ = OffsetDateTime::now_utc().format_into(&mut line, &Rfc3339);
+        line.push(b'"');
+        event.record(&mut JsonFields(&mut line));
+        line.extend_from_slice(b"}\n");
+        // A log sink that refuses a line must not take the request down with it.
+        let _ = self.make_writer.make_writer().write_all(&line);
+    }
+}
+
+/// Appends `,"name":value` for each field of a decision event.
+struct JsonFields<'a>(&'a mut Vec<u8>);
+
+impl JsonFields<'_> {
+    fn key(&mut self, field: &Field) {
+        self.0.extend_from_slice(b",\"");
+        self.0.extend_from_slice(field.name().as_bytes());
+        self.0.extend_from_slice(b"\":");
+    }
+
+    fn string(&mut self, value: &str) {
+        // serde_json escapes quotes, backslashes and control characters; a Vec never fails.
+        let _ = serde_json::to_writer(&mut *self.0, value);
+    }
+}
+
+impl Visit for JsonFields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.key(field);
+        self.string(value);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.key(field);
+        let _ = write!(self.0, "{value}");
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.key(field);
+        let _ = write!(self.0, "{value}");
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.key(field);
+        if value.is_finite() {
+            let _ = write!(self.0, "{value:.3}");
+        } else {
+            self.0.extend_from_slice(b"null");
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.key(field);
+        let _ = write!(self.0, "{value}");
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        // Decision events carry no message; anything else is written as its Debug text.
+        if field.name() == "message" {
+            return;
+        }
+        self.key(field);
+        self.string(&format!("{value:?}"));
+    }
+}
+
+#[cfg(test)]
+mod tests;

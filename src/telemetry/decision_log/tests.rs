@@ -1,0 +1,121 @@
+//! The decision line's format, observed through a real `tracing` subscriber.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tracing_subscriber::layer::SubscriberExt;
+
+use super::*;
+
+/// A `MakeWriter` that appends to a shared buffer.
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Buffer {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'w> MakeWriter<'w> for Buffer {
+    type Writer = Buffer;
+
+    fn make_writer(&'w self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+fn record() -> DecisionRecord<'static> {
+    DecisionRecord {
+        request_id: "00ab-1",
+        direction: Direction::Inbound,
+        source_id: Some("spiffe://example.org/ns/prod/sa/frontend"),
+        destination_id: Some("spiffe://example.org/ns/prod/sa/payments"),
+        method: "POST",
+        path: "/v1/charges",
+        decision: "allow",
+        rule: Some("frontend-creates-charges"),
+        reason: "allow-rule",
+        error: None,
+        policy_version: Some("sha256:0123"),
+        status: 200,
+        duration: Duration::from_micros(1500),
+    }
+}
+
+/// Runs `emit` under a subscriber holding only the decision layer; returns the output lines.
+fn capture(emit: impl FnOnce()) -> Vec<String> {
+    let buffer = Buffer::default();
+    let subscriber = tracing_subscriber::registry().with(DecisionLayer::new(buffer.clone()));
+    tracing::subscriber::with_default(subscriber, emit);
+    let bytes = buffer.0.lock().unwrap().clone();
+    String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn one_json_line_carries_every_field_of_product_section_6() {
+    let lines = capture(|| write(&record()));
+
+    assert_eq!(lines.len(), 1);
+    let line: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert!(line["time"].as_str().unwrap().ends_with('Z'), "{line}");
+    assert_eq!(line["request_id"], "00ab-1");
+    assert_eq!(line["direction"], "inbound");
+    assert_eq!(
+        line["source_id"],
+        "spiffe://example.org/ns/prod/sa/frontend"
+    );
+    assert_eq!(
+        line["destination_id"],
+        "spiffe://example.org/ns/prod/sa/payments"
+    );
+    assert_eq!(line["method"], "POST");
+    assert_eq!(line["path"], "/v1/charges");
+    assert_eq!(line["decision"], "allow");
+    assert_eq!(line["rule"], "frontend-creates-charges");
+    assert_eq!(line["reason"], "allow-rule");
+    assert_eq!(line["policy_version"], "sha256:0123");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["duration_ms"], 1.5);
+}
+
+#[test]
+fn absent_ids_and_rule_are_left_out_and_hostile_text_is_escaped() {
+    let mut r = record();
+    r.source_id = None;
+    r.rule = None;
+    r.policy_version = None;
+    r.path = "/a\"b\\c\n{\"x\":1}";
+
+    let lines = capture(|| write(&r));
+
+    assert_eq!(
+        lines.len(),
+        1,
+        "a newline in the path must not split the line"
+    );
+    let line: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(line["path"], "/a\"b\\c\n{\"x\":1}");
+    assert!(line.get("source_id").is_none());
+    assert!(line.get("rule").is_none());
+    assert!(line.get("policy_version").is_none());
+    assert!(line.get("x").is_none());
+}
+
+#[test]
+fn events_of_other_targets_are_not_decision_lines() {
+    let lines = capture(|| tracing::info!(request_id = "x", "listening"));
+
+    assert!(lines.is_empty(), "{lines:?}");
+}

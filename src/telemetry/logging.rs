@@ -1,0 +1,47 @@
+//! Process log set-up for `segward run`: human-readable lines on stderr filtered by
+//! `SEGWARD_LOG` (EnvFilter syntax, default `info`), and the decision log's JSON lines on stderr
+//! whatever that filter says (PRODUCT.md §1: "Logs go to stderr").
+
+use std::io::IsTerminal;
+
+use tracing::Level;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, fmt};
+
+use super::decision_log::{DecisionLayer, TARGET};
+
+/// The environment variable holding the log filter, e.g. `SEGWARD_LOG=debug`.
+pub const FILTER_ENV: &str = "SEGWARD_LOG";
+
+/// Installs the process-wide subscriber; a second call (tests) keeps the first one.
+///
+/// # Errors
+/// A `SEGWARD_LOG` value that is not a valid filter.
+pub fn init() -> Result<(), String> {
+    let filter = match std::env::var(FILTER_ENV) {
+        Ok(text) => EnvFilter::try_new(&text).map_err(|e| format!("{FILTER_ENV}={text}: {e}"))?,
+        Err(_) => EnvFilter::new("info"),
+    };
+    // Decision lines have their own layer; keep them out of the human-readable one.
+    let filter = filter.add_directive(
+        format!("{TARGET}=off")
+            .parse()
+            .map_err(|e| format!("{e}"))?,
+    );
+    let text = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .with_filter(filter);
+    let decisions = DecisionLayer::new(std::io::stderr)
+        .with_filter(Targets::new().with_target(TARGET, Level::INFO));
+    // Ignore "already set": a test harness or an embedding program got there first.
+    let _ = tracing_subscriber::registry()
+        .with(text)
+        .with(decisions)
+        .try_init();
+    Ok(())
+}

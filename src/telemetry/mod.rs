@@ -1,0 +1,5 @@
+//! What segward tells its operator: the decision log (one JSON line per request, PRODUCT.md §6)
+//! and the process log set-up. Uses only `policy`'s types; never decides anything.
+
+pub mod decision_log;
+pub mod logging;
