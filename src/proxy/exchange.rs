@@ -91,7 +91,7 @@ impl<'a> Exchange<'a> {
     }
 
     /// Points `req` at `scheme://authority` with the normalized path and the original query
-    /// (the same path that was matched is forwarded), keeping the caller's `Host`.
+    /// (the same path that was matched is forwarded); `Host` names what the caller addressed.
     ///
     /// # Errors
     /// [`ProxyError::BadTarget`] (400) if the parts do not make a URI.
@@ -107,11 +107,18 @@ impl<'a> Exchange<'a> {
         };
         let path_and_query = PathAndQuery::from_maybe_shared(Bytes::from(target))
             .map_err(|_| ProxyError::BadTarget)?;
-        if !req.headers().contains_key(http::header::HOST) {
-            // HTTP/2 carries the authority in the URI; HTTP/1.1 upstreams want it as Host.
-            if let Some(host) = req.uri().authority() {
-                let host =
-                    HeaderValue::from_str(host.as_str()).map_err(|_| ProxyError::BadTarget)?;
+        // HTTP/1.1 absolute-form: the target's authority replaces any Host line (RFC 9112
+        // §3.2.2: a proxy "MUST … replace the Host field value with the host information of
+        // that request-target"). HTTP/2: `:authority` stands in for a missing Host; a Host
+        // line is kept, because our own outbound side sends the name the app addressed there
+        // while `:authority` names the sidecar it connected to.
+        if let Some(authority) = req.uri().authority() {
+            let absolute_form = req.version() < Version::HTTP_2;
+            if absolute_form || !req.headers().contains_key(http::header::HOST) {
+                // Never carry `user@` on: Host is host[:port] only.
+                let host = authority.as_str();
+                let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
+                let host = HeaderValue::from_str(host).map_err(|_| ProxyError::BadTarget)?;
                 req.headers_mut().insert(http::header::HOST, host);
             }
         }

@@ -40,6 +40,11 @@ const PROTECTED: [HeaderName; 2] = [http::header::HOST, http::header::CONTENT_LE
 /// forwarded (PRODUCT.md §4: "conflicting `Content-Length`/`Transfer-Encoding` → 400").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
+    /// RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any
+    /// HTTP/1.1 request message that … contains more than one Host header field line"; the
+    /// proxy and the workload could otherwise read different hosts.
+    #[error("request has more than one Host header")]
+    MultipleHost,
     /// RFC 9112 §6.3 rule 3: a message with both Transfer-Encoding and Content-Length "might
     /// indicate an attempt to perform request smuggling … and ought to be handled as an
     /// error"; segward rejects it rather than letting Transfer-Encoding win.
@@ -70,6 +75,7 @@ impl HeaderError {
     /// Short, bounded label for metrics and decision logs.
     pub fn reason(&self) -> &'static str {
         match self {
+            Self::MultipleHost => "multiple-host",
             Self::LengthAndTransferEncoding => "length-and-transfer-encoding",
             Self::InvalidContentLength => "invalid-content-length",
             Self::ConflictingContentLength => "conflicting-content-length",
@@ -79,10 +85,13 @@ impl HeaderError {
     }
 }
 
-/// Request-smuggling defences of RFC 9112 §6.3 on the headers as received: at most one of
-/// Content-Length and Transfer-Encoding; Content-Length a plain decimal, repeated only with the
+/// Request-smuggling defences of RFC 9112 §3.2 and §6.3 on the headers as received: at most one
+/// Host line; at most one of Content-Length and Transfer-Encoding; Content-Length a plain decimal, repeated only with the
 /// same value; Transfer-Encoding exactly `chunked` (case-insensitive, RFC 9112 §7).
 pub fn check_framing(headers: &HeaderMap) -> Result<(), HeaderError> {
+    if headers.get_all(http::header::HOST).iter().nth(1).is_some() {
+        return Err(HeaderError::MultipleHost);
+    }
     let has_length = headers.contains_key(CONTENT_LENGTH);
     let has_coding = headers.contains_key(TRANSFER_ENCODING);
     if has_length && has_coding {

@@ -30,6 +30,16 @@ type FramingRow = (
 
 const FRAMING: &[FramingRow] = &[
     ("no body headers", &[("host", "a")], Ok(())),
+    (
+        "two Host lines",
+        &[("host", "a"), ("Host", "b")],
+        Err(HeaderError::MultipleHost),
+    ),
+    (
+        "two identical Host lines",
+        &[("host", "a"), ("host", "a")],
+        Err(HeaderError::MultipleHost),
+    ),
     ("Content-Length only", &[("content-length", "42")], Ok(())),
     ("Content-Length zero", &[("content-length", "0")], Ok(())),
     (
@@ -154,6 +164,7 @@ fn check_framing_follows_rfc_9112() {
 #[test]
 fn reasons_are_distinct() {
     let reasons = [
+        HeaderError::MultipleHost,
         HeaderError::LengthAndTransferEncoding,
         HeaderError::InvalidContentLength,
         HeaderError::ConflictingContentLength,
