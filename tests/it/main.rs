@@ -7,3 +7,10 @@ mod support;
 mod policy_props;
 
 mod cli;
+
+mod fixtures_selftest;
+mod inbound;
+
+mod outbound;
+
+mod run;

@@ -1,0 +1,413 @@
+//! `segward run` end to end (PRODUCT.md §1 exit codes, §2 config, §4 "fail closed", §6 decision
+//! log and SIGTERM): each process test starts the real binary as a child, judges it only by its
+//! exit code, its decision-log JSON lines on stderr and what reached the backend, and kills it
+//! by PID when the test ends. The last test drains an in-process `Sidecar` the same way.
+
+use std::fs::File;
+use std::io::{ErrorKind, Read as _, Seek as _};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use crate::support::backend::Backend;
+use crate::support::client::{Alpn, MtlsClient, Reply};
+use crate::support::eventually;
+use crate::support::pki::{Pki, SvidFiles};
+use crate::support::sidecar::{self, inbound_block, write_config, write_policy};
+
+const TD: &str = "example.org";
+const WEB: &str = "spiffe://example.org/ns/prod/sa/web";
+const API: &str = "spiffe://example.org/ns/prod/sa/api";
+
+/// How long a child may take to listen, or to exit once it should.
+const WAIT: Duration = Duration::from_secs(15);
+
+/// How long the slow backend takes to answer: long enough to SIGTERM mid-request.
+const SLOW: Duration = Duration::from_millis(800);
+
+/// Web may read api's `/v1/**`; nobody may reach api's `/admin/**`.
+const POLICY: &str = r#"segments:
+  web:
+    identities: ["spiffe://example.org/ns/prod/sa/web"]
+  api:
+    identities: ["spiffe://example.org/ns/prod/sa/api"]
+rules:
+  - name: web-reads-api
+    from: [web]
+    to: [api]
+    methods: [GET]
+    paths: ["/v1/**"]
+  - name: no-admin
+    effect: deny
+    from: ["*"]
+    to: [api]
+    paths: ["/admin/**"]
+"#;
+
+/// A YAML syntax error: the flow mapping opened on line 2 is never closed.
+const BROKEN_POLICY: &str = "segments:\n  web: {\n";
+
+// --- §4 fail closed: exit 1 naming the file, nothing listens --------------------------------
+
+#[tokio::test]
+async fn a_key_that_does_not_match_the_certificate_exits_1_naming_the_key() {
+    let pki = Pki::new(&[TD]);
+    let (api, web) = (pki.issue(API), pki.issue(WEB));
+    let mismatched = SvidFiles {
+        key: web.key.clone(),
+        ..api
+    };
+    let listen = Backend::unused_addr();
+    let policy = write_policy(&pki, POLICY);
+    let listeners = inbound(listen, Backend::unused_addr());
+    let config = write_config(&pki, &mismatched, &[TD], &policy, &listeners);
+
+    let (code, stderr) = fails_to_start(&config, listen).await;
+
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(s(&web.key)), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_policy_with_a_yaml_error_exits_1_at_its_file_line_col() {
+    let pki = Pki::new(&[TD]);
+    let api = pki.issue(API);
+    let listen = Backend::unused_addr();
+    let policy = write_policy(&pki, BROKEN_POLICY);
+    let listeners = inbound(listen, Backend::unused_addr());
+    let config = write_config(&pki, &api, &[TD], &policy, &listeners);
+
+    let (code, stderr) = fails_to_start(&config, listen).await;
+
+    assert_eq!(code, 1, "{stderr}");
+    // The unclosed `{` on line 2, column 8.
+    let at = format!("{}:2:8:", s(&policy.join("policy.yaml")));
+    assert!(stderr.contains(&at), "no `{at}` in:\n{stderr}");
+}
+
+#[tokio::test]
+async fn a_missing_bundle_file_exits_1_naming_it() {
+    let pki = Pki::new(&[TD]);
+    let api = pki.issue(API);
+    let bundle = pki.bundle_path(TD);
+    std::fs::remove_file(&bundle).unwrap();
+    let listen = Backend::unused_addr();
+    let policy = write_policy(&pki, POLICY);
+    let listeners = inbound(listen, Backend::unused_addr());
+    let config = write_config(&pki, &api, &[TD], &policy, &listeners);
+
+    let (code, stderr) = fails_to_start(&config, listen).await;
+
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(s(&bundle)), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_config_with_an_unknown_key_exits_1_naming_the_config_file() {
+    let pki = Pki::new(&[TD]);
+    let api = pki.issue(API);
+    let listen = Backend::unused_addr();
+    let policy = write_policy(&pki, POLICY);
+    let listeners = inbound(listen, Backend::unused_addr()) + "colour: blue\n";
+    let config = write_config(&pki, &api, &[TD], &policy, &listeners);
+
+    let (code, stderr) = fails_to_start(&config, listen).await;
+
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(s(&config)), "{stderr}");
+    assert!(stderr.contains("colour"), "{stderr}");
+}
+
+// --- §6 decision log -------------------------------------------------------------------------
+
+#[tokio::test]
+async fn every_request_gets_one_decision_line_and_the_query_is_never_logged() {
+    let pki = Pki::new(&[TD]);
+    let (api, web) = (pki.issue(API), pki.issue(WEB));
+    let backend = Backend::start().await;
+    let listen = Backend::unused_addr();
+    let policy = write_policy(&pki, POLICY);
+    let config = write_config(&pki, &api, &[TD], &policy, &inbound(listen, backend.addr()));
+    let mut segward = Segward::spawn(&config);
+    segward.until_listening(listen).await;
+    let client = MtlsClient::new(Some(&web.pem), &pki.bundle_pems(), Alpn::H1);
+
+    let allowed = client.get(listen, "/v1/x?secret=1").await.unwrap();
+    let denied = client.get(listen, "/admin/keys").await.unwrap();
+    segward.terminate();
+    let code = segward.exit_code().await;
+
+    let stderr = segward.stderr();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(allowed.status, StatusCode::OK);
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    let lines = decision_lines(&stderr);
+    assert_eq!(lines.len(), 2, "one line per request:\n{stderr}");
+    let allow = line_for(&lines, "/v1/x");
+    let deny = line_for(&lines, "/admin/keys");
+
+    assert_eq!(deny["decision"], "deny", "{deny}");
+    assert_eq!(deny["rule"], "no-admin", "{deny}");
+    assert_eq!(deny["reason"], "deny-rule", "{deny}");
+    assert_eq!(deny["status"], 403, "{deny}");
+    assert_eq!(deny["direction"], "inbound", "{deny}");
+    assert_eq!(deny["source_id"], WEB, "{deny}");
+    assert_eq!(deny["destination_id"], API, "{deny}");
+    assert_eq!(deny["method"], "GET", "{deny}");
+    let version = deny["policy_version"].as_str().unwrap_or_default();
+    assert!(version.starts_with("sha256:"), "{deny}");
+    assert_eq!(deny["request_id"], request_id(&denied), "{deny}");
+    assert!(deny["time"].is_string(), "{deny}");
+    assert!(deny["duration_ms"].is_number(), "{deny}");
+    assert!(deny.get("error").is_none(), "{deny}");
+
+    assert_eq!(allow["decision"], "allow", "{allow}");
+    assert_eq!(allow["rule"], "web-reads-api", "{allow}");
+    assert_eq!(allow["reason"], "allow-rule", "{allow}");
+    assert_eq!(allow["status"], 200, "{allow}");
+    assert_eq!(allow["policy_version"], version, "{allow}");
+    assert_eq!(allow["request_id"], request_id(&allowed), "{allow}");
+    assert_ne!(allow["request_id"], deny["request_id"]);
+    assert!(
+        !stderr.contains("secret"),
+        "the query was logged:\n{stderr}"
+    );
+
+    let seen: Vec<_> = backend.requests().into_iter().map(|r| r.target).collect();
+    assert_eq!(seen, ["/v1/x?secret=1"], "the denied request was forwarded");
+}
+
+#[tokio::test]
+async fn audit_mode_forwards_a_denied_request_and_logs_it_as_would_deny() {
+    let pki = Pki::new(&[TD]);
+    let (api, web) = (pki.issue(API), pki.issue(WEB));
+    let backend = Backend::start().await;
+    let listen = Backend::unused_addr();
+    let policy = write_policy(&pki, POLICY);
+    let listeners = inbound(listen, backend.addr()) + "mode: audit\n";
+    let config = write_config(&pki, &api, &[TD], &policy, &listeners);
+    let mut segward = Segward::spawn(&config);
+    segward.until_listening(listen).await;
+    let client = MtlsClient::new(Some(&web.pem), &pki.bundle_pems(), Alpn::H1);
+
+    let reply = client.get(listen, "/admin/keys").await.unwrap();
+    segward.terminate();
+    let code = segward.exit_code().await;
+
+    let stderr = segward.stderr();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(reply.status, StatusCode::OK);
+    let seen: Vec<_> = backend.requests().into_iter().map(|r| r.target).collect();
+    assert_eq!(seen, ["/admin/keys"]);
+    let lines = decision_lines(&stderr);
+    assert_eq!(lines.len(), 1, "{stderr}");
+    let line = &lines[0];
+    assert_eq!(line["decision"], "would-deny", "{line}");
+    assert_eq!(line["rule"], "no-admin", "{line}");
+    assert_eq!(line["reason"], "deny-rule", "{line}");
+    assert_eq!(line["status"], 200, "{line}");
+    assert_eq!(line["path"], "/admin/keys", "{line}");
+    assert_eq!(line["request_id"], request_id(&reply), "{line}");
+}
+
+// --- §6 SIGTERM: stop accepting, drain in-flight requests, exit -------------------------------
+
+#[tokio::test]
+async fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
+    let pki = Pki::new(&[TD]);
+    let (api, web) = (pki.issue(API), pki.issue(WEB));
+    let backend = Backend::slow(SLOW).await;
+    let listen = Backend::unused_addr();
+    let policy = write_policy(&pki, POLICY);
+    let config = write_config(&pki, &api, &[TD], &policy, &inbound(listen, backend.addr()));
+    let mut segward = Segward::spawn(&config);
+    segward.until_listening(listen).await;
+    let client = MtlsClient::new(Some(&web.pem), &pki.bundle_pems(), Alpn::H1);
+
+    let in_flight = tokio::spawn(async move { client.get(listen, "/v1/slow").await });
+    let recorded = &backend;
+    let arrived = eventually(WAIT, || async move { recorded.requests().len() == 1 }).await;
+    assert!(arrived, "the request never reached the backend");
+    segward.terminate();
+    let reply = timeout(WAIT, in_flight).await.unwrap().unwrap();
+    let code = segward.exit_code().await;
+
+    let stderr = segward.stderr();
+    let reply = reply.unwrap_or_else(|e| panic!("in-flight request failed: {e}\n{stderr}"));
+    assert_eq!(reply.status, StatusCode::OK, "{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(refused(listen).await, Some(ErrorKind::ConnectionRefused));
+    let lines = decision_lines(&stderr);
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert_eq!(lines[0]["status"], 200, "{stderr}");
+}
+
+#[tokio::test]
+async fn an_in_process_sidecar_drains_on_shutdown_then_stops_listening() {
+    let pki = Pki::new(&[TD]);
+    let (api, web) = (pki.issue(API), pki.issue(WEB));
+    let backend = Backend::slow(SLOW).await;
+    let policy = write_policy(&pki, POLICY);
+    let config = write_config(&pki, &api, &[TD], &policy, &inbound_block(backend.addr()));
+    let sidecar = sidecar::start(&config, |_| {}).await;
+    let addr = sidecar.inbound_addr().unwrap();
+    let client = MtlsClient::new(Some(&web.pem), &pki.bundle_pems(), Alpn::H1);
+
+    let in_flight = tokio::spawn(async move { client.get(addr, "/v1/slow").await });
+    let recorded = &backend;
+    let arrived = eventually(WAIT, || async move { recorded.requests().len() == 1 }).await;
+    assert!(arrived, "the request never reached the backend");
+    timeout(WAIT, sidecar.shutdown())
+        .await
+        .expect("shutdown did not return");
+    let reply = timeout(WAIT, in_flight).await.unwrap().unwrap();
+
+    assert_eq!(reply.unwrap().status, StatusCode::OK);
+    let closed = eventually(WAIT, || async move { refused(addr).await.is_some() }).await;
+    assert!(closed, "still accepting after shutdown");
+    assert_eq!(refused(addr).await, Some(ErrorKind::ConnectionRefused));
+}
+
+// --- helpers -------------------------------------------------------------------------------
+
+/// A running `segward run --config FILE`, its stderr captured in a file; dropping it kills and
+/// reaps the process, so a failing test never leaves one behind.
+struct Segward {
+    child: Child,
+    stderr: File,
+}
+
+impl Segward {
+    /// Starts `segward run --config config` with the default log filter.
+    fn spawn(config: &Path) -> Segward {
+        let stderr = tempfile::tempfile().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_segward"))
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .env_remove("SEGWARD_LOG")
+            .env_remove("SEGWARD_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr.try_clone().unwrap())
+            .spawn()
+            .unwrap();
+        Segward { child, stderr }
+    }
+
+    /// Waits until `addr` accepts TCP connections; fails the test (with stderr) otherwise.
+    async fn until_listening(&mut self, addr: SocketAddr) {
+        let up = eventually(
+            WAIT,
+            || async move { TcpStream::connect(addr).await.is_ok() },
+        )
+        .await;
+        assert!(up, "segward never listened on {addr}:\n{}", self.stderr());
+    }
+
+    /// Sends SIGTERM, as Kubernetes and Docker do.
+    fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success(), "kill -TERM {pid}: {status}");
+    }
+
+    /// The exit code, once the process exits on its own within [`WAIT`].
+    async fn exit_code(&mut self) -> i32 {
+        self.exit_code_watching(None).await.0
+    }
+
+    /// Like [`Segward::exit_code`], also trying to connect to `watch` (if any) at each poll;
+    /// returns whether a connection ever succeeded.
+    async fn exit_code_watching(&mut self, watch: Option<SocketAddr>) -> (i32, bool) {
+        let (child, mut status, mut listened) = (&mut self.child, None, false);
+        let exited = eventually(WAIT, || {
+            status = status.or_else(|| child.try_wait().unwrap());
+            // A blocking connect is fine here: on loopback it is refused at once.
+            listened |= watch.is_some_and(|addr| std::net::TcpStream::connect(addr).is_ok());
+            let done = status.is_some();
+            async move { done }
+        })
+        .await;
+        assert!(
+            exited,
+            "segward still running after {WAIT:?}:\n{}",
+            self.stderr()
+        );
+        let status = status.unwrap();
+        let code = status.code();
+        (code.unwrap_or_else(|| panic!("killed: {status}")), listened)
+    }
+
+    /// Everything written to stderr so far.
+    fn stderr(&mut self) -> String {
+        self.stderr.rewind().unwrap();
+        let mut text = String::new();
+        self.stderr.read_to_string(&mut text).unwrap();
+        text
+    }
+}
+
+impl Drop for Segward {
+    fn drop(&mut self) {
+        // Errors mean it has exited and been reaped already: nothing left to clean up.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `segward run --config config`, which must exit on its own, while checking that nothing
+/// ever accepts on `listen`; returns the exit code and stderr.
+async fn fails_to_start(config: &Path, listen: SocketAddr) -> (i32, String) {
+    let mut segward = Segward::spawn(config);
+    let (code, listened) = segward.exit_code_watching(Some(listen)).await;
+    let stderr = segward.stderr();
+    assert!(!listened, "something listened on {listen}:\n{stderr}");
+    assert_eq!(refused(listen).await, Some(ErrorKind::ConnectionRefused));
+    (code, stderr)
+}
+
+/// An `inbound:` block listening on `listen` (a child process cannot report port 0's pick),
+/// and an `admin:` block on a port of its own, so that parallel children never share the
+/// default 127.0.0.1:9901.
+fn inbound(listen: SocketAddr, upstream: SocketAddr) -> String {
+    let admin = Backend::unused_addr();
+    format!("inbound:\n  listen: {listen}\n  upstream: {upstream}\nadmin:\n  listen: {admin}\n")
+}
+
+/// Why a TCP connect to `addr` failed; `None` if it succeeded.
+async fn refused(addr: SocketAddr) -> Option<ErrorKind> {
+    TcpStream::connect(addr).await.err().map(|e| e.kind())
+}
+
+/// Every decision-log line of `stderr`: the lines that are JSON objects.
+fn decision_lines(stderr: &str) -> Vec<Value> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// The one decision line for `path`.
+fn line_for<'a>(lines: &'a [Value], path: &str) -> &'a Value {
+    let found: Vec<_> = lines.iter().filter(|l| l["path"] == path).collect();
+    assert_eq!(found.len(), 1, "lines for {path}: {lines:?}");
+    found[0]
+}
+
+/// The `x-request-id` a reply carried.
+fn request_id(reply: &Reply) -> &str {
+    reply.headers["x-request-id"].to_str().unwrap()
+}
+
+/// A temporary path as text (they are UTF-8 on every test machine).
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
