@@ -4,13 +4,10 @@
 
 mod support;
 
-mod policy_props;
-
 mod cli;
-
 mod fixtures_selftest;
+mod fleet;
 mod inbound;
-
 mod outbound;
-
+mod policy_props;
 mod run;
