@@ -1,6 +1,6 @@
-//! The composition root of `segward run` (PRODUCT.md §1, §4 "fail closed", §6 SIGTERM):
+//! The composition root of `segward run` (PRODUCT.md §1, §4 "fail closed", §5, §6 SIGTERM):
 //! config → credentials and policy, each checked before any socket opens → bind → one task
-//! per listener → shutdown and drain. Tests and the demo start sidecars the same way, on
+//! per listener and one watching the files → shutdown and drain. Tests and the demo start sidecars the same way, on
 //! 127.0.0.1:0.
 
 use std::net::SocketAddr;
@@ -11,13 +11,14 @@ use std::time::SystemTime;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::identity::SpiffeId;
 use crate::live::Live;
 use crate::policy::{self, PolicyErrors};
 use crate::proxy::{Inbound, Outbound, OutboundError};
-use crate::shutdown::{self, Trigger};
-use crate::tls::{self, Credentials, TlsError, TlsOptions};
+use crate::reload::{self, Reloader, Report, Sources};
+use crate::shutdown::{self, Shutdown, Trigger};
+use crate::tls::{self, Credentials, LiveTls, TlsError, TlsOptions};
 
 /// Why a sidecar did not start; every variant names the file or address at fault.
 #[derive(Debug, thiserror::Error)]
@@ -60,75 +61,98 @@ pub struct Sidecar {
     live: Arc<Live>,
     inbound_addr: Option<SocketAddr>,
     outbound_addr: Option<SocketAddr>,
+    reloader: Arc<Reloader>,
     trigger: Trigger,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Sidecar {
-    /// Loads and checks everything `config` names, binds the listeners and starts serving.
-    /// Nothing listens unless credentials, bundles and policy are all valid (fail closed).
+    /// Loads and checks everything `config` names, binds the listeners and starts serving
+    /// and watching for changes. Nothing listens unless credentials, bundles and policy are
+    /// all valid (fail closed).
     ///
     /// # Errors
     /// [`StartError`] naming the file or address at fault.
     pub async fn start(config: &Config) -> Result<Sidecar, StartError> {
-        let bundles: Vec<_> = config.identity.bundles.clone().into_iter().collect();
-        let credentials = Credentials::load(
-            &config.identity.cert,
-            &config.identity.key,
-            &bundles,
-            SystemTime::now(),
-        )
-        .map_err(StartError::Credentials)?;
-        let policy = policy::load(&config.policy).map_err(|errors| StartError::Policy {
-            path: config.policy.clone(),
-            errors,
-        })?;
-        let live = Arc::new(Live::new(policy));
-        let tls_options = TlsOptions {
-            tls12: config.tls12,
-        };
+        let live = Arc::new(load(config)?);
         let (trigger, shutdown) = shutdown::channel();
+        let sources = Sources::new(config);
+        let folders = sources.folders();
+        let reloader = Arc::new(Reloader::new(sources, live.clone()).await);
         let mut sidecar = Sidecar {
-            id: credentials.id().clone(),
-            live: live.clone(),
+            id: live.tls().current().credentials().id().clone(),
+            live,
             inbound_addr: None,
             outbound_addr: None,
+            reloader: reloader.clone(),
             trigger,
             tasks: Vec::new(),
         };
         if let Some(inbound) = &config.inbound {
-            let server =
-                tls::server_config(&credentials, tls_options).map_err(StartError::ServerTls)?;
-            let proxy = Inbound::new(
-                live.clone(),
-                credentials.id().clone(),
-                server,
-                &inbound.upstream,
-                config.mode,
-                config.timeouts,
-            )
-            .map_err(StartError::Upstream)?;
-            let listener = bind("inbound", inbound.listen).await?;
-            sidecar.inbound_addr = listener.local_addr().ok();
-            let task = Arc::new(proxy).serve(listener, shutdown.clone());
-            sidecar.tasks.push(tokio::spawn(task));
+            sidecar
+                .start_inbound(config, inbound, shutdown.clone())
+                .await?;
         }
         if let Some(outbound) = &config.outbound {
-            let proxy = Outbound::new(
-                live.clone(),
-                &credentials,
-                outbound,
-                config.mode,
-                config.timeouts,
-                tls_options,
-            )
-            .map_err(StartError::Outbound)?;
-            let listener = bind("outbound", outbound.listen).await?;
-            sidecar.outbound_addr = listener.local_addr().ok();
-            let task = Arc::new(proxy).serve(listener, shutdown);
-            sidecar.tasks.push(tokio::spawn(task));
+            sidecar
+                .start_outbound(config, outbound, shutdown.clone())
+                .await?;
         }
+        let watcher = reload::watch::spawn(reloader, folders, config.reload, shutdown);
+        sidecar.tasks.push(watcher);
         Ok(sidecar)
+    }
+
+    async fn start_inbound(
+        &mut self,
+        config: &Config,
+        inbound: &config::Inbound,
+        shutdown: Shutdown,
+    ) -> Result<(), StartError> {
+        let server = tls::server_config(self.live.tls(), tls_options(config))
+            .map_err(StartError::ServerTls)?;
+        let proxy = Inbound::new(
+            self.live.clone(),
+            self.id.clone(),
+            server,
+            &inbound.upstream,
+            config.mode,
+            config.timeouts,
+        )
+        .map_err(StartError::Upstream)?;
+        let listener = bind("inbound", inbound.listen).await?;
+        self.inbound_addr = listener.local_addr().ok();
+        self.tasks
+            .push(tokio::spawn(Arc::new(proxy).serve(listener, shutdown)));
+        Ok(())
+    }
+
+    async fn start_outbound(
+        &mut self,
+        config: &Config,
+        outbound: &config::Outbound,
+        shutdown: Shutdown,
+    ) -> Result<(), StartError> {
+        let proxy = Outbound::new(
+            self.live.clone(),
+            self.id.clone(),
+            outbound,
+            config.mode,
+            config.timeouts,
+            tls_options(config),
+        )
+        .map_err(StartError::Outbound)?;
+        let listener = bind("outbound", outbound.listen).await?;
+        self.outbound_addr = listener.local_addr().ok();
+        self.tasks
+            .push(tokio::spawn(Arc::new(proxy).serve(listener, shutdown)));
+        Ok(())
+    }
+
+    /// Re-reads policy, certificate, key and bundles now, as a file event or SIGHUP (`force`)
+    /// would; what changed and is valid is published, the rest is reported.
+    pub async fn reload(&self, force: bool) -> Report {
+        self.reloader.reload(force).await
     }
 
     /// The sidecar's own SPIFFE ID (from its certificate).
@@ -165,6 +189,30 @@ impl Drop for Sidecar {
     fn drop(&mut self) {
         // A sidecar dropped without `shutdown` (a failing test) must not keep listening.
         self.trigger.fire();
+    }
+}
+
+/// Credentials, bundles and policy, each checked: the state a sidecar starts from.
+fn load(config: &Config) -> Result<Live, StartError> {
+    let bundles: Vec<_> = config.identity.bundles.clone().into_iter().collect();
+    let credentials = Credentials::load(
+        &config.identity.cert,
+        &config.identity.key,
+        &bundles,
+        SystemTime::now(),
+    )
+    .map_err(StartError::Credentials)?;
+    let policy = policy::load(&config.policy).map_err(|errors| StartError::Policy {
+        path: config.policy.clone(),
+        errors,
+    })?;
+    let tls = LiveTls::new(credentials).map_err(StartError::Credentials)?;
+    Ok(Live::new(policy, tls))
+}
+
+fn tls_options(config: &Config) -> TlsOptions {
+    TlsOptions {
+        tls12: config.tls12,
     }
 }
 

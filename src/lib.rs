@@ -6,6 +6,7 @@
 //! - [`demo`]: `segward demo`, the scenarios on freshly minted identities.
 //! - [`app`]: the composition root of `segward run`: load (fail closed), bind, serve, drain.
 //! - [`proxy`]: the data plane — inbound (mTLS in) and outbound (mTLS out) request paths.
+//! - [`reload`]: file watching, SIGHUP and polling → one `reload()` keeping `live` current.
 //! - [`live`]: the policy snapshot read once per request, swapped by (re)loads.
 //! - [`telemetry`]: the decision log and process log set-up.
 //! - [`shutdown`]: the drain signal shared by listeners.
@@ -26,6 +27,7 @@ pub mod live;
 pub mod path;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;

@@ -142,6 +142,8 @@ pub struct Config {
     pub tls12: bool,
     /// Handshake, upstream and drain timeouts (defaults; configurable in YAML with issue 6).
     pub timeouts: Timeouts,
+    /// How file changes are noticed (defaults; not in the YAML yet).
+    pub reload: ReloadTiming,
     /// Legal but noteworthy settings; private so that only `from_raw` builds a `Config`.
     warnings: Vec<ConfigWarning>,
 }
@@ -167,6 +169,27 @@ impl Default for Timeouts {
             upstream_connect: Duration::from_secs(5),
             upstream_response: Duration::from_secs(30),
             drain: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How the sidecar notices changed policy, certificate, key and bundle files (PRODUCT.md §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadTiming {
+    /// Watch the folders for file events (off only in tests of the other triggers).
+    pub watch_files: bool,
+    /// File events closer together than this make one reload.
+    pub debounce: Duration,
+    /// The periodic re-check for file systems where events get lost.
+    pub poll: Duration,
+}
+
+impl Default for ReloadTiming {
+    fn default() -> Self {
+        Self {
+            watch_files: true,
+            debounce: Duration::from_millis(200),
+            poll: Duration::from_secs(10),
         }
     }
 }
@@ -369,6 +392,7 @@ fn resolve(raw: RawConfig, base_dir: &Path, file: &str) -> Result<Config, Config
         mode: raw.mode,
         tls12: raw.tls12,
         timeouts: Timeouts::default(),
+        reload: ReloadTiming::default(),
         warnings,
     })
 }

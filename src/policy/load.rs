@@ -36,18 +36,31 @@ impl PolicySource {
     /// # Errors
     /// Every file that cannot be read or parsed, each at file:line:col.
     pub fn load(path: &Path) -> Result<Self, PolicyErrors> {
+        let texts = Self::read(path)?;
+        Self::from_texts(
+            texts
+                .iter()
+                .map(|(name, text)| (name.as_str(), text.as_str())),
+        )
+    }
+
+    /// The `(file name, text)` of every policy file `path` stands for, in name order, read
+    /// but not parsed (a reload hashes them first and parses only what changed).
+    ///
+    /// # Errors
+    /// Every file that cannot be read, or is over the size limit.
+    pub fn read(path: &Path) -> Result<Vec<(String, String)>, PolicyErrors> {
         let files = policy_files(path)?;
-        let mut source = Self::default();
+        let mut texts = Vec::with_capacity(files.len());
         let mut errors = Vec::new();
         for file in files {
-            let name = file.display().to_string();
-            match read_capped(&file).and_then(|text| parse_doc(&name, &text)) {
-                Ok(doc) => source.files.push(SourceFile { name, doc }),
+            match read_capped(&file) {
+                Ok(text) => texts.push((file.display().to_string(), text)),
                 Err(e) => errors.push(e),
             }
         }
         if errors.is_empty() {
-            Ok(source)
+            Ok(texts)
         } else {
             Err(PolicyErrors(errors))
         }

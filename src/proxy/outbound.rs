@@ -27,7 +27,7 @@ use crate::live::Live;
 use crate::policy::{self, CompiledPolicy};
 use crate::shutdown::Shutdown;
 use crate::telemetry::decision_log::Direction;
-use crate::tls::{Credentials, TlsError, TlsOptions, client_config};
+use crate::tls::{TlsError, TlsOptions, client_config};
 
 /// Where requests for one destination name go.
 struct Route {
@@ -72,13 +72,14 @@ pub enum OutboundError {
 }
 
 impl Outbound {
-    /// Outbound state with one pooled mTLS client per configured destination.
+    /// Outbound state with one pooled mTLS client per configured destination, presenting the
+    /// SVID of `live`'s TLS material as `own_id`.
     ///
     /// # Errors
     /// [`OutboundError`] naming the destination whose client could not be built.
     pub fn new(
         live: Arc<Live>,
-        credentials: &Credentials,
+        own_id: SpiffeId,
         config: &config::Outbound,
         mode: Mode,
         timeouts: Timeouts,
@@ -86,13 +87,12 @@ impl Outbound {
     ) -> Result<Self, OutboundError> {
         let mut routes = HashMap::new();
         for (name, destination) in &config.destinations {
-            let tls =
-                client_config(credentials, &destination.spiffe_id, tls).map_err(|source| {
-                    OutboundError::Tls {
-                        name: name.clone(),
-                        source,
-                    }
-                })?;
+            let tls = client_config(live.tls(), &destination.spiffe_id, tls).map_err(|source| {
+                OutboundError::Tls {
+                    name: name.clone(),
+                    source,
+                }
+            })?;
             let authority = destination.address.to_string().parse().map_err(|source| {
                 OutboundError::Address {
                     name: name.clone(),
@@ -108,7 +108,7 @@ impl Outbound {
         }
         Ok(Self {
             live,
-            own_id: credentials.id().clone(),
+            own_id,
             routes,
             mode,
             timeouts,

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use rustls::sign::SingleCertAndKey;
 use rustls::{ClientConfig, ServerConfig, SupportedProtocolVersion};
 
-use super::{Credentials, SpiffeClientVerifier, SpiffeServerVerifier, TlsError, crypto_provider};
+use super::material::{CurrentCert, CurrentClientVerifier};
+use super::{LiveTls, SpiffeServerVerifier, TlsError, crypto_provider};
 use crate::identity::SpiffeId;
 
 /// ALPN protocols offered and accepted, most preferred first.
@@ -19,48 +19,41 @@ pub struct TlsOptions {
     pub tls12: bool,
 }
 
-/// The inbound server config: a client certificate is required and checked by
-/// [`SpiffeClientVerifier`]; we present our own SVID chain.
+/// The inbound server config: a client certificate is required and checked by the current
+/// bundles' [`super::SpiffeClientVerifier`]; we present our current SVID chain. Both are read
+/// from `tls` at each handshake.
 ///
 /// # Errors
-/// [`TlsError::Config`] if rustls refuses the versions or a bundle.
-pub fn server_config(
-    credentials: &Credentials,
-    options: TlsOptions,
-) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = crypto_provider();
-    let verifier = SpiffeClientVerifier::new(credentials.bundles(), &provider)?;
-    let mut config = ServerConfig::builder_with_provider(provider)
+/// [`TlsError::Config`] if rustls refuses the versions.
+pub fn server_config(tls: &LiveTls, options: TlsOptions) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(versions(options))
         .map_err(config_error)?
-        .with_client_cert_verifier(Arc::new(verifier))
-        .with_cert_resolver(Arc::new(SingleCertAndKey::from(
-            credentials.certified_key(),
-        )));
+        .with_client_cert_verifier(Arc::new(CurrentClientVerifier(tls.clone())))
+        .with_cert_resolver(Arc::new(CurrentCert(tls.clone())));
     config.alpn_protocols = alpn();
     Ok(Arc::new(config))
 }
 
 /// The outbound client config for one destination: the server must prove `expected`
-/// ([`SpiffeServerVerifier`]); we present our own SVID chain as the client certificate.
+/// ([`SpiffeServerVerifier`]); we present our current SVID chain as the client certificate.
+/// Both are read from `tls` at each handshake.
 ///
 /// # Errors
 /// [`TlsError::Config`] if rustls refuses the versions.
 pub fn client_config(
-    credentials: &Credentials,
+    tls: &LiveTls,
     expected: &SpiffeId,
     options: TlsOptions,
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = crypto_provider();
-    let verifier = SpiffeServerVerifier::new(expected.clone(), credentials.bundles(), &provider);
+    let verifier = SpiffeServerVerifier::new(expected.clone(), tls.clone(), &provider);
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions(options))
         .map_err(config_error)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(
-            credentials.certified_key(),
-        )));
+        .with_client_cert_resolver(Arc::new(CurrentCert(tls.clone())));
     config.alpn_protocols = alpn();
     Ok(Arc::new(config))
 }

@@ -1,12 +1,15 @@
 //! rustls glue (PRODUCT.md §4): our own PEM [`Credentials`], SPIFFE-aware verifiers that pick
 //! the bundle of the trust domain named in the peer's ID, and the server and client configs.
 //!
-//! One crypto provider (ring) serves every config and verifier: see [`crypto_provider`].
+//! The configs read their certificate and bundles from [`LiveTls`] at each handshake, so a
+//! reload applies to the next handshake. One crypto provider (ring) serves every config and
+//! verifier: see [`crypto_provider`].
 //! Never call rustls' `builder()`, which picks a process-level provider implicitly.
 
 mod config;
 mod credentials;
 mod error;
+mod material;
 mod verify;
 
 use std::sync::{Arc, OnceLock};
@@ -16,6 +19,7 @@ use rustls::crypto::CryptoProvider;
 pub use config::{TlsOptions, client_config, server_config};
 pub use credentials::Credentials;
 pub use error::TlsError;
+pub use material::{LiveTls, TlsMaterial};
 pub use verify::{SpiffeClientVerifier, SpiffeServerVerifier};
 
 /// The one crypto provider (ring) shared by every config and verifier of the process.

@@ -32,12 +32,17 @@ fn issue(ca: &Ca, spiffe_id: &str) -> IssuedSvid {
         .unwrap()
 }
 
-fn credentials(svid: &IssuedSvid, bundles: &[(&str, &Ca)]) -> Credentials {
+fn checked(svid: &IssuedSvid, bundles: &[(&str, &Ca)]) -> Credentials {
     let bundles: Vec<_> = bundles
         .iter()
         .map(|(name, ca)| (td(name), ca.cert_pem()))
         .collect();
     Credentials::from_pem(&svid.chain_pem, &svid.key_pem, &bundles, SystemTime::now()).unwrap()
+}
+
+/// Live TLS material holding `svid` and trusting `bundles`, as a sidecar holds it.
+fn credentials(svid: &IssuedSvid, bundles: &[(&str, &Ca)]) -> LiveTls {
+    LiveTls::new(checked(svid, bundles)).unwrap()
 }
 
 /// A plain rustls client presenting `svid` whatever it holds, trusting `server_ca` by DNS
@@ -300,7 +305,8 @@ fn configs_offer_h2_then_http11() {
     let alpn = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let server = server_config(&creds, TlsOptions::default()).unwrap();
     assert_eq!(server.alpn_protocols, alpn);
-    let client = client_config(&creds, creds.id(), TlsOptions::default()).unwrap();
+    let own_id = creds.current().credentials().id().clone();
+    let client = client_config(&creds, &own_id, TlsOptions::default()).unwrap();
     assert_eq!(client.alpn_protocols, alpn);
 }
 

@@ -23,7 +23,7 @@ use rustls::{
     SignatureScheme,
 };
 
-use super::TlsError;
+use super::{LiveTls, TlsError};
 use crate::identity::{Role, SpiffeId, Svid};
 
 /// Verifies inbound peers' client certificates: X509-SVID rules, then the webpki client
@@ -35,11 +35,12 @@ pub struct SpiffeClientVerifier {
 }
 
 /// Verifies an outbound server: X509-SVID rules, webpki path validation (serverAuth EKU)
-/// against the bundle of the server's own trust domain, then its ID against `expected`.
+/// against the current bundle of the server's own trust domain, then its ID against
+/// `expected`.
 #[derive(Debug)]
 pub struct SpiffeServerVerifier {
     expected: SpiffeId,
-    bundles: BTreeMap<String, Arc<RootCertStore>>,
+    tls: LiveTls,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
@@ -72,15 +73,11 @@ impl SpiffeClientVerifier {
 
 impl SpiffeServerVerifier {
     /// A verifier that accepts only a server proving `expected`, vouched for by the bundle of
-    /// `expected`'s trust domain taken from `bundles`.
-    pub fn new(
-        expected: SpiffeId,
-        bundles: &BTreeMap<String, Arc<RootCertStore>>,
-        provider: &Arc<CryptoProvider>,
-    ) -> Self {
+    /// `expected`'s trust domain in `tls`' material at the time of the handshake.
+    pub fn new(expected: SpiffeId, tls: LiveTls, provider: &Arc<CryptoProvider>) -> Self {
         Self {
             expected,
-            bundles: bundles.clone(),
+            tls,
             algorithms: provider.signature_verification_algorithms,
         }
     }
@@ -143,8 +140,10 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
         let svid = peer_svid(end_entity, Role::Server, now)?;
-        let roots = self
-            .bundles
+        let material = self.tls.current();
+        let roots = material
+            .credentials()
+            .bundles()
             .get(svid.id.trust_domain())
             .ok_or_else(|| unknown_trust_domain(&svid.id))?;
         let parsed = ParsedCertificate::try_from(end_entity)?;

@@ -10,4 +10,5 @@ mod fleet;
 mod inbound;
 mod outbound;
 mod policy_props;
+mod reload;
 mod run;

@@ -18,7 +18,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use segward::app::Sidecar;
 use segward::identity::TrustDomain;
-use segward::tls::{Credentials, TlsOptions, server_config};
+use segward::tls::{Credentials, LiveTls, TlsOptions, server_config};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
@@ -339,7 +339,8 @@ impl H2Server {
         let svid = pki.issue(id);
         let bundles = [(TrustDomain::parse(TD).unwrap(), pki.bundle_path(TD))];
         let creds = Credentials::load(&svid.cert, &svid.key, &bundles, SystemTime::now()).unwrap();
-        let mut config = (*server_config(&creds, TlsOptions::default()).unwrap()).clone();
+        let tls = LiveTls::new(creds).unwrap();
+        let mut config = (*server_config(&tls, TlsOptions::default()).unwrap()).clone();
         config.alpn_protocols = vec![b"h2".to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

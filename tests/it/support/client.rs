@@ -65,6 +65,7 @@ pub struct Conn {
     alpn: Option<Vec<u8>>,
     scheme: &'static str,
     driver: JoinHandle<()>,
+    peer_leaf: Option<Vec<u8>>,
 }
 
 /// A response, read in full.
@@ -135,8 +136,15 @@ impl MtlsClient {
     /// assert that "`connect` or the first `send` fails".
     pub async fn connect(&self, addr: SocketAddr) -> Result<Conn, ClientError> {
         let tls = tls_connect(addr, self.config.clone()).await?;
-        let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
-        Conn::over(tls, alpn, "https").await
+        let session = tls.get_ref().1;
+        let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+        let leaf = session
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| leaf.to_vec());
+        let mut conn = Conn::over(tls, alpn, "https").await?;
+        conn.peer_leaf = leaf;
+        Ok(conn)
     }
 
     /// One `GET target` on a fresh connection.
@@ -195,6 +203,11 @@ impl Conn {
             .await
     }
 
+    /// The server's leaf certificate (DER) as presented in the handshake; `None` on plain TCP.
+    pub fn peer_leaf(&self) -> Option<&[u8]> {
+        self.peer_leaf.as_deref()
+    }
+
     /// The ALPN protocol the server chose; `None` for plain TCP or no agreement.
     pub fn negotiated_alpn(&self) -> Option<Vec<u8>> {
         self.alpn.clone()
@@ -232,6 +245,7 @@ impl Conn {
             alpn,
             scheme,
             driver,
+            peer_leaf: None,
         })
     }
 
