@@ -177,14 +177,20 @@ impl Reloader {
             return Change::Unchanged;
         }
         seen.tls = Some(digest);
-        let sources = self.sources.clone();
+        // A bundle file that is gone means its trust domain is no longer trusted: dropping
+        // trust fails closed, so it applies at once (keeping it would trust a removed CA).
+        let (kept, removed): (Vec<_>, Vec<_>) = self
+            .sources
+            .bundles
+            .iter()
+            .cloned()
+            .partition(|(_, file)| file.exists());
+        for (trust_domain, file) in &removed {
+            tracing::warn!(%trust_domain, file = %file.display(), "bundle file gone; trust domain no longer accepted");
+        }
+        let (cert, key) = (self.sources.cert.clone(), self.sources.key.clone());
         let loaded = tokio::task::spawn_blocking(move || {
-            Credentials::load(
-                &sources.cert,
-                &sources.key,
-                &sources.bundles,
-                SystemTime::now(),
-            )
+            Credentials::load(&cert, &key, &kept, SystemTime::now())
         })
         .await;
         let credentials = match loaded {
@@ -258,17 +264,22 @@ async fn read_policy(sources: &Sources) -> Result<(Vec<(String, String)>, [u8; 3
     Ok((texts, finish(hash)))
 }
 
-/// The hash of the certificate, key and bundle files' contents.
+/// The hash of the certificate, key and bundle files' contents; a missing bundle file counts
+/// as a distinct (empty) state rather than an error.
 async fn read_tls(sources: &Sources) -> Result<[u8; 32], String> {
-    let files = [&sources.cert, &sources.key]
-        .into_iter()
-        .chain(sources.bundles.iter().map(|(_, file)| file));
     let mut hash = Context::new(&SHA256);
-    for file in files {
+    for file in [&sources.cert, &sources.key] {
         let bytes = tokio::fs::read(file)
             .await
             .map_err(|e| format!("{}: {e}", file.display()))?;
         add(&mut hash, &bytes);
+    }
+    for (_, file) in &sources.bundles {
+        match tokio::fs::read(file).await {
+            Ok(bytes) => add(&mut hash, &bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => hash.update(b"absent"),
+            Err(e) => return Err(format!("{}: {e}", file.display())),
+        }
     }
     Ok(finish(hash))
 }

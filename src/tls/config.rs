@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use rustls::server::NoServerSessionStorage;
 use rustls::{ClientConfig, ServerConfig, SupportedProtocolVersion};
 
 use super::material::{CurrentCert, CurrentClientVerifier};
@@ -32,6 +33,11 @@ pub fn server_config(tls: &LiveTls, options: TlsOptions) -> Result<Arc<ServerCon
         .with_client_cert_verifier(Arc::new(CurrentClientVerifier(tls.clone())))
         .with_cert_resolver(Arc::new(CurrentCert(tls.clone())));
     config.alpn_protocols = alpn();
+    // No session resumption: a resumed session skips client-certificate verification, so a
+    // peer holding a session would outlive a removed bundle or a rotated CA. Every
+    // connection is a full handshake against the bundles in force.
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 

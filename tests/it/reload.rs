@@ -331,6 +331,44 @@ async fn a_replaced_bundle_applies_to_new_handshakes() {
     assert_eq!(open.get("/public/b").await.unwrap().status, StatusCode::OK);
 }
 
+#[tokio::test]
+async fn a_removed_bundle_file_stops_its_trust_domain_at_the_next_handshake() {
+    let api = Api::start(|_| {}).await;
+    let mut open = api.connect(PARTNER, Alpn::H1).await;
+    let partner = api.pki.issue(PARTNER);
+    let client = MtlsClient::new(Some(&partner.pem), &api.pki.bundle_pems(), Alpn::H1);
+    let addr = api.sidecar.inbound_addr().unwrap();
+
+    fs::remove_file(api.pki.bundle_path("partner.net")).unwrap();
+
+    let refused = eventually(WITHIN, || async {
+        client.get(addr, "/public/a").await.is_err()
+    });
+    assert!(refused.await, "{:?}", api.sidecar.live().status());
+    // example.org is still trusted, and the partner's open connection carries on.
+    assert_eq!(
+        api.connect(WEB, Alpn::H1)
+            .await
+            .get("/v1/x")
+            .await
+            .unwrap()
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(open.get("/public/b").await.unwrap().status, StatusCode::OK);
+
+    // Putting the bundle back restores the trust domain.
+    fs::write(
+        api.pki.bundle_path("partner.net"),
+        api.pki.ca("partner.net").cert_pem(),
+    )
+    .unwrap();
+    let back = eventually(WITHIN, || async {
+        matches!(client.get(addr, "/public/a").await, Ok(r) if r.status == StatusCode::OK)
+    });
+    assert!(back.await);
+}
+
 // --- no request fails because of a reload --------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
