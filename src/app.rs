@@ -11,13 +11,17 @@ use std::time::SystemTime;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::admin::{Admin, Readiness};
 use crate::config::{self, Config};
 use crate::identity::SpiffeId;
 use crate::live::Live;
 use crate::policy::{self, PolicyErrors};
-use crate::proxy::{Inbound, Outbound, OutboundError};
+use crate::proxy::request_id::RequestIds;
+use crate::proxy::{Context, Inbound, Outbound, OutboundError};
 use crate::reload::{self, Reloader, Report, Sources};
 use crate::shutdown::{self, Shutdown, Trigger};
+use crate::telemetry::decision_log::Sampler;
+use crate::telemetry::metrics::Metrics;
 use crate::tls::{self, Credentials, LiveTls, TlsError, TlsOptions};
 
 /// Why a sidecar did not start; every variant names the file or address at fault.
@@ -46,7 +50,7 @@ pub enum StartError {
     /// A listen address could not be bound.
     #[error("{listener}.listen {addr}: {source}")]
     Bind {
-        /// `inbound` or `outbound`.
+        /// `inbound`, `outbound` or `admin`.
         listener: &'static str,
         /// The configured address.
         addr: SocketAddr,
@@ -57,36 +61,64 @@ pub enum StartError {
 
 /// A running sidecar: its listeners' bound addresses and the handle to stop it.
 pub struct Sidecar {
-    id: SpiffeId,
-    live: Arc<Live>,
+    cx: Arc<Context>,
+    readiness: Arc<Readiness>,
     inbound_addr: Option<SocketAddr>,
     outbound_addr: Option<SocketAddr>,
+    admin_addr: SocketAddr,
     reloader: Arc<Reloader>,
+    /// Stops the listeners and the watcher.
     trigger: Trigger,
     tasks: Vec<JoinHandle<()>>,
+    /// Stops the admin listener, last, so `/readyz` says "draining" while listeners drain.
+    admin_trigger: Trigger,
+    admin_task: Option<JoinHandle<()>>,
 }
 
 impl Sidecar {
-    /// Loads and checks everything `config` names, binds the listeners and starts serving
-    /// and watching for changes. Nothing listens unless credentials, bundles and policy are
-    /// all valid (fail closed).
+    /// Loads and checks everything `config` names, binds the admin listener (`/readyz` says
+    /// 503 until the rest is up), then the data-plane listeners, and starts serving and
+    /// watching for changes. Nothing listens on the data plane unless credentials, bundles
+    /// and policy are all valid (fail closed).
     ///
     /// # Errors
     /// [`StartError`] naming the file or address at fault.
     pub async fn start(config: &Config) -> Result<Sidecar, StartError> {
         let live = Arc::new(load(config)?);
-        let (trigger, shutdown) = shutdown::channel();
+        let metrics = Arc::new(Metrics::new());
+        let readiness = Arc::new(Readiness::default());
+        let (admin_trigger, admin_shutdown) = shutdown::channel();
+        let admin_listener = bind("admin", config.admin_listen).await?;
+        let admin_addr = admin_listener.local_addr().unwrap_or(config.admin_listen);
+        let admin = Arc::new(Admin::new(live.clone(), metrics.clone(), readiness.clone()));
+        let admin_task = tokio::spawn(admin.serve(admin_listener, admin_shutdown));
+
         let sources = Sources::new(config);
         let folders = sources.folders();
-        let reloader = Arc::new(Reloader::new(sources, live.clone()).await);
-        let mut sidecar = Sidecar {
-            id: live.tls().current().credentials().id().clone(),
+        let reloader = Arc::new(Reloader::new(sources, live.clone(), metrics.clone()).await);
+        let own_id = live.tls().current().credentials().id().clone();
+        let log = config.decision_log;
+        let cx = Arc::new(Context {
             live,
+            own_id,
+            mode: config.mode,
+            limits: config.limits,
+            metrics,
+            sampler: Sampler::new(log.allowed_sample_rate, log.allowed_per_second),
+            ids: RequestIds::new(),
+        });
+        let (trigger, shutdown) = shutdown::channel();
+        let mut sidecar = Sidecar {
+            cx,
+            readiness,
             inbound_addr: None,
             outbound_addr: None,
+            admin_addr,
             reloader: reloader.clone(),
             trigger,
             tasks: Vec::new(),
+            admin_trigger,
+            admin_task: Some(admin_task),
         };
         if let Some(inbound) = &config.inbound {
             sidecar
@@ -100,6 +132,7 @@ impl Sidecar {
         }
         let watcher = reload::watch::spawn(reloader, folders, config.reload, shutdown);
         sidecar.tasks.push(watcher);
+        sidecar.readiness.set_ready();
         Ok(sidecar)
     }
 
@@ -109,17 +142,10 @@ impl Sidecar {
         inbound: &config::Inbound,
         shutdown: Shutdown,
     ) -> Result<(), StartError> {
-        let server = tls::server_config(self.live.tls(), tls_options(config))
+        let server = tls::server_config(self.cx.live.tls(), tls_options(config))
             .map_err(StartError::ServerTls)?;
-        let proxy = Inbound::new(
-            self.live.clone(),
-            self.id.clone(),
-            server,
-            &inbound.upstream,
-            config.mode,
-            config.timeouts,
-        )
-        .map_err(StartError::Upstream)?;
+        let proxy = Inbound::new(self.cx.clone(), server, &inbound.upstream)
+            .map_err(StartError::Upstream)?;
         let listener = bind("inbound", inbound.listen).await?;
         self.inbound_addr = listener.local_addr().ok();
         self.tasks
@@ -133,15 +159,8 @@ impl Sidecar {
         outbound: &config::Outbound,
         shutdown: Shutdown,
     ) -> Result<(), StartError> {
-        let proxy = Outbound::new(
-            self.live.clone(),
-            self.id.clone(),
-            outbound,
-            config.mode,
-            config.timeouts,
-            tls_options(config),
-        )
-        .map_err(StartError::Outbound)?;
+        let proxy = Outbound::new(self.cx.clone(), outbound, tls_options(config))
+            .map_err(StartError::Outbound)?;
         let listener = bind("outbound", outbound.listen).await?;
         self.outbound_addr = listener.local_addr().ok();
         self.tasks
@@ -157,12 +176,12 @@ impl Sidecar {
 
     /// The sidecar's own SPIFFE ID (from its certificate).
     pub fn id(&self) -> &SpiffeId {
-        &self.id
+        &self.cx.own_id
     }
 
-    /// The live state (the policy in force).
+    /// The live state (the policy and TLS material in force, reload status).
     pub fn live(&self) -> &Arc<Live> {
-        &self.live
+        &self.cx.live
     }
 
     /// Where the inbound listener is bound, if configured.
@@ -175,11 +194,22 @@ impl Sidecar {
         self.outbound_addr
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to the drain timeout), returns.
+    /// Where the admin endpoints are bound.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Stops accepting (`/readyz` turns 503), lets in-flight requests finish (up to the
+    /// drain timeout), then stops the admin listener and returns.
     pub async fn shutdown(mut self) {
+        self.readiness.set_draining();
         self.trigger.fire();
         for task in std::mem::take(&mut self.tasks) {
             // A listener task that panicked has nothing left to drain.
+            let _ = task.await;
+        }
+        self.admin_trigger.fire();
+        if let Some(task) = self.admin_task.take() {
             let _ = task.await;
         }
     }
@@ -189,6 +219,7 @@ impl Drop for Sidecar {
     fn drop(&mut self) {
         // A sidecar dropped without `shutdown` (a failing test) must not keep listening.
         self.trigger.fire();
+        self.admin_trigger.fire();
     }
 }
 

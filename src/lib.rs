@@ -6,6 +6,7 @@
 //! - [`demo`]: `segward demo`, the scenarios on freshly minted identities.
 //! - [`app`]: the composition root of `segward run`: load (fail closed), bind, serve, drain.
 //! - [`proxy`]: the data plane — inbound (mTLS in) and outbound (mTLS out) request paths.
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, `/policy` on the admin listener.
 //! - [`reload`]: file watching, SIGHUP and polling → one `reload()` keeping `live` current.
 //! - [`live`]: the policy snapshot read once per request, swapped by (re)loads.
 //! - [`telemetry`]: the decision log and process log set-up.
@@ -17,6 +18,7 @@
 //! - [`path`]: PURE. The one request-path normalization, shared by policy and proxy.
 //! - [`identity`]: PURE. `SpiffeId` and X509-SVID leaf rules.
 
+pub mod admin;
 pub mod app;
 pub mod certs;
 pub mod cli;

@@ -60,7 +60,7 @@ async fn serve(config: Config) -> anyhow::Result<Outcome> {
     );
     drop(policy);
     terminated().await.context("waiting for SIGTERM")?;
-    tracing::info!(drain = ?config.timeouts.drain, "shutting down: draining in-flight requests");
+    tracing::info!(drain = ?config.limits.drain, "shutting down: draining in-flight requests");
     sidecar.shutdown().await;
     tracing::info!("stopped");
     Ok(Outcome::Success)

@@ -9,6 +9,18 @@ use super::AuthorityError;
 /// the key path of the bad value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// A `limits:` or `decision_log:` value out of range or not a duration.
+    #[error("{file}: {key}: `{value}` {problem}")]
+    BadLimit {
+        /// The config file.
+        file: String,
+        /// e.g. `limits.idle_timeout`.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// What is wrong, with the accepted range or form.
+        problem: String,
+    },
     /// The file cannot be opened or read, or is not UTF-8.
     #[error("{file}: cannot read: {message}")]
     Io {
@@ -170,6 +182,7 @@ impl ConfigError {
             Self::NoListener { .. } => "no-listener",
             Self::NoBundles { .. } => "no-bundles",
             Self::EmptyPath { .. } => "empty-path",
+            Self::BadLimit { .. } => "bad-limit",
         }
     }
 }

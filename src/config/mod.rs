@@ -32,7 +32,7 @@ const NO_FILE: &str = "<config>";
 
 /// The YAML of PRODUCT.md §2, key for key, with one addition: `tls12: true` allows TLS 1.2
 /// next to 1.3 (PRODUCT.md §4: "TLS 1.3 by default (1.2 may be enabled in config)").
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// The sidecar's own SVID and the trust bundles it accepts.
@@ -54,6 +54,12 @@ pub struct RawConfig {
     /// Allow TLS 1.2 as well as 1.3; off by default.
     #[serde(default)]
     pub tls12: bool,
+    /// Connection, header, handshake, upstream and drain limits; defaults when absent.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// Sampling of allowed requests in the decision log; all logged when absent.
+    #[serde(default)]
+    pub decision_log: RawDecisionLog,
 }
 
 /// `identity:` — certificate, key and trust bundles.
@@ -124,7 +130,7 @@ pub enum Mode {
 
 /// A configuration every part of which has been parsed; built only by [`Config::from_raw`]
 /// or [`Config::load`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Certificate, key and bundles, paths resolved.
     pub identity: Identity,
@@ -140,37 +146,14 @@ pub struct Config {
     pub mode: Mode,
     /// Whether TLS 1.2 is allowed next to 1.3.
     pub tls12: bool,
-    /// Handshake, upstream and drain timeouts (defaults; configurable in YAML with issue 6).
-    pub timeouts: Timeouts,
+    /// Connection, header, handshake, upstream and drain limits (`limits:`).
+    pub limits: Limits,
+    /// How many allowed requests the decision log writes (`decision_log:`).
+    pub decision_log: DecisionLogSettings,
     /// How file changes are noticed (defaults; not in the YAML yet).
     pub reload: ReloadTiming,
     /// Legal but noteworthy settings; private so that only `from_raw` builds a `Config`.
     warnings: Vec<ConfigWarning>,
-}
-
-/// How long the data plane waits for each step before giving up (PRODUCT.md §4, "bounded
-/// resources"; §6 status codes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    /// A TLS handshake that has not completed by then is dropped.
-    pub tls_handshake: Duration,
-    /// Connecting to the upstream or an outbound destination; past it → 502.
-    pub upstream_connect: Duration,
-    /// From sending the request to the upstream's response headers; past it → 504.
-    pub upstream_response: Duration,
-    /// On SIGTERM, how long in-flight requests may take to finish before segward exits.
-    pub drain: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            tls_handshake: Duration::from_secs(10),
-            upstream_connect: Duration::from_secs(5),
-            upstream_response: Duration::from_secs(30),
-            drain: Duration::from_secs(30),
-        }
-    }
 }
 
 /// How the sidecar notices changed policy, certificate, key and bundle files (PRODUCT.md §5).
@@ -391,7 +374,8 @@ fn resolve(raw: RawConfig, base_dir: &Path, file: &str) -> Result<Config, Config
         admin_listen,
         mode: raw.mode,
         tls12: raw.tls12,
-        timeouts: Timeouts::default(),
+        limits: resolve_limits(&raw.limits, file)?,
+        decision_log: resolve_decision_log(&raw.decision_log, file)?,
         reload: ReloadTiming::default(),
         warnings,
     })
@@ -524,9 +508,14 @@ fn is_destination_name(name: &str) -> bool {
 
 mod authority;
 mod error;
+mod limits;
 
 pub use authority::{Authority, AuthorityError};
 pub use error::ConfigError;
+pub use limits::{
+    DecisionLogSettings, Limits, RawDecisionLog, RawLimits, parse_duration, resolve_decision_log,
+    resolve_limits,
+};
 
 #[cfg(test)]
 mod tests;

@@ -570,6 +570,12 @@ fn every_error_has_a_distinct_reason() {
             file: f(),
             key: f(),
         },
+        ConfigError::BadLimit {
+            file: f(),
+            key: f(),
+            value: f(),
+            problem: f(),
+        },
     ];
     let mut reasons: Vec<_> = errors.iter().map(ConfigError::reason).collect();
     reasons.sort_unstable();
@@ -592,7 +598,8 @@ fn with_file(mut err: ConfigError, name: &str) -> ConfigError {
         | ConfigError::DuplicateDestination { file, .. }
         | ConfigError::NoListener { file }
         | ConfigError::NoBundles { file }
-        | ConfigError::EmptyPath { file, .. } => file,
+        | ConfigError::EmptyPath { file, .. }
+        | ConfigError::BadLimit { file, .. } => file,
     };
     name.clone_into(file);
     err

@@ -10,6 +10,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
+use super::context::Context;
 use super::headers;
 use super::request_id::X_REQUEST_ID;
 use super::respond::{self, Body, ProxyError};
@@ -17,10 +18,12 @@ use crate::config::Mode;
 use crate::path::{self, NormalizedPath};
 use crate::policy::{CompiledPolicy, Verdict};
 use crate::telemetry::decision_log::{self, DecisionRecord, Direction};
+use crate::telemetry::metrics::RequestLabels;
 
 /// What is known about one request so far; borrows the request's policy snapshot and the
 /// connection's identities for `'a`.
 pub(super) struct Exchange<'a> {
+    cx: &'a Context,
     started: Instant,
     direction: Direction,
     request_id: HeaderValue,
@@ -36,12 +39,14 @@ pub(super) struct Exchange<'a> {
 impl<'a> Exchange<'a> {
     /// Starts the clock for a request decided against `policy`.
     pub(super) fn start(
+        cx: &'a Context,
         direction: Direction,
         request_id: HeaderValue,
         method: &Method,
         policy: &'a CompiledPolicy,
     ) -> Self {
         Self {
+            cx,
             started: Instant::now(),
             direction,
             request_id,
@@ -74,10 +79,9 @@ impl<'a> Exchange<'a> {
     pub(super) fn judge(
         &mut self,
         verdict: Verdict<'a>,
-        mode: Mode,
         path: NormalizedPath,
     ) -> Result<(), ProxyError> {
-        let verdict = match mode {
+        let verdict = match self.cx.mode {
             Mode::Enforce => verdict,
             Mode::Audit => verdict.audited(),
         };
@@ -152,6 +156,7 @@ impl<'a> Exchange<'a> {
         response
     }
 
+    /// Counts the request and writes its decision line (if the sampler keeps it).
     fn log(&self, status: StatusCode, error: Option<&ProxyError>) {
         // A request refused before any decision (bad path, unknown destination) is a deny
         // whose reason is the refusal; an upstream failure keeps the verdict and adds `error`.
@@ -167,6 +172,20 @@ impl<'a> Exchange<'a> {
             ),
             (None, e) => ("deny", e.map_or("refused", ProxyError::reason), None, None),
         };
+        let duration = self.started.elapsed();
+        let metrics = &self.cx.metrics;
+        let labels = RequestLabels {
+            direction: self.direction.as_str(),
+            decision,
+            rule: rule.unwrap_or(reason).to_owned(),
+        };
+        metrics.request(&labels, duration);
+        if let Some(kind) = error {
+            metrics.upstream_error(self.direction, kind);
+        }
+        if !self.cx.sampler.keep(decision) {
+            return;
+        }
         decision_log::write(&DecisionRecord {
             request_id: self.request_id.to_str().unwrap_or("-"),
             direction: self.direction,
@@ -180,7 +199,7 @@ impl<'a> Exchange<'a> {
             error,
             policy_version: self.verdict.map(|_| self.policy_version),
             status: status.as_u16(),
-            duration: self.started.elapsed(),
+            duration,
         });
     }
 }

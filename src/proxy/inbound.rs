@@ -12,34 +12,29 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::Watcher;
 use rustls::ServerConfig;
 use rustls::server::ServerConnection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use super::context::Context;
 use super::exchange::Exchange;
-use super::request_id::RequestIds;
 use super::respond::{Body, ProxyError};
+use super::serve::Slot;
 use super::upstream::{self, PlainClient};
 use super::{headers, serve};
-use crate::config::{Mode, Timeouts};
 use crate::identity::{Role, SpiffeId, Svid};
-use crate::live::Live;
 use crate::policy::{self, CompiledPolicy};
 use crate::shutdown::Shutdown;
 use crate::telemetry::decision_log::Direction;
+use crate::tls::handshake_failure_reason;
 
-/// The inbound listener's shared state.
+/// The inbound listener's state.
 pub struct Inbound {
-    live: Arc<Live>,
-    own_id: SpiffeId,
+    cx: Arc<Context>,
     acceptor: TlsAcceptor,
     upstream: PlainClient,
     upstream_authority: Authority,
-    mode: Mode,
-    timeouts: Timeouts,
-    ids: RequestIds,
 }
 
 impl Inbound {
@@ -49,43 +44,43 @@ impl Inbound {
     /// # Errors
     /// `upstream` is not a valid URI authority (cannot happen for a parsed config value).
     pub fn new(
-        live: Arc<Live>,
-        own_id: SpiffeId,
+        cx: Arc<Context>,
         tls: Arc<ServerConfig>,
         upstream: &crate::config::Authority,
-        mode: Mode,
-        timeouts: Timeouts,
     ) -> Result<Self, http::uri::InvalidUri> {
         Ok(Self {
-            live,
-            own_id,
-            acceptor: TlsAcceptor::from(tls),
-            upstream: upstream::plain_client(&timeouts),
+            upstream: upstream::plain_client(&cx.limits),
             upstream_authority: upstream.to_string().parse()?,
-            mode,
-            timeouts,
-            ids: RequestIds::new(),
+            acceptor: TlsAcceptor::from(tls),
+            cx,
         })
     }
 
     /// Accepts mTLS connections on `listener` until `shutdown`, then drains.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
-        let drain = self.timeouts.drain;
-        serve::serve(listener, shutdown, drain, move |tcp, remote, watcher| {
-            self.clone().connection(tcp, remote, watcher)
-        })
+        let cx = self.cx.clone();
+        serve::serve(
+            listener,
+            shutdown,
+            &cx,
+            Direction::Inbound,
+            move |tcp, remote, slot| self.clone().connection(tcp, remote, slot),
+        )
         .await;
     }
 
-    async fn connection(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr, watcher: Watcher) {
+    async fn connection(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr, slot: Slot) {
         let handshake = self.acceptor.accept(tcp);
-        let tls = match tokio::time::timeout(self.timeouts.tls_handshake, handshake).await {
+        let tls = match tokio::time::timeout(self.cx.limits.tls_handshake, handshake).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(error)) => {
-                tracing::debug!(%remote, %error, "tls handshake failed");
+                let reason = handshake_reason(&error);
+                self.cx.metrics.handshake_failure(reason);
+                tracing::debug!(%remote, reason, %error, "tls handshake failed");
                 return;
             }
             Err(_) => {
+                self.cx.metrics.handshake_failure("timeout");
                 tracing::debug!(%remote, "tls handshake timed out");
                 return;
             }
@@ -98,11 +93,12 @@ impl Inbound {
         let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
         tracing::debug!(%remote, source_id = %peer, "connection accepted");
         let peer = Arc::new(peer);
+        let limits = self.cx.limits;
         let service = service_fn(move |req| {
             let (this, peer) = (self.clone(), peer.clone());
             async move { Ok::<_, Infallible>(this.handle(req, &peer).await) }
         });
-        serve::http(TokioIo::new(tls), alpn.as_deref(), service, watcher).await;
+        serve::http(TokioIo::new(tls), alpn.as_deref(), service, slot, &limits).await;
     }
 
     /// One request from the authenticated `peer`, in phases; never fails, every error becomes
@@ -110,11 +106,13 @@ impl Inbound {
     pub async fn handle(&self, req: Request<Incoming>, peer: &SpiffeId) -> Response<Body> {
         // One snapshot per request: a reload applies to the next request, also on this
         // connection, and this request sees exactly one policy version.
-        let policy = self.live.policy();
-        let request_id = self.ids.take(req.headers());
-        let mut exchange = Exchange::start(Direction::Inbound, request_id, req.method(), &policy);
+        let cx = &*self.cx;
+        let policy = cx.live.policy();
+        let request_id = cx.ids.take(req.headers());
+        let mut exchange =
+            Exchange::start(cx, Direction::Inbound, request_id, req.method(), &policy);
         exchange.source_id = Some(peer.as_str());
-        exchange.destination_id = Some(self.own_id.as_str());
+        exchange.destination_id = Some(cx.own_id.as_str());
         let outcome = self
             .authorize_and_forward(req, peer, &policy, &mut exchange)
             .await;
@@ -135,11 +133,11 @@ impl Inbound {
         // 2. Decide: ingress rules, the peer is the source and we are the destination.
         let verdict = policy.decide(&policy::Request {
             source: peer,
-            destination: &self.own_id,
+            destination: &self.cx.own_id,
             method: req.method().as_str(),
             path: &path,
         });
-        exchange.judge(verdict, self.mode, path)?;
+        exchange.judge(verdict, path)?;
 
         // 3. Forward: hop-by-hop headers out first, then our identity headers replace any the
         // client sent (after, so a client's `Connection: x-spiffe-id` cannot remove ours).
@@ -147,9 +145,20 @@ impl Inbound {
         headers::strip_hop_by_hop(headers);
         // Invariant: SPIFFE IDs are visible ASCII (validated), always a valid header value;
         // and the client's values are removed even if setting ours failed.
-        let _ = headers::set_identity_headers(headers, self.own_id.as_str(), peer.as_str());
+        let _ = headers::set_identity_headers(headers, self.cx.own_id.as_str(), peer.as_str());
         exchange.retarget(&mut req, Scheme::HTTP, &self.upstream_authority)?;
-        upstream::send(&self.upstream, req, self.timeouts.upstream_response).await
+        upstream::send(&self.upstream, req, self.cx.limits.upstream_response).await
+    }
+}
+
+/// The bounded reason of a failed handshake (`tls_handshake_failures{reason}`).
+fn handshake_reason(error: &std::io::Error) -> &'static str {
+    match error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls) => handshake_failure_reason(rustls),
+        None => "io",
     }
 }
 

@@ -5,8 +5,9 @@
 //! - [`serve`]: accept loop, connection tasks, HTTP/1.1 + HTTP/2 serving, drain.
 //! - [`inbound`] / [`outbound`]: the two request paths, as phased async functions.
 //! - [`headers`]: PURE header rules (framing, hop-by-hop, identity headers).
-//! - [`upstream`]: pooled clients and their timeouts; [`respond`]: error → status.
+//! - [`upstream`]: pooled clients and their limits; [`respond`]: error → status.
 
+pub mod context;
 mod exchange;
 pub mod headers;
 pub mod inbound;
@@ -16,6 +17,7 @@ pub mod respond;
 pub mod serve;
 pub mod upstream;
 
+pub use context::Context;
 pub use inbound::Inbound;
 pub use outbound::{Outbound, OutboundError};
 pub use respond::{Body, ProxyError};

@@ -13,17 +13,16 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::Watcher;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::context::Context;
 use super::exchange::Exchange;
-use super::request_id::RequestIds;
 use super::respond::{Body, ProxyError};
+use super::serve::Slot;
 use super::upstream::{self, MtlsClient};
 use super::{headers, serve};
-use crate::config::{self, Mode, Timeouts};
+use crate::config;
 use crate::identity::SpiffeId;
-use crate::live::Live;
 use crate::policy::{self, CompiledPolicy};
 use crate::shutdown::Shutdown;
 use crate::telemetry::decision_log::Direction;
@@ -39,15 +38,11 @@ struct Route {
     client: MtlsClient,
 }
 
-/// The outbound listener's shared state.
+/// The outbound listener's state.
 pub struct Outbound {
-    live: Arc<Live>,
-    own_id: SpiffeId,
+    cx: Arc<Context>,
     /// Lower-case destination name → route.
     routes: HashMap<String, Route>,
-    mode: Mode,
-    timeouts: Timeouts,
-    ids: RequestIds,
 }
 
 /// Why the outbound side could not be set up.
@@ -73,26 +68,24 @@ pub enum OutboundError {
 
 impl Outbound {
     /// Outbound state with one pooled mTLS client per configured destination, presenting the
-    /// SVID of `live`'s TLS material as `own_id`.
+    /// SVID of the live TLS material.
     ///
     /// # Errors
     /// [`OutboundError`] naming the destination whose client could not be built.
     pub fn new(
-        live: Arc<Live>,
-        own_id: SpiffeId,
+        cx: Arc<Context>,
         config: &config::Outbound,
-        mode: Mode,
-        timeouts: Timeouts,
         tls: TlsOptions,
     ) -> Result<Self, OutboundError> {
         let mut routes = HashMap::new();
         for (name, destination) in &config.destinations {
-            let tls = client_config(live.tls(), &destination.spiffe_id, tls).map_err(|source| {
-                OutboundError::Tls {
-                    name: name.clone(),
-                    source,
-                }
-            })?;
+            let client_tls =
+                client_config(cx.live.tls(), &destination.spiffe_id, tls).map_err(|source| {
+                    OutboundError::Tls {
+                        name: name.clone(),
+                        source,
+                    }
+                })?;
             let authority = destination.address.to_string().parse().map_err(|source| {
                 OutboundError::Address {
                     name: name.clone(),
@@ -102,46 +95,46 @@ impl Outbound {
             let route = Route {
                 spiffe_id: destination.spiffe_id.clone(),
                 authority,
-                client: upstream::mtls_client(tls, &timeouts),
+                client: upstream::mtls_client(client_tls, &cx.limits),
             };
             routes.insert(name.to_ascii_lowercase(), route);
         }
-        Ok(Self {
-            live,
-            own_id,
-            routes,
-            mode,
-            timeouts,
-            ids: RequestIds::new(),
-        })
+        Ok(Self { cx, routes })
     }
 
     /// Accepts plain HTTP connections from the local app on `listener` until `shutdown`,
     /// then drains.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
-        let drain = self.timeouts.drain;
-        serve::serve(listener, shutdown, drain, move |tcp, remote, watcher| {
-            self.clone().connection(tcp, remote, watcher)
-        })
+        let cx = self.cx.clone();
+        serve::serve(
+            listener,
+            shutdown,
+            &cx,
+            Direction::Outbound,
+            move |tcp, remote, slot| self.clone().connection(tcp, remote, slot),
+        )
         .await;
     }
 
-    async fn connection(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr, watcher: Watcher) {
+    async fn connection(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr, slot: Slot) {
         tracing::debug!(%remote, "outbound connection accepted");
+        let limits = self.cx.limits;
         let service = service_fn(move |req| {
             let this = self.clone();
             async move { Ok::<_, Infallible>(this.handle(req).await) }
         });
-        serve::http(TokioIo::new(tcp), None, service, watcher).await;
+        serve::http(TokioIo::new(tcp), None, service, slot, &limits).await;
     }
 
     /// One request from the local app, in phases; never fails, every error becomes its
     /// response (see [`super::respond`]).
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        let policy = self.live.policy();
-        let request_id = self.ids.take(req.headers());
-        let mut exchange = Exchange::start(Direction::Outbound, request_id, req.method(), &policy);
-        exchange.source_id = Some(self.own_id.as_str());
+        let cx = &*self.cx;
+        let policy = cx.live.policy();
+        let request_id = cx.ids.take(req.headers());
+        let mut exchange =
+            Exchange::start(cx, Direction::Outbound, request_id, req.method(), &policy);
+        exchange.source_id = Some(cx.own_id.as_str());
         let outcome = self.route_and_forward(req, &policy, &mut exchange).await;
         exchange.finish(outcome)
     }
@@ -166,18 +159,18 @@ impl Outbound {
 
         // 3. Decide: egress rules, we are the source.
         let verdict = policy.decide(&policy::Request {
-            source: &self.own_id,
+            source: &self.cx.own_id,
             destination: &route.spiffe_id,
             method: req.method().as_str(),
             path: &path,
         });
-        exchange.judge(verdict, self.mode, path)?;
+        exchange.judge(verdict, path)?;
 
         // 4. Forward over mTLS; the route's client only completes a handshake with a server
         // proving `route.spiffe_id`.
         headers::strip_hop_by_hop(req.headers_mut());
         exchange.retarget(&mut req, Scheme::HTTPS, &route.authority)?;
-        upstream::send(&route.client, req, self.timeouts.upstream_response).await
+        upstream::send(&route.client, req, self.cx.limits.upstream_response).await
     }
 
     /// The route for a destination name, compared case-insensitively.

@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
 
 use super::respond::ProxyError;
-use crate::config::Timeouts;
+use crate::config::Limits;
 
 /// Pooled plain HTTP/1.1 client to the local workload.
 pub type PlainClient = Client<HttpConnector, Incoming>;
@@ -27,14 +27,14 @@ pub type MtlsClient = Client<HttpsConnector<HttpConnector>, Incoming>;
 const POOL_IDLE: Duration = Duration::from_secs(90);
 
 /// A client for the local workload (inbound side).
-pub fn plain_client(timeouts: &Timeouts) -> PlainClient {
-    pool().build(tcp(timeouts))
+pub fn plain_client(limits: &Limits) -> PlainClient {
+    pool().build(tcp(limits))
 }
 
 /// A client for one destination; `tls` comes from [`crate::tls::client_config`], whose
 /// verifier requires the destination's SPIFFE ID. ALPN offers h2 and http/1.1.
-pub fn mtls_client(tls: Arc<ClientConfig>, timeouts: &Timeouts) -> MtlsClient {
-    let mut http = tcp(timeouts);
+pub fn mtls_client(tls: Arc<ClientConfig>, limits: &Limits) -> MtlsClient {
+    let mut http = tcp(limits);
     http.enforce_http(false);
     let mut tls = Arc::unwrap_or_clone(tls);
     // hyper-rustls sets ALPN itself (and panics if it is preset); it offers the same pair.
@@ -76,10 +76,10 @@ fn pool() -> hyper_util::client::legacy::Builder {
     builder
 }
 
-fn tcp(timeouts: &Timeouts) -> HttpConnector {
+fn tcp(limits: &Limits) -> HttpConnector {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
-    http.set_connect_timeout(Some(timeouts.upstream_connect));
+    http.set_connect_timeout(Some(limits.upstream_connect));
     http
 }
 

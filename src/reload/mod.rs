@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::identity::{SpiffeId, TrustDomain};
 use crate::live::Live;
 use crate::policy::{PolicySource, compile};
+use crate::telemetry::metrics::Metrics;
 use crate::tls::Credentials;
 
 /// The files a sidecar's state is built from, as named by its config.
@@ -96,6 +97,7 @@ pub struct Report {
 pub struct Reloader {
     sources: Sources,
     live: Arc<Live>,
+    metrics: Arc<Metrics>,
     own_id: SpiffeId,
     /// Content hashes last acted on; the lock also keeps reloads one at a time.
     seen: Mutex<Seen>,
@@ -110,7 +112,7 @@ struct Seen {
 impl Reloader {
     /// A reloader for state that was just loaded from `sources`: their current content counts
     /// as seen, so the first re-check finds nothing to do.
-    pub async fn new(sources: Sources, live: Arc<Live>) -> Self {
+    pub async fn new(sources: Sources, live: Arc<Live>, metrics: Arc<Metrics>) -> Self {
         let own_id = live.tls().current().credentials().id().clone();
         let seen = Seen {
             policy: read_policy(&sources).await.ok().map(|(_, digest)| digest),
@@ -119,6 +121,7 @@ impl Reloader {
         Self {
             sources,
             live,
+            metrics,
             own_id,
             seen: Mutex::new(seen),
         }
@@ -222,18 +225,25 @@ impl Reloader {
     /// (a file that stays unreadable would otherwise count once per re-check).
     fn record(&self, report: &Report) {
         self.live.with_status(|status| {
-            for (change, last_error, what) in [
-                (&report.policy, &mut status.policy_error, "policy"),
-                (&report.tls, &mut status.tls_error, "certificate/bundles"),
+            for (change, last_error, what, label) in [
+                (&report.policy, &mut status.policy_error, "policy", "policy"),
+                (
+                    &report.tls,
+                    &mut status.tls_error,
+                    "certificate/bundles",
+                    "tls",
+                ),
             ] {
                 match change {
                     Change::Unchanged => {}
                     Change::Applied => {
                         status.reloads_ok += 1;
+                        self.metrics.reload(label, true);
                         *last_error = None;
                     }
                     Change::Rejected(error) if last_error.as_ref() != Some(error) => {
                         status.reloads_failed += 1;
+                        self.metrics.reload(label, false);
                         tracing::warn!(
                             %error,
                             "{what} reload rejected; the last good {what} stays in force"

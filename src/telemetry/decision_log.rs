@@ -5,7 +5,8 @@
 //! library use) the event is disabled at its call site and costs next to nothing.
 
 use std::io::Write;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -86,6 +87,78 @@ pub fn write(record: &DecisionRecord<'_>) {
         status = record.status,
         duration_ms = record.duration.as_secs_f64() * 1000.0,
     );
+}
+
+/// Which lines get written: every `deny` and `would-deny`; of the `allow`s, an evenly spread
+/// `allowed_sample_rate` fraction, at most `allowed_per_second` a second (ISSUE 6: "sampling or
+/// rate limiting for allowed requests configurable and denies always logged").
+#[derive(Debug)]
+pub struct Sampler {
+    rate: f64,
+    per_second: Option<u64>,
+    allowed_seen: AtomicU64,
+    epoch: Instant,
+    /// `second << 32 | lines written in that second`.
+    window: AtomicU64,
+}
+
+impl Sampler {
+    /// A sampler logging `rate` (0 to 1) of allowed requests, at most `per_second` a second.
+    pub fn new(rate: f64, per_second: Option<u64>) -> Self {
+        Self {
+            rate: rate.clamp(0.0, 1.0),
+            per_second,
+            allowed_seen: AtomicU64::new(0),
+            epoch: Instant::now(),
+            window: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether the line of a request decided `decision` (`allow`, `deny`, `would-deny`) is
+    /// written.
+    pub fn keep(&self, decision: &str) -> bool {
+        if decision != "allow" {
+            return true;
+        }
+        self.sampled() && self.under_cap()
+    }
+
+    /// Deterministic sampling: the n-th allowed request is kept when ⌊n·rate⌋ steps up.
+    fn sampled(&self) -> bool {
+        if self.rate >= 1.0 {
+            return true;
+        }
+        let n = self.allowed_seen.fetch_add(1, Ordering::Relaxed) as f64;
+        ((n + 1.0) * self.rate).floor() > (n * self.rate).floor()
+    }
+
+    fn under_cap(&self) -> bool {
+        let Some(cap) = self.per_second else {
+            return true;
+        };
+        let second = self.epoch.elapsed().as_secs();
+        let mut current = self.window.load(Ordering::Relaxed);
+        loop {
+            let (window_second, count) = (current >> 32, current & 0xFFFF_FFFF);
+            let next = if window_second == second {
+                if count >= cap {
+                    return false;
+                }
+                current + 1
+            } else {
+                (second << 32) | 1
+            };
+            match self.window.compare_exchange_weak(
+                current,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
 }
 
 /// A `tracing` layer writing each decision event as one JSON object per line:

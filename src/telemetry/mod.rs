@@ -3,3 +3,4 @@
 
 pub mod decision_log;
 pub mod logging;
+pub mod metrics;

@@ -22,6 +22,7 @@ pub struct Credentials {
     key: PrivateKeyDer<'static>,
     certified: Arc<CertifiedKey>,
     id: SpiffeId,
+    not_after: i64,
     bundles: BTreeMap<String, Arc<RootCertStore>>,
 }
 
@@ -90,6 +91,11 @@ impl Credentials {
         &self.id
     }
 
+    /// When our leaf expires (notAfter), unix seconds.
+    pub fn not_after(&self) -> i64 {
+        self.not_after
+    }
+
     /// The leaf, then its intermediates, as presented to peers.
     pub fn chain(&self) -> &[CertificateDer<'static>] {
         &self.chain
@@ -145,14 +151,15 @@ fn build(
     let chain = certificates(&cert)?.ok_or_else(|| TlsError::NoCertificate {
         file: cert.file.clone(),
     })?;
-    let id = own_id(&cert.file, &chain[0], now)?;
+    let own = own_svid(&cert.file, &chain[0], now)?;
     let private_key = private_key(&key)?;
     let certified = certified_key(&cert, &key, chain.clone(), &private_key)?;
     Ok(Credentials {
         chain,
         key: private_key,
         certified: Arc::new(certified),
-        id,
+        id: own.id,
+        not_after: own.not_after,
         bundles: trust_bundles(bundles)?,
     })
 }
@@ -166,13 +173,13 @@ fn certificates(pem: &Pem<'_>) -> Result<Option<Vec<CertificateDer<'static>>>, T
 }
 
 /// Our leaf must be an X509-SVID as a client (outbound) and as a server (inbound).
-fn own_id(file: &str, leaf: &CertificateDer<'_>, now: SystemTime) -> Result<SpiffeId, TlsError> {
+fn own_svid(file: &str, leaf: &CertificateDer<'_>, now: SystemTime) -> Result<Svid, TlsError> {
     let invalid = |error| TlsError::InvalidSvid {
         file: file.to_owned(),
         error,
     };
     Svid::from_der(leaf, Role::Client, now).map_err(invalid)?;
-    Ok(Svid::from_der(leaf, Role::Server, now).map_err(invalid)?.id)
+    Svid::from_der(leaf, Role::Server, now).map_err(invalid)
 }
 
 fn private_key(pem: &Pem<'_>) -> Result<PrivateKeyDer<'static>, TlsError> {

@@ -133,3 +133,26 @@ impl TlsError {
         }
     }
 }
+
+/// The bounded reason an inbound handshake failed, for `tls_handshake_failures{reason}`:
+/// our verifier's own reason when it refused (`unknown-trust-domain`, `expired`,
+/// `multiple-uri-sans`, …), else a coarse class of the rustls error.
+pub fn handshake_failure_reason(error: &rustls::Error) -> &'static str {
+    use rustls::{CertificateError, Error};
+    if let Some(ours) = TlsError::from_handshake(error) {
+        return ours.reason();
+    }
+    match error {
+        Error::NoCertificatesPresented => "no-client-cert",
+        Error::InvalidCertificate(CertificateError::Expired | CertificateError::NotValidYet) => {
+            "expired"
+        }
+        Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => "bad-chain",
+        Error::InvalidCertificate(_) => "bad-certificate",
+        Error::PeerIncompatible(_) | Error::NoApplicationProtocol => "incompatible",
+        Error::AlertReceived(_) => "alert-received",
+        _ => "protocol",
+    }
+}

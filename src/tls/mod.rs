@@ -18,7 +18,7 @@ use rustls::crypto::CryptoProvider;
 
 pub use config::{TlsOptions, client_config, server_config};
 pub use credentials::Credentials;
-pub use error::TlsError;
+pub use error::{TlsError, handshake_failure_reason};
 pub use material::{LiveTls, TlsMaterial};
 pub use verify::{SpiffeClientVerifier, SpiffeServerVerifier};
 

@@ -71,7 +71,7 @@ impl Api {
             &listeners,
         );
         let sidecar = start(&config, |c| {
-            c.timeouts.upstream_response = Duration::from_millis(500);
+            c.limits.upstream_response = Duration::from_millis(500);
         })
         .await;
         Api {

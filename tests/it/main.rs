@@ -8,6 +8,7 @@ mod cli;
 mod fixtures_selftest;
 mod fleet;
 mod inbound;
+mod operability;
 mod outbound;
 mod policy_props;
 mod reload;

@@ -119,3 +119,22 @@ fn events_of_other_targets_are_not_decision_lines() {
 
     assert!(lines.is_empty(), "{lines:?}");
 }
+
+#[test]
+fn denies_are_always_kept_and_allows_sampled_evenly() {
+    let sampler = Sampler::new(0.25, None);
+    let kept = (0..100).filter(|_| sampler.keep("allow")).count();
+    assert_eq!(kept, 25);
+    assert!((0..100).all(|_| sampler.keep("deny") && sampler.keep("would-deny")));
+    let none = Sampler::new(0.0, None);
+    assert!(!(0..100).any(|_| none.keep("allow")));
+}
+
+#[test]
+fn the_per_second_cap_limits_allowed_lines_but_never_denies() {
+    let sampler = Sampler::new(1.0, Some(3));
+    let kept = (0..10).filter(|_| sampler.keep("allow")).count();
+    // All ten calls fall in the same second of the sampler's clock, barring a tick between.
+    assert!((3..=6).contains(&kept), "{kept}");
+    assert!((0..10).all(|_| sampler.keep("deny")));
+}

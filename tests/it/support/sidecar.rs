@@ -1,6 +1,6 @@
 //! Sidecars started the way `segward run` starts them: a YAML config (PRODUCT.md §2) written
 //! beside the test PKI, read with `Config::load`, started with `app::Sidecar::start` on
-//! 127.0.0.1:0. A `tune` hook adjusts the parsed config (timeouts) before start.
+//! 127.0.0.1:0. A `tune` hook adjusts the parsed config (limits) before start.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -28,7 +28,8 @@ pub fn write_policy(pki: &Pki, text: &str) -> PathBuf {
 }
 
 /// A config for `svid` trusting the bundles of `trust_domains`, with `policy` and the
-/// `listeners` YAML (an `inbound:` and/or `outbound:` block, plus `mode:` if wanted).
+/// `listeners` YAML (an `inbound:` and/or `outbound:` block, plus `mode:`, `limits:` or
+/// `admin:` if wanted; without `admin:` the admin listener takes an ephemeral port).
 pub fn write_config(
     pki: &Pki,
     svid: &SvidFiles,
@@ -45,6 +46,10 @@ pub fn write_config(
         writeln!(yaml, "    {td}: {}", pki.bundle_path(td).display()).unwrap();
     }
     writeln!(yaml, "policy: {}\n{listeners}", policy.display()).unwrap();
+    if !listeners.contains("admin:") {
+        // Many sidecars run in one test process: never the fixed default port.
+        yaml.push_str("admin:\n  listen: 127.0.0.1:0\n");
+    }
     let file = unique(pki.dir(), "segward").with_extension("yaml");
     fs::write(&file, yaml).unwrap();
     file

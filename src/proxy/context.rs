@@ -1,0 +1,30 @@
+//! [`Context`]: what the listeners of one sidecar share — the live state, the sidecar's own
+//! SPIFFE ID, mode, limits, metrics, the decision-log sampler and the request-id generator.
+
+use std::sync::Arc;
+
+use super::request_id::RequestIds;
+use crate::config::{Limits, Mode};
+use crate::identity::SpiffeId;
+use crate::live::Live;
+use crate::telemetry::decision_log::Sampler;
+use crate::telemetry::metrics::Metrics;
+
+/// Shared by both listeners of one sidecar; read-only after start.
+#[derive(Debug)]
+pub struct Context {
+    /// Policy and TLS material in force.
+    pub live: Arc<Live>,
+    /// The sidecar's own SPIFFE ID (from its certificate).
+    pub own_id: SpiffeId,
+    /// Enforce or audit.
+    pub mode: Mode,
+    /// Connection, header and timeout limits.
+    pub limits: Limits,
+    /// Where requests, connections and failures are counted.
+    pub metrics: Arc<Metrics>,
+    /// Which decision lines get written.
+    pub sampler: Sampler,
+    /// Makes request ids.
+    pub ids: RequestIds,
+}
