@@ -7,6 +7,7 @@ pub mod classify;
 pub mod compile;
 pub mod decide;
 pub mod error;
+pub mod explain;
 pub mod lint;
 pub mod load;
 pub mod method;
@@ -23,6 +24,7 @@ pub use classify::Classification;
 pub use compile::{CompiledPolicy, Rule, Segment, Target, compile};
 pub use decide::{Decision, Explanation, Reason, Request, Verdict};
 pub use error::{PolicyError, PolicyErrorKind, PolicyErrors};
+pub use explain::{Candidate, Check, Miss, RuleExplanation};
 pub use load::PolicySource;
 
 /// Reads and compiles the policy at `path` (a file or a folder of `*.yaml`).

@@ -657,21 +657,355 @@ fn certs_inspect_refuses_a_file_without_a_certificate() {
     assert!(out.stderr.contains(s(&not_pem)), "{out:?}");
 }
 
-// --- demo ----------------------------------------------------------------------------------
+// --- policy explain from the decision log --------------------------------------------------
+
+const FRONTEND: &str = "spiffe://example.org/ns/prod/sa/frontend";
 
 #[test]
-fn the_demo_plays_every_scenario_as_expected() {
-    let dir = TempDir::new().unwrap();
+fn explain_of_a_logged_deny_shows_its_rule_and_why_the_allow_rule_did_not_decide() {
+    let version = fleet_version();
+    let line = Logged {
+        policy_version: Some(&version),
+        ..Logged::agent_write_denied("r-agent-1")
+    }
+    .line();
 
-    let out = segward_in(dir.path(), &["demo"]);
+    let out = segward(&["policy", "explain", "policies/", "--log-line", &line]);
 
     assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(field(&out.stdout, "decision"), "deny");
+    assert_eq!(field(&out.stdout, "rule"), "agent-read-is-read-only");
+    assert_eq!(field(&out.stdout, "request"), "POST /v1/charges/ch_1");
     assert!(
-        out.stdout
-            .trim_end()
-            .ends_with("all scenarios behaved as expected"),
+        field(&out.stdout, "compared").starts_with("unchanged"),
         "{out:?}"
     );
+    let deny = candidate_row(&out.stdout, "agent-read-is-read-only");
+    assert!(deny.contains(" yes ") && deny.contains("decides"), "{deny}");
+    let allow = candidate_row(&out.stdout, "agents-read-charges-and-entries");
+    assert!(allow.contains(" no "), "{allow}");
+    assert!(
+        allow.contains("method POST not in methods: [GET, HEAD]"),
+        "{allow}"
+    );
+    assert!(allow.contains("policies/fleet.yaml:"), "{allow}");
+}
+
+#[test]
+fn explain_by_request_id_picks_that_line_from_a_log_of_other_lines() {
+    let version = fleet_version();
+    let wanted = Logged {
+        request_id: "0badc0de00000002",
+        source_id: CI_RUNNER,
+        destination_id: Some(PAYMENTS),
+        method: "GET",
+        path: "/v1/charges",
+        decision: "deny",
+        rule: Some("staging-never-reaches-prod"),
+        reason: "deny-rule",
+        policy_version: Some(&version),
+        status: 403,
+    };
+    let other = Logged {
+        policy_version: Some(&version),
+        ..Logged::agent_write_denied("0badc0de00000001")
+    };
+    let unknown_destination = Logged {
+        request_id: "0badc0de00000003",
+        destination_id: None,
+        policy_version: None,
+        reason: "unknown-destination",
+        rule: None,
+        ..other
+    };
+    let log = [
+        "2025-06-01T12:00:00Z  INFO segward: listening inbound=0.0.0.0:8443".to_owned(),
+        other.line(),
+        // A human line naming the wanted id, and the wanted line behind a timestamp prefix.
+        "2025-06-01T12:00:01Z  WARN segward: slow upstream request_id=0badc0de00000002".into(),
+        format!("2025-06-01T12:00:01.5Z stderr F {}", wanted.line()),
+        unknown_destination.line(),
+    ];
+    let dir = policy_dir(&[("segward.log", &log.join("\n"))]);
+    let log_file = dir.path().join("segward.log");
+
+    let out = segward(&[
+        "policy",
+        "explain",
+        "policies/",
+        "--request-id",
+        "0badc0de00000002",
+        "--log",
+        s(&log_file),
+    ]);
+
+    assert_eq!(out.code, 0, "{out:?}");
+    let id = field(&out.stdout, "request id");
+    assert!(id.starts_with("0badc0de00000002 (inbound"), "{id}");
+    assert!(id.contains("segward.log:4"), "{id}");
+    assert_eq!(field(&out.stdout, "rule"), "staging-never-reaches-prod");
+    assert_eq!(field(&out.stdout, "request"), "GET /v1/charges");
+}
+
+#[test]
+fn explain_of_an_unknown_request_id_exits_1_and_names_it() {
+    let dir = policy_dir(&[("segward.log", "not json\n{\"request_id\":\"abc\"}\n")]);
+    let log_file = dir.path().join("segward.log");
+
+    let out = segward(&[
+        "policy",
+        "explain",
+        "policies/",
+        "--request-id",
+        "no-such-id",
+        "--log",
+        s(&log_file),
+    ]);
+
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("no-such-id"), "{out:?}");
+    assert_eq!(out.stdout, "");
+}
+
+#[test]
+fn explain_reports_a_policy_changed_since_the_line_was_logged() {
+    // Logged under an older policy that let frontend HEAD its charges; today it may not.
+    let changed = Logged {
+        request_id: "r-head",
+        source_id: FRONTEND,
+        destination_id: Some(PAYMENTS),
+        method: "HEAD",
+        path: "/v1/charges",
+        decision: "allow",
+        rule: Some("frontend-creates-charges"),
+        reason: "allow-rule",
+        policy_version: Some("sha256:0123456789abcdef"),
+        status: 200,
+    };
+    let same_decision = Logged {
+        method: "GET",
+        ..changed
+    };
+    let cases = [
+        (changed, true, "CHANGED: the policy changed"),
+        (
+            same_decision,
+            false,
+            "same decision, but the policy changed",
+        ),
+    ];
+    for (logged, decision_changed, summary) in cases {
+        let line = logged.line();
+
+        let text = segward(&["policy", "explain", "policies/", "--log-line", &line]);
+        let json_out = segward(&[
+            "policy",
+            "explain",
+            "policies/",
+            "--log-line",
+            &line,
+            "--json",
+        ]);
+
+        assert_eq!(text.code, 0, "{text:?}");
+        assert!(
+            field(&text.stdout, "compared").starts_with(summary),
+            "{text:?}"
+        );
+        assert!(
+            field(&text.stdout, "logged").ends_with("under policy sha256:0123456789abcdef"),
+            "{text:?}"
+        );
+        let e = json(&json_out.stdout);
+        assert_eq!(e["policy_changed"], true, "{e}");
+        assert_eq!(e["decision_changed"], decision_changed, "{e}");
+    }
+}
+
+#[test]
+fn a_would_deny_logged_in_audit_mode_is_compared_as_audit_mode() {
+    let version = fleet_version();
+    let line = Logged {
+        request_id: "r-audit",
+        source_id: CI_RUNNER,
+        destination_id: Some(PAYMENTS),
+        method: "GET",
+        path: "/v1/charges",
+        decision: "would-deny",
+        rule: Some("staging-never-reaches-prod"),
+        reason: "deny-rule",
+        policy_version: Some(&version),
+        status: 200,
+    }
+    .line();
+
+    let out = segward(&[
+        "policy",
+        "explain",
+        "policies/",
+        "--log-line",
+        &line,
+        "--json",
+    ]);
+
+    assert_eq!(out.code, 0, "{out:?}");
+    let e = json(&out.stdout);
+    assert_eq!(e["decision"], "deny", "the policy's own verdict");
+    assert_eq!(e["audit_mode"], true);
+    assert_eq!(e["now"]["decision"], "would-deny");
+    assert_eq!(e["decision_changed"], false);
+}
+
+#[test]
+fn explain_of_a_log_line_as_json_gives_both_decisions_and_every_candidate() {
+    let version = fleet_version();
+    let line = Logged {
+        policy_version: Some(&version),
+        ..Logged::agent_write_denied("r-agent-2")
+    }
+    .line();
+
+    let out = segward(&[
+        "policy",
+        "explain",
+        "policies/",
+        "--log-line",
+        &line,
+        "--json",
+    ]);
+
+    assert_eq!(out.code, 0, "{out:?}");
+    let e = json(&out.stdout);
+    assert_eq!(e["logged"]["request_id"], "r-agent-2");
+    assert_eq!(e["logged"]["direction"], "inbound");
+    assert_eq!(e["logged"]["decision"], "deny");
+    assert_eq!(e["logged"]["rule"], "agent-read-is-read-only");
+    assert_eq!(e["logged"]["reason"], "deny-rule");
+    assert_eq!(e["logged"]["policy_version"], version.as_str());
+    assert_eq!(e["decision"], "deny");
+    assert_eq!(e["rule"], "agent-read-is-read-only");
+    assert_eq!(e["policy_version"], version.as_str());
+    assert_eq!(e["source_id"], AGENT_READ);
+    assert_eq!(
+        (e["decision_changed"].clone(), e["policy_changed"].clone()),
+        (false.into(), false.into())
+    );
+    assert!(
+        e["decision_path"].as_str().unwrap().starts_with("step 2:"),
+        "{e}"
+    );
+    let candidates = e["candidates"].as_array().unwrap();
+    let names: Vec<&str> = candidates
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted, "candidates come by name");
+    let allow = candidates
+        .iter()
+        .find(|c| c["name"] == "agents-read-charges-and-entries")
+        .unwrap();
+    assert_eq!(allow["effect"], "allow");
+    assert_eq!(allow["matched"], false);
+    assert_eq!(allow["check"], "method");
+    assert_eq!(allow["why_not"], "method POST not in methods: [GET, HEAD]");
+    let fleet = fs::read_to_string(Path::new(ROOT).join("policies/fleet.yaml")).unwrap();
+    let (line, col) = at(&fleet, "name: agents-read-charges-and-entries");
+    let name_col = col + "name: ".len();
+    assert_eq!(
+        allow["at"],
+        format!("policies/fleet.yaml:{line}:{name_col}")
+    );
+}
+
+#[test]
+fn explain_with_from_and_to_also_shows_the_decision_path_and_every_candidate() {
+    let out = explain(
+        FRONTEND,
+        PAYMENTS,
+        &["--method", "DELETE", "--path", "/v1/charges"],
+    );
+
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(field(&out.stdout, "rule"), "default-deny");
+    assert!(
+        field(&out.stdout, "decision path").starts_with("step 4:"),
+        "{out:?}"
+    );
+    let allow = candidate_row(&out.stdout, "frontend-creates-charges");
+    assert!(
+        allow.contains("method DELETE not in methods: [GET, POST]"),
+        "{allow}"
+    );
+    let partner = candidate_row(&out.stdout, "partner-sends-webhooks");
+    assert!(
+        partner.contains("source not selected by from: [partner]"),
+        "{partner}"
+    );
+}
+
+#[test]
+fn a_log_line_that_is_no_decision_line_exits_1_and_says_why() {
+    let unknown_destination = Logged {
+        destination_id: None,
+        rule: None,
+        reason: "unknown-destination",
+        policy_version: None,
+        ..Logged::agent_write_denied("r-1")
+    }
+    .line();
+    let no_source = unknown_destination.replace("\"source_id\"", "\"peer\"");
+    let cases: &[(&str, &str)] = &[
+        ("INFO segward: listening", "not a decision-log line"),
+        ("[1, 2]", "not a decision-log line"),
+        (r#"{"request_id":"r-1","status":200}"#, "no `decision`"),
+        (
+            &unknown_destination,
+            "no destination_id (reason `unknown-destination`)",
+        ),
+        (&no_source, "no source_id"),
+    ];
+    for (line, says) in cases {
+        let out = segward(&["policy", "explain", "policies/", "--log-line", line]);
+
+        assert_eq!(out.code, 1, "{line}: {out:?}");
+        assert!(out.stderr.contains(says), "{line}: {out:?}");
+        assert_eq!(out.stdout, "", "{line}");
+    }
+}
+
+#[test]
+fn explain_takes_exactly_one_way_of_naming_the_request() {
+    let line = Logged::agent_write_denied("r-1").line();
+    let cases: &[&[&str]] = &[
+        &["--from", FRONTEND, "--to", PAYMENTS, "--log-line", &line],
+        &["--log-line", &line, "--request-id", "r-1", "--log", "x.log"],
+        &["--request-id", "r-1"],
+        &["--log", "x.log"],
+        &["--log-line", &line, "--method", "POST"],
+        &["--log-line", &line, "--to", PAYMENTS],
+    ];
+    for extra in cases {
+        let mut args = vec!["policy", "explain", "policies/"];
+        args.extend_from_slice(extra);
+
+        let out = segward(&args);
+
+        assert_eq!(out.code, 2, "segward {args:?}: {out:?}");
+        assert_eq!(out.stdout, "", "segward {args:?}");
+    }
+    let help = segward(&["policy", "explain", "--help"]);
+    for flag in [
+        "--from",
+        "--to",
+        "--log-line",
+        "--request-id",
+        "--log",
+        "--json",
+    ] {
+        assert!(help.stdout.contains(flag), "explain --help lacks {flag}");
+    }
 }
 
 // --- helpers -------------------------------------------------------------------------------
@@ -827,4 +1161,74 @@ fn mode(path: &Path) -> u32 {
 /// A temporary path as an argument (they are UTF-8 on every test machine).
 fn s(path: &Path) -> &str {
     path.to_str().unwrap()
+}
+
+/// The version `policy check` reports for the shipped policy.
+fn fleet_version() -> String {
+    let checked = json(&segward(&["policy", "check", "policies/", "--json"]).stdout);
+    checked["version"].as_str().unwrap().to_owned()
+}
+
+/// A decision-log line's fields (PRODUCT.md §6); `line()` writes it as the sidecar does.
+#[derive(Debug, Clone, Copy)]
+struct Logged<'a> {
+    request_id: &'a str,
+    source_id: &'a str,
+    destination_id: Option<&'a str>,
+    method: &'a str,
+    path: &'a str,
+    decision: &'a str,
+    rule: Option<&'a str>,
+    reason: &'a str,
+    policy_version: Option<&'a str>,
+    status: u16,
+}
+
+impl<'a> Logged<'a> {
+    /// The read-only agent refused a POST to payments (no policy version set).
+    fn agent_write_denied(request_id: &'a str) -> Self {
+        Self {
+            request_id,
+            source_id: AGENT_READ,
+            destination_id: Some(PAYMENTS),
+            method: "POST",
+            path: "/v1/charges/ch_1",
+            decision: "deny",
+            rule: Some("agent-read-is-read-only"),
+            reason: "deny-rule",
+            policy_version: None,
+            status: 403,
+        }
+    }
+
+    /// One flat JSON object, fields in the decision log's order, absent ones left out.
+    fn line(&self) -> String {
+        let text = |v: &str| Value::from(v).to_string();
+        let mut fields = vec![
+            ("time", text("2025-06-01T12:00:01.234567Z")),
+            ("request_id", text(self.request_id)),
+            ("direction", text("inbound")),
+            ("source_id", text(self.source_id)),
+        ];
+        fields.extend(self.destination_id.map(|d| ("destination_id", text(d))));
+        fields.push(("method", text(self.method)));
+        fields.push(("path", text(self.path)));
+        fields.push(("decision", text(self.decision)));
+        fields.extend(self.rule.map(|r| ("rule", text(r))));
+        fields.push(("reason", text(self.reason)));
+        fields.extend(self.policy_version.map(|v| ("policy_version", text(v))));
+        fields.push(("status", self.status.to_string()));
+        fields.push(("duration_ms", "0.412".into()));
+        let pairs: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        format!("{{{}}}", pairs.join(","))
+    }
+}
+
+/// The row of `rule` in explain's candidate table.
+fn candidate_row<'a>(stdout: &'a str, rule: &str) -> &'a str {
+    stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("candidate rules:"))
+        .find(|l| l.split_whitespace().next() == Some(rule))
+        .unwrap_or_else(|| panic!("no candidate `{rule}` in:\n{stdout}"))
 }
