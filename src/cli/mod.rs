@@ -28,8 +28,12 @@ enum Command {
     /// Make a throwaway CA and X509-SVIDs, and inspect certificates.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
-    /// Play the demo scenarios against the example policy with freshly minted identities.
-    Demo,
+    /// Play the demo: real sidecars on loopback, the example policy, freshly minted identities.
+    Demo {
+        /// Leave the fleet running after the scenarios, with commands to try (ctrl-c to stop).
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 /// How a command ended, short of a usage error (which clap reports with exit code 2).
@@ -47,7 +51,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Certs(cmd) => certs::run(cmd),
-        Command::Demo => crate::demo::run(),
+        Command::Demo { keep } => crate::demo::run(keep),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

@@ -1,166 +1,63 @@
-//! `segward demo` (PRODUCT.md §8), decision-engine stage: mints a throwaway CA and one
-//! X509-SVID per demo workload, reads each workload's SPIFFE ID back out of its own
-//! certificate, and plays the scenarios against the example policy (`policies/fleet.yaml`,
-//! built into the binary). Exits non-zero if any scenario did not behave as expected.
-//!
-//! The proxy-level scenarios (forged identity header, revocation on an open connection)
-//! need the data plane and hot reload; they are listed as not yet played.
+//! `segward demo` (PRODUCT.md §8): the identity-segmentation story on loopback with the real
+//! code paths — a throwaway PKI, the example policy, demo workloads and a real sidecar for
+//! each, all in this process — played as a table of requests: who → what, expected, got, the
+//! deciding rule and reason (read back from the decision log by `x-request-id`). Exits
+//! non-zero if any step did not behave as expected. `--keep` leaves the fleet running.
 
-use std::time::{Duration, SystemTime};
+mod scenarios;
+mod topology;
+mod workload;
 
-use anyhow::Context;
+use std::io::{IsTerminal, Write as _};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::certs::Ca;
+use anyhow::Context as _;
+use serde_json::Value;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+
 use crate::cli::Outcome;
-use crate::identity::{Role, SpiffeId, Svid, TrustDomain};
-use crate::path::normalize;
-use crate::policy::{self, CompiledPolicy, Decision, Request};
+use crate::telemetry::decision_log::DecisionLayer;
+use scenarios::Row;
+use topology::Fleet;
 
-/// The example policy, as shipped in `policies/fleet.yaml`.
-pub const FLEET_POLICY: &str = include_str!("../../policies/fleet.yaml");
+pub use topology::FLEET_POLICY;
 
-/// One request and what must happen to it.
-struct Scenario {
-    title: &'static str,
-    from: &'static str,
-    to: &'static str,
-    method: &'static str,
-    path: &'static str,
-    expect: Expected,
+/// Runs the demo; `Outcome::Invalid` (exit 1) if any step misbehaved.
+pub fn run(keep: bool) -> anyhow::Result<Outcome> {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(DecisionLayer::new(capture.clone()));
+    // The demo owns this process: its decision lines go to the capture, nowhere else.
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(demo(keep, capture))
 }
 
-#[derive(Clone, Copy)]
-enum Expected {
-    /// The decision and deciding rule (or reason).
-    Decide(Decision, &'static str),
-    /// Refused with 400 before any policy is consulted.
-    BadPath,
-}
-
-const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        title: "allowed call",
-        from: "frontend",
-        to: "payments",
-        method: "POST",
-        path: "/v1/charges",
-        expect: Expected::Decide(Decision::Allow, "frontend-creates-charges"),
-    },
-    Scenario {
-        title: "cross-segment call nobody allowed",
-        from: "frontend",
-        to: "ledger",
-        method: "GET",
-        path: "/v1/entries",
-        expect: Expected::Decide(Decision::Deny, "default-deny"),
-    },
-    Scenario {
-        title: "staging CI runner reaching prod",
-        from: "ci-runner",
-        to: "payments",
-        method: "GET",
-        path: "/v1/charges",
-        expect: Expected::Decide(Decision::Deny, "staging-never-reaches-prod"),
-    },
-    Scenario {
-        title: "AI agent's read identity tries a write",
-        from: "agent-read",
-        to: "payments",
-        method: "POST",
-        path: "/v1/refunds",
-        expect: Expected::Decide(Decision::Deny, "agent-read-is-read-only"),
-    },
-    Scenario {
-        title: "AI agent's write identity does the same write",
-        from: "agent-write",
-        to: "payments",
-        method: "POST",
-        path: "/v1/refunds",
-        expect: Expected::Decide(Decision::Allow, "agents-issue-refunds"),
-    },
-    Scenario {
-        title: "path trick: encoded dot segments to the admin API",
-        from: "agent-read",
-        to: "payments",
-        method: "GET",
-        path: "/v1/charges/%2e%2e/%2e%2e/admin/keys",
-        expect: Expected::Decide(Decision::Deny, "no-admin-api"),
-    },
-    Scenario {
-        title: "path trick: Tomcat-style `..;` segments",
-        from: "agent-read",
-        to: "payments",
-        method: "GET",
-        path: "/v1/charges/..;/..;/admin/keys",
-        expect: Expected::Decide(Decision::Deny, "no-admin-api"),
-    },
-    Scenario {
-        title: "path trick: encoded slash",
-        from: "agent-read",
-        to: "payments",
-        method: "GET",
-        path: "/v1/charges/..%2f..%2fadmin",
-        expect: Expected::BadPath,
-    },
-    Scenario {
-        title: "third party reaching the ledger",
-        from: "partner",
-        to: "ledger",
-        method: "GET",
-        path: "/v1/entries",
-        expect: Expected::Decide(Decision::Deny, "third-parties-never-touch-the-ledger"),
-    },
-];
-
-impl Expected {
-    /// Whether the outcome (a decision and its rule label, or a refused path) is this one.
-    fn met_by(self, outcome: Option<(Decision, &str)>) -> bool {
-        match (self, outcome) {
-            (Self::Decide(d, rule), Some((got, label))) => d == got && rule == label,
-            (Self::BadPath, None) => true,
-            _ => false,
-        }
-    }
-}
-
-/// The demo workloads and their SPIFFE IDs.
-const WORKLOADS: &[(&str, &str)] = &[
-    ("frontend", "spiffe://example.org/ns/prod/sa/frontend"),
-    ("payments", "spiffe://example.org/ns/prod/sa/payments"),
-    ("ledger", "spiffe://example.org/ns/prod/sa/ledger"),
-    ("ci-runner", "spiffe://example.org/ns/staging/sa/ci-runner"),
-    (
-        "agent-read",
-        "spiffe://example.org/ns/prod/agent/copilot/read",
-    ),
-    (
-        "agent-write",
-        "spiffe://example.org/ns/prod/agent/copilot/write",
-    ),
-    ("partner", "spiffe://partner.example/integrations/acme"),
-    ("partner-2", "spiffe://partner.example/integrations/globex"),
-];
-
-/// Runs the demo; `Outcome::Invalid` (exit 1) if any scenario misbehaved.
-pub fn run() -> anyhow::Result<Outcome> {
-    println!("segward demo — decision engine stage\n");
-    let ids = mint_identities().context("minting the demo identities")?;
-    let policy = policy::from_text("policies/fleet.yaml", FLEET_POLICY)
-        .map_err(|e| anyhow::anyhow!("the built-in example policy is invalid:\n{e}"))?;
+async fn demo(keep: bool, capture: Capture) -> anyhow::Result<Outcome> {
+    let dir = scratch_dir();
     println!(
-        "policy: policies/fleet.yaml, {} rules, {} tests passed, version {}\n",
-        policy.rules().len(),
-        policy.test_count(),
-        policy.version()
+        "segward demo: a fleet of real sidecars on 127.0.0.1, in {}\n",
+        dir.display()
     );
-    let mut failures = 0;
-    for s in SCENARIOS {
-        failures += usize::from(!play(&policy, &ids, s)?);
+    let fleet = Fleet::start(dir.clone()).await?;
+    print_fleet(&fleet);
+    let rows = scenarios::play(&fleet, &capture).await?;
+    let failures = print_rows(&rows);
+    if keep {
+        // The story edited the policy; put the shipped one back for exploring.
+        std::fs::write(&fleet.policy_file, FLEET_POLICY)?;
+        print_keep(&fleet);
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for ctrl-c")?;
     }
-    failures += usize::from(!revocation(&ids)?);
-    println!(
-        "\nnot yet played (they need the mTLS data plane): forged x-spiffe-id header stripped; revocation on an open connection"
-    );
+    fleet.stop().await;
+    // Scratch material (keys included) goes away with the demo.
+    let _ = std::fs::remove_dir_all(&dir);
     if failures == 0 {
         println!("\nall scenarios behaved as expected");
         Ok(Outcome::Success)
@@ -170,95 +67,177 @@ pub fn run() -> anyhow::Result<Outcome> {
     }
 }
 
-/// A throwaway CA per trust domain, an SVID per workload, and the ID read back from it.
-fn mint_identities() -> anyhow::Result<Vec<(&'static str, SpiffeId)>> {
-    let mut cas: Vec<(String, Ca)> = Vec::new();
-    let mut out = Vec::new();
-    for (name, id) in WORKLOADS {
-        let id = SpiffeId::parse(id)?;
-        let td = id.trust_domain().to_owned();
-        if !cas.iter().any(|(t, _)| *t == td) {
-            cas.push((td.clone(), Ca::new(&TrustDomain::parse(&td)?)?));
-        }
-        let ca = cas
-            .iter()
-            .find(|(t, _)| *t == td)
-            .map(|(_, ca)| ca)
-            .context("CA just made")?;
-        let svid = ca.issue(&id, Duration::from_secs(3600), &[])?;
-        let checked = Svid::from_der(&svid.der, Role::Client, SystemTime::now())?;
-        println!("minted X509-SVID for {name:<12} {}", checked.id);
-        out.push((*name, checked.id));
+fn print_fleet(fleet: &Fleet) {
+    for (name, sidecar) in &fleet.sidecars {
+        let (side, addr) = match (sidecar.inbound_addr(), sidecar.outbound_addr()) {
+            (Some(addr), _) => ("inbound ", addr),
+            (_, Some(addr)) => ("outbound", addr),
+            _ => continue,
+        };
+        println!("  {name:<12} {side} {addr}  {}", sidecar.id());
     }
-    println!();
-    Ok(out)
+    println!("  policy       {}\n", fleet.policy_file.display());
 }
 
-fn id_of<'a>(ids: &'a [(&str, SpiffeId)], name: &str) -> anyhow::Result<&'a SpiffeId> {
-    let found = ids.iter().find(|(n, _)| *n == name).map(|(_, id)| id);
-    found.with_context(|| format!("demo workload `{name}` has no identity"))
-}
-
-/// Plays one scenario; prints it; true if it behaved as expected.
-fn play(policy: &CompiledPolicy, ids: &[(&str, SpiffeId)], s: &Scenario) -> anyhow::Result<bool> {
-    let (from, to) = (id_of(ids, s.from)?, id_of(ids, s.to)?);
-    let (ok, detail) = match normalize(s.path) {
-        Err(e) => (
-            s.expect.met_by(None),
-            format!("400 bad request ({})", e.reason()),
-        ),
-        Ok(path) => {
-            let v = policy.decide(&Request {
-                source: from,
-                destination: to,
-                method: s.method,
-                path: &path,
-            });
-            let label = v.rule_label();
-            let ok = s.expect.met_by(Some((v.decision, label)));
-            (
-                ok,
-                format!(
-                    "{} — rule {label}, normalized path {path}",
-                    v.decision.as_str()
-                ),
-            )
+/// Prints the table (columns as wide as their widest cell); returns how many rows failed.
+fn print_rows(rows: &[Row]) -> usize {
+    let colour = std::io::stdout().is_terminal();
+    let paint = |ok: bool| match (ok, colour) {
+        (true, true) => "\x1b[32mok  \x1b[0m",
+        (false, true) => "\x1b[31mFAIL\x1b[0m",
+        (true, false) => "ok  ",
+        (false, false) => "FAIL",
+    };
+    let header = [
+        "who → what",
+        "expected",
+        "got",
+        "deciding rule (sidecar)",
+        "reason",
+    ];
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.what.clone(),
+                r.expected.clone(),
+                r.got.clone(),
+                r.rule.clone(),
+                clip(&r.reason, 60),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &cells {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
         }
+    }
+    let line = |cells: [&str; 5]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        padded.join("  ").trim_end().to_owned()
     };
-    let mark = if ok { "ok  " } else { "FAIL" };
-    println!(
-        "{mark} {:<48} {} -> {} {} {}\n       {detail}",
-        s.title, s.from, s.to, s.method, s.path
-    );
-    Ok(ok)
+    println!("      {}", line(header));
+    for (row, cells) in rows.iter().zip(&cells) {
+        println!(
+            "{}  {}",
+            paint(row.ok),
+            line(cells.each_ref().map(String::as_str))
+        );
+    }
+    rows.iter().filter(|row| !row.ok).count()
 }
 
-/// Revoking an identity flips its next decision to deny, whatever the rules allow.
-fn revocation(ids: &[(&str, SpiffeId)]) -> anyhow::Result<bool> {
-    let partner = id_of(ids, "partner-2")?;
-    let payments = id_of(ids, "payments")?;
-    let path = normalize("/v1/webhooks/partner")?;
-    let req = Request {
-        source: partner,
-        destination: payments,
-        method: "POST",
-        path: &path,
+/// `text` cut to `max` characters, with an ellipsis when cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let cut: String = text.chars().take(max - 1).collect();
+    format!("{cut}…")
+}
+
+fn print_keep(fleet: &Fleet) {
+    let outbound = |name: &str| {
+        fleet
+            .sidecar(name)
+            .and_then(|s| s.outbound_addr())
+            .map_or_else(String::new, |a| a.to_string())
     };
-    let revoked = FLEET_POLICY.replace("revoked:\n", &format!("revoked:\n  - {partner}\n"));
-    let before = policy::from_text("policies/fleet.yaml", FLEET_POLICY)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let after =
-        policy::from_text("policies/fleet.yaml", &revoked).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (b, a) = (before.decide(&req), after.decide(&req));
-    let ok = b.decision == Decision::Allow
-        && a.decision == Decision::Deny
-        && a.rule_label() == "revoked";
-    let mark = if ok { "ok  " } else { "FAIL" };
+    let admin = fleet
+        .sidecar("payments")
+        .map_or_else(String::new, |s| s.admin_addr().to_string());
+    let policy_dir = fleet.dir.join("policies");
+    println!("\nthe fleet keeps running (ctrl-c to stop); try:");
     println!(
-        "{mark} {:<48} partner-2 -> payments POST /v1/webhooks/partner\n       before: {b}; after adding it to `revoked:`: {a} (version {} -> {})",
-        "revoking a leaked partner identity",
-        before.version(),
-        after.version()
+        "  curl -X POST -x http://{} http://payments/v1/charges   # as frontend: allowed",
+        outbound("frontend")
     );
-    Ok(ok)
+    println!(
+        "  curl -x http://{} http://payments/v1/charges           # as the staging CI runner: 403",
+        outbound("ci-runner")
+    );
+    println!(
+        "  curl -X POST -x http://{} http://payments/v1/refunds   # as the agent's read identity: 403",
+        outbound("agent-read")
+    );
+    println!("  curl http://{admin}/metrics                             # payments' sidecar");
+    println!("  curl http://{admin}/policy");
+    println!(
+        "  segward policy explain {} --from spiffe://example.org/ns/prod/agent/copilot/read \\\n      --to spiffe://example.org/ns/prod/sa/payments --method POST --path /v1/refunds",
+        policy_dir.display()
+    );
+    println!(
+        "  edit {} — every sidecar reloads it live",
+        fleet.policy_file.display()
+    );
+    let _ = std::io::stdout().flush();
+}
+
+/// The decision log of every sidecar of the demo, kept in memory.
+#[derive(Clone, Default)]
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    /// The deciding rule (with the deciding sidecar) and reason of request `request_id`: a
+    /// refusing line if any sidecar refused, else the inbound sidecar's line.
+    fn decision_of(&self, request_id: &str) -> (String, String) {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let lines: Vec<Value> = String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .filter(|line: &Value| line["request_id"] == request_id)
+            .collect();
+        let deciding = lines
+            .iter()
+            .find(|l| l["decision"] != "allow")
+            .or_else(|| lines.iter().find(|l| l["direction"] == "inbound"))
+            .or(lines.first());
+        let Some(line) = deciding else {
+            return ("(no decision line)".to_owned(), String::new());
+        };
+        let text = |key: &str| line[key].as_str().unwrap_or_default().to_owned();
+        let reason = text("reason");
+        let rule = if line["rule"].is_string() {
+            text("rule")
+        } else {
+            reason.clone()
+        };
+        (format!("{rule} ({})", text("direction")), reason)
+    }
+}
+
+impl std::io::Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'w> MakeWriter<'w> for Capture {
+    type Writer = Capture;
+
+    fn make_writer(&'w self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// The scratch folder of this demo run.
+fn scratch_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("segward-demo-{}", std::process::id()))
 }

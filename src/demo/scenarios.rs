@@ -1,0 +1,338 @@
+//! The demo's story (PRODUCT.md §8, ISSUE 7): each step is a real HTTP request from a
+//! caller's app to its outbound sidecar, over mTLS to the callee's inbound sidecar, to the
+//! workload. What happened is read from the response and from the decision log line with the
+//! response's `x-request-id` — the same way an operator goes from a 403 to its reason.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpStream;
+
+use super::Capture;
+use super::topology::{CALLERS, Fleet};
+use crate::policy;
+
+/// One step's result, as printed.
+pub struct Row {
+    /// What was tried, e.g. `frontend → POST payments /v1/charges`.
+    pub what: String,
+    /// What should happen.
+    pub expected: String,
+    /// What happened.
+    pub got: String,
+    /// The deciding rule (and which sidecar decided).
+    pub rule: String,
+    /// The decision log's reason.
+    pub reason: String,
+    /// Whether it behaved as expected.
+    pub ok: bool,
+}
+
+/// A request step: `caller` sends `method url` through its outbound sidecar.
+struct Step {
+    caller: &'static str,
+    method: &'static str,
+    target: &'static str,
+    forged: bool,
+    status: u16,
+    rule: &'static str,
+}
+
+const STEPS: &[(&str, Step)] = &[
+    (
+        "allowed call",
+        Step {
+            caller: "frontend",
+            method: "POST",
+            target: "http://payments/v1/charges",
+            forged: false,
+            status: 200,
+            rule: "frontend-creates-charges",
+        },
+    ),
+    (
+        "cross-segment call",
+        Step {
+            caller: "frontend",
+            method: "GET",
+            target: "http://ledger/v1/entries",
+            forged: false,
+            status: 403,
+            rule: "default-deny",
+        },
+    ),
+    (
+        "staging → prod",
+        Step {
+            caller: "ci-runner",
+            method: "GET",
+            target: "http://payments/v1/charges",
+            forged: false,
+            status: 403,
+            rule: "staging-never-reaches-prod",
+        },
+    ),
+    (
+        "agent read id writes",
+        Step {
+            caller: "agent-read",
+            method: "POST",
+            target: "http://payments/v1/refunds",
+            forged: false,
+            status: 403,
+            rule: "agent-read-is-read-only",
+        },
+    ),
+    (
+        "agent write id writes",
+        Step {
+            caller: "agent-write",
+            method: "POST",
+            target: "http://payments/v1/refunds",
+            forged: false,
+            status: 200,
+            rule: "agents-issue-refunds",
+        },
+    ),
+    (
+        "path trick (%2e%2e)",
+        Step {
+            caller: "agent-read",
+            method: "GET",
+            target: "http://payments/v1/charges/%2e%2e/%2e%2e/admin/keys",
+            forged: false,
+            status: 403,
+            rule: "no-admin-api",
+        },
+    ),
+    (
+        "path trick (%2f)",
+        Step {
+            caller: "agent-read",
+            method: "GET",
+            target: "http://payments/v1/charges/..%2f..%2fadmin",
+            forged: false,
+            status: 400,
+            rule: "encoded-slash",
+        },
+    ),
+    (
+        "forged x-spiffe-id",
+        Step {
+            caller: "partner",
+            method: "POST",
+            target: "http://payments/v1/webhooks/partner",
+            forged: true,
+            status: 200,
+            rule: "partner-sends-webhooks",
+        },
+    ),
+    (
+        "third party → ledger",
+        Step {
+            caller: "partner",
+            method: "GET",
+            target: "http://ledger/v1/entries",
+            forged: false,
+            status: 403,
+            rule: "third-parties-never-touch-the-ledger",
+        },
+    ),
+];
+
+/// The identity the forging caller claims.
+const FORGED_ID: &str = "spiffe://example.org/ns/prod/sa/frontend";
+
+/// How long a policy edit may take to reach every sidecar.
+const RELOAD_WITHIN: Duration = Duration::from_secs(5);
+
+/// Plays every step in order; one row each.
+///
+/// # Errors
+/// A step that cannot even be attempted (a sidecar not answering at all).
+pub async fn play(fleet: &Fleet, capture: &Capture) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for (title, step) in STEPS {
+        rows.push(request_step(fleet, capture, title, step).await?);
+    }
+    rows.push(revocation(fleet, capture).await?);
+    rows.push(broken_edit(fleet, capture).await?);
+    Ok(rows)
+}
+
+async fn request_step(
+    fleet: &Fleet,
+    capture: &Capture,
+    title: &str,
+    step: &Step,
+) -> anyhow::Result<Row> {
+    let mut conn = connect(fleet, step.caller).await?;
+    let reply = send(&mut conn, step.method, step.target, step.forged).await?;
+    let (rule, reason) = capture.decision_of(&reply.request_id);
+    let mut ok = reply.status == step.status && rule.starts_with(step.rule);
+    let mut got = reply.status.as_u16().to_string();
+    if step.forged {
+        // The workload must see the caller's real ID, not the one it claimed.
+        let real = id_of(step.caller);
+        let seen = reply.seen_id.unwrap_or_default();
+        ok &= seen == real;
+        got = format!(
+            "{got}, workload saw {}",
+            seen.rsplit('/').next().unwrap_or("")
+        );
+    }
+    Ok(Row {
+        what: format!(
+            "{title}: {} → {} {}",
+            step.caller,
+            step.method,
+            short(step.target, 34)
+        ),
+        expected: format!("{} {}", step.status, step.rule),
+        got,
+        rule,
+        reason,
+        ok,
+    })
+}
+
+/// Revokes `partner-2` by editing the policy file while its connection stays open.
+async fn revocation(fleet: &Fleet, capture: &Capture) -> anyhow::Result<Row> {
+    let target = "http://payments/v1/webhooks/partner";
+    let mut conn = connect(fleet, "partner-2").await?;
+    let before = send(&mut conn, "POST", target, false).await?;
+    let revoked = super::topology::FLEET_POLICY.replace(
+        "revoked:\n",
+        &format!("revoked:\n  - {}\n", id_of("partner-2")),
+    );
+    let version = policy::from_text("fleet.yaml", &revoked)
+        .map_err(|e| anyhow::anyhow!("the revoking edit is invalid:\n{e}"))?
+        .version()
+        .to_owned();
+    std::fs::write(&fleet.policy_file, &revoked)?;
+    let reloaded = wait_for(fleet, |s| s.live().policy().version() == version).await;
+    let after = send(&mut conn, "POST", target, false).await?;
+    let (rule, reason) = capture.decision_of(&after.request_id);
+    Ok(Row {
+        what: "live revocation: partner-2 → POST payments/v1/webhooks/…".to_owned(),
+        expected: "200, edit policy, same connection: 403 revoked".to_owned(),
+        got: format!("{}, then {}", before.status.as_u16(), after.status.as_u16()),
+        ok: reloaded
+            && before.status == StatusCode::OK
+            && after.status == StatusCode::FORBIDDEN
+            && reason == "revoked",
+        rule,
+        reason,
+    })
+}
+
+/// Breaks the policy file; every sidecar must refuse it and keep serving the last good one.
+async fn broken_edit(fleet: &Fleet, capture: &Capture) -> anyhow::Result<Row> {
+    let broken = format!(
+        "{}\nrules: [ {{ name: oops\n",
+        super::topology::FLEET_POLICY
+    );
+    std::fs::write(&fleet.policy_file, broken)?;
+    let rejected = wait_for(fleet, |s| s.live().status().policy_error.is_some()).await;
+    let mut conn = connect(fleet, "frontend").await?;
+    let reply = send(&mut conn, "POST", "http://payments/v1/charges", false).await?;
+    let (rule, _) = capture.decision_of(&reply.request_id);
+    let error = fleet
+        .sidecar("payments")
+        .and_then(|s| s.live().status().policy_error)
+        .unwrap_or_default();
+    let first_error = error.lines().next().unwrap_or("").to_owned();
+    let at = first_error.rsplit('/').next().unwrap_or("").to_owned();
+    Ok(Row {
+        what: "broken policy edit: frontend → POST payments/v1/charges".to_owned(),
+        expected: "edit rejected, 200".to_owned(),
+        got: format!("rejected, {}", reply.status.as_u16()),
+        ok: rejected && reply.status == StatusCode::OK,
+        rule,
+        reason: at,
+    })
+}
+
+/// Waits until `check` holds for every sidecar.
+async fn wait_for(fleet: &Fleet, check: impl Fn(&crate::app::Sidecar) -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + RELOAD_WITHIN;
+    loop {
+        if fleet.sidecars.iter().all(|(_, s)| check(s)) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn id_of(name: &str) -> &'static str {
+    CALLERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or("", |(_, id)| id)
+}
+
+/// `host/path` without the scheme, clipped to `max` characters.
+fn short(target: &str, max: usize) -> String {
+    super::clip(target.strip_prefix("http://").unwrap_or(target), max)
+}
+
+/// What a step's response said.
+struct Reply {
+    status: StatusCode,
+    request_id: String,
+    seen_id: Option<String>,
+}
+
+/// A keep-alive HTTP/1.1 connection from `caller`'s app to its outbound sidecar.
+async fn connect(fleet: &Fleet, caller: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let addr = fleet
+        .sidecar(caller)
+        .and_then(|s| s.outbound_addr())
+        .with_context(|| format!("{caller} has no outbound sidecar"))?;
+    let tcp = TcpStream::connect(addr).await?;
+    let (sender, connection) = http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// `method target` (absolute-form, as an `http_proxy` client sends it).
+async fn send(
+    conn: &mut SendRequest<Full<Bytes>>,
+    method: &str,
+    target: &str,
+    forged: bool,
+) -> anyhow::Result<Reply> {
+    let mut req = Request::builder().method(method).uri(target);
+    if forged {
+        req = req.header("x-spiffe-id", FORGED_ID);
+    }
+    conn.ready().await?;
+    let response = conn
+        .send_request(req.body(Full::new(Bytes::new()))?)
+        .await?;
+    let status = response.status();
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response.into_body().collect().await?.to_bytes();
+    let seen_id = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["x-spiffe-id"].as_str().map(str::to_owned));
+    Ok(Reply {
+        status,
+        request_id,
+        seen_id,
+    })
+}

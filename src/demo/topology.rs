@@ -1,0 +1,170 @@
+//! The demo fleet on loopback: a throwaway PKI minted with `segward certs` code, the example
+//! policy copied to a scratch folder (so the demo can edit it live), two workloads behind
+//! inbound sidecars (payments, ledger) and one outbound sidecar per caller — frontend, the
+//! staging CI runner, an AI agent's read and write identities and two third-party
+//! integrations — all real `Sidecar`s started from YAML configs, in this process.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::workload::Workload;
+use crate::app::Sidecar;
+use crate::certs;
+use crate::config::Config;
+use crate::identity::{SpiffeId, TrustDomain};
+
+/// The example policy, as shipped in `policies/fleet.yaml`.
+pub const FLEET_POLICY: &str = include_str!("../../policies/fleet.yaml");
+
+/// Callers: (name, SPIFFE ID). Each gets an outbound sidecar.
+pub const CALLERS: &[(&str, &str)] = &[
+    ("frontend", "spiffe://example.org/ns/prod/sa/frontend"),
+    ("ci-runner", "spiffe://example.org/ns/staging/sa/ci-runner"),
+    (
+        "agent-read",
+        "spiffe://example.org/ns/prod/agent/copilot/read",
+    ),
+    (
+        "agent-write",
+        "spiffe://example.org/ns/prod/agent/copilot/write",
+    ),
+    ("partner", "spiffe://partner.example/integrations/acme"),
+    ("partner-2", "spiffe://partner.example/integrations/globex"),
+];
+
+/// Callees: (name, SPIFFE ID). Each is a workload behind an inbound sidecar.
+pub const CALLEES: &[(&str, &str)] = &[
+    ("payments", "spiffe://example.org/ns/prod/sa/payments"),
+    ("ledger", "spiffe://example.org/ns/prod/sa/ledger"),
+];
+
+const TRUST_DOMAINS: [&str; 2] = ["example.org", "partner.example"];
+
+/// Every running part of the demo.
+pub struct Fleet {
+    /// The scratch folder: certificates, configs, the policy copy.
+    pub dir: PathBuf,
+    /// The policy file the sidecars watch.
+    pub policy_file: PathBuf,
+    /// Callee workloads (kept alive while the fleet runs).
+    pub workloads: Vec<Workload>,
+    /// (name, sidecar) for every callee (inbound) and caller (outbound).
+    pub sidecars: Vec<(&'static str, Sidecar)>,
+}
+
+impl Fleet {
+    /// Mints the PKI, writes the configs and starts workloads and sidecars under `dir`.
+    ///
+    /// # Errors
+    /// Anything that stops a part from starting, with context naming it.
+    pub async fn start(dir: PathBuf) -> anyhow::Result<Fleet> {
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        mint(&dir)?;
+        let policy_dir = dir.join("policies");
+        fs::create_dir_all(&policy_dir)?;
+        let policy_file = policy_dir.join("fleet.yaml");
+        fs::write(&policy_file, FLEET_POLICY)?;
+        let mut fleet = Fleet {
+            dir,
+            policy_file,
+            workloads: Vec::new(),
+            sidecars: Vec::new(),
+        };
+        let mut inbound = Vec::new();
+        for (name, _) in CALLEES {
+            let workload = Workload::start(name).await?;
+            let listeners = format!(
+                "inbound:\n  listen: 127.0.0.1:0\n  upstream: {}\n",
+                workload.addr()
+            );
+            let sidecar = fleet.start_sidecar(name, &listeners).await?;
+            inbound.push((*name, sidecar.inbound_addr().context("inbound bound")?));
+            fleet.workloads.push(workload);
+            fleet.sidecars.push((name, sidecar));
+        }
+        let outbound = outbound_block(&inbound);
+        for (name, _) in CALLERS {
+            let sidecar = fleet.start_sidecar(name, &outbound).await?;
+            fleet.sidecars.push((name, sidecar));
+        }
+        Ok(fleet)
+    }
+
+    /// The sidecar of workload `name`.
+    pub fn sidecar(&self, name: &str) -> Option<&Sidecar> {
+        self.sidecars
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| s)
+    }
+
+    /// Writes `name`'s config and starts its sidecar.
+    async fn start_sidecar(&self, name: &str, listeners: &str) -> anyhow::Result<Sidecar> {
+        let file = self.dir.join(format!("{name}.yaml"));
+        fs::write(&file, config_yaml(name, listeners))?;
+        let mut config = Config::load(&file)?;
+        // A demo edit should show within a blink, not a debounce later.
+        config.reload.debounce = Duration::from_millis(50);
+        Sidecar::start(&config)
+            .await
+            .with_context(|| format!("starting {name}'s sidecar"))
+    }
+
+    /// Stops every sidecar (draining) and workload.
+    pub async fn stop(self) {
+        for (_, sidecar) in self.sidecars {
+            sidecar.shutdown().await;
+        }
+    }
+}
+
+/// A CA per trust domain and an SVID per workload, with the project's `certs` code.
+fn mint(dir: &Path) -> anyhow::Result<()> {
+    for td in TRUST_DOMAINS {
+        certs::init(&TrustDomain::parse(td)?, &dir.join("ca").join(td), true)?;
+    }
+    for (name, id) in CALLERS.iter().chain(CALLEES) {
+        let id = SpiffeId::parse(id)?;
+        let ca = dir.join("ca").join(id.trust_domain());
+        let ttl = Duration::from_secs(3600);
+        certs::issue(&ca, &id, &dir.join("certs").join(name), ttl, &[])
+            .with_context(|| format!("issuing {name}'s SVID"))?;
+    }
+    Ok(())
+}
+
+/// A sidecar config (PRODUCT.md §2) for workload `name`; paths relative to the demo folder.
+fn config_yaml(name: &str, listeners: &str) -> String {
+    let mut yaml = format!(
+        "identity:\n  cert: certs/{name}/svid.pem\n  key: certs/{name}/svid.key\n  bundles:\n"
+    );
+    for td in TRUST_DOMAINS {
+        let _ = writeln!(yaml, "    {td}: ca/{td}/bundle.pem");
+    }
+    let _ = write!(
+        yaml,
+        "policy: policies/\n{listeners}admin:\n  listen: 127.0.0.1:0\n"
+    );
+    yaml
+}
+
+/// Every caller routes each callee name to that callee's inbound sidecar.
+fn outbound_block(inbound: &[(&str, SocketAddr)]) -> String {
+    let mut yaml = String::from("outbound:\n  listen: 127.0.0.1:0\n  destinations:\n");
+    for (name, addr) in inbound {
+        let id = CALLEES
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, id)| id);
+        let _ = writeln!(
+            yaml,
+            "    {name}:\n      address: {addr}\n      spiffe_id: {id}"
+        );
+    }
+    yaml
+}

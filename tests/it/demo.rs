@@ -1,0 +1,150 @@
+//! `segward demo` end to end (PRODUCT.md §8, ISSUE 7): the real binary plays the story on
+//! loopback and every step is asserted — by the demo itself (exit code) and here, row by row —
+//! and `--keep` leaves a fleet that answers real requests until ctrl-c.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+
+use crate::support::client::{PlainClient, request};
+
+/// "in under a minute" (ISSUE 7).
+const UNDER_A_MINUTE: Duration = Duration::from_secs(60);
+
+/// The demo's rows that must say `ok`, each with the text that proves which rule decided.
+const EXPECTED_ROWS: &[(&str, &str)] = &[
+    ("allowed call", "frontend-creates-charges (inbound)"),
+    ("cross-segment call", "default-deny (outbound)"),
+    ("staging → prod", "staging-never-reaches-prod (outbound)"),
+    ("agent read id writes", "agent-read-is-read-only (outbound)"),
+    ("agent write id writes", "agents-issue-refunds (inbound)"),
+    ("path trick (%2e%2e)", "no-admin-api"),
+    ("path trick (%2f)", "encoded-slash"),
+    ("forged x-spiffe-id", "workload saw acme"),
+    (
+        "third party → ledger",
+        "third-parties-never-touch-the-ledger",
+    ),
+    ("live revocation", "revoked (outbound)"),
+    ("broken policy edit", "rejected, 200"),
+];
+
+/// Kills the child on drop, so a failing test leaves no demo behind.
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> Demo {
+    let child = Command::new(env!("CARGO_BIN_EXE_segward"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Demo(child)
+}
+
+#[test]
+fn the_demo_plays_every_scenario_with_real_sidecars_in_under_a_minute() {
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_segward"))
+        .arg("demo")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() < UNDER_A_MINUTE,
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+    for (title, proof) in EXPECTED_ROWS {
+        let row = stdout.lines().find(|l| l.contains(title));
+        let row = row.unwrap_or_else(|| panic!("no row for {title}:\n{stdout}"));
+        assert!(row.starts_with("ok"), "{row}");
+        assert!(row.contains(proof), "{title}: {row}");
+    }
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with("all scenarios behaved as expected")
+    );
+    // Not a tty: no colour codes.
+    assert!(!stdout.contains('\x1b'));
+    // The scratch folder (keys included) is gone.
+    let scratch = stdout
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(" in ").next())
+        .unwrap();
+    assert!(!Path::new(scratch).exists(), "{scratch}");
+}
+
+#[tokio::test]
+async fn demo_keep_leaves_a_fleet_that_serves_real_requests_until_ctrl_c() {
+    let mut demo = spawn(&["demo", "--keep"]);
+    let stdout = demo.0.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        let mut reader = BufReader::new(stdout).lines();
+        for line in reader.by_ref() {
+            let line = line.unwrap();
+            let done = line.contains("reloads it live");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        // Keep reading, so that the demo's last lines do not meet a closed pipe.
+        std::thread::spawn(move || reader.for_each(drop));
+        seen
+    });
+    let lines = tokio::time::timeout(UNDER_A_MINUTE, lines)
+        .await
+        .unwrap()
+        .unwrap();
+    // `curl -X POST -x http://127.0.0.1:PORT http://payments/v1/charges   # as frontend…`
+    let hint = lines.iter().find(|l| l.contains("# as frontend")).unwrap();
+    let proxy: std::net::SocketAddr = hint
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let mut conn = PlainClient::connect(proxy).await.unwrap();
+    let charge = request("POST", "http://payments/v1/charges")
+        .body(Default::default())
+        .unwrap();
+    assert_eq!(conn.send(charge).await.unwrap().status, StatusCode::OK);
+
+    let pid = demo.0.id().to_string();
+    let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = demo.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the demo ignored ctrl-c");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status:?}");
+}
