@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod compose;
 mod demo;
 mod fixtures_selftest;
 mod fleet;

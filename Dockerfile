@@ -1,0 +1,58 @@
+# syntax=docker/dockerfile:1
+# segward's container image (PRODUCT.md §8): built in a full Rust image, run from a slim one
+# as a non-root user. Used by docker-compose.yml for the sidecars and the `certs` job.
+#
+#   docker build -t segward .
+#   docker run --rm segward --help
+#
+# The runtime base is debian:bookworm-slim rather than distroless/cc: the `certs` job runs a
+# shell script (deploy/mint-certs.sh) and the HEALTHCHECK needs bash's /dev/tcp, and slim has
+# both while adding no HTTP client. The binary links only glibc (rustls with ring, no OpenSSL).
+
+# --- build ------------------------------------------------------------------------------------
+FROM rust:1-slim-bookworm AS build
+WORKDIR /src
+
+# Dependencies first, in a layer of their own: editing src/ does not rebuild them. Stub
+# targets stand in for the crate (and its declared benches) while only the lock file counts.
+COPY Cargo.toml Cargo.lock ./
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    mkdir -p src benches \
+    && echo 'fn main() {}' > src/main.rs \
+    && touch src/lib.rs \
+    && for bench in decide normalize compile; do echo 'fn main() {}' > "benches/$bench.rs"; done \
+    && cargo build --release --locked \
+    && rm -rf src benches target/release/.fingerprint/segward-*
+
+COPY src src
+COPY benches benches
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    cargo build --release --locked \
+    && install -D -m 0755 target/release/segward /out/segward
+
+# --- runtime ----------------------------------------------------------------------------------
+FROM debian:bookworm-slim
+
+# A fixed numeric UID, so that `runAsNonRoot` and volume ownership can be checked. /certs and
+# /ca are created owned by it: a new named volume mounted there (docker-compose.yml) starts
+# with this ownership, so the non-root `certs` job can write into it.
+RUN groupadd --system --gid 10001 segward \
+    && useradd --system --uid 10001 --gid segward --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin segward \
+    && install -d -o segward -g segward -m 0755 /certs /ca \
+    && install -d -m 0755 /etc/segward
+
+COPY --from=build /out/segward /usr/local/bin/segward
+
+USER 10001:10001
+
+# inbound mTLS, outbound plain HTTP (loopback inside the pod), admin
+EXPOSE 8443 15001 9901
+
+# GET /healthz on the admin port (SEGWARD_ADMIN_PORT, default 9901 as in the config's default
+# admin.listen), with bash's /dev/tcp: the image carries no curl or wget.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${SEGWARD_ADMIN_PORT:-9901} && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && read -r _ status _ <&3 && [ \"$status\" = 200 ]"]
+
+ENTRYPOINT ["segward"]
+CMD ["run", "--config", "/etc/segward/segward.yaml"]
