@@ -132,12 +132,13 @@ impl Reloader {
     /// and [`Live::status`].
     pub async fn reload(&self, force: bool) -> Report {
         let mut seen = self.seen.lock().await;
-        let report = Report {
-            policy: self.reload_policy(&mut seen, force).await,
-            tls: self.reload_tls(&mut seen, force).await,
-        };
-        self.record(&report);
-        report
+        // Each part is recorded as soon as it is done, so the status never lags behind
+        // the state the next request sees.
+        let policy = self.reload_policy(&mut seen, force).await;
+        self.record(Part::Policy, &policy);
+        let tls = self.reload_tls(&mut seen, force).await;
+        self.record(Part::Tls, &tls);
+        Report { policy, tls }
     }
 
     async fn reload_policy(&self, seen: &mut Seen, force: bool) -> Change {
@@ -221,40 +222,42 @@ impl Reloader {
         }
     }
 
-    /// Logs rejections and counts results; a rejection already recorded is not counted again
-    /// (a file that stays unreadable would otherwise count once per re-check).
-    fn record(&self, report: &Report) {
+    /// Logs a rejection and counts the result; a rejection already recorded is not counted
+    /// again (a file that stays unreadable would otherwise count once per re-check).
+    fn record(&self, part: Part, change: &Change) {
+        let (what, label) = match part {
+            Part::Policy => ("policy", "policy"),
+            Part::Tls => ("certificate/bundles", "tls"),
+        };
         self.live.with_status(|status| {
-            for (change, last_error, what, label) in [
-                (&report.policy, &mut status.policy_error, "policy", "policy"),
-                (
-                    &report.tls,
-                    &mut status.tls_error,
-                    "certificate/bundles",
-                    "tls",
-                ),
-            ] {
-                match change {
-                    Change::Unchanged => {}
-                    Change::Applied => {
-                        status.reloads_ok += 1;
-                        self.metrics.reload(label, true);
-                        *last_error = None;
-                    }
-                    Change::Rejected(error) if last_error.as_ref() != Some(error) => {
-                        status.reloads_failed += 1;
-                        self.metrics.reload(label, false);
-                        tracing::warn!(
-                            %error,
-                            "{what} reload rejected; the last good {what} stays in force"
-                        );
-                        *last_error = Some(error.clone());
-                    }
-                    Change::Rejected(_) => {}
+            let last_error = match part {
+                Part::Policy => &mut status.policy_error,
+                Part::Tls => &mut status.tls_error,
+            };
+            match change {
+                Change::Unchanged => {}
+                Change::Applied => {
+                    *last_error = None;
+                    status.reloads_ok += 1;
+                    self.metrics.reload(label, true);
                 }
+                Change::Rejected(error) if last_error.as_ref() != Some(error) => {
+                    *last_error = Some(error.clone());
+                    status.reloads_failed += 1;
+                    self.metrics.reload(label, false);
+                    tracing::warn!(%error, "{what} reload rejected; the last good {what} stays in force");
+                }
+                Change::Rejected(_) => {}
             }
         });
     }
+}
+
+/// The two parts a reload may change.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Policy,
+    Tls,
 }
 
 /// The policy files' texts and the hash of their names and contents.
