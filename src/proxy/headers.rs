@@ -177,12 +177,53 @@ fn trim_ows(mut text: &[u8]) -> &[u8] {
 /// never removed this way: RFC 9110 §7.6.1 forbids listing them, and dropping them on a
 /// client's word would change which resource and how much body the upstream sees.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names present; most requests carry none of these (the common case
+    // costs a scan, not nine hash lookups).
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| HOP_BY_HOP.contains(name))
+        .cloned()
+        .collect();
+    if present.is_empty() {
+        return;
+    }
     let nominated: Vec<HeaderName> = list_elements(headers, &CONNECTION)
         .filter_map(|name| HeaderName::from_bytes(name).ok())
         .filter(|name| !PROTECTED.contains(name))
         .collect();
-    for name in nominated.iter().chain(HOP_BY_HOP.iter()) {
+    for name in nominated.iter().chain(present.iter()) {
         headers.remove(name);
+    }
+}
+
+/// The values segward sets for one peer: `x-spiffe-id: <source_id>` and Envoy's
+/// `x-forwarded-client-cert: By=<own_id>;URI=<source_id>`. A connection's peer never changes,
+/// so the inbound side builds them once per connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    spiffe_id: HeaderValue,
+    xfcc: HeaderValue,
+}
+
+impl IdentityHeaders {
+    /// The values for `source_id` reaching `own_id`. Both must be validated SPIFFE IDs; their
+    /// charset needs no XFCC quoting.
+    ///
+    /// # Errors
+    /// An ID that is not a valid header value (impossible for a validated SPIFFE ID).
+    pub fn new(own_id: &str, source_id: &str) -> Result<Self, InvalidHeaderValue> {
+        Ok(Self {
+            spiffe_id: HeaderValue::from_str(source_id)?,
+            xfcc: HeaderValue::from_str(&format!("By={own_id};URI={source_id}"))?,
+        })
+    }
+
+    /// Replaces whatever the client sent as `x-spiffe-id` and `x-forwarded-client-cert`
+    /// (every value) with exactly one of each (PRODUCT.md §4).
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        // insert() drops every value the client sent under these names.
+        headers.insert(X_SPIFFE_ID, self.spiffe_id.clone());
+        headers.insert(X_FORWARDED_CLIENT_CERT, self.xfcc.clone());
     }
 }
 
@@ -192,6 +233,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 ///
 /// Both IDs must be validated SPIFFE IDs; their charset needs no XFCC quoting. The client's
 /// values are removed first, so even on error no spoofed header survives.
+///
+/// # Errors
+/// An ID that is not a valid header value.
 pub fn set_identity_headers(
     headers: &mut HeaderMap,
     own_id: &str,
@@ -199,10 +243,7 @@ pub fn set_identity_headers(
 ) -> Result<(), InvalidHeaderValue> {
     headers.remove(&X_SPIFFE_ID);
     headers.remove(&X_FORWARDED_CLIENT_CERT);
-    let spiffe_id = HeaderValue::from_str(source_id)?;
-    let xfcc = HeaderValue::from_str(&format!("By={own_id};URI={source_id}"))?;
-    headers.insert(X_SPIFFE_ID, spiffe_id);
-    headers.insert(X_FORWARDED_CLIENT_CERT, xfcc);
+    IdentityHeaders::new(own_id, source_id)?.apply(headers);
     Ok(())
 }
 

@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::context::Context;
 use super::exchange::Exchange;
+use super::headers::IdentityHeaders;
 use super::respond::{Body, ProxyError};
 use super::serve::Slot;
 use super::upstream::{self, PlainClient};
@@ -92,7 +93,12 @@ impl Inbound {
         };
         let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
         tracing::debug!(%remote, source_id = %peer, "connection accepted");
-        let peer = Arc::new(peer);
+        // The peer is fixed for the connection: its identity headers are built once.
+        let Ok(headers) = IdentityHeaders::new(self.cx.own_id.as_str(), peer.as_str()) else {
+            tracing::warn!(%remote, "peer SPIFFE ID is not a header value; closing");
+            return;
+        };
+        let peer = Arc::new(Peer { id: peer, headers });
         let limits = self.cx.limits;
         let service = service_fn(move |req| {
             let (this, peer) = (self.clone(), peer.clone());
@@ -103,7 +109,7 @@ impl Inbound {
 
     /// One request from the authenticated `peer`, in phases; never fails, every error becomes
     /// its response (see [`super::respond`]).
-    pub async fn handle(&self, req: Request<Incoming>, peer: &SpiffeId) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
         // One snapshot per request: a reload applies to the next request, also on this
         // connection, and this request sees exactly one policy version.
         let cx = &*self.cx;
@@ -111,7 +117,7 @@ impl Inbound {
         let request_id = cx.ids.take(req.headers());
         let mut exchange =
             Exchange::start(cx, Direction::Inbound, request_id, req.method(), &policy);
-        exchange.source_id = Some(peer.as_str());
+        exchange.source_id = Some(peer.id.as_str());
         exchange.destination_id = Some(cx.own_id.as_str());
         let outcome = self
             .authorize_and_forward(req, peer, &policy, &mut exchange)
@@ -122,7 +128,7 @@ impl Inbound {
     async fn authorize_and_forward<'a>(
         &'a self,
         mut req: Request<Incoming>,
-        peer: &'a SpiffeId,
+        peer: &'a Peer,
         policy: &'a CompiledPolicy,
         exchange: &mut Exchange<'a>,
     ) -> Result<Response<Incoming>, ProxyError> {
@@ -132,7 +138,7 @@ impl Inbound {
 
         // 2. Decide: ingress rules, the peer is the source and we are the destination.
         let verdict = policy.decide(&policy::Request {
-            source: peer,
+            source: &peer.id,
             destination: &self.cx.own_id,
             method: req.method().as_str(),
             path: &path,
@@ -143,12 +149,19 @@ impl Inbound {
         // client sent (after, so a client's `Connection: x-spiffe-id` cannot remove ours).
         let headers = req.headers_mut();
         headers::strip_hop_by_hop(headers);
-        // Invariant: SPIFFE IDs are visible ASCII (validated), always a valid header value;
-        // and the client's values are removed even if setting ours failed.
-        let _ = headers::set_identity_headers(headers, self.cx.own_id.as_str(), peer.as_str());
+        peer.headers.apply(headers);
         exchange.retarget(&mut req, Scheme::HTTP, &self.upstream_authority)?;
         upstream::send(&self.upstream, req, self.cx.limits.upstream_response).await
     }
+}
+
+/// The authenticated peer of one connection, and the identity headers it gets.
+#[derive(Debug)]
+pub struct Peer {
+    /// From its X509-SVID, verified by our client verifier.
+    pub id: SpiffeId,
+    /// `x-spiffe-id` and XFCC for this peer, built once per connection.
+    pub headers: IdentityHeaders,
 }
 
 /// The bounded reason of a failed handshake (`tls_handshake_failures{reason}`).

@@ -4,9 +4,10 @@
 //! [`DecisionLayer`] turns those events into flat JSON lines on stderr. Without the layer (tests,
 //! library use) the event is disabled at its call site and costs next to nothing.
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -85,7 +86,8 @@ pub fn write(record: &DecisionRecord<'_>) {
         error = record.error,
         policy_version = record.policy_version,
         status = record.status,
-        duration_ms = record.duration.as_secs_f64() * 1000.0,
+        // Microseconds; the layer writes them as milliseconds with three decimals.
+        duration_ms = u64::try_from(record.duration.as_micros()).unwrap_or(u64::MAX),
     );
 }
 
@@ -186,14 +188,36 @@ where
         }
         let mut line = Vec::with_capacity(512);
         line.extend_from_slice(b"{\"time\":\"");
-        // Formatting a UTC timestamp into a Vec cannot fail; a failure would only shorten it.
-        let _ = OffsetDateTime::now_utc().format_into(&mut line, &Rfc3339);
+        timestamp(&mut line, SystemTime::now());
         line.push(b'"');
         event.record(&mut JsonFields(&mut line));
         line.extend_from_slice(b"}\n");
         // A log sink that refuses a line must not take the request down with it.
         let _ = self.make_writer.make_writer().write_all(&line);
     }
+}
+
+/// Appends an RFC 3339 UTC timestamp with microseconds. The date and time up to the second
+/// are formatted once per second per thread; only the fraction is written per line.
+fn timestamp(line: &mut Vec<u8>, now: SystemTime) {
+    thread_local! {
+        static SECOND: RefCell<(u64, Vec<u8>)> = const { RefCell::new((u64::MAX, Vec::new())) };
+    }
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let second = since_epoch.as_secs();
+    SECOND.with_borrow_mut(|(cached, prefix)| {
+        if *cached != second {
+            prefix.clear();
+            let whole = OffsetDateTime::from(UNIX_EPOCH + Duration::from_secs(second));
+            // Formatting into a Vec cannot fail; a failure would only shorten the stamp.
+            let _ = whole
+                .format_into(prefix, &Rfc3339)
+                .map(|_| prefix.truncate(prefix.len().saturating_sub(1)));
+            *cached = second;
+        }
+        line.extend_from_slice(prefix);
+    });
+    let _ = write!(line, ".{:06}Z", since_epoch.subsec_micros());
 }
 
 /// Appends `,"name":value` for each field of a decision event.
@@ -220,7 +244,12 @@ impl Visit for JsonFields<'_> {
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.key(field);
-        let _ = write!(self.0, "{value}");
+        if field.name() == "duration_ms" {
+            // Sent in microseconds: integer formatting, no float on the request path.
+            let _ = write!(self.0, "{}.{:03}", value / 1000, value % 1000);
+        } else {
+            let _ = write!(self.0, "{value}");
+        }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {

@@ -2,7 +2,7 @@
 
 use std::io;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
 use tracing_subscriber::layer::SubscriberExt;
@@ -137,4 +137,20 @@ fn the_per_second_cap_limits_allowed_lines_but_never_denies() {
     // All ten calls fall in the same second of the sampler's clock, barring a tick between.
     assert!((3..=6).contains(&kept), "{kept}");
     assert!((0..10).all(|_| sampler.keep("deny")));
+}
+
+#[test]
+fn timestamps_are_rfc3339_utc_with_microseconds_also_across_a_second_boundary() {
+    let at = |secs: u64, micros: u64| {
+        let mut line = Vec::new();
+        timestamp(
+            &mut line,
+            UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros),
+        );
+        String::from_utf8(line).unwrap()
+    };
+    assert_eq!(at(1_795_453_104, 5), "2026-11-23T16:58:24.000005Z");
+    assert_eq!(at(1_795_453_104, 999_999), "2026-11-23T16:58:24.999999Z");
+    assert_eq!(at(1_795_453_105, 0), "2026-11-23T16:58:25.000000Z");
+    assert_eq!(at(0, 1), "1970-01-01T00:00:00.000001Z");
 }
