@@ -49,7 +49,7 @@ async fn demo(keep: bool, capture: Capture) -> anyhow::Result<Outcome> {
     let failures = print_rows(&rows);
     if keep {
         // The story edited the policy; put the shipped one back for exploring.
-        std::fs::write(&fleet.policy_file, FLEET_POLICY)?;
+        replace_file(&fleet.policy_file, FLEET_POLICY)?;
         print_keep(&fleet);
         tokio::signal::ctrl_c()
             .await
@@ -176,6 +176,14 @@ fn print_keep(fleet: &Fleet) {
         fleet.policy_file.display()
     );
     let _ = std::io::stdout().flush();
+}
+
+/// Writes `text` to `file` the way editors save: a temporary file beside it, then a rename,
+/// so a watcher never sees it half-written.
+fn replace_file(file: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let temp = file.with_extension("yaml.tmp");
+    std::fs::write(&temp, text)?;
+    std::fs::rename(&temp, file)
 }
 
 /// The decision log of every sidecar of the demo, kept in memory.

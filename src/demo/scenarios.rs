@@ -215,7 +215,7 @@ async fn revocation(fleet: &Fleet, capture: &Capture) -> anyhow::Result<Row> {
         .map_err(|e| anyhow::anyhow!("the revoking edit is invalid:\n{e}"))?
         .version()
         .to_owned();
-    std::fs::write(&fleet.policy_file, &revoked)?;
+    super::replace_file(&fleet.policy_file, &revoked)?;
     let reloaded = wait_for(fleet, |s| s.live().policy().version() == version).await;
     let after = send(&mut conn, "POST", target, false).await?;
     let (rule, reason) = capture.decision_of(&after.request_id);
@@ -238,7 +238,7 @@ async fn broken_edit(fleet: &Fleet, capture: &Capture) -> anyhow::Result<Row> {
         "{}\nrules: [ {{ name: oops\n",
         super::topology::FLEET_POLICY
     );
-    std::fs::write(&fleet.policy_file, broken)?;
+    super::replace_file(&fleet.policy_file, &broken)?;
     let rejected = wait_for(fleet, |s| s.live().status().policy_error.is_some()).await;
     let mut conn = connect(fleet, "frontend").await?;
     let reply = send(&mut conn, "POST", "http://payments/v1/charges", false).await?;

@@ -149,6 +149,13 @@ impl Reloader {
         if !force && seen.policy == Some(digest) {
             return Change::Unchanged;
         }
+        // An empty file is a write in progress (truncate, then write), never a policy: taking
+        // it would deny every request until the rest arrives. The next event brings it.
+        if let Some((name, _)) = texts.iter().find(|(_, text)| text.trim().is_empty()) {
+            return Change::Rejected(format!(
+                "{name}: empty (a write in progress?); the last good policy stays"
+            ));
+        }
         seen.policy = Some(digest);
         let compiled = tokio::task::spawn_blocking(move || {
             let texts = texts

@@ -425,3 +425,32 @@ async fn fifty_policy_reloads_under_traffic_fail_no_request() {
     // At least: a SIGHUP sent by another test of this process forces one more.
     assert!(api.sidecar.live().status().reloads_ok >= 50);
 }
+
+#[tokio::test]
+async fn an_emptied_policy_file_is_taken_for_a_write_in_progress_and_not_applied() {
+    let api = Api::start(|c| {
+        c.reload.watch_files = false;
+        c.reload.poll = Duration::from_secs(3600);
+    })
+    .await;
+    let mut conn = api.connect(WEB, Alpn::H1).await;
+
+    // `truncate` then `write`: a reload between the two must not publish an empty policy,
+    // which would deny everything.
+    fs::write(&api.policy_file, "").unwrap();
+    let report = api.sidecar.reload(false).await;
+
+    assert!(
+        matches!(report.policy, segward::reload::Change::Rejected(ref e) if e.contains("empty"))
+    );
+    assert_eq!(conn.get("/v1/x").await.unwrap().status, StatusCode::OK);
+    fs::write(&api.policy_file, revoked()).unwrap();
+    assert_eq!(
+        api.sidecar.reload(false).await.policy,
+        segward::reload::Change::Applied
+    );
+    assert_eq!(
+        conn.get("/v1/x").await.unwrap().status,
+        StatusCode::FORBIDDEN
+    );
+}
