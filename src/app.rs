@@ -17,6 +17,7 @@ use crate::identity::SpiffeId;
 use crate::live::Live;
 use crate::policy::{self, PolicyErrors};
 use crate::proxy::request_id::RequestIds;
+use crate::proxy::serve;
 use crate::proxy::{Context, Inbound, Outbound, OutboundError};
 use crate::reload::{self, Reloader, Report, Sources};
 use crate::shutdown::{self, Shutdown, Trigger};
@@ -148,8 +149,11 @@ impl Sidecar {
             .map_err(StartError::Upstream)?;
         let listener = bind("inbound", inbound.listen).await?;
         self.inbound_addr = listener.local_addr().ok();
-        self.tasks
-            .push(tokio::spawn(Arc::new(proxy).serve(listener, shutdown)));
+        self.tasks.push(tokio::spawn(serve::run(
+            Arc::new(proxy),
+            listener,
+            shutdown,
+        )));
         Ok(())
     }
 
@@ -163,8 +167,11 @@ impl Sidecar {
             .map_err(StartError::Outbound)?;
         let listener = bind("outbound", outbound.listen).await?;
         self.outbound_addr = listener.local_addr().ok();
-        self.tasks
-            .push(tokio::spawn(Arc::new(proxy).serve(listener, shutdown)));
+        self.tasks.push(tokio::spawn(serve::run(
+            Arc::new(proxy),
+            listener,
+            shutdown,
+        )));
         Ok(())
     }
 

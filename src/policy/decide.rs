@@ -213,6 +213,14 @@ impl CompiledPolicy {
 
     /// Names of the segments `id` belongs to, sorted.
     pub fn segment_names(&self, id: &SpiffeId) -> Vec<&str> {
+        self.segment_ids(id)
+            .into_iter()
+            .map(|s| self.segments[s as usize].name.as_str())
+            .collect()
+    }
+
+    /// Ids of the segments `id` belongs to, sorted (revocation aside).
+    pub(super) fn segment_ids(&self, id: &SpiffeId) -> Vec<u32> {
         let mut ids = Vec::new();
         self.identities.lookup(id, &mut |v| {
             if v & REVOKED == 0 {
@@ -221,9 +229,7 @@ impl CompiledPolicy {
         });
         ids.sort_unstable();
         ids.dedup();
-        ids.into_iter()
-            .map(|s| self.segments[s as usize].name.as_str())
-            .collect()
+        ids
     }
 
     /// [`Self::each_match`] on the path, then deny rules only on the spelling a lenient

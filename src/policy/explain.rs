@@ -5,12 +5,11 @@
 //! Never on the request path: it scans the whole rule list. Its verdict must equal
 //! [`CompiledPolicy::decide`]'s; the tests hold it to that. PURE: std, identity, path only.
 
-use super::compile::{CompiledPolicy, REVOKED, Rule, Target};
+use super::compile::{CompiledPolicy, Rule, Target};
 use super::decide::{Decision, Reason, Request, Verdict};
 use super::method::MethodBit;
 use super::pattern::trim_trailing_slash;
 use super::source::Effect;
-use crate::identity::SpiffeId;
 use crate::path::{NormalizedPath, upstream_variant};
 
 /// The first check a candidate rule failed, in the order the checks are made.
@@ -110,19 +109,6 @@ impl CompiledPolicy {
                 format!("{{ {} }}", pairs.join(", "))
             }
         }
-    }
-
-    /// Ids of the segments `id` belongs to, sorted (revocation aside).
-    fn segment_ids(&self, id: &SpiffeId) -> Vec<u32> {
-        let mut ids = Vec::new();
-        self.identities.lookup(id, &mut |v| {
-            if v & REVOKED == 0 {
-                ids.push(v);
-            }
-        });
-        ids.sort_unstable();
-        ids.dedup();
-        ids
     }
 
     /// Whether `target` selects an identity in the segments `ids` (`"*"` selects any).

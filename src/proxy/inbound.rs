@@ -14,7 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rustls::ServerConfig;
 use rustls::server::ServerConnection;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::context::Context;
@@ -26,7 +26,6 @@ use super::upstream::{self, PlainClient};
 use super::{headers, serve};
 use crate::identity::{Role, SpiffeId, Svid};
 use crate::policy::{self, CompiledPolicy};
-use crate::shutdown::Shutdown;
 use crate::telemetry::decision_log::Direction;
 use crate::tls::handshake_failure_reason;
 
@@ -55,56 +54,6 @@ impl Inbound {
             acceptor: TlsAcceptor::from(tls),
             cx,
         })
-    }
-
-    /// Accepts mTLS connections on `listener` until `shutdown`, then drains.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
-        let cx = self.cx.clone();
-        serve::serve(
-            listener,
-            shutdown,
-            &cx,
-            Direction::Inbound,
-            move |tcp, remote, slot| self.clone().connection(tcp, remote, slot),
-        )
-        .await;
-    }
-
-    async fn connection(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr, slot: Slot) {
-        let handshake = self.acceptor.accept(tcp);
-        let tls = match tokio::time::timeout(self.cx.limits.tls_handshake, handshake).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(error)) => {
-                let reason = handshake_reason(&error);
-                self.cx.metrics.handshake_failure(reason);
-                tracing::debug!(%remote, reason, %error, "tls handshake failed");
-                return;
-            }
-            Err(_) => {
-                self.cx.metrics.handshake_failure("timeout");
-                tracing::debug!(%remote, "tls handshake timed out");
-                return;
-            }
-        };
-        let (_, session) = tls.get_ref();
-        let Some(peer) = peer_id(session) else {
-            tracing::warn!(%remote, "verified peer without a readable SPIFFE ID; closing");
-            return;
-        };
-        let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
-        tracing::debug!(%remote, source_id = %peer, "connection accepted");
-        // The peer is fixed for the connection: its identity headers are built once.
-        let Ok(headers) = IdentityHeaders::new(self.cx.own_id.as_str(), peer.as_str()) else {
-            tracing::warn!(%remote, "peer SPIFFE ID is not a header value; closing");
-            return;
-        };
-        let peer = Arc::new(Peer { id: peer, headers });
-        let limits = self.cx.limits;
-        let service = service_fn(move |req| {
-            let (this, peer) = (self.clone(), peer.clone());
-            async move { Ok::<_, Infallible>(this.handle(req, &peer).await) }
-        });
-        serve::http(TokioIo::new(tls), alpn.as_deref(), service, slot, &limits).await;
     }
 
     /// One request from the authenticated `peer`, in phases; never fails, every error becomes
@@ -152,6 +101,51 @@ impl Inbound {
         peer.headers.apply(headers);
         exchange.retarget(&mut req, Scheme::HTTP, &self.upstream_authority)?;
         upstream::send(&self.upstream, req, self.cx.limits.upstream_response).await
+    }
+}
+
+impl serve::Listener for Inbound {
+    const DIRECTION: Direction = Direction::Inbound;
+
+    fn context(&self) -> &Arc<Context> {
+        &self.cx
+    }
+
+    async fn connection(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr, slot: Slot) {
+        let handshake = self.acceptor.accept(tcp);
+        let tls = match tokio::time::timeout(self.cx.limits.tls_handshake, handshake).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(error)) => {
+                let reason = handshake_reason(&error);
+                self.cx.metrics.handshake_failure(reason);
+                tracing::debug!(%remote, reason, %error, "tls handshake failed");
+                return;
+            }
+            Err(_) => {
+                self.cx.metrics.handshake_failure("timeout");
+                tracing::debug!(%remote, "tls handshake timed out");
+                return;
+            }
+        };
+        let (_, session) = tls.get_ref();
+        let Some(peer) = peer_id(session) else {
+            tracing::warn!(%remote, "verified peer without a readable SPIFFE ID; closing");
+            return;
+        };
+        let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+        tracing::debug!(%remote, source_id = %peer, "connection accepted");
+        // The peer is fixed for the connection: its identity headers are built once.
+        let Ok(headers) = IdentityHeaders::new(self.cx.own_id.as_str(), peer.as_str()) else {
+            tracing::warn!(%remote, "peer SPIFFE ID is not a header value; closing");
+            return;
+        };
+        let peer = Arc::new(Peer { id: peer, headers });
+        let limits = self.cx.limits;
+        let service = service_fn(move |req| {
+            let (this, peer) = (self.clone(), peer.clone());
+            async move { Ok::<_, Infallible>(this.handle(req, &peer).await) }
+        });
+        serve::http(TokioIo::new(tls), alpn.as_deref(), service, slot, &limits).await;
     }
 }
 

@@ -13,7 +13,7 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use super::context::Context;
 use super::exchange::Exchange;
@@ -24,7 +24,6 @@ use super::{headers, serve};
 use crate::config;
 use crate::identity::SpiffeId;
 use crate::policy::{self, CompiledPolicy};
-use crate::shutdown::Shutdown;
 use crate::telemetry::decision_log::Direction;
 use crate::tls::{TlsError, TlsOptions, client_config};
 
@@ -102,30 +101,6 @@ impl Outbound {
         Ok(Self { cx, routes })
     }
 
-    /// Accepts plain HTTP connections from the local app on `listener` until `shutdown`,
-    /// then drains.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
-        let cx = self.cx.clone();
-        serve::serve(
-            listener,
-            shutdown,
-            &cx,
-            Direction::Outbound,
-            move |tcp, remote, slot| self.clone().connection(tcp, remote, slot),
-        )
-        .await;
-    }
-
-    async fn connection(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr, slot: Slot) {
-        tracing::debug!(%remote, "outbound connection accepted");
-        let limits = self.cx.limits;
-        let service = service_fn(move |req| {
-            let this = self.clone();
-            async move { Ok::<_, Infallible>(this.handle(req).await) }
-        });
-        serve::http(TokioIo::new(tcp), None, service, slot, &limits).await;
-    }
-
     /// One request from the local app, in phases; never fails, every error becomes its
     /// response (see [`super::respond`]).
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
@@ -180,6 +155,24 @@ impl Outbound {
         } else {
             self.routes.get(host)
         }
+    }
+}
+
+impl serve::Listener for Outbound {
+    const DIRECTION: Direction = Direction::Outbound;
+
+    fn context(&self) -> &Arc<Context> {
+        &self.cx
+    }
+
+    async fn connection(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr, slot: Slot) {
+        tracing::debug!(%remote, "outbound connection accepted");
+        let limits = self.cx.limits;
+        let service = service_fn(move |req| {
+            let this = self.clone();
+            async move { Ok::<_, Infallible>(this.handle(req).await) }
+        });
+        serve::http(TokioIo::new(tcp), None, service, slot, &limits).await;
     }
 }
 

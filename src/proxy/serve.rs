@@ -32,6 +32,36 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// HTTP/2 resets a client may cause before the connection is closed (CVE-2023-44487).
 const H2_MAX_PENDING_RESETS: usize = 20;
 
+/// A data-plane listener (inbound or outbound): what [`run`] needs to serve it.
+pub trait Listener: Send + Sync + 'static {
+    /// Which side of the sidecar it is (metrics, decision log).
+    const DIRECTION: Direction;
+
+    /// The sidecar's shared state.
+    fn context(&self) -> &Arc<Context>;
+
+    /// Serves one accepted connection until it closes.
+    fn connection(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        remote: SocketAddr,
+        slot: Slot,
+    ) -> impl Future<Output = ()> + Send + 'static;
+}
+
+/// Accepts connections for `state` on `listener` until `shutdown`, then drains.
+pub async fn run<L: Listener>(state: Arc<L>, listener: TcpListener, shutdown: Shutdown) {
+    let cx = state.context().clone();
+    serve(
+        listener,
+        shutdown,
+        &cx,
+        L::DIRECTION,
+        move |tcp, remote, slot| state.clone().connection(tcp, remote, slot),
+    )
+    .await;
+}
+
 /// One accepted connection's place under the listener's limit; held until it closes.
 #[derive(Debug)]
 pub struct Slot {
