@@ -454,3 +454,106 @@ async fn an_emptied_policy_file_is_taken_for_a_write_in_progress_and_not_applied
         StatusCode::FORBIDDEN
     );
 }
+
+/// A TLS destination that proves api's SVID, answers each HTTP/1.1 request with
+/// `Connection: close`, and records the serial of every client certificate it was shown.
+struct SerialRecorder {
+    addr: std::net::SocketAddr,
+    serials: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SerialRecorder {
+    async fn start(pki: &Pki, id: &str) -> SerialRecorder {
+        use segward::identity::TrustDomain;
+        use segward::tls::{Credentials, LiveTls, TlsOptions, server_config};
+
+        let svid = pki.issue(id);
+        let bundles = [(
+            TrustDomain::parse("example.org").unwrap(),
+            pki.bundle_path("example.org"),
+        )];
+        let creds = Credentials::load(
+            &svid.cert,
+            &svid.key,
+            &bundles,
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        let tls = LiveTls::new(creds).unwrap();
+        let mut config = (*server_config(&tls, TlsOptions::default()).unwrap()).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serials = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = serials.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+                recorded.lock().unwrap().push(serial(&leaf));
+                let service = hyper::service::service_fn(|_req| async {
+                    let body = http_body_util::Full::new(bytes::Bytes::from_static(b"ok"));
+                    Ok::<_, std::convert::Infallible>(http::Response::new(body))
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                tokio::spawn(connection);
+            }
+        });
+        SerialRecorder {
+            addr,
+            serials,
+            task,
+        }
+    }
+}
+
+impl Drop for SerialRecorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_is_presented_by_the_outbound_side_on_its_next_handshake() {
+    use crate::support::client::PlainClient;
+    use crate::support::sidecar::outbound_block;
+
+    let pki = Pki::new(&["example.org"]);
+    let recorder = SerialRecorder::start(&pki, API).await;
+    let web = pki.issue(WEB);
+    let policy = write_policy(&pki, BASE);
+    let destinations = outbound_block(&[("api", recorder.addr, API)]);
+    let config = write_config(&pki, &web, &["example.org"], &policy, &destinations);
+    let sidecar = start(&config, |_| {}).await;
+    let proxy = sidecar.outbound_addr().unwrap();
+    assert_eq!(
+        PlainClient::get(proxy, "http://api/v1/x")
+            .await
+            .unwrap()
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        recorder.serials.lock().unwrap().clone(),
+        [serial(&web.pem.der)]
+    );
+
+    let rotated = pki.issue(WEB);
+    copy_by_rename(&rotated.key, &web.key);
+    copy_by_rename(&rotated.cert, &web.cert);
+
+    // Every request opens a new connection (the destination closes each one): once the
+    // reload lands, the next handshake presents the rotated certificate.
+    let presented = eventually(WITHIN, || async {
+        let reply = PlainClient::get(proxy, "http://api/v1/x").await.unwrap();
+        reply.status == StatusCode::OK
+            && recorder.serials.lock().unwrap().last() == Some(&serial(&rotated.pem.der))
+    });
+    assert!(presented.await);
+}
