@@ -1,12 +1,11 @@
 //! Process log set-up for `segward run`: human-readable lines on stderr filtered by
-//! `SEGWARD_LOG` (EnvFilter syntax, default `info`), and the decision log's JSON lines on stderr
+//! `SEGWARD_LOG` (`info`, or per target: `segward=debug,hyper=warn`; default `info`), and the decision log's JSON lines on stderr
 //! whatever that filter says (PRODUCT.md §1: "Logs go to stderr").
 
 use std::io::IsTerminal;
 
 use tracing::Level;
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, fmt};
@@ -22,15 +21,13 @@ pub const FILTER_ENV: &str = "SEGWARD_LOG";
 /// A `SEGWARD_LOG` value that is not a valid filter.
 pub fn init() -> Result<(), String> {
     let filter = match std::env::var(FILTER_ENV) {
-        Ok(text) => EnvFilter::try_new(&text).map_err(|e| format!("{FILTER_ENV}={text}: {e}"))?,
-        Err(_) => EnvFilter::new("info"),
+        Ok(text) => text.parse::<Targets>().map_err(|e| {
+            format!("{FILTER_ENV}={text}: {e}; write e.g. info or segward=debug,hyper=warn")
+        })?,
+        Err(_) => Targets::new().with_default(Level::INFO),
     };
     // Decision lines have their own layer; keep them out of the human-readable one.
-    let filter = filter.add_directive(
-        format!("{TARGET}=off")
-            .parse()
-            .map_err(|e| format!("{e}"))?,
-    );
+    let filter = filter.with_target(TARGET, LevelFilter::OFF);
     let text = fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
