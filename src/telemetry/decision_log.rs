@@ -231,8 +231,30 @@ impl JsonFields<'_> {
     }
 
     fn string(&mut self, value: &str) {
+        // Most values (SPIFFE IDs, rule names, normalized paths) need no escaping: copy them.
+        if !value.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+            self.0.push(b'"');
+            self.0.extend_from_slice(value.as_bytes());
+            self.0.push(b'"');
+            return;
+        }
         // serde_json escapes quotes, backslashes and control characters; a Vec never fails.
         let _ = serde_json::to_writer(&mut *self.0, value);
+    }
+
+    /// `value` in decimal, without the formatting machinery.
+    fn integer(&mut self, mut value: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (value % 10) as u8;
+            value /= 10;
+            if value == 0 {
+                break;
+            }
+        }
+        self.0.extend_from_slice(&digits[at..]);
     }
 }
 
@@ -246,9 +268,16 @@ impl Visit for JsonFields<'_> {
         self.key(field);
         if field.name() == "duration_ms" {
             // Sent in microseconds: integer formatting, no float on the request path.
-            let _ = write!(self.0, "{}.{:03}", value / 1000, value % 1000);
+            self.integer(value / 1000);
+            let fraction = value % 1000;
+            self.0.extend_from_slice(&[
+                b'.',
+                b'0' + (fraction / 100) as u8,
+                b'0' + (fraction / 10 % 10) as u8,
+                b'0' + (fraction % 10) as u8,
+            ]);
         } else {
-            let _ = write!(self.0, "{value}");
+            self.integer(value);
         }
     }
 

@@ -154,3 +154,24 @@ fn timestamps_are_rfc3339_utc_with_microseconds_also_across_a_second_boundary() 
     assert_eq!(at(1_795_453_105, 0), "2026-11-23T16:58:25.000000Z");
     assert_eq!(at(0, 1), "1970-01-01T00:00:00.000001Z");
 }
+
+#[test]
+fn numbers_and_durations_are_exact_at_their_edges() {
+    for (micros, text) in [
+        (0u64, "0.000"),
+        (7, "0.007"),
+        (1_500, "1.500"),
+        (12_345_678, "12345.678"),
+    ] {
+        let mut r = record();
+        r.duration = Duration::from_micros(micros);
+        r.status = 0;
+        let lines = capture(|| write(&r));
+        assert!(
+            lines[0].contains(&format!("\"duration_ms\":{text}}}")),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].contains("\"status\":0,"), "{}", lines[0]);
+    }
+}
