@@ -179,7 +179,7 @@ impl<'a> Exchange<'a> {
             decision,
             rule: rule.unwrap_or(reason).to_owned(),
         };
-        metrics.request(&labels, duration);
+        metrics.request(self.direction, &labels, duration);
         if let Some(kind) = error {
             metrics.upstream_error(self.direction, kind);
         }

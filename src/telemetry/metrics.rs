@@ -10,7 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use super::decision_log::Direction;
 
@@ -72,8 +72,11 @@ type DurationFamily = Family<DirectionLabel, Histogram, fn() -> Histogram>;
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    duration: DurationFamily,
-    connections: Family<DirectionLabel, Gauge>,
+    /// The duration histogram of each direction (inbound, outbound), resolved once so that a
+    /// request does not look it up.
+    durations: [Histogram; 2],
+    /// The open-connection gauge of each direction, resolved once likewise.
+    open: [Gauge; 2],
     handshake_failures: Family<ReasonLabel, Counter>,
     reloads: Family<ReloadLabels, Counter>,
     policy_info: Family<VersionLabel, Gauge>,
@@ -86,76 +89,94 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
 }
 
+/// Registers `metric` under `name` and hands it back for recording.
+fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// Index of `direction` in the per-direction arrays.
+fn slot(direction: Direction) -> usize {
+    match direction {
+        Direction::Inbound => 0,
+        Direction::Outbound => 1,
+    }
+}
+
 impl Metrics {
     /// All metrics at zero, registered under the `segward_` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("segward");
-        let metrics = Self {
-            requests: Family::default(),
-            duration: Family::new_with_constructor(duration_histogram),
-            connections: Family::default(),
-            handshake_failures: Family::default(),
-            reloads: Family::default(),
-            policy_info: Family::default(),
-            svid_expiry: Gauge::default(),
-            upstream_errors: Family::default(),
-            registry: Registry::default(),
-        };
-        registry.register(
+        let r = &mut registry;
+        let requests = register(
+            r,
             "requests",
             "Requests decided, by direction, decision and deciding rule",
-            metrics.requests.clone(),
+            Family::default(),
         );
-        registry.register(
+        let duration: DurationFamily = register(
+            r,
             "request_duration_seconds",
             "Time from a request's arrival to its response headers",
-            metrics.duration.clone(),
+            Family::new_with_constructor(duration_histogram),
         );
-        registry.register(
+        let connections: Family<DirectionLabel, Gauge> = register(
+            r,
             "connections_active",
             "Open client connections per listener",
-            metrics.connections.clone(),
+            Family::default(),
         );
-        registry.register(
+        let handshake_failures = register(
+            r,
             "tls_handshake_failures",
             "Inbound TLS handshakes refused, by reason",
-            metrics.handshake_failures.clone(),
+            Family::default(),
         );
-        registry.register(
+        let reloads = register(
+            r,
             "reloads",
             "Reloads that changed something, by what and result",
-            metrics.reloads.clone(),
+            Family::default(),
         );
-        registry.register(
+        let policy_info = register(
+            r,
             "policy_info",
             "The policy version in force (value 1)",
-            metrics.policy_info.clone(),
+            Family::default(),
         );
-        registry.register(
+        let svid_expiry = register(
+            r,
             "svid_expiry_seconds",
             "Seconds until the sidecar's own certificate expires",
-            metrics.svid_expiry.clone(),
+            Gauge::default(),
         );
-        registry.register(
+        let upstream_errors = register(
+            r,
             "upstream_errors",
             "Allowed requests the upstream failed, by direction and kind",
-            metrics.upstream_errors.clone(),
+            Family::default(),
         );
+        let per_direction = |d: Direction| DirectionLabel {
+            direction: d.as_str(),
+        };
+        let both = [Direction::Inbound, Direction::Outbound];
         Self {
+            durations: both.map(|d| duration.get_or_create(&per_direction(d)).clone()),
+            open: both.map(|d| connections.get_or_create(&per_direction(d)).clone()),
             registry,
-            ..metrics
+            requests,
+            handshake_failures,
+            reloads,
+            policy_info,
+            svid_expiry,
+            upstream_errors,
         }
     }
 
-    /// Counts one decided (or refused) request and its duration.
-    pub fn request(&self, labels: &RequestLabels, duration: Duration) {
+    /// Counts one decided (or refused) request on `direction` and its duration.
+    pub fn request(&self, direction: Direction, labels: &RequestLabels, duration: Duration) {
         self.requests.get_or_create(labels).inc();
-        let direction = DirectionLabel {
-            direction: labels.direction,
-        };
-        self.duration
-            .get_or_create(&direction)
-            .observe(duration.as_secs_f64());
+        self.durations[slot(direction)].observe(duration.as_secs_f64());
     }
 
     /// Counts an upstream failure of an allowed request.
@@ -184,12 +205,7 @@ impl Metrics {
 
     /// One more open connection on `direction`'s listener, until the guard is dropped.
     pub fn connection(&self, direction: Direction) -> ConnectionGuard {
-        let gauge = self
-            .connections
-            .get_or_create(&DirectionLabel {
-                direction: direction.as_str(),
-            })
-            .clone();
+        let gauge = self.open[slot(direction)].clone();
         gauge.inc();
         ConnectionGuard(gauge)
     }
