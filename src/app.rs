@@ -85,7 +85,8 @@ impl Sidecar {
     /// # Errors
     /// [`StartError`] naming the file or address at fault.
     pub async fn start(config: &Config) -> Result<Sidecar, StartError> {
-        let live = Arc::new(load(config)?);
+        let sources = Sources::new(config);
+        let live = Arc::new(load(&sources)?);
         let metrics = Arc::new(Metrics::new());
         let readiness = Arc::new(Readiness::default());
         let (admin_trigger, admin_shutdown) = shutdown::channel();
@@ -94,7 +95,6 @@ impl Sidecar {
         let admin = Arc::new(Admin::new(live.clone(), metrics.clone(), readiness.clone()));
         let admin_task = tokio::spawn(admin.serve(admin_listener, admin_shutdown));
 
-        let sources = Sources::new(config);
         let folders = sources.folders();
         let reloader = Arc::new(Reloader::new(sources, live.clone(), metrics.clone()).await);
         let own_id = live.tls().current().credentials().id().clone();
@@ -230,18 +230,18 @@ impl Drop for Sidecar {
     }
 }
 
-/// Credentials, bundles and policy, each checked: the state a sidecar starts from.
-fn load(config: &Config) -> Result<Live, StartError> {
-    let bundles: Vec<_> = config.identity.bundles.clone().into_iter().collect();
+/// Credentials, bundles and policy from the files the reloader will watch, each checked: the
+/// state a sidecar starts from.
+fn load(sources: &Sources) -> Result<Live, StartError> {
     let credentials = Credentials::load(
-        &config.identity.cert,
-        &config.identity.key,
-        &bundles,
+        &sources.cert,
+        &sources.key,
+        &sources.bundles,
         SystemTime::now(),
     )
     .map_err(StartError::Credentials)?;
-    let policy = policy::load(&config.policy).map_err(|errors| StartError::Policy {
-        path: config.policy.clone(),
+    let policy = policy::load(&sources.policy).map_err(|errors| StartError::Policy {
+        path: sources.policy.clone(),
         errors,
     })?;
     let tls = LiveTls::new(credentials).map_err(StartError::Credentials)?;

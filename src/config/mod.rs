@@ -210,11 +210,17 @@ impl Outbound {
     /// The destination a request's authority host names, compared case-insensitively
     /// (PRODUCT.md §2: "matched against the request's authority host"). `None` means deny.
     pub fn destination(&self, host: &str) -> Option<&Destination> {
-        if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.destinations.get(&host.to_ascii_lowercase())
-        } else {
-            self.destinations.get(host)
-        }
+        self.destinations.get(destination_key(host).as_ref())
+    }
+}
+
+/// The key a request's host is looked up under among the destinations: destination names
+/// compare case-insensitively, and are stored lower case (allocates only for upper case).
+pub fn destination_key(host: &str) -> std::borrow::Cow<'_, str> {
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
     }
 }
 

@@ -96,7 +96,7 @@ impl Outbound {
                 authority,
                 client: upstream::mtls_client(client_tls, &cx.limits),
             };
-            routes.insert(name.to_ascii_lowercase(), route);
+            routes.insert(config::destination_key(name).into_owned(), route);
         }
         Ok(Self { cx, routes })
     }
@@ -150,11 +150,7 @@ impl Outbound {
 
     /// The route for a destination name, compared case-insensitively.
     fn route(&self, host: &str) -> Option<&Route> {
-        if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.routes.get(&host.to_ascii_lowercase())
-        } else {
-            self.routes.get(host)
-        }
+        self.routes.get(config::destination_key(host).as_ref())
     }
 }
 
