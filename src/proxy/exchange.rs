@@ -18,7 +18,6 @@ use crate::config::Mode;
 use crate::path::{self, NormalizedPath};
 use crate::policy::{CompiledPolicy, Verdict};
 use crate::telemetry::decision_log::{self, DecisionRecord, Direction};
-use crate::telemetry::metrics::RequestLabels;
 
 /// What is known about one request so far; borrows the request's policy snapshot and the
 /// connection's identities for `'a`.
@@ -174,12 +173,7 @@ impl<'a> Exchange<'a> {
         };
         let duration = self.started.elapsed();
         let metrics = &self.cx.metrics;
-        let labels = RequestLabels {
-            direction: self.direction.as_str(),
-            decision,
-            rule: rule.unwrap_or(reason).to_owned(),
-        };
-        metrics.request(self.direction, &labels, duration);
+        metrics.request(self.direction, decision, rule.unwrap_or(reason), duration);
         if let Some(kind) = error {
             metrics.upstream_error(self.direction, kind);
         }

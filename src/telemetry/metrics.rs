@@ -173,9 +173,21 @@ impl Metrics {
         }
     }
 
-    /// Counts one decided (or refused) request on `direction` and its duration.
-    pub fn request(&self, direction: Direction, labels: &RequestLabels, duration: Duration) {
-        self.requests.get_or_create(labels).inc();
+    /// Counts one request on `direction`: its decision, the deciding rule (or the fixed reason
+    /// no rule decided), and its duration.
+    pub fn request(
+        &self,
+        direction: Direction,
+        decision: &'static str,
+        rule: &str,
+        duration: Duration,
+    ) {
+        let labels = RequestLabels {
+            direction: direction.as_str(),
+            decision,
+            rule: rule.to_owned(),
+        };
+        self.requests.get_or_create(&labels).inc();
         self.durations[slot(direction)].observe(duration.as_secs_f64());
     }
 
