@@ -34,11 +34,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = runtime(config.limits.worker_threads).context("starting the async runtime")?;
     runtime.block_on(serve(config))
+}
+
+/// `limits.worker_threads`: one thread is a single event loop (the default, as Linkerd's
+/// proxy does: a sidecar's connections are few and its requests short, and one loop spares
+/// every cross-thread wake-up); more is tokio's work-stealing pool of that size.
+fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if worker_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(worker_threads);
+        builder
+    };
+    builder.enable_all().build()
 }
 
 async fn serve(config: Config) -> anyhow::Result<Outcome> {

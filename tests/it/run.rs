@@ -220,12 +220,26 @@ async fn audit_mode_forwards_a_denied_request_and_logs_it_as_would_deny() {
 
 #[tokio::test]
 async fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
+    serves_then_drains_on_sigterm("").await;
+}
+
+/// The same through a work-stealing pool (`limits.worker_threads: 2`) instead of the default
+/// single event loop.
+#[tokio::test]
+async fn a_sidecar_with_two_worker_threads_serves_and_drains_alike() {
+    serves_then_drains_on_sigterm("limits: { worker_threads: 2 }\n").await;
+}
+
+/// Starts the real binary with `extra` config, holds a request in flight, sends SIGTERM:
+/// the request completes 200, the process exits 0 and stops listening.
+async fn serves_then_drains_on_sigterm(extra: &str) {
     let pki = Pki::new(&[TD]);
     let (api, web) = (pki.issue(API), pki.issue(WEB));
     let backend = Backend::slow(SLOW).await;
     let listen = Backend::unused_addr();
     let policy = write_policy(&pki, POLICY);
-    let config = write_config(&pki, &api, &[TD], &policy, &inbound(listen, backend.addr()));
+    let listeners = inbound(listen, backend.addr()) + extra;
+    let config = write_config(&pki, &api, &[TD], &policy, &listeners);
     let mut segward = Segward::spawn(&config);
     segward.until_listening(listen).await;
     let client = MtlsClient::new(Some(&web.pem), &pki.bundle_pems(), Alpn::H1);
