@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rustls::ServerConfig;
+use rustls::pki_types::UnixTime;
 use rustls::server::ServerConnection;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -128,7 +129,7 @@ impl serve::Listener for Inbound {
             }
         };
         let (_, session) = tls.get_ref();
-        let Some(peer) = peer_id(session) else {
+        let Some(peer) = self.peer_id(session) else {
             tracing::warn!(%remote, "verified peer without a readable SPIFFE ID; closing");
             return;
         };
@@ -169,10 +170,18 @@ fn handshake_reason(error: &std::io::Error) -> &'static str {
     }
 }
 
-/// The SPIFFE ID of a verified peer's leaf (our verifier already applied every rule).
-fn peer_id(session: &ServerConnection) -> Option<SpiffeId> {
-    let leaf = session.peer_certificates()?.first()?;
-    Svid::from_der(leaf, Role::Client, SystemTime::now())
-        .ok()
-        .map(|svid| svid.id)
+impl Inbound {
+    /// The SPIFFE ID of a verified peer's leaf (our verifier already applied every rule):
+    /// from the verifier's record of the chain it just checked, else read from the leaf.
+    fn peer_id(&self, session: &ServerConnection) -> Option<SpiffeId> {
+        let (leaf, intermediates) = session.peer_certificates()?.split_first()?;
+        let material = self.cx.live.tls().current();
+        let verified = material.client_verifier().verified_chains();
+        if let Some(id) = verified.get(leaf, intermediates, UnixTime::now()) {
+            return Some(id);
+        }
+        Svid::from_der(leaf, Role::Client, SystemTime::now())
+            .ok()
+            .map(|svid| svid.id)
+    }
 }

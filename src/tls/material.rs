@@ -16,6 +16,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 
+use super::chains::VerifiedChains;
 use super::{Credentials, SpiffeClientVerifier, TlsError, crypto_provider};
 
 /// One consistent set of TLS material: credentials and the client verifier of their bundles.
@@ -23,12 +24,24 @@ use super::{Credentials, SpiffeClientVerifier, TlsError, crypto_provider};
 pub struct TlsMaterial {
     credentials: Credentials,
     client_verifier: SpiffeClientVerifier,
+    server_chains: VerifiedChains,
 }
 
 impl TlsMaterial {
     /// The credentials this material was built from.
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
+    }
+
+    /// The verifier of inbound peers' client certificates under this material.
+    pub fn client_verifier(&self) -> &SpiffeClientVerifier {
+        &self.client_verifier
+    }
+
+    /// Outbound servers' chains fully checked under this material (any destination: the
+    /// expected ID is compared on every handshake, cached or not).
+    pub fn server_chains(&self) -> &VerifiedChains {
+        &self.server_chains
     }
 }
 
@@ -66,6 +79,7 @@ fn build(credentials: Credentials) -> Result<TlsMaterial, TlsError> {
     Ok(TlsMaterial {
         credentials,
         client_verifier,
+        server_chains: VerifiedChains::default(),
     })
 }
 

@@ -6,6 +6,7 @@
 //! verifier: see [`crypto_provider`].
 //! Never call rustls' `builder()`, which picks a process-level provider implicitly.
 
+mod chains;
 mod config;
 mod credentials;
 mod error;
@@ -16,6 +17,7 @@ use std::sync::{Arc, OnceLock};
 
 use rustls::crypto::CryptoProvider;
 
+pub use chains::{MAX_CHAINS, VerifiedChains};
 pub use config::{TlsOptions, client_config, server_config};
 pub use credentials::Credentials;
 pub use error::{TlsError, handshake_failure_reason};

@@ -409,3 +409,213 @@ mod credentials_load {
         assert_eq!(error, expected);
     }
 }
+
+/// The cache of fully checked chains ([`VerifiedChains`]): what a remembered chain skips and
+/// what it never skips.
+mod verified_chains {
+    use rustls::client::ResolvesClientCert;
+    use rustls::server::danger::ClientCertVerifier;
+    use rustls::pki_types::UnixTime;
+    use rustls::sign::CertifiedKey;
+
+    use super::*;
+
+    /// Presents `chain` but signs the handshake with `key`: someone who copied a certificate
+    /// without its private key.
+    #[derive(Debug)]
+    struct Impostor(Arc<CertifiedKey>);
+
+    impl ResolvesClientCert for Impostor {
+        fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+            Some(self.0.clone())
+        }
+
+        fn has_certs(&self) -> bool {
+            true
+        }
+    }
+
+    fn chain(svid: &IssuedSvid) -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_slice_iter(svid.chain_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    }
+
+    fn impostor(stolen: &IssuedSvid, own_key: &IssuedSvid, server_ca: &Ca) -> Arc<ClientConfig> {
+        let key = PrivateKeyDer::from_pem_slice(own_key.key_pem.as_bytes()).unwrap();
+        let key = crypto_provider()
+            .key_provider
+            .load_private_key(key)
+            .unwrap();
+        let certified = Arc::new(CertifiedKey::new(chain(stolen), key));
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(server_ca.cert_der().to_vec()))
+            .unwrap();
+        let config = ClientConfig::builder_with_provider(crypto_provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_cert_resolver(Arc::new(Impostor(certified)));
+        Arc::new(config)
+    }
+
+    /// Server material for `spiffe://a.org/api` and its config.
+    fn server() -> (Ca, LiveTls, Arc<ServerConfig>) {
+        let ca = Ca::new(&td("a.org")).unwrap();
+        let live = credentials(&issue(&ca, "spiffe://a.org/api"), &[("a.org", &ca)]);
+        let config = server_config(&live, TlsOptions::default()).unwrap();
+        (ca, live, config)
+    }
+
+    fn remembered(live: &LiveTls) -> usize {
+        live.current().client_verifier().verified_chains().len()
+    }
+
+    #[tokio::test]
+    async fn a_remembered_chain_still_has_to_prove_its_private_key() {
+        let (ca, live, server) = server();
+        let web = issue(&ca, "spiffe://a.org/web");
+        let honest = raw_client(&web, &ca, false);
+        for _ in 0..2 {
+            let outcome = handshake(server.clone(), honest.clone()).await;
+            assert_eq!(outcome.server.unwrap(), id("spiffe://a.org/web"));
+        }
+        assert_eq!(remembered(&live), 1, "the same chain twice is one entry");
+
+        // The same certificate bytes, signed for with another key: refused at the handshake
+        // signature although the chain itself is remembered.
+        let other = issue(&ca, "spiffe://a.org/other");
+        let outcome = handshake(server, impostor(&web, &other, &ca)).await;
+        let error = outcome.server.unwrap_err();
+        assert!(
+            matches!(rustls_error(&error), Error::InvalidCertificate(_)),
+            "{error:?}"
+        );
+        assert!(outcome.client.is_err());
+    }
+
+    #[test]
+    fn a_remembered_chain_is_checked_in_full_again_outside_its_validity() {
+        let ca = Ca::new(&td("a.org")).unwrap();
+        let creds = checked(&issue(&ca, "spiffe://a.org/api"), &[("a.org", &ca)]);
+        let verifier = SpiffeClientVerifier::new(creds.bundles(), &crypto_provider()).unwrap();
+        let web = chain(&issue(&ca, "spiffe://a.org/web"));
+        let (leaf, intermediates) = web.split_first().unwrap();
+        let now = UnixTime::now();
+        verifier
+            .verify_client_cert(leaf, intermediates, now)
+            .unwrap();
+        assert_eq!(verifier.verified_chains().len(), 1);
+
+        let later = UnixTime::since_unix_epoch(Duration::from_secs(now.as_secs() + 2 * 3600));
+        let error = verifier
+            .verify_client_cert(leaf, intermediates, later)
+            .unwrap_err();
+        let ours = TlsError::from_handshake(&error).unwrap();
+        assert_eq!(ours, &TlsError::PeerSvid(SvidError::Expired));
+        let earlier = UnixTime::since_unix_epoch(Duration::from_secs(now.as_secs() - 2 * 3600));
+        let error = verifier
+            .verify_client_cert(leaf, intermediates, earlier)
+            .unwrap_err();
+        let ours = TlsError::from_handshake(&error).unwrap();
+        assert_eq!(ours, &TlsError::PeerSvid(SvidError::NotYetValid));
+    }
+
+    #[test]
+    fn failures_are_not_remembered_and_another_chain_is_not_a_hit() {
+        let ca = Ca::new(&td("a.org")).unwrap();
+        let creds = checked(&issue(&ca, "spiffe://a.org/api"), &[("a.org", &ca)]);
+        let verifier = SpiffeClientVerifier::new(creds.bundles(), &crypto_provider()).unwrap();
+        let stranger = Ca::new(&td("a.org")).unwrap();
+        let forged = chain(&issue(&stranger, "spiffe://a.org/web"));
+        let now = UnixTime::now();
+        for _ in 0..2 {
+            assert!(verifier.verify_client_cert(&forged[0], &[], now).is_err());
+        }
+        assert!(verifier.verified_chains().is_empty());
+        let web = chain(&issue(&ca, "spiffe://a.org/web"));
+        verifier.verify_client_cert(&web[0], &[], now).unwrap();
+        assert!(verifier.verify_client_cert(&forged[0], &[], now).is_err());
+        assert!(
+            verifier
+                .verified_chains()
+                .get(&forged[0], &[], now)
+                .is_none()
+        );
+        // The same leaf with an extra certificate behind it is another chain.
+        let longer = [web[0].clone()];
+        assert!(
+            verifier
+                .verified_chains()
+                .get(&web[0], &longer, now)
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn new_material_starts_with_nothing_remembered() {
+        let (ca, live, server) = server();
+        let web = issue(&ca, "spiffe://a.org/web");
+        let outcome = handshake(server.clone(), raw_client(&web, &ca, false)).await;
+        outcome.server.unwrap();
+        assert_eq!(remembered(&live), 1);
+
+        let rekeyed = Ca::new(&td("a.org")).unwrap();
+        live.publish(checked(
+            &issue(&rekeyed, "spiffe://a.org/api"),
+            &[("a.org", &rekeyed)],
+        ))
+        .unwrap();
+        assert_eq!(remembered(&live), 0);
+        // The old CA's client is refused although its chain was remembered a moment ago (the
+        // new CA has the old one's name, so webpki finds it and the signature fails).
+        let outcome = handshake(server, raw_client(&web, &rekeyed, false)).await;
+        let error = outcome.server.unwrap_err();
+        assert_eq!(
+            rustls_error(&error),
+            &Error::InvalidCertificate(CertificateError::BadSignature)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_remembered_server_chain_is_still_held_to_each_destination_id() {
+        let (ca, _server_live, server) = server();
+        let client = credentials(&issue(&ca, "spiffe://a.org/web"), &[("a.org", &ca)]);
+        let to_api = client_config(&client, &id("spiffe://a.org/api"), TlsOptions::default());
+        let outcome = handshake(server.clone(), to_api.unwrap()).await;
+        outcome.client.unwrap();
+        assert_eq!(client.current().server_chains().len(), 1);
+
+        let to_billing = client_config(
+            &client,
+            &id("spiffe://a.org/billing"),
+            TlsOptions::default(),
+        );
+        let outcome = handshake(server, to_billing.unwrap()).await;
+        let expected = TlsError::WrongPeerId {
+            expected: "spiffe://a.org/billing".into(),
+            actual: "spiffe://a.org/api".into(),
+        };
+        assert_eq!(tls_error(&outcome.client.unwrap_err()), expected);
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let chains = VerifiedChains::default();
+        let svid = Svid {
+            id: id("spiffe://a.org/web"),
+            not_before: 0,
+            not_after: i64::MAX,
+        };
+        for n in 0..MAX_CHAINS {
+            let leaf = CertificateDer::from(n.to_be_bytes().to_vec());
+            chains.insert(&leaf, &[], &svid);
+        }
+        assert_eq!(chains.len(), MAX_CHAINS);
+        let one_more = CertificateDer::from(b"one more".to_vec());
+        chains.insert(&one_more, &[], &svid);
+        assert_eq!(chains.len(), 1, "a full cache is emptied, then refilled");
+        assert!(chains.get(&one_more, &[], UnixTime::now()).is_some());
+    }
+}

@@ -5,6 +5,10 @@
 //! 3. only then webpki path validation runs, against that bundle alone;
 //! 4. outbound only: the peer's ID must equal the destination's `spiffe_id`. It replaces the
 //!    DNS name check, which never runs.
+//!
+//! Steps 1–3 are skipped for a chain that passed them under the same material, byte for
+//! byte, while all its certificates are within their validity ([`VerifiedChains`]); step 4
+//! and the handshake signature run every time.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +27,7 @@ use rustls::{
     SignatureScheme,
 };
 
+use super::chains::VerifiedChains;
 use super::{LiveTls, TlsError};
 use crate::identity::{Role, SpiffeId, Svid};
 
@@ -32,6 +37,7 @@ use crate::identity::{Role, SpiffeId, Svid};
 pub struct SpiffeClientVerifier {
     by_trust_domain: BTreeMap<String, Arc<dyn ClientCertVerifier>>,
     algorithms: WebPkiSupportedAlgorithms,
+    verified: VerifiedChains,
 }
 
 /// Verifies an outbound server: X509-SVID rules, webpki path validation (serverAuth EKU)
@@ -67,7 +73,13 @@ impl SpiffeClientVerifier {
         Ok(Self {
             by_trust_domain,
             algorithms: provider.signature_verification_algorithms,
+            verified: VerifiedChains::default(),
         })
+    }
+
+    /// The client chains this verifier has fully checked.
+    pub fn verified_chains(&self) -> &VerifiedChains {
+        &self.verified
     }
 }
 
@@ -98,12 +110,17 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
+        if self.verified.get(end_entity, intermediates, now).is_some() {
+            return Ok(ClientCertVerified::assertion());
+        }
         let svid = peer_svid(end_entity, Role::Client, now)?;
         let webpki = self
             .by_trust_domain
             .get(svid.id.trust_domain())
             .ok_or_else(|| unknown_trust_domain(&svid.id))?;
-        webpki.verify_client_cert(end_entity, intermediates, now)
+        webpki.verify_client_cert(end_entity, intermediates, now)?;
+        self.verified.insert(end_entity, intermediates, &svid);
+        Ok(ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -139,25 +156,33 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let svid = peer_svid(end_entity, Role::Server, now)?;
         let material = self.tls.current();
-        let roots = material
-            .credentials()
-            .bundles()
-            .get(svid.id.trust_domain())
-            .ok_or_else(|| unknown_trust_domain(&svid.id))?;
-        let parsed = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &parsed,
-            roots,
-            intermediates,
-            now,
-            self.algorithms.all,
-        )?;
-        if svid.id != self.expected {
+        let verified = material.server_chains();
+        let id = match verified.get(end_entity, intermediates, now) {
+            Some(id) => id,
+            None => {
+                let svid = peer_svid(end_entity, Role::Server, now)?;
+                let roots = material
+                    .credentials()
+                    .bundles()
+                    .get(svid.id.trust_domain())
+                    .ok_or_else(|| unknown_trust_domain(&svid.id))?;
+                let parsed = ParsedCertificate::try_from(end_entity)?;
+                verify_server_cert_signed_by_trust_anchor(
+                    &parsed,
+                    roots,
+                    intermediates,
+                    now,
+                    self.algorithms.all,
+                )?;
+                verified.insert(end_entity, intermediates, &svid);
+                svid.id
+            }
+        };
+        if id != self.expected {
             return Err(reject(TlsError::WrongPeerId {
                 expected: self.expected.to_string(),
-                actual: svid.id.to_string(),
+                actual: id.to_string(),
             }));
         }
         Ok(ServerCertVerified::assertion())
