@@ -33,6 +33,8 @@ pub fn server_config(tls: &LiveTls, options: TlsOptions) -> Result<Arc<ServerCon
         .with_client_cert_verifier(Arc::new(CurrentClientVerifier(tls.clone())))
         .with_cert_resolver(Arc::new(CurrentCert(tls.clone())));
     config.alpn_protocols = alpn();
+    // Our cipher suite order, not the client's (see `crypto_provider`).
+    config.ignore_client_order = true;
     // No session resumption: a resumed session skips client-certificate verification, so a
     // peer holding a session would outlive a removed bundle or a rotated CA. Every
     // connection is a full handshake against the bundles in force.

@@ -15,6 +15,7 @@ mod verify;
 
 use std::sync::{Arc, OnceLock};
 
+use rustls::CipherSuite;
 use rustls::crypto::CryptoProvider;
 
 pub use chains::{MAX_CHAINS, VerifiedChains};
@@ -28,7 +29,17 @@ pub use verify::{SpiffeClientVerifier, SpiffeServerVerifier};
 pub fn crypto_provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .get_or_init(|| {
+            let mut provider = rustls::crypto::ring::default_provider();
+            // AES-128-GCM-SHA256 first: every key exchange and signature here is a 128-bit
+            // security level curve (X25519, P-256), so AES-256 and a SHA-384 key schedule add
+            // cost per handshake and per record, not strength (Go's TLS server makes the
+            // same choice). Servers apply this order over the client's.
+            provider
+                .cipher_suites
+                .sort_by_key(|suite| suite.suite() != CipherSuite::TLS13_AES_128_GCM_SHA256);
+            Arc::new(provider)
+        })
         .clone()
 }
 

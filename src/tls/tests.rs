@@ -298,6 +298,53 @@ async fn tls12_is_accepted_when_enabled() {
     assert_eq!(outcome.server.unwrap(), id("spiffe://a.org/web"));
 }
 
+/// A client listing AES-256 first (rustls' and OpenSSL's default) gets AES-128-GCM-SHA256:
+/// the server's order wins (see `crypto_provider`).
+#[tokio::test]
+async fn the_server_picks_aes_128_gcm_whatever_the_client_lists_first() {
+    let (ca, server) = server_in_a();
+    let web = issue(&ca, "spiffe://a.org/web");
+    let chain = CertificateDer::pem_slice_iter(web.chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(web.key_pem.as_bytes()).unwrap();
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ca.cert_der().to_vec()))
+        .unwrap();
+    let stock = rustls::crypto::ring::default_provider();
+    assert_eq!(
+        stock.cipher_suites[0].suite(),
+        rustls::CipherSuite::TLS13_AES_256_GCM_SHA384
+    );
+    let client = ClientConfig::builder_with_provider(Arc::new(stock))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accept = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = TlsAcceptor::from(server).accept(tcp).await.unwrap();
+        tls.write_all(b"k").await.unwrap();
+        tls.shutdown().await.unwrap();
+    });
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = TlsConnector::from(Arc::new(client))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let mut byte = [0u8; 1];
+    tls.read_exact(&mut byte).await.unwrap();
+    let suite = tls.get_ref().1.negotiated_cipher_suite().unwrap().suite();
+    assert_eq!(suite, rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    accept.await.unwrap();
+}
+
 #[test]
 fn configs_offer_h2_then_http11() {
     let ca = Ca::new(&td("a.org")).unwrap();
@@ -414,8 +461,8 @@ mod credentials_load {
 /// what it never skips.
 mod verified_chains {
     use rustls::client::ResolvesClientCert;
-    use rustls::server::danger::ClientCertVerifier;
     use rustls::pki_types::UnixTime;
+    use rustls::server::danger::ClientCertVerifier;
     use rustls::sign::CertifiedKey;
 
     use super::*;
