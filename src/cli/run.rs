@@ -35,7 +35,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
         tracing::warn!("{warning}");
     }
     let runtime = runtime(config.limits.worker_threads).context("starting the async runtime")?;
-    runtime.block_on(serve(config))
+    let outcome = runtime.block_on(serve(config));
+    // Decision lines are written in batches: the last ones go out before the process exits.
+    logging::flush();
+    outcome
 }
 
 /// `limits.worker_threads`: one thread is a single event loop (the default, as Linkerd's

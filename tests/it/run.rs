@@ -183,6 +183,89 @@ async fn every_request_gets_one_decision_line_and_the_query_is_never_logged() {
     assert_eq!(seen, ["/v1/x?secret=1"], "the denied request was forwarded");
 }
 
+/// Decision lines are written in batches (telemetry::sink): a lone line still reaches stderr
+/// while the sidecar keeps running, a burst larger than the batch size arrives whole (every
+/// line is one JSON object), and SIGTERM writes out the rest.
+#[tokio::test]
+async fn decision_lines_reach_stderr_while_running_and_whole_in_bursts() {
+    let pki = Pki::new(&[TD]);
+    let (api, web) = (pki.issue(API), pki.issue(WEB));
+    let backend = Backend::start().await;
+    let listen = Backend::unused_addr();
+    let policy = write_policy(&pki, POLICY);
+    let config = write_config(&pki, &api, &[TD], &policy, &inbound(listen, backend.addr()));
+    let mut segward = Segward::spawn(&config);
+    segward.until_listening(listen).await;
+    let client = MtlsClient::new(Some(&web.pem), &pki.bundle_pems(), Alpn::H1);
+
+    let first = client.get(listen, "/v1/first").await.unwrap();
+    assert_eq!(first.status, StatusCode::OK);
+    let wait = Duration::from_secs(3);
+    let seen = eventually(wait, || {
+        let lines = decision_lines(&segward.stderr());
+        async move { lines.len() == 1 }
+    })
+    .await;
+    assert!(
+        seen,
+        "no decision line within {wait:?}:\n{}",
+        segward.stderr()
+    );
+    assert!(
+        segward.child.try_wait().unwrap().is_none(),
+        "it must still run"
+    );
+
+    // ~200 lines of ~400 bytes: several batches' worth.
+    for n in 0..200 {
+        let reply = client.get(listen, &format!("/v1/burst/{n}")).await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let all = eventually(wait, || {
+        let lines = decision_lines(&segward.stderr());
+        async move { lines.len() == 201 }
+    })
+    .await;
+    assert!(all, "{}", segward.stderr());
+    segward.terminate();
+    assert_eq!(segward.exit_code().await, 0);
+    let stderr = segward.stderr();
+    let lines = decision_lines(&stderr);
+    assert_eq!(lines.len(), 201, "{stderr}");
+    let mut ids: Vec<_> = lines.iter().map(|l| l["request_id"].to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 201, "every request's own line");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("stopped"), "last line: {last}");
+}
+
+/// With human-readable logging at `error` nothing else is written at exit: the decision line of
+/// a request answered just before SIGTERM must still be written out.
+#[tokio::test]
+async fn pending_decision_lines_are_written_out_at_exit() {
+    let pki = Pki::new(&[TD]);
+    let (api, web) = (pki.issue(API), pki.issue(WEB));
+    let backend = Backend::start().await;
+    let listen = Backend::unused_addr();
+    let policy = write_policy(&pki, POLICY);
+    let config = write_config(&pki, &api, &[TD], &policy, &inbound(listen, backend.addr()));
+    let mut segward = Segward::spawn_logging(&config, Some("error"));
+    segward.until_listening(listen).await;
+    let client = MtlsClient::new(Some(&web.pem), &pki.bundle_pems(), Alpn::H1);
+
+    let reply = client.get(listen, "/admin/keys").await.unwrap();
+    segward.terminate();
+    let code = segward.exit_code().await;
+
+    let stderr = segward.stderr();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let lines = decision_lines(&stderr);
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert_eq!(lines[0]["request_id"], request_id(&reply), "{stderr}");
+}
+
 #[tokio::test]
 async fn audit_mode_forwards_a_denied_request_and_logs_it_as_would_deny() {
     let pki = Pki::new(&[TD]);
@@ -300,12 +383,21 @@ struct Segward {
 impl Segward {
     /// Starts `segward run --config config` with the default log filter.
     fn spawn(config: &Path) -> Segward {
+        Self::spawn_logging(config, None)
+    }
+
+    /// Starts `segward run --config config` with `SEGWARD_LOG=filter` (default if `None`).
+    fn spawn_logging(config: &Path, filter: Option<&str>) -> Segward {
         let stderr = tempfile::tempfile().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_segward"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_segward"));
+        match filter {
+            Some(filter) => command.env("SEGWARD_LOG", filter),
+            None => command.env_remove("SEGWARD_LOG"),
+        };
+        let child = command
             .arg("run")
             .arg("--config")
             .arg(config)
-            .env_remove("SEGWARD_LOG")
             .env_remove("SEGWARD_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
