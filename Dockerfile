@@ -7,7 +7,8 @@
 #
 # The runtime base is debian:bookworm-slim rather than distroless/cc: the `certs` job runs a
 # shell script (deploy/mint-certs.sh) and the HEALTHCHECK needs bash's /dev/tcp, and slim has
-# both while adding no HTTP client. The binary links only glibc (rustls with ring, no OpenSSL).
+# both while adding no HTTP client. The binary is static (glibc linked in; rustls with ring, no
+# OpenSSL), so the runtime image only has to provide the files it reads.
 
 # --- build ------------------------------------------------------------------------------------
 FROM rust:1-slim-bookworm AS build
@@ -15,20 +16,22 @@ WORKDIR /src
 
 # Dependencies first, in a layer of their own: editing src/ does not rebuild them. Stub
 # targets stand in for the crate (and its declared benches) while only the lock file counts.
+# scripts/build-release.sh is `cargo build --release --locked --target <this machine>` linked
+# statically (static-pie against glibc): the artifact benches/pair.sh measures.
 COPY Cargo.toml Cargo.lock ./
+COPY scripts scripts
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
     && for bench in decide normalize compile; do echo 'fn main() {}' > "benches/$bench.rs"; done \
-    && cargo build --release --locked \
-    && rm -rf src benches target/release/.fingerprint/segward-*
+    && scripts/build-release.sh \
+    && rm -rf src benches target/*/release/.fingerprint/segward-*
 
 COPY src src
 COPY benches benches
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    cargo build --release --locked \
-    && install -D -m 0755 target/release/segward /out/segward
+    install -D -m 0755 "$(scripts/build-release.sh)" /out/segward
 
 # --- runtime ----------------------------------------------------------------------------------
 FROM debian:bookworm-slim

@@ -8,17 +8,19 @@
 #   benches/pair.sh                                   # defaults of run.sh (threads 1 and 2, 3 reps)
 #   PB_THREADS_LIST=2 PB_CONNS=64 PB_REPS=5 benches/pair.sh   # the figures in README
 #
-# segward runs as shipped: decision log on (every request), metrics and admin on. Its
-# decision lines go to a scratch file that is removed afterwards (they would otherwise
-# fill the disk: ~400 bytes per request per sidecar). Any PB_* knob of run.sh passes through.
+# segward runs as shipped: the binary of scripts/build-release.sh, decision log on (every
+# request), metrics and admin on. Its decision lines go to a scratch file that is removed
+# afterwards (they would otherwise fill the disk: ~400 bytes per request per sidecar).
+# Any PB_* knob of run.sh passes through.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 bench=${PEERBENCH:-$root/../shared/bench/run.sh}
 [ -f "$bench" ] || { echo "peer benchmark not found at $bench (set PEERBENCH)" >&2; exit 2; }
 
-cargo build --release --locked
+# The release artifact, as the Dockerfile builds it (static-pie on Linux).
+binary=$(scripts/build-release.sh)
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
-export PROXY_UNDER_TEST_CMD="$root/target/release/segward run --config \"\$PB_CONFIG\" 2>>$logs/\$PB_ROLE.log"
+export PROXY_UNDER_TEST_CMD="$binary run --config \"\$PB_CONFIG\" 2>>$logs/\$PB_ROLE.log"
 bash "$bench"

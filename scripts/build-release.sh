@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The release artifact: segward built with the release profile for this machine's target,
+# linked statically (static-pie) against glibc on Linux, and its path printed on stdout.
+# The Dockerfile and benches/pair.sh use it; `cargo build --release` (dynamic) stays the
+# developer build.
+#
+#   scripts/build-release.sh            # -> /path/to/target/<triple>/release/segward
+#
+# Why static: idle RSS is mostly mapped code pages, and a dynamic binary maps libc, libm,
+# libgcc_s and ld.so on top of its own (~1.1 MiB more per sidecar, measured with
+# benches/pair.sh). glibc's own "files" and "dns" name lookups are built into its static
+# library, so upstream and destination host names resolve as before (/etc/hosts, then DNS);
+# other NSS modules (mdns, systemd-resolved's nss-resolve) are not loaded.
+# Extra arguments go to cargo (e.g. --features).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+host=$(rustc -vV | sed -n 's/^host: //p')
+flags=""
+case "$host" in
+  *-linux-gnu*) flags="-C target-feature=+crt-static" ;;
+esac
+# --target keeps these flags off build scripts and proc-macros (which cannot be static).
+RUSTFLAGS="${RUSTFLAGS:-} $flags" cargo build --release --locked --target "$host" "$@" >&2
+echo "$PWD/target/$host/release/segward"
