@@ -49,11 +49,6 @@ impl Stderr {
             .clone()
     }
 
-    /// A writer of decision lines: buffered.
-    pub fn decisions(&self) -> Decisions {
-        Decisions(self.clone())
-    }
-
     /// Writes out every pending decision line now.
     pub fn flush(&self) {
         let mut pending = self.lock();
@@ -103,20 +98,47 @@ fn write_out(pending: &mut Vec<u8>) {
     pending.clear();
 }
 
-/// Buffered writer of decision lines (see [`Stderr`]).
-#[derive(Debug)]
-pub struct Decisions(Stderr);
+/// A writer for one kind of line (see [`Stderr`]): decision lines are buffered,
+/// human-readable lines go out at once after the pending decision lines.
+#[derive(Debug, Clone)]
+pub struct Lines {
+    stderr: Stderr,
+    buffered: bool,
+}
 
-impl Write for Decisions {
+impl Stderr {
+    /// A writer of decision lines: buffered.
+    pub fn decisions(&self) -> Lines {
+        Lines {
+            stderr: self.clone(),
+            buffered: true,
+        }
+    }
+
+    /// A writer of human-readable lines: unbuffered, after the pending decision lines.
+    pub fn text(&self) -> Lines {
+        Lines {
+            stderr: self.clone(),
+            buffered: false,
+        }
+    }
+}
+
+impl Write for Lines {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        let mut pending = self.0.lock();
+        let mut pending = self.stderr.lock();
+        if !self.buffered {
+            write_out(&mut pending);
+            io::stderr().lock().write_all(line)?;
+            return Ok(line.len());
+        }
         let was_empty = pending.is_empty();
         pending.extend_from_slice(line);
         if pending.len() >= FLUSH_BYTES {
             write_out(&mut pending);
         } else if was_empty {
             drop(pending);
-            self.0.wake_flusher();
+            self.stderr.wake_flusher();
         }
         Ok(line.len())
     }
@@ -126,42 +148,10 @@ impl Write for Decisions {
     }
 }
 
-impl<'w> MakeWriter<'w> for Decisions {
-    type Writer = Decisions;
+impl<'w> MakeWriter<'w> for Lines {
+    type Writer = Lines;
 
     fn make_writer(&'w self) -> Self::Writer {
-        Decisions(self.0.clone())
-    }
-}
-
-/// Unbuffered writer of human-readable lines: pending decision lines go first.
-#[derive(Debug)]
-pub struct Text(Stderr);
-
-impl Stderr {
-    /// A writer of human-readable lines: unbuffered, after the pending decision lines.
-    pub fn text(&self) -> Text {
-        Text(self.clone())
-    }
-}
-
-impl Write for Text {
-    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        let mut pending = self.0.lock();
-        write_out(&mut pending);
-        io::stderr().lock().write_all(line)?;
-        Ok(line.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'w> MakeWriter<'w> for Text {
-    type Writer = Text;
-
-    fn make_writer(&'w self) -> Self::Writer {
-        Text(self.0.clone())
+        self.clone()
     }
 }

@@ -503,9 +503,16 @@ fn the_dockerfile_builds_in_stages_and_runs_segward_as_a_non_root_user_with_a_he
     // measures, built with the release profile from the lock file for this machine.
     let script = "scripts/build-release.sh";
     assert!(args(build, "RUN").iter().any(|r| r.contains(script)));
-    assert!(args(build, "COPY").iter().any(|c| c.starts_with("scripts ")));
+    assert!(
+        args(build, "COPY")
+            .iter()
+            .any(|c| c.starts_with("scripts "))
+    );
     let built = text(&root(script));
-    assert!(built.contains("cargo build --release --locked --target"), "{built}");
+    assert!(
+        built.contains("cargo build --release --locked --target"),
+        "{built}"
+    );
     assert!(built.contains("target-feature=+crt-static"), "{built}");
     let copy = format!("--from={stage} ");
     assert!(

@@ -128,15 +128,8 @@ async fn a_config_with_an_unknown_key_exits_1_naming_the_config_file() {
 
 #[tokio::test]
 async fn every_request_gets_one_decision_line_and_the_query_is_never_logged() {
-    let pki = Pki::new(&[TD]);
-    let (api, web) = (pki.issue(API), pki.issue(WEB));
     let backend = Backend::start().await;
-    let listen = Backend::unused_addr();
-    let policy = write_policy(&pki, POLICY);
-    let config = write_config(&pki, &api, &[TD], &policy, &inbound(listen, backend.addr()));
-    let mut segward = Segward::spawn(&config);
-    segward.until_listening(listen).await;
-    let client = MtlsClient::new(Some(&web.pem), &pki.bundle_pems(), Alpn::H1);
+    let (_pki, mut segward, client, listen) = started(&backend, "", None).await;
 
     let allowed = client.get(listen, "/v1/x?secret=1").await.unwrap();
     let denied = client.get(listen, "/admin/keys").await.unwrap();
@@ -188,15 +181,8 @@ async fn every_request_gets_one_decision_line_and_the_query_is_never_logged() {
 /// line is one JSON object), and SIGTERM writes out the rest.
 #[tokio::test]
 async fn decision_lines_reach_stderr_while_running_and_whole_in_bursts() {
-    let pki = Pki::new(&[TD]);
-    let (api, web) = (pki.issue(API), pki.issue(WEB));
     let backend = Backend::start().await;
-    let listen = Backend::unused_addr();
-    let policy = write_policy(&pki, POLICY);
-    let config = write_config(&pki, &api, &[TD], &policy, &inbound(listen, backend.addr()));
-    let mut segward = Segward::spawn(&config);
-    segward.until_listening(listen).await;
-    let client = MtlsClient::new(Some(&web.pem), &pki.bundle_pems(), Alpn::H1);
+    let (_pki, mut segward, client, listen) = started(&backend, "", None).await;
 
     let first = client.get(listen, "/v1/first").await.unwrap();
     assert_eq!(first.status, StatusCode::OK);
@@ -244,15 +230,8 @@ async fn decision_lines_reach_stderr_while_running_and_whole_in_bursts() {
 /// a request answered just before SIGTERM must still be written out.
 #[tokio::test]
 async fn pending_decision_lines_are_written_out_at_exit() {
-    let pki = Pki::new(&[TD]);
-    let (api, web) = (pki.issue(API), pki.issue(WEB));
     let backend = Backend::start().await;
-    let listen = Backend::unused_addr();
-    let policy = write_policy(&pki, POLICY);
-    let config = write_config(&pki, &api, &[TD], &policy, &inbound(listen, backend.addr()));
-    let mut segward = Segward::spawn_logging(&config, Some("error"));
-    segward.until_listening(listen).await;
-    let client = MtlsClient::new(Some(&web.pem), &pki.bundle_pems(), Alpn::H1);
+    let (_pki, mut segward, client, listen) = started(&backend, "", Some("error")).await;
 
     let reply = client.get(listen, "/admin/keys").await.unwrap();
     segward.terminate();
@@ -268,16 +247,8 @@ async fn pending_decision_lines_are_written_out_at_exit() {
 
 #[tokio::test]
 async fn audit_mode_forwards_a_denied_request_and_logs_it_as_would_deny() {
-    let pki = Pki::new(&[TD]);
-    let (api, web) = (pki.issue(API), pki.issue(WEB));
     let backend = Backend::start().await;
-    let listen = Backend::unused_addr();
-    let policy = write_policy(&pki, POLICY);
-    let listeners = inbound(listen, backend.addr()) + "mode: audit\n";
-    let config = write_config(&pki, &api, &[TD], &policy, &listeners);
-    let mut segward = Segward::spawn(&config);
-    segward.until_listening(listen).await;
-    let client = MtlsClient::new(Some(&web.pem), &pki.bundle_pems(), Alpn::H1);
+    let (_pki, mut segward, client, listen) = started(&backend, "mode: audit\n", None).await;
 
     let reply = client.get(listen, "/admin/keys").await.unwrap();
     segward.terminate();
@@ -316,16 +287,8 @@ async fn a_sidecar_with_two_worker_threads_serves_and_drains_alike() {
 /// Starts the real binary with `extra` config, holds a request in flight, sends SIGTERM:
 /// the request completes 200, the process exits 0 and stops listening.
 async fn serves_then_drains_on_sigterm(extra: &str) {
-    let pki = Pki::new(&[TD]);
-    let (api, web) = (pki.issue(API), pki.issue(WEB));
     let backend = Backend::slow(SLOW).await;
-    let listen = Backend::unused_addr();
-    let policy = write_policy(&pki, POLICY);
-    let listeners = inbound(listen, backend.addr()) + extra;
-    let config = write_config(&pki, &api, &[TD], &policy, &listeners);
-    let mut segward = Segward::spawn(&config);
-    segward.until_listening(listen).await;
-    let client = MtlsClient::new(Some(&web.pem), &pki.bundle_pems(), Alpn::H1);
+    let (_pki, mut segward, client, listen) = started(&backend, extra, None).await;
 
     let in_flight = tokio::spawn(async move { client.get(listen, "/v1/slow").await });
     let recorded = &backend;
@@ -466,6 +429,26 @@ impl Drop for Segward {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts `segward run` as api's inbound sidecar in front of `backend`, with `extra` config and
+/// `SEGWARD_LOG=log_filter` (default if `None`), once it listens; returns the PKI (keep it:
+/// it owns the files), the child, web's mTLS client and the inbound address.
+async fn started(
+    backend: &Backend,
+    extra: &str,
+    log_filter: Option<&str>,
+) -> (Pki, Segward, MtlsClient, SocketAddr) {
+    let pki = Pki::new(&[TD]);
+    let (api, web) = (pki.issue(API), pki.issue(WEB));
+    let listen = Backend::unused_addr();
+    let policy = write_policy(&pki, POLICY);
+    let listeners = inbound(listen, backend.addr()) + extra;
+    let config = write_config(&pki, &api, &[TD], &policy, &listeners);
+    let mut segward = Segward::spawn_logging(&config, log_filter);
+    segward.until_listening(listen).await;
+    let client = MtlsClient::new(Some(&web.pem), &pki.bundle_pems(), Alpn::H1);
+    (pki, segward, client, listen)
 }
 
 /// Runs `segward run --config config`, which must exit on its own, while checking that nothing
