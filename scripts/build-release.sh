@@ -21,4 +21,7 @@ case "$host" in
 esac
 # --target keeps these flags off build scripts and proc-macros (which cannot be static).
 RUSTFLAGS="${RUSTFLAGS:-} $flags" cargo build --release --locked --target "$host" "$@" >&2
-echo "$PWD/target/$host/release/segward"
+# Where cargo put it (CARGO_TARGET_DIR and cargo config may move the target folder).
+target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+echo "${target_dir:-$PWD/target}/$host/release/segward"
