@@ -124,7 +124,7 @@ impl Stderr {
     }
 }
 
-impl Write for Lines {
+impl Write for &Lines {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
         let mut pending = self.stderr.lock();
         if !self.buffered {
@@ -149,9 +149,9 @@ impl Write for Lines {
 }
 
 impl<'w> MakeWriter<'w> for Lines {
-    type Writer = Lines;
+    type Writer = &'w Lines;
 
     fn make_writer(&'w self) -> Self::Writer {
-        self.clone()
+        self
     }
 }

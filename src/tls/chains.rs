@@ -4,8 +4,8 @@
 //! check and the chain walk, a quarter of the inbound's CPU per handshake.
 //!
 //! What a hit still requires, every time:
-//! - the exact bytes: the key is the whole chain as presented (leaf and intermediates), and a
-//!   lookup compares it byte for byte — never a digest alone;
+//! - the exact bytes: the leaf is the key and the intermediates presented with it are
+//!   compared byte for byte — never a digest alone (a lookup copies nothing);
 //! - the time: `now` must lie inside the validity window of every certificate presented
 //!   (leaf and intermediates); outside it the chain is checked in full again, which yields
 //!   the precise error (`expired`, `not-yet-valid`);
@@ -33,12 +33,15 @@ pub const MAX_CHAINS: usize = 256;
 /// Chains verified under one material; see the module docs for what a hit requires.
 #[derive(Debug, Default)]
 pub struct VerifiedChains {
+    /// Keyed by the leaf's DER; the intermediates it was presented with are in the entry.
     chains: Mutex<HashMap<Box<[u8]>, Verified>>,
 }
 
 /// What a full verification established about a chain.
 #[derive(Debug, Clone)]
 struct Verified {
+    /// The intermediates presented with the leaf, exactly.
+    intermediates: Vec<Box<[u8]>>,
     id: SpiffeId,
     /// Latest notBefore of the certificates presented, unix seconds.
     not_before: i64,
@@ -55,12 +58,16 @@ impl VerifiedChains {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Option<SpiffeId> {
-        let key = key(leaf, intermediates);
         let now = seconds(now);
         let chains = self.chains.lock().ok()?;
-        let verified = chains.get(&key)?;
-        (verified.not_before..=verified.not_after)
-            .contains(&now)
+        let verified = chains.get(leaf.as_ref())?;
+        let same_chain = verified.intermediates.len() == intermediates.len()
+            && verified
+                .intermediates
+                .iter()
+                .zip(intermediates)
+                .all(|(kept, presented)| **kept == **presented);
+        (same_chain && (verified.not_before..=verified.not_after).contains(&now))
             .then(|| verified.id.clone())
     }
 
@@ -77,6 +84,10 @@ impl VerifiedChains {
             return;
         };
         let verified = Verified {
+            intermediates: intermediates
+                .iter()
+                .map(|der| Box::from(der.as_ref()))
+                .collect(),
             id: svid.id.clone(),
             not_before,
             not_after,
@@ -87,7 +98,7 @@ impl VerifiedChains {
         if chains.len() >= MAX_CHAINS {
             chains.clear();
         }
-        chains.insert(key(leaf, intermediates), verified);
+        chains.insert(Box::from(leaf.as_ref()), verified);
     }
 
     /// How many chains are remembered (for tests and the curious).
@@ -99,21 +110,6 @@ impl VerifiedChains {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// The chain as one byte string: each certificate preceded by its length, so that no two
-/// different chains share a key.
-fn key(leaf: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) -> Box<[u8]> {
-    let total = std::iter::once(leaf)
-        .chain(intermediates)
-        .map(|cert| cert.len() + 8)
-        .sum();
-    let mut key = Vec::with_capacity(total);
-    for cert in std::iter::once(leaf).chain(intermediates) {
-        key.extend_from_slice(&(cert.len() as u64).to_be_bytes());
-        key.extend_from_slice(cert);
-    }
-    key.into_boxed_slice()
 }
 
 /// The window in which every certificate presented is valid; `None` if an intermediate does
