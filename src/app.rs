@@ -17,13 +17,14 @@ use crate::identity::SpiffeId;
 use crate::live::Live;
 use crate::policy::{self, PolicyErrors};
 use crate::proxy::request_id::RequestIds;
-use crate::proxy::serve;
+use crate::proxy::serve::{self, Lanes};
 use crate::proxy::{Context, Inbound, Outbound, OutboundError};
 use crate::reload::{self, Reloader, Report, Sources};
 use crate::shutdown::{self, Shutdown, Trigger};
 use crate::telemetry::decision_log::Sampler;
 use crate::telemetry::metrics::Metrics;
 use crate::tls::{self, Credentials, LiveTls, TlsError, TlsOptions};
+use crate::workers::{self, Workers, WorkersError};
 
 /// Why a sidecar did not start; every variant names the file or address at fault.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,9 @@ pub enum StartError {
     /// `inbound.upstream` is not usable as a URI authority.
     #[error("inbound.upstream: {0}")]
     Upstream(http::uri::InvalidUri),
+    /// The event loops of `limits.worker_threads` could not start.
+    #[error("limits.worker_threads: {0}")]
+    Workers(WorkersError),
     /// A listen address could not be bound.
     #[error("{listener}.listen {addr}: {source}")]
     Bind {
@@ -71,6 +75,8 @@ pub struct Sidecar {
     /// Stops the listeners and the watcher.
     trigger: Trigger,
     tasks: Vec<JoinHandle<()>>,
+    /// The event loops beside this one; stopped once the listeners have drained.
+    workers: Option<Workers>,
     /// Stops the admin listener, last, so `/readyz` says "draining" while listeners drain.
     admin_trigger: Trigger,
     admin_task: Option<JoinHandle<()>>,
@@ -85,6 +91,11 @@ impl Sidecar {
     /// # Errors
     /// [`StartError`] naming the file or address at fault.
     pub async fn start(config: &Config) -> Result<Sidecar, StartError> {
+        let loops = workers::count(
+            config.limits.worker_threads,
+            std::env::var(workers::THREADS_ENV).ok().as_deref(),
+        )
+        .map_err(StartError::Workers)?;
         let sources = Sources::new(config);
         let live = Arc::new(load(&sources)?);
         let metrics = Arc::new(Metrics::new());
@@ -118,6 +129,7 @@ impl Sidecar {
             reloader: reloader.clone(),
             trigger,
             tasks: Vec::new(),
+            workers: Some(Workers::start(loops).map_err(StartError::Workers)?),
             admin_trigger,
             admin_task: Some(admin_task),
         };
@@ -145,12 +157,16 @@ impl Sidecar {
     ) -> Result<(), StartError> {
         let server = tls::server_config(self.cx.live.tls(), tls_options(config))
             .map_err(StartError::ServerTls)?;
-        let proxy = Inbound::new(self.cx.clone(), server, &inbound.upstream)
-            .map_err(StartError::Upstream)?;
+        let mut lanes = Vec::new();
+        for runtime in self.loops() {
+            let proxy = Inbound::new(self.cx.clone(), server.clone(), &inbound.upstream)
+                .map_err(StartError::Upstream)?;
+            lanes.push((runtime, Arc::new(proxy)));
+        }
         let listener = bind("inbound", inbound.listen).await?;
         self.inbound_addr = listener.local_addr().ok();
         self.tasks.push(tokio::spawn(serve::run(
-            Arc::new(proxy),
+            Lanes::new(lanes),
             listener,
             shutdown,
         )));
@@ -163,16 +179,29 @@ impl Sidecar {
         outbound: &config::Outbound,
         shutdown: Shutdown,
     ) -> Result<(), StartError> {
-        let proxy = Outbound::new(self.cx.clone(), outbound, tls_options(config))
-            .map_err(StartError::Outbound)?;
+        // Each loop has its own pools: its connections to a destination are its own.
+        let mut lanes = Vec::new();
+        for runtime in self.loops() {
+            let proxy = Outbound::new(self.cx.clone(), outbound, tls_options(config))
+                .map_err(StartError::Outbound)?;
+            lanes.push((runtime, Arc::new(proxy)));
+        }
         let listener = bind("outbound", outbound.listen).await?;
         self.outbound_addr = listener.local_addr().ok();
         self.tasks.push(tokio::spawn(serve::run(
-            Arc::new(proxy),
+            Lanes::new(lanes),
             listener,
             shutdown,
         )));
         Ok(())
+    }
+
+    /// Loop 0 (`None`, this runtime), then a handle to each other loop.
+    fn loops(&self) -> Vec<Option<tokio::runtime::Handle>> {
+        self.workers
+            .iter()
+            .flat_map(|workers| workers.loops().map(|handle| handle.cloned()))
+            .collect()
     }
 
     /// Re-reads policy, certificate, key and bundles now, as a file event or SIGHUP (`force`)
@@ -189,6 +218,11 @@ impl Sidecar {
     /// The live state (the policy and TLS material in force, reload status).
     pub fn live(&self) -> &Arc<Live> {
         &self.cx.live
+    }
+
+    /// How many event loops serve the listeners (`limits.worker_threads`).
+    pub fn event_loops(&self) -> usize {
+        self.workers.as_ref().map_or(1, Workers::len)
     }
 
     /// Where the inbound listener is bound, if configured.
@@ -214,6 +248,9 @@ impl Sidecar {
         for task in std::mem::take(&mut self.tasks) {
             // A listener task that panicked has nothing left to drain.
             let _ = task.await;
+        }
+        if let Some(workers) = self.workers.take() {
+            workers.stop().await;
         }
         self.admin_trigger.fire();
         if let Some(task) = self.admin_task.take() {

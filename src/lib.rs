@@ -33,3 +33,4 @@ pub mod reload;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod workers;

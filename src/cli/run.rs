@@ -34,25 +34,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    let runtime = runtime(config.limits.worker_threads).context("starting the async runtime")?;
+    // Loop 0 of `limits.worker_threads`: the sidecar starts the other loops itself
+    // (crate::workers), each a single-threaded runtime like this one.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     let outcome = runtime.block_on(serve(config));
     // Decision lines are written in batches: the last ones go out before the process exits.
     logging::flush();
     outcome
-}
-
-/// `limits.worker_threads`: one thread is a single event loop (the default, as Linkerd's
-/// proxy does: a sidecar's connections are few and its requests short, and one loop spares
-/// every cross-thread wake-up); more is tokio's work-stealing pool of that size.
-fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = if worker_threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(worker_threads);
-        builder
-    };
-    builder.enable_all().build()
 }
 
 async fn serve(config: Config) -> anyhow::Result<Outcome> {
@@ -69,6 +60,7 @@ async fn serve(config: Config) -> anyhow::Result<Outcome> {
         inbound = ?sidecar.inbound_addr(),
         outbound = ?sidecar.outbound_addr(),
         policy_version = policy.version(),
+        event_loops = sidecar.event_loops(),
         mode = ?config.mode,
         "segward running"
     );

@@ -30,7 +30,7 @@ pub struct RawLimits {
     pub drain_timeout: Option<String>,
     /// Concurrent HTTP/2 streams per connection.
     pub h2_max_concurrent_streams: Option<u32>,
-    /// Threads that run the proxy; 1 (default) is a single-threaded event loop.
+    /// Event loops (threads) that run the proxy; unset: `TOKIO_WORKER_THREADS`, else 1.
     pub worker_threads: Option<u32>,
 }
 
@@ -65,11 +65,11 @@ pub struct Limits {
     pub upstream_response: Duration,
     /// On SIGTERM, how long in-flight requests may take to finish before segward exits.
     pub drain: Duration,
-    /// Threads that run the proxy. 1 runs everything on one event loop (no cross-thread
-    /// wake-ups or work stealing: a quarter less CPU per request than two workers on a
-    /// two-core host, same throughput); more use a work-stealing pool of that size. Blocking
-    /// work (policy compiles, file reads) always runs on separate short-lived threads.
-    pub worker_threads: usize,
+    /// Event loops that run the proxy, each a single-threaded loop with its own upstream
+    /// pools; connections are spread over them (see [`crate::workers`]). `None` (not in the
+    /// config): `TOKIO_WORKER_THREADS` if set, else 1. Blocking work (policy compiles, file
+    /// reads) always runs on separate short-lived threads.
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for Limits {
@@ -84,7 +84,7 @@ impl Default for Limits {
             upstream_connect: Duration::from_secs(5),
             upstream_response: Duration::from_secs(30),
             drain: Duration::from_secs(30),
-            worker_threads: 1,
+            worker_threads: None,
         }
     }
 }
@@ -113,7 +113,7 @@ const MIN_HEADER_BYTES: u64 = 8 * 1024;
 const MAX_HEADER_BYTES: u64 = 16 * 1024 * 1024;
 
 /// More proxy threads than this is a typo, not a sidecar.
-const MAX_WORKER_THREADS: u32 = 256;
+const MAX_WORKER_THREADS: u32 = crate::workers::MAX_LOOPS as u32;
 
 /// Resolves `limits:`; absent keys keep their defaults.
 ///
@@ -161,7 +161,7 @@ pub fn resolve_limits(raw: &RawLimits, file: &str) -> Result<Limits, ConfigError
         if n == 0 || n > MAX_WORKER_THREADS {
             return Err(bad("worker_threads", n.to_string(), "must be 1 to 256"));
         }
-        limits.worker_threads = n as usize;
+        limits.worker_threads = Some(n as usize);
     }
     let durations = [
         (
@@ -280,8 +280,8 @@ mod tests {
             ..RawLimits::default()
         };
         let limits = resolve_limits(&raw, "f").unwrap();
-        assert_eq!(limits.worker_threads, 2);
-        assert_eq!(Limits::default().worker_threads, 1);
+        assert_eq!(limits.worker_threads, Some(2));
+        assert_eq!(Limits::default().worker_threads, None);
         assert_eq!(limits.max_connections, 2);
         assert_eq!(limits.header_read, Duration::from_millis(250));
         assert_eq!(limits.upstream_response, Duration::from_secs(1));

@@ -1,5 +1,6 @@
-//! The accept loop shared by both listeners (mini-redis' shape) and the HTTP serving of one
-//! connection, with the bounds of PRODUCT.md §4: at most `max_connections` open per listener
+//! The accept loop shared by both listeners (mini-redis' shape), which hands each connection
+//! to the event loop holding the fewest of that listener's connections ([`crate::workers`]),
+//! and the HTTP serving of one connection, with the bounds of PRODUCT.md §4: at most `max_connections` open per listener
 //! (further clients wait in the accept backlog), request heads limited in size (431) and in
 //! time (slowloris), idle connections closed, HTTP/2 streams capped and rapid resets bounded.
 //! On shutdown a listener stops accepting, asks every connection to finish its in-flight
@@ -16,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::context::Context;
@@ -49,40 +52,59 @@ pub trait Listener: Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send + 'static;
 }
 
-/// Accepts connections for `state` on `listener` until `shutdown`, then drains.
-pub async fn run<L: Listener>(state: Arc<L>, listener: TcpListener, shutdown: Shutdown) {
-    let cx = state.context().clone();
-    serve(
-        listener,
-        shutdown,
-        &cx,
-        L::DIRECTION,
-        move |tcp, remote, slot| state.clone().connection(tcp, remote, slot),
-    )
-    .await;
+/// One listener's state on each event loop ([`crate::workers`]): where its connections are
+/// served, and how many of them each loop holds.
+pub struct Lanes<L> {
+    lanes: Vec<Lane<L>>,
 }
 
-/// One accepted connection's place under the listener's limit; held until it closes.
-#[derive(Debug)]
-pub struct Slot {
-    _permit: OwnedSemaphorePermit,
-    _open: ConnectionGuard,
-    shutdown: Shutdown,
+struct Lane<L> {
+    /// `None`: the loop that accepts (loop 0).
+    runtime: Option<Handle>,
+    state: Arc<L>,
+    /// Its open connections (`segward_loop_connections_active`).
+    open: Gauge,
 }
 
-/// Accepts on `listener` until `shutdown` fires, handing each connection and its [`Slot`] to
-/// `connection`; then waits up to `limits.drain` for open connections to finish.
-pub async fn serve<F, Fut>(
-    listener: TcpListener,
-    mut shutdown: Shutdown,
-    cx: &Context,
-    direction: Direction,
-    connection: F,
-) where
-    F: Fn(TcpStream, SocketAddr, Slot) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
+impl<L: Listener> Lanes<L> {
+    /// `states` in loop order, as [`crate::workers::Workers::loops`] lists the loops.
+    pub fn new(states: impl IntoIterator<Item = (Option<Handle>, Arc<L>)>) -> Self {
+        let lanes = states
+            .into_iter()
+            .enumerate()
+            .map(|(index, (runtime, state))| Lane {
+                open: state
+                    .context()
+                    .metrics
+                    .loop_connections(L::DIRECTION, index),
+                runtime,
+                state,
+            })
+            .collect();
+        Self { lanes }
+    }
+}
+
+impl<L> Lanes<L> {
+    /// The lane with the fewest open connections; among equals, the first from `turn` on
+    /// (so that short connections rotate over idle loops).
+    fn pick(&self, turn: usize) -> Option<&Lane<L>> {
+        let n = self.lanes.len();
+        (0..n)
+            .map(|i| &self.lanes[(turn + i) % n])
+            .min_by_key(|lane| lane.open.get())
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown`, hands each to the least-loaded lane
+/// with its [`Slot`], then waits up to `limits.drain` for open connections to finish.
+pub async fn run<L: Listener>(lanes: Lanes<L>, listener: TcpListener, mut shutdown: Shutdown) {
+    let Some(first) = lanes.lanes.first() else {
+        return;
+    };
+    let cx = first.state.context().clone();
     let slots = Arc::new(Semaphore::new(cx.limits.max_connections));
+    let mut turn = 0_usize;
     loop {
         // At the limit, stop accepting until a connection closes.
         let permit = tokio::select! {
@@ -96,21 +118,47 @@ pub async fn serve<F, Fut>(
             accepted = listener.accept() => accepted,
             () = shutdown.wait() => break,
         };
-        match accepted {
-            Ok((stream, remote)) => {
-                // Small request/response exchanges: never wait for Nagle.
-                let _ = stream.set_nodelay(true);
-                let slot = Slot {
-                    _permit: permit,
-                    _open: cx.metrics.connection(direction),
-                    shutdown: shutdown.clone(),
-                };
-                tokio::spawn(connection(stream, remote, slot));
-            }
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 tracing::warn!(%error, "accept failed");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
             }
+        };
+        // Small request/response exchanges: never wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        turn = turn.wrapping_add(1);
+        let Some(lane) = lanes.pick(turn) else {
+            break;
+        };
+        let slot = Slot {
+            _permit: permit,
+            _open: cx.metrics.connection(L::DIRECTION),
+            _lane: ConnectionGuard::open(lane.open.clone()),
+            shutdown: shutdown.clone(),
+        };
+        let state = lane.state.clone();
+        match &lane.runtime {
+            None => {
+                tokio::spawn(state.connection(stream, remote, slot));
+            }
+            // To another loop: the socket leaves this loop's reactor and joins that one's.
+            Some(runtime) => match stream.into_std() {
+                Ok(stream) => {
+                    runtime.spawn(async move {
+                        match TcpStream::from_std(stream) {
+                            Ok(tcp) => state.connection(tcp, remote, slot).await,
+                            Err(error) => {
+                                tracing::warn!(%remote, %error, "handing a connection to its event loop failed");
+                            }
+                        }
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%remote, %error, "handing a connection to its event loop failed");
+                }
+            },
         }
     }
     drop(listener);
@@ -122,6 +170,15 @@ pub async fn serve<F, Fut>(
     {
         tracing::warn!(drain = ?cx.limits.drain, "drain timed out; closing the remaining connections");
     }
+}
+
+/// One accepted connection's place under the listener's limit; held until it closes.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    _open: ConnectionGuard,
+    _lane: ConnectionGuard,
+    shutdown: Shutdown,
 }
 
 /// Serves HTTP on one accepted connection until it closes: HTTP/2 or HTTP/1.1 as negotiated
@@ -281,5 +338,51 @@ impl<I: hyper::rt::Write + Unpin> hyper::rt::Write for Tracked<I> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lanes(open: &[i64]) -> Lanes<()> {
+        let lanes = open
+            .iter()
+            .map(|&n| {
+                let gauge = Gauge::default();
+                gauge.set(n);
+                Lane {
+                    runtime: None,
+                    state: Arc::new(()),
+                    open: gauge,
+                }
+            })
+            .collect();
+        Lanes { lanes }
+    }
+
+    fn picked(lanes: &Lanes<()>, turn: usize) -> usize {
+        let lane = lanes.pick(turn).unwrap();
+        lanes
+            .lanes
+            .iter()
+            .position(|l| std::ptr::eq(l, lane))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_loop_with_fewest_connections_gets_the_next_one() {
+        let busy = lanes(&[2, 0, 1]);
+        for turn in 0..6 {
+            assert_eq!(picked(&busy, turn), 1);
+        }
+    }
+
+    #[test]
+    fn equally_loaded_loops_take_turns() {
+        let idle = lanes(&[0, 0, 0]);
+        let order: Vec<_> = (0..6).map(|turn| picked(&idle, turn)).collect();
+        assert_eq!(order, [0, 1, 2, 0, 1, 2]);
+        assert!(lanes(&[]).pick(3).is_none());
     }
 }

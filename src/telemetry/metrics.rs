@@ -33,6 +33,15 @@ pub struct DirectionLabel {
     pub direction: &'static str,
 }
 
+/// An event loop's open connections on one listener.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct LoopLabels {
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+    /// The loop's index, `0` to `limits.worker_threads - 1` (label `loop`).
+    pub r#loop: String,
+}
+
 /// One label: a bounded reason.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -82,6 +91,7 @@ pub struct Metrics {
     policy_info: Family<VersionLabel, Gauge>,
     svid_expiry: Gauge,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    loop_connections: Family<LoopLabels, Gauge>,
 }
 
 /// Request durations: 0.25 ms to ~8 s.
@@ -156,6 +166,12 @@ impl Metrics {
             "Allowed requests the upstream failed, by direction and kind",
             Family::default(),
         );
+        let loop_connections = register(
+            r,
+            "loop_connections_active",
+            "Open client connections per listener and event loop (limits.worker_threads)",
+            Family::default(),
+        );
         let per_direction = |d: Direction| DirectionLabel {
             direction: d.as_str(),
         };
@@ -170,6 +186,7 @@ impl Metrics {
             policy_info,
             svid_expiry,
             upstream_errors,
+            loop_connections,
         }
     }
 
@@ -217,9 +234,18 @@ impl Metrics {
 
     /// One more open connection on `direction`'s listener, until the guard is dropped.
     pub fn connection(&self, direction: Direction) -> ConnectionGuard {
-        let gauge = self.open[slot(direction)].clone();
-        gauge.inc();
-        ConnectionGuard(gauge)
+        ConnectionGuard::open(self.open[slot(direction)].clone())
+    }
+
+    /// The open-connection gauge of event loop `index` on `direction`'s listener, resolved
+    /// once when the listener starts; the listener balances connections by it.
+    pub fn loop_connections(&self, direction: Direction, index: usize) -> Gauge {
+        self.loop_connections
+            .get_or_create(&LoopLabels {
+                direction: direction.as_str(),
+                r#loop: index.to_string(),
+            })
+            .clone()
     }
 
     /// The Prometheus text exposition, after setting the gauges read at scrape time.
@@ -247,6 +273,14 @@ impl Default for Metrics {
 /// Decrements the active-connection gauge when the connection ends.
 #[derive(Debug)]
 pub struct ConnectionGuard(Gauge);
+
+impl ConnectionGuard {
+    /// Counts one more open connection on `gauge` until the guard is dropped.
+    pub fn open(gauge: Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {

@@ -10,6 +10,7 @@ mod demo;
 mod fixtures_selftest;
 mod fleet;
 mod inbound;
+mod loops;
 mod operability;
 mod outbound;
 mod policy_props;

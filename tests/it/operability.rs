@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::support::backend::Backend;
 use crate::support::client::{Alpn, MtlsClient, PlainClient, Reply, request};
 use crate::support::eventually;
+use crate::support::metrics::{count, scrape};
 use crate::support::pki::Pki;
 use crate::support::sidecar::{inbound_block, start, write_config, write_policy};
 
@@ -87,42 +88,8 @@ impl Api {
 
     /// `/metrics`, parsed: `name{labels}` → value.
     async fn metrics(&self) -> BTreeMap<String, f64> {
-        let reply = self.admin("/metrics").await;
-        assert_eq!(reply.status, StatusCode::OK);
-        parse_exposition(&reply.text())
+        scrape(self.sidecar.admin_addr()).await
     }
-}
-
-/// Parses Prometheus/OpenMetrics text: every line is a comment or `series value`; panics on
-/// anything else, so a malformed exposition fails the test.
-fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
-    assert!(
-        text.ends_with("# EOF\n"),
-        "OpenMetrics text ends with # EOF"
-    );
-    let mut series = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (name, value) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("bad line {line}"));
-        let value: f64 = value
-            .parse()
-            .unwrap_or_else(|_| panic!("bad value in {line}"));
-        let name_ok = name
-            .split('{')
-            .next()
-            .is_some_and(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-        assert!(name_ok, "bad series name in {line}");
-        series.insert(name.to_owned(), value);
-    }
-    series
-}
-
-fn count(metrics: &BTreeMap<String, f64>, series: &str) -> f64 {
-    metrics.get(series).copied().unwrap_or(0.0)
 }
 
 // --- admin endpoints ---------------------------------------------------------------------------

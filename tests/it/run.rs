@@ -274,38 +274,50 @@ async fn audit_mode_forwards_a_denied_request_and_logs_it_as_would_deny() {
 
 #[tokio::test]
 async fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
-    serves_then_drains_on_sigterm("").await;
+    serves_then_drains_on_sigterm("", 1).await;
 }
 
-/// The same through a work-stealing pool (`limits.worker_threads: 2`) instead of the default
-/// single event loop.
+/// The same with two event loops (`limits.worker_threads: 2`): two requests in flight on two
+/// connections, which the listener puts on different loops; both finish before the exit.
 #[tokio::test]
-async fn a_sidecar_with_two_worker_threads_serves_and_drains_alike() {
-    serves_then_drains_on_sigterm("limits: { worker_threads: 2 }\n").await;
+async fn a_sidecar_with_two_event_loops_drains_both_on_sigterm() {
+    serves_then_drains_on_sigterm("limits: { worker_threads: 2 }\n", 2).await;
 }
 
-/// Starts the real binary with `extra` config, holds a request in flight, sends SIGTERM:
-/// the request completes 200, the process exits 0 and stops listening.
-async fn serves_then_drains_on_sigterm(extra: &str) {
+/// Starts the real binary with `extra` config, holds `n` requests in flight (each on its own
+/// connection), sends SIGTERM: every request completes 200, the process exits 0 and stops
+/// listening.
+async fn serves_then_drains_on_sigterm(extra: &str, n: usize) {
     let backend = Backend::slow(SLOW).await;
     let (_pki, mut segward, client, listen) = started(&backend, extra, None).await;
 
-    let in_flight = tokio::spawn(async move { client.get(listen, "/v1/slow").await });
+    let mut in_flight = Vec::new();
+    for i in 0..n {
+        let client = client.clone();
+        in_flight.push(tokio::spawn(async move {
+            client.get(listen, &format!("/v1/slow/{i}")).await
+        }));
+    }
     let recorded = &backend;
-    let arrived = eventually(WAIT, || async move { recorded.requests().len() == 1 }).await;
-    assert!(arrived, "the request never reached the backend");
+    let arrived = eventually(WAIT, || async move { recorded.requests().len() == n }).await;
+    assert!(arrived, "the requests never reached the backend");
     segward.terminate();
-    let reply = timeout(WAIT, in_flight).await.unwrap().unwrap();
+    let mut replies = Vec::new();
+    for request in in_flight {
+        replies.push(timeout(WAIT, request).await.unwrap().unwrap());
+    }
     let code = segward.exit_code().await;
 
     let stderr = segward.stderr();
-    let reply = reply.unwrap_or_else(|e| panic!("in-flight request failed: {e}\n{stderr}"));
-    assert_eq!(reply.status, StatusCode::OK, "{stderr}");
+    for reply in replies {
+        let reply = reply.unwrap_or_else(|e| panic!("in-flight request failed: {e}\n{stderr}"));
+        assert_eq!(reply.status, StatusCode::OK, "{stderr}");
+    }
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(refused(listen).await, Some(ErrorKind::ConnectionRefused));
     let lines = decision_lines(&stderr);
-    assert_eq!(lines.len(), 1, "{stderr}");
-    assert_eq!(lines[0]["status"], 200, "{stderr}");
+    assert_eq!(lines.len(), n, "{stderr}");
+    assert!(lines.iter().all(|line| line["status"] == 200), "{stderr}");
 }
 
 #[tokio::test]

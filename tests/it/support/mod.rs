@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod metrics;
 pub mod pki;
 pub mod policy_gen;
 pub mod sidecar;
