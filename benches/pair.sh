@@ -11,7 +11,12 @@
 # segward runs as shipped: the binary of scripts/build-release.sh, decision log on (every
 # request), metrics and admin on. Its decision lines go to a scratch file that is removed
 # afterwards (they would otherwise fill the disk: ~400 bytes per request per sidecar).
-# Any PB_* knob of run.sh passes through.
+# segward's loops follow the variant's thread budget (TOKIO_WORKER_THREADS, which run.sh sets
+# to PB_THREADS, as HAProxy gets nbthread and nginx worker_processes).
+# p99.9: run.sh reports wrk's standard percentiles; a `wrk` wrapper first on PATH adds
+# benches/p999.lua (a done() hook: no Lua per request) so that every wrk run also prints its
+# 99.9th percentile, and benches/p999.py tabulates it per chain after the run.
+# Any PB_* knob of run.sh passes through; results go to $PB_OUT_DIR (default ./peerbench-runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -23,4 +28,24 @@ binary=$(scripts/build-release.sh)
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 export PROXY_UNDER_TEST_CMD="$binary run --config \"\$PB_CONFIG\" 2>>$logs/\$PB_ROLE.log"
-bash "$bench"
+
+# The wrapper must find the real wrk: install it now (run.sh would see the wrapper instead).
+if ! command -v wrk >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -y -qq install wrk >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null 2>&1; apt-get -y -qq install wrk >/dev/null; }
+fi
+real_wrk=$(command -v wrk)
+mkdir "$logs/bin"
+printf '#!/bin/sh\nexec %q -s %q "$@"\n' "$real_wrk" "$root/benches/p999.lua" >"$logs/bin/wrk"
+chmod +x "$logs/bin/wrk"
+
+export PB_OUT_DIR=${PB_OUT_DIR:-$root/peerbench-runs}
+mkdir -p "$PB_OUT_DIR"
+runs() { find "$PB_OUT_DIR" -mindepth 1 -maxdepth 1 -type d | sort; }
+before=$(runs)
+PATH="$logs/bin:$PATH" bash "$bench"
+run_dir=$(comm -13 <(echo "$before") <(runs) | tail -1)
+[ -n "$run_dir" ] || { echo "no new run in $PB_OUT_DIR" >&2; exit 1; }
+echo
+python3 "$root/benches/p999.py" "$run_dir" | tee "$run_dir/p999.txt"
