@@ -10,6 +10,7 @@
 //! - [`reload`]: file watching, SIGHUP and polling → one `reload()` keeping `live` current.
 //! - [`live`]: the policy snapshot read once per request, swapped by (re)loads.
 //! - [`telemetry`]: the decision log and process log set-up.
+//! - [`workers`]: the event loops of `limits.worker_threads` (one thread and runtime each).
 //! - [`shutdown`]: the drain signal shared by listeners.
 //! - [`config`]: sidecar YAML (`RawConfig`) → `Config`: resolved paths, addresses, SPIFFE IDs.
 //! - [`tls`]: rustls glue — PEM credentials, SPIFFE verifiers, server and client configs.
