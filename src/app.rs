@@ -157,19 +157,14 @@ impl Sidecar {
     ) -> Result<(), StartError> {
         let server = tls::server_config(self.cx.live.tls(), tls_options(config))
             .map_err(StartError::ServerTls)?;
-        let mut lanes = Vec::new();
-        for runtime in self.loops() {
-            let proxy = Inbound::new(self.cx.clone(), server.clone(), &inbound.upstream)
-                .map_err(StartError::Upstream)?;
-            lanes.push((runtime, Arc::new(proxy)));
-        }
-        let listener = bind("inbound", inbound.listen).await?;
-        self.inbound_addr = listener.local_addr().ok();
-        self.tasks.push(tokio::spawn(serve::run(
-            Lanes::new(lanes),
-            listener,
-            shutdown,
-        )));
+        let cx = self.cx.clone();
+        let addr = self
+            .listen("inbound", inbound.listen, shutdown, || {
+                Inbound::new(cx.clone(), server.clone(), &inbound.upstream)
+                    .map_err(StartError::Upstream)
+            })
+            .await?;
+        self.inbound_addr = addr;
         Ok(())
     }
 
@@ -180,20 +175,38 @@ impl Sidecar {
         shutdown: Shutdown,
     ) -> Result<(), StartError> {
         // Each loop has its own pools: its connections to a destination are its own.
+        let cx = self.cx.clone();
+        let addr = self
+            .listen("outbound", outbound.listen, shutdown, || {
+                Outbound::new(cx.clone(), outbound, tls_options(config))
+                    .map_err(StartError::Outbound)
+            })
+            .await?;
+        self.outbound_addr = addr;
+        Ok(())
+    }
+
+    /// Builds the listener's state once per event loop with `state`, binds `addr` and starts
+    /// accepting; returns the bound address.
+    async fn listen<L: serve::Listener>(
+        &mut self,
+        name: &'static str,
+        addr: SocketAddr,
+        shutdown: Shutdown,
+        state: impl Fn() -> Result<L, StartError>,
+    ) -> Result<Option<SocketAddr>, StartError> {
         let mut lanes = Vec::new();
         for runtime in self.loops() {
-            let proxy = Outbound::new(self.cx.clone(), outbound, tls_options(config))
-                .map_err(StartError::Outbound)?;
-            lanes.push((runtime, Arc::new(proxy)));
+            lanes.push((runtime, Arc::new(state()?)));
         }
-        let listener = bind("outbound", outbound.listen).await?;
-        self.outbound_addr = listener.local_addr().ok();
+        let listener = bind(name, addr).await?;
+        let bound = listener.local_addr().ok();
         self.tasks.push(tokio::spawn(serve::run(
             Lanes::new(lanes),
             listener,
             shutdown,
         )));
-        Ok(())
+        Ok(bound)
     }
 
     /// Loop 0 (`None`, this runtime), then a handle to each other loop.
