@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::ConfigError;
+use crate::workers::MAX_LOOPS;
 
 /// `limits:` as written; durations are strings such as `500ms`, `10s`, `2m`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -112,9 +113,6 @@ const MIN_HEADER_BYTES: u64 = 8 * 1024;
 /// More than this is not a header limit any more.
 const MAX_HEADER_BYTES: u64 = 16 * 1024 * 1024;
 
-/// More proxy threads than this is a typo, not a sidecar.
-const MAX_WORKER_THREADS: u32 = crate::workers::MAX_LOOPS as u32;
-
 /// Resolves `limits:`; absent keys keep their defaults.
 ///
 /// # Errors
@@ -158,10 +156,12 @@ pub fn resolve_limits(raw: &RawLimits, file: &str) -> Result<Limits, ConfigError
         limits.h2_max_concurrent_streams = n;
     }
     if let Some(n) = raw.worker_threads {
-        if n == 0 || n > MAX_WORKER_THREADS {
-            return Err(bad("worker_threads", n.to_string(), "must be 1 to 256"));
+        let loops = n as usize;
+        if !(1..=MAX_LOOPS).contains(&loops) {
+            let problem = format!("must be 1 to {MAX_LOOPS}");
+            return Err(bad("worker_threads", n.to_string(), &problem));
         }
-        limits.worker_threads = Some(n as usize);
+        limits.worker_threads = Some(loops);
     }
     let durations = [
         (

@@ -143,22 +143,7 @@ pub async fn run<L: Listener>(lanes: Lanes<L>, listener: TcpListener, mut shutdo
             None => {
                 tokio::spawn(state.connection(stream, remote, slot));
             }
-            // To another loop: the socket leaves this loop's reactor and joins that one's.
-            Some(runtime) => match stream.into_std() {
-                Ok(stream) => {
-                    runtime.spawn(async move {
-                        match TcpStream::from_std(stream) {
-                            Ok(tcp) => state.connection(tcp, remote, slot).await,
-                            Err(error) => {
-                                tracing::warn!(%remote, %error, "handing a connection to its event loop failed");
-                            }
-                        }
-                    });
-                }
-                Err(error) => {
-                    tracing::warn!(%remote, %error, "handing a connection to its event loop failed");
-                }
-            },
+            Some(runtime) => hand_over(runtime, state, stream, remote, slot),
         }
     }
     drop(listener);
@@ -169,6 +154,31 @@ pub async fn run<L: Listener>(lanes: Lanes<L>, listener: TcpListener, mut shutdo
         .is_err()
     {
         tracing::warn!(drain = ?cx.limits.drain, "drain timed out; closing the remaining connections");
+    }
+}
+
+/// Serves `stream` on another loop: the socket leaves this loop's reactor and joins that
+/// one's there.
+fn hand_over<L: Listener>(
+    runtime: &Handle,
+    state: Arc<L>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    slot: Slot,
+) {
+    let failed = move |error: io::Error| {
+        tracing::warn!(%remote, %error, "handing a connection to its event loop failed");
+    };
+    match stream.into_std() {
+        Ok(stream) => {
+            runtime.spawn(async move {
+                match TcpStream::from_std(stream) {
+                    Ok(tcp) => state.connection(tcp, remote, slot).await,
+                    Err(error) => failed(error),
+                }
+            });
+        }
+        Err(error) => failed(error),
     }
 }
 

@@ -133,11 +133,7 @@ async fn every_request_gets_one_decision_line_and_the_query_is_never_logged() {
 
     let allowed = client.get(listen, "/v1/x?secret=1").await.unwrap();
     let denied = client.get(listen, "/admin/keys").await.unwrap();
-    segward.terminate();
-    let code = segward.exit_code().await;
-
-    let stderr = segward.stderr();
-    assert_eq!(code, 0, "{stderr}");
+    let stderr = segward.stop().await;
     assert_eq!(allowed.status, StatusCode::OK);
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
     let lines = decision_lines(&stderr);
@@ -213,9 +209,7 @@ async fn decision_lines_reach_stderr_while_running_and_whole_in_bursts() {
     })
     .await;
     assert!(all, "{}", segward.stderr());
-    segward.terminate();
-    assert_eq!(segward.exit_code().await, 0);
-    let stderr = segward.stderr();
+    let stderr = segward.stop().await;
     let lines = decision_lines(&stderr);
     assert_eq!(lines.len(), 201, "{stderr}");
     let mut ids: Vec<_> = lines.iter().map(|l| l["request_id"].to_string()).collect();
@@ -234,11 +228,7 @@ async fn pending_decision_lines_are_written_out_at_exit() {
     let (_pki, mut segward, client, listen) = started(&backend, "", Some("error")).await;
 
     let reply = client.get(listen, "/admin/keys").await.unwrap();
-    segward.terminate();
-    let code = segward.exit_code().await;
-
-    let stderr = segward.stderr();
-    assert_eq!(code, 0, "{stderr}");
+    let stderr = segward.stop().await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     let lines = decision_lines(&stderr);
     assert_eq!(lines.len(), 1, "{stderr}");
@@ -251,11 +241,7 @@ async fn audit_mode_forwards_a_denied_request_and_logs_it_as_would_deny() {
     let (_pki, mut segward, client, listen) = started(&backend, "mode: audit\n", None).await;
 
     let reply = client.get(listen, "/admin/keys").await.unwrap();
-    segward.terminate();
-    let code = segward.exit_code().await;
-
-    let stderr = segward.stderr();
-    assert_eq!(code, 0, "{stderr}");
+    let stderr = segward.stop().await;
     assert_eq!(reply.status, StatusCode::OK);
     let seen: Vec<_> = backend.requests().into_iter().map(|r| r.target).collect();
     assert_eq!(seen, ["/admin/keys"]);
@@ -397,6 +383,15 @@ impl Segward {
         let pid = self.child.id().to_string();
         let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success(), "kill -TERM {pid}: {status}");
+    }
+
+    /// SIGTERM, then the process must exit 0 within [`WAIT`]; returns all it wrote to stderr.
+    async fn stop(&mut self) -> String {
+        self.terminate();
+        let code = self.exit_code().await;
+        let stderr = self.stderr();
+        assert_eq!(code, 0, "{stderr}");
+        stderr
     }
 
     /// The exit code, once the process exits on its own within [`WAIT`].
