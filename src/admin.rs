@@ -1,7 +1,8 @@
 //! The admin listener (PRODUCT.md §6), loopback by default: `/healthz` (alive), `/readyz`
 //! (200 once certificate, bundles and policy are loaded and the listeners bound; 503 before
 //! and while draining), `/metrics` (Prometheus text), `/policy` (JSON: version, loaded_at,
-//! files, counts, last reload errors). It reads `live` and the metrics; it never writes them.
+//! files, counts, last reload errors). It reads `live`, the reload status and the metrics; it
+//! never writes them.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use time::format_description::well_known::Rfc3339;
 use tokio::net::TcpListener;
 
 use crate::live::Live;
+use crate::reload::{Part, ReloadError, StatusBoard};
 use crate::shutdown::Shutdown;
 use crate::telemetry::metrics::Metrics;
 
@@ -64,15 +66,22 @@ impl Readiness {
 #[derive(Debug)]
 pub struct Admin {
     live: Arc<Live>,
+    status: Arc<StatusBoard>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
 }
 
 impl Admin {
-    /// Endpoints reporting `live`, `metrics` and `readiness`.
-    pub fn new(live: Arc<Live>, metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> Self {
+    /// Endpoints reporting `live`, the reload `status`, `metrics` and `readiness`.
+    pub fn new(
+        live: Arc<Live>,
+        status: Arc<StatusBoard>,
+        metrics: Arc<Metrics>,
+        readiness: Arc<Readiness>,
+    ) -> Self {
         Self {
             live,
+            status,
             metrics,
             readiness,
         }
@@ -138,7 +147,9 @@ impl Admin {
 
     fn policy(&self) -> Response<Full<Bytes>> {
         let policy = self.live.policy();
-        let status = self.live.status();
+        let status = self.status.read();
+        let error = |part| status.error(part).map(ToString::to_string);
+        let reason = |part| status.error(part).map(ReloadError::reason);
         let loaded_at = OffsetDateTime::from(status.policy_loaded_at)
             .format(&Rfc3339)
             .unwrap_or_default();
@@ -149,10 +160,8 @@ impl Admin {
             "segments": policy.segments().len(),
             "rules": policy.rules().len(),
             "tests": policy.test_count(),
-            "last_reload_error": {
-                "policy": status.policy_error,
-                "tls": status.tls_error,
-            },
+            "last_reload_error": { "policy": error(Part::Policy), "tls": error(Part::Tls) },
+            "last_reload_reason": { "policy": reason(Part::Policy), "tls": reason(Part::Tls) },
             "reloads": { "ok": status.reloads_ok, "failed": status.reloads_failed },
         });
         let mut response = Response::new(Full::new(Bytes::from(body.to_string())));

@@ -1,12 +1,11 @@
 //! The composition root of `segward run` (PRODUCT.md §1, §4 "fail closed", §5, §6 SIGTERM):
-//! config → credentials and policy, each checked before any socket opens → bind → one task
-//! per listener and one watching the files → shutdown and drain. Tests and the demo start sidecars the same way, on
+//! config → reload triggers installed → the reloader's first load (credentials and policy,
+//! each checked before any socket opens) → bind → one task per listener and one running the
+//! reloads → shutdown and drain. Tests and the demo start sidecars the same way, on
 //! 127.0.0.1:0.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -15,31 +14,24 @@ use crate::admin::{Admin, Readiness};
 use crate::config::{self, Config};
 use crate::identity::SpiffeId;
 use crate::live::Live;
-use crate::policy::{self, PolicyErrors};
 use crate::proxy::request_id::RequestIds;
 use crate::proxy::serve::{self, Lanes};
 use crate::proxy::{Context, Inbound, Outbound, OutboundError};
-use crate::reload::{self, Reloader, Report, Sources};
+use crate::reload::watch::Triggers;
+use crate::reload::{ReadHook, ReloadError, ReloadStatus, Reloader, Report, Sources};
 use crate::shutdown::{self, Shutdown, Trigger};
 use crate::telemetry::decision_log::Sampler;
 use crate::telemetry::metrics::Metrics;
-use crate::tls::{self, Credentials, LiveTls, TlsError, TlsOptions};
-use crate::workers::{self, Workers, WorkersError};
+use crate::tls::{self, TlsError, TlsOptions};
+use crate::workers::{Workers, WorkersError};
 
 /// Why a sidecar did not start; every variant names the file or address at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// Certificate, key or a bundle is unreadable or invalid.
-    #[error("{0}")]
-    Credentials(TlsError),
-    /// The policy is invalid (every error at file:line:col).
-    #[error("policy {path}:\n{errors}")]
-    Policy {
-        /// The policy file or folder.
-        path: PathBuf,
-        /// Every problem found.
-        errors: PolicyErrors,
-    },
+    /// The policy (every error at file:line:col), or the certificate, key or a bundle, is
+    /// unreadable or invalid.
+    #[error("cannot load the {part}:\n{error}", part = .0.part(), error = .0)]
+    Load(ReloadError),
     /// rustls refused the server config.
     #[error("inbound TLS: {0}")]
     ServerTls(TlsError),
@@ -50,7 +42,7 @@ pub enum StartError {
     #[error("inbound.upstream: {0}")]
     Upstream(http::uri::InvalidUri),
     /// The event loops of `limits.worker_threads` could not start.
-    #[error("limits.worker_threads: {0}")]
+    #[error("event loops: {0}")]
     Workers(WorkersError),
     /// A listen address could not be bound.
     #[error("{listener}.listen {addr}: {source}")]
@@ -91,23 +83,37 @@ impl Sidecar {
     /// # Errors
     /// [`StartError`] naming the file or address at fault.
     pub async fn start(config: &Config) -> Result<Sidecar, StartError> {
-        let loops = workers::count(
-            config.limits.worker_threads,
-            std::env::var(workers::THREADS_ENV).ok().as_deref(),
-        )
-        .map_err(StartError::Workers)?;
+        Self::start_with_hook(config, None).await
+    }
+
+    /// [`Sidecar::start`], running `hook` between the first read of the sources and the
+    /// build of the first state from them: a test seam ([`ReadHook`]).
+    ///
+    /// # Errors
+    /// As [`Sidecar::start`].
+    #[doc(hidden)]
+    pub async fn start_with_hook(
+        config: &Config,
+        hook: Option<ReadHook>,
+    ) -> Result<Sidecar, StartError> {
         let sources = Sources::new(config);
-        let live = Arc::new(load(&sources)?);
+        // Watching starts before the first read: a write landing while the first state is
+        // built is an event that waits for the reload loop, not a change recorded as seen.
+        let triggers = Triggers::install(&sources.folders(), config.reload);
         let metrics = Arc::new(Metrics::new());
+        let reloader = Reloader::start(sources, metrics.clone(), hook)
+            .await
+            .map_err(StartError::Load)?;
+        let reloader = Arc::new(reloader);
+        let live = reloader.live().clone();
         let readiness = Arc::new(Readiness::default());
         let (admin_trigger, admin_shutdown) = shutdown::channel();
         let admin_listener = bind("admin", config.admin_listen).await?;
         let admin_addr = admin_listener.local_addr().unwrap_or(config.admin_listen);
-        let admin = Arc::new(Admin::new(live.clone(), metrics.clone(), readiness.clone()));
-        let admin_task = tokio::spawn(admin.serve(admin_listener, admin_shutdown));
+        let status = reloader.status().clone();
+        let admin = Admin::new(live.clone(), status, metrics.clone(), readiness.clone());
+        let admin_task = tokio::spawn(Arc::new(admin).serve(admin_listener, admin_shutdown));
 
-        let folders = sources.folders();
-        let reloader = Arc::new(Reloader::new(sources, live.clone(), metrics.clone()).await);
         let own_id = live.tls().current().credentials().id().clone();
         let log = config.decision_log;
         let cx = Arc::new(Context {
@@ -129,7 +135,9 @@ impl Sidecar {
             reloader: reloader.clone(),
             trigger,
             tasks: Vec::new(),
-            workers: Some(Workers::start(loops).map_err(StartError::Workers)?),
+            workers: Some(
+                Workers::start(config.limits.worker_threads).map_err(StartError::Workers)?,
+            ),
             admin_trigger,
             admin_task: Some(admin_task),
         };
@@ -143,8 +151,7 @@ impl Sidecar {
                 .start_outbound(config, outbound, shutdown.clone())
                 .await?;
         }
-        let watcher = reload::watch::spawn(reloader, folders, config.reload, shutdown);
-        sidecar.tasks.push(watcher);
+        sidecar.tasks.push(triggers.spawn(reloader, shutdown));
         sidecar.readiness.set_ready();
         Ok(sidecar)
     }
@@ -228,9 +235,14 @@ impl Sidecar {
         &self.cx.own_id
     }
 
-    /// The live state (the policy and TLS material in force, reload status).
+    /// The live state (the policy and TLS material in force).
     pub fn live(&self) -> &Arc<Live> {
         &self.cx.live
+    }
+
+    /// What the reloads did so far (the last error of each part, counts).
+    pub fn reload_status(&self) -> ReloadStatus {
+        self.reloader.status().read()
     }
 
     /// How many event loops serve the listeners (`limits.worker_threads`).
@@ -278,24 +290,6 @@ impl Drop for Sidecar {
         self.trigger.fire();
         self.admin_trigger.fire();
     }
-}
-
-/// Credentials, bundles and policy from the files the reloader will watch, each checked: the
-/// state a sidecar starts from.
-fn load(sources: &Sources) -> Result<Live, StartError> {
-    let credentials = Credentials::load(
-        &sources.cert,
-        &sources.key,
-        &sources.bundles,
-        SystemTime::now(),
-    )
-    .map_err(StartError::Credentials)?;
-    let policy = policy::load(&sources.policy).map_err(|errors| StartError::Policy {
-        path: sources.policy.clone(),
-        errors,
-    })?;
-    let tls = LiveTls::new(credentials).map_err(StartError::Credentials)?;
-    Ok(Live::new(policy, tls))
 }
 
 fn tls_options(config: &Config) -> TlsOptions {

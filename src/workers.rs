@@ -22,19 +22,9 @@ use tokio::sync::oneshot;
 
 use crate::shutdown::{self, Trigger};
 
-/// Largest `limits.worker_threads` / `TOKIO_WORKER_THREADS` accepted.
-pub const MAX_LOOPS: usize = 256;
-
-/// The environment variable consulted when the config does not set `limits.worker_threads`
-/// (tokio's own name for a runtime's thread budget; the peer benchmark sets it).
-pub const THREADS_ENV: &str = "TOKIO_WORKER_THREADS";
-
 /// Why the event loops could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkersError {
-    /// `TOKIO_WORKER_THREADS` is set but not a number from 1 to 256.
-    #[error("{THREADS_ENV}={0:?}: must be a number from 1 to {MAX_LOOPS} (or unset)")]
-    BadEnv(String),
     /// The OS refused a thread or an event loop.
     #[error("starting event loop {index}: {source}")]
     Spawn {
@@ -43,24 +33,6 @@ pub enum WorkersError {
         /// What the OS said.
         source: io::Error,
     },
-}
-
-/// How many loops to run: `configured` if the config set it, else `TOKIO_WORKER_THREADS`
-/// (`env`), else 1.
-///
-/// # Errors
-/// [`WorkersError::BadEnv`] when the variable is set to anything but 1 to 256.
-pub fn count(configured: Option<usize>, env: Option<&str>) -> Result<usize, WorkersError> {
-    if let Some(n) = configured {
-        return Ok(n);
-    }
-    match env {
-        None => Ok(1),
-        Some(text) => match text.trim().parse::<usize>() {
-            Ok(n) if (1..=MAX_LOOPS).contains(&n) => Ok(n),
-            _ => Err(WorkersError::BadEnv(text.to_owned())),
-        },
-    }
 }
 
 /// The running loops. Dropping it stops loops 1..N (their unfinished tasks are dropped).
@@ -143,18 +115,6 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-
-    #[test]
-    fn the_config_wins_then_the_environment_then_one() {
-        assert_eq!(count(Some(3), Some("2")).unwrap(), 3);
-        assert_eq!(count(None, Some("2")).unwrap(), 2);
-        assert_eq!(count(None, Some(" 4 ")).unwrap(), 4);
-        assert_eq!(count(None, None).unwrap(), 1);
-        for bad in ["0", "257", "two", "", "-1"] {
-            let error = count(None, Some(bad)).unwrap_err();
-            assert!(error.to_string().contains(THREADS_ENV), "{error}");
-        }
-    }
 
     #[tokio::test]
     async fn each_loop_runs_on_its_own_thread_and_stops() {

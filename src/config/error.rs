@@ -21,6 +21,19 @@ pub enum ConfigError {
         /// What is wrong, with the accepted range or form.
         problem: String,
     },
+    /// An environment variable the config leaves in charge holds a bad value (today only
+    /// `TOKIO_WORKER_THREADS`, when `limits.worker_threads` is not set).
+    #[error("{file}: limits.worker_threads is not set, so {variable} decides: {value:?} {problem}")]
+    BadEnv {
+        /// The config file.
+        file: String,
+        /// The variable's name.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong, with the accepted range.
+        problem: String,
+    },
     /// The file cannot be opened or read, or is not UTF-8.
     #[error("{file}: cannot read: {message}")]
     Io {
@@ -183,6 +196,7 @@ impl ConfigError {
             Self::NoBundles { .. } => "no-bundles",
             Self::EmptyPath { .. } => "empty-path",
             Self::BadLimit { .. } => "bad-limit",
+            Self::BadEnv { .. } => "bad-env",
         }
     }
 }

@@ -7,7 +7,13 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::ConfigError;
-use crate::workers::MAX_LOOPS;
+
+/// Largest `limits.worker_threads` / `TOKIO_WORKER_THREADS` accepted.
+pub const MAX_LOOPS: usize = 256;
+
+/// The environment variable consulted when the config does not set `limits.worker_threads`
+/// (tokio's own name for a runtime's thread budget; the peer benchmark sets it).
+pub const THREADS_ENV: &str = "TOKIO_WORKER_THREADS";
 
 /// `limits:` as written; durations are strings such as `500ms`, `10s`, `2m`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -66,11 +72,11 @@ pub struct Limits {
     pub upstream_response: Duration,
     /// On SIGTERM, how long in-flight requests may take to finish before segward exits.
     pub drain: Duration,
-    /// Event loops that run the proxy, each a single-threaded loop with its own upstream
-    /// pools; connections are spread over them (see [`crate::workers`]). `None` (not in the
-    /// config): `TOKIO_WORKER_THREADS` if set, else 1. Blocking work (policy compiles, file
-    /// reads) always runs on separate short-lived threads.
-    pub worker_threads: Option<usize>,
+    /// Event loops that run the proxy (1 to [`MAX_LOOPS`]), each a single-threaded loop with
+    /// its own upstream pools; connections are spread over them. Resolved from
+    /// `limits.worker_threads`, else `TOKIO_WORKER_THREADS`, else 1. Blocking work (policy
+    /// compiles, file reads) always runs on separate short-lived threads.
+    pub worker_threads: usize,
 }
 
 impl Default for Limits {
@@ -85,7 +91,7 @@ impl Default for Limits {
             upstream_connect: Duration::from_secs(5),
             upstream_response: Duration::from_secs(30),
             drain: Duration::from_secs(30),
-            worker_threads: None,
+            worker_threads: 1,
         }
     }
 }
@@ -113,11 +119,17 @@ const MIN_HEADER_BYTES: u64 = 8 * 1024;
 /// More than this is not a header limit any more.
 const MAX_HEADER_BYTES: u64 = 16 * 1024 * 1024;
 
-/// Resolves `limits:`; absent keys keep their defaults.
+/// Resolves `limits:`; absent keys keep their defaults, except the event-loop count, which
+/// falls back to `threads_env` (the value of `TOKIO_WORKER_THREADS`, if set).
 ///
 /// # Errors
-/// [`ConfigError::BadLimit`] naming the key.
-pub fn resolve_limits(raw: &RawLimits, file: &str) -> Result<Limits, ConfigError> {
+/// [`ConfigError::BadLimit`] naming the key; [`ConfigError::BadEnv`] for a bad
+/// `TOKIO_WORKER_THREADS` when the config does not set `limits.worker_threads`.
+pub fn resolve_limits(
+    raw: &RawLimits,
+    file: &str,
+    threads_env: Option<&str>,
+) -> Result<Limits, ConfigError> {
     let mut limits = Limits::default();
     let bad = |key: &str, value: String, problem: &str| ConfigError::BadLimit {
         file: file.to_owned(),
@@ -155,14 +167,17 @@ pub fn resolve_limits(raw: &RawLimits, file: &str) -> Result<Limits, ConfigError
         }
         limits.h2_max_concurrent_streams = n;
     }
-    if let Some(n) = raw.worker_threads {
-        let loops = n as usize;
-        if !(1..=MAX_LOOPS).contains(&loops) {
-            let problem = format!("must be 1 to {MAX_LOOPS}");
-            return Err(bad("worker_threads", n.to_string(), &problem));
-        }
-        limits.worker_threads = Some(loops);
-    }
+    limits.worker_threads = match (raw.worker_threads, threads_env) {
+        (Some(n), _) => loops(&n.to_string())
+            .ok_or_else(|| bad("worker_threads", n.to_string(), &loops_problem()))?,
+        (None, Some(text)) => loops(text).ok_or_else(|| ConfigError::BadEnv {
+            file: file.to_owned(),
+            variable: THREADS_ENV,
+            value: text.to_owned(),
+            problem: format!("{} (or unset)", loops_problem()),
+        })?,
+        (None, None) => 1,
+    };
     let durations = [
         (
             "header_read_timeout",
@@ -199,6 +214,18 @@ pub fn resolve_limits(raw: &RawLimits, file: &str) -> Result<Limits, ConfigError
         }
     }
     Ok(limits)
+}
+
+/// An event-loop count from 1 to [`MAX_LOOPS`].
+fn loops(text: &str) -> Option<usize> {
+    text.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_LOOPS).contains(n))
+}
+
+fn loops_problem() -> String {
+    format!("must be a number from 1 to {MAX_LOOPS}")
 }
 
 /// Resolves `decision_log:`.
@@ -269,7 +296,7 @@ mod tests {
     #[test]
     fn absent_limits_keep_the_defaults_and_set_ones_apply() {
         assert_eq!(
-            resolve_limits(&RawLimits::default(), "f").unwrap(),
+            resolve_limits(&RawLimits::default(), "f", None).unwrap(),
             Limits::default()
         );
         let raw = RawLimits {
@@ -279,9 +306,9 @@ mod tests {
             worker_threads: Some(2),
             ..RawLimits::default()
         };
-        let limits = resolve_limits(&raw, "f").unwrap();
-        assert_eq!(limits.worker_threads, Some(2));
-        assert_eq!(Limits::default().worker_threads, None);
+        let limits = resolve_limits(&raw, "f", None).unwrap();
+        assert_eq!(limits.worker_threads, 2);
+        assert_eq!(Limits::default().worker_threads, 1);
         assert_eq!(limits.max_connections, 2);
         assert_eq!(limits.header_read, Duration::from_millis(250));
         assert_eq!(limits.upstream_response, Duration::from_secs(1));
@@ -324,8 +351,27 @@ mod tests {
             "limits.worker_threads",
             "limits.worker_threads",
         ]) {
-            let error = resolve_limits(raw, "f.yaml").unwrap_err();
+            let error = resolve_limits(raw, "f.yaml", None).unwrap_err();
             assert!(error.to_string().contains(key), "{error}");
+        }
+    }
+
+    #[test]
+    fn event_loops_come_from_the_config_then_the_environment_then_one() {
+        let configured = RawLimits {
+            worker_threads: Some(3),
+            ..RawLimits::default()
+        };
+        let count = |raw: &RawLimits, env| resolve_limits(raw, "f", env).map(|l| l.worker_threads);
+        assert_eq!(count(&configured, Some("2")), Ok(3));
+        let unset = RawLimits::default();
+        assert_eq!(count(&unset, Some("2")), Ok(2));
+        assert_eq!(count(&unset, Some(" 4 ")), Ok(4));
+        assert_eq!(count(&unset, None), Ok(1));
+        for bad in ["0", "257", "two", "", "-1"] {
+            let error = count(&unset, Some(bad)).unwrap_err();
+            assert_eq!(error.reason(), "bad-env", "{bad}");
+            assert!(error.to_string().contains(THREADS_ENV), "{error}");
         }
     }
 

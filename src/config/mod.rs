@@ -334,6 +334,9 @@ fn read_capped(path: &Path, file: &str) -> Result<String, ConfigError> {
 }
 
 fn resolve(raw: RawConfig, base_dir: &Path, file: &str) -> Result<Config, ConfigError> {
+    // The one value the environment supplies; read here so that runtime code obeys a
+    // resolved count and never looks at the environment itself.
+    let threads_env = std::env::var(THREADS_ENV).ok();
     let identity = resolve_identity(raw.identity, base_dir, file)?;
     let policy = resolve_path(&raw.policy, base_dir, "policy", file)?;
 
@@ -380,7 +383,7 @@ fn resolve(raw: RawConfig, base_dir: &Path, file: &str) -> Result<Config, Config
         admin_listen,
         mode: raw.mode,
         tls12: raw.tls12,
-        limits: resolve_limits(&raw.limits, file)?,
+        limits: resolve_limits(&raw.limits, file, threads_env.as_deref())?,
         decision_log: resolve_decision_log(&raw.decision_log, file)?,
         reload: ReloadTiming::default(),
         warnings,
@@ -519,8 +522,8 @@ mod limits;
 pub use authority::{Authority, AuthorityError};
 pub use error::ConfigError;
 pub use limits::{
-    DecisionLogSettings, Limits, RawDecisionLog, RawLimits, parse_duration, resolve_decision_log,
-    resolve_limits,
+    DecisionLogSettings, Limits, MAX_LOOPS, RawDecisionLog, RawLimits, THREADS_ENV, parse_duration,
+    resolve_decision_log, resolve_limits,
 };
 
 #[cfg(test)]

@@ -576,6 +576,12 @@ fn every_error_has_a_distinct_reason() {
             value: f(),
             problem: f(),
         },
+        ConfigError::BadEnv {
+            file: f(),
+            variable: "V",
+            value: f(),
+            problem: f(),
+        },
     ];
     let mut reasons: Vec<_> = errors.iter().map(ConfigError::reason).collect();
     reasons.sort_unstable();
@@ -599,7 +605,8 @@ fn with_file(mut err: ConfigError, name: &str) -> ConfigError {
         | ConfigError::NoListener { file }
         | ConfigError::NoBundles { file }
         | ConfigError::EmptyPath { file, .. }
-        | ConfigError::BadLimit { file, .. } => file,
+        | ConfigError::BadLimit { file, .. }
+        | ConfigError::BadEnv { file, .. } => file,
     };
     name.clone_into(file);
     err

@@ -239,13 +239,14 @@ async fn broken_edit(fleet: &Fleet, capture: &Capture) -> anyhow::Result<Row> {
         super::topology::FLEET_POLICY
     );
     super::replace_file(&fleet.policy_file, &broken)?;
-    let rejected = wait_for(fleet, |s| s.live().status().policy_error.is_some()).await;
+    let rejected = wait_for(fleet, |s| s.reload_status().policy_error.is_some()).await;
     let mut conn = connect(fleet, "frontend").await?;
     let reply = send(&mut conn, "POST", "http://payments/v1/charges", false).await?;
     let (rule, _) = capture.decision_of(&reply.request_id);
     let error = fleet
         .sidecar("payments")
-        .and_then(|s| s.live().status().policy_error)
+        .and_then(|s| s.reload_status().policy_error)
+        .map(|error| error.to_string())
         .unwrap_or_default();
     let first_error = error.lines().next().unwrap_or("").to_owned();
     let at = first_error.rsplit('/').next().unwrap_or("").to_owned();

@@ -1,26 +1,32 @@
-//! Keeps [`Live`] current (PRODUCT.md §5). One [`Reloader::reload`] serves file-watch events,
-//! SIGHUP and the periodic re-check alike (ghostunnel's rule): it reads the policy files and
-//! the certificate, key and bundle files, compares their content hashes with what it last
-//! saw, builds whatever changed off to the side — the policy is parsed, validated (its
-//! `tests:` included) and compiled on a blocking thread — and only then publishes it.
-//! **If reloading failed, the old state is kept**; the error is logged and kept in
-//! [`Live::status`] for the admin endpoint.
+//! Keeps [`Live`] current (PRODUCT.md §5). [`Reloader::start`] makes the first state and
+//! [`Reloader::reload`] every later one — on file-watch events, SIGHUP and the periodic
+//! re-check alike (ghostunnel's rule) — by the same steps: read the policy files and the
+//! certificate, key and bundle files once, hash exactly those bytes, build what changed off
+//! to the side (the policy is parsed, validated with its `tests:` and compiled on a blocking
+//! thread), and only then publish it. **If reloading failed, the old state is kept**; the
+//! [`ReloadError`] is logged, counted and kept in the [`ReloadStatus`] for `/policy`.
 
+mod error;
+mod files;
+mod status;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use ring::digest::{Context, SHA256};
 use tokio::sync::Mutex;
+
+pub use error::{Part, ReloadError};
+use files::{Digest, TlsFiles, blocking};
+pub use status::{ReloadStatus, StatusBoard};
 
 use crate::config::Config;
 use crate::identity::{SpiffeId, TrustDomain};
 use crate::live::Live;
-use crate::policy::{PolicySource, compile};
+use crate::policy::{CompiledPolicy, PolicySource, compile};
 use crate::telemetry::metrics::Metrics;
-use crate::tls::Credentials;
+use crate::tls::{Credentials, LiveTls, TlsError};
 
 /// The files a sidecar's state is built from, as named by its config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,9 +84,8 @@ pub enum Change {
     Unchanged,
     /// New state published; the next request (policy) or handshake (TLS) uses it.
     Applied,
-    /// The new files are invalid; the last good state stays in force. The message names the
-    /// file and the problem (every policy error at file:line:col).
-    Rejected(String),
+    /// The new files are invalid; the last good state stays in force.
+    Rejected(ReloadError),
 }
 
 /// What one reload did.
@@ -92,226 +97,219 @@ pub struct Report {
     pub tls: Change,
 }
 
+/// A test seam: runs once, between the first read of the sources and the build of the first
+/// state from those bytes (a write landing there must still take effect). Production passes
+/// none.
+pub type ReadHook = Box<dyn FnOnce() + Send>;
+
 /// Reloads one sidecar's policy and TLS material from its [`Sources`].
 #[derive(Debug)]
 pub struct Reloader {
     sources: Sources,
     live: Arc<Live>,
     metrics: Arc<Metrics>,
+    status: Arc<StatusBoard>,
     own_id: SpiffeId,
-    /// Content hashes last acted on; the lock also keeps reloads one at a time.
+    /// Content hashes of the bytes the state in force was built from (or last refused);
+    /// the lock also keeps reloads one at a time.
     seen: Mutex<Seen>,
 }
 
 #[derive(Debug, Default)]
 struct Seen {
-    policy: Option<[u8; 32]>,
-    tls: Option<[u8; 32]>,
+    policy: Option<Digest>,
+    tls: Option<Digest>,
+}
+
+/// Whether a bundle file that is gone is an error (start-up: a typo must not start a sidecar
+/// that trusts less than its config says) or the removal of that trust domain (reload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Start,
+    Reload,
 }
 
 impl Reloader {
-    /// A reloader for state that was just loaded from `sources`: their current content counts
-    /// as seen, so the first re-check finds nothing to do.
-    pub async fn new(sources: Sources, live: Arc<Live>, metrics: Arc<Metrics>) -> Self {
-        let own_id = live.tls().current().credentials().id().clone();
+    /// The first load: reads every source once and builds the first state from those bytes,
+    /// recording their hashes as seen, so a write landing after the read is a change the next
+    /// trigger picks up. `hook` runs between the read and the build (tests only).
+    ///
+    /// # Errors
+    /// The first part that is unreadable or invalid: nothing starts without a valid policy,
+    /// certificate, key and bundles (fail closed).
+    pub async fn start(
+        sources: Sources,
+        metrics: Arc<Metrics>,
+        hook: Option<ReadHook>,
+    ) -> Result<Self, ReloadError> {
+        let policy_files = files::read_policy(&sources).await?;
+        let tls_files = files::read_tls(&sources).await?;
+        if let Some(hook) = hook {
+            hook();
+        }
         let seen = Seen {
-            policy: read_policy(&sources).await.ok().map(|(_, digest)| digest),
-            tls: read_tls(&sources).await.ok(),
+            policy: Some(policy_files.digest),
+            tls: Some(tls_files.digest),
         };
-        Self {
+        let policy = build_policy(policy_files.texts).await?;
+        let credentials = build_credentials(tls_files, Stage::Start).await?;
+        let tls = LiveTls::new(credentials).map_err(ReloadError::InvalidTls)?;
+        let own_id = tls.current().credentials().id().clone();
+        Ok(Self {
             sources,
-            live,
+            live: Arc::new(Live::new(policy, tls)),
             metrics,
+            status: Arc::new(StatusBoard::new()),
             own_id,
             seen: Mutex::new(seen),
-        }
+        })
+    }
+
+    /// The state this reloader keeps current.
+    pub fn live(&self) -> &Arc<Live> {
+        &self.live
+    }
+
+    /// What the reloads did so far, shared with its readers (the admin endpoint).
+    pub fn status(&self) -> &Arc<StatusBoard> {
+        &self.status
     }
 
     /// Re-reads every source and publishes what changed and is valid; `force` (SIGHUP)
     /// rebuilds even unchanged files. Never fails: a rejected change is in the report, the log
-    /// and [`Live::status`].
+    /// and the [`ReloadStatus`].
     pub async fn reload(&self, force: bool) -> Report {
         let mut seen = self.seen.lock().await;
         // Each part is recorded as soon as it is done, so the status never lags behind
         // the state the next request sees.
-        let policy = self.reload_policy(&mut seen, force).await;
+        let policy = change(self.reload_policy(&mut seen, force).await);
         self.record(Part::Policy, &policy);
-        let tls = self.reload_tls(&mut seen, force).await;
+        let tls = change(self.reload_tls(&mut seen, force).await);
         self.record(Part::Tls, &tls);
         Report { policy, tls }
     }
 
-    async fn reload_policy(&self, seen: &mut Seen, force: bool) -> Change {
-        let (texts, digest) = match read_policy(&self.sources).await {
-            Ok(read) => read,
-            Err(error) => return Change::Rejected(error),
-        };
-        if !force && seen.policy == Some(digest) {
-            return Change::Unchanged;
+    /// `Ok(true)` when a new policy was published.
+    async fn reload_policy(&self, seen: &mut Seen, force: bool) -> Result<bool, ReloadError> {
+        let files = files::read_policy(&self.sources).await?;
+        if !force && seen.policy == Some(files.digest) {
+            return Ok(false);
         }
-        // An empty file is a write in progress (truncate, then write), never a policy: taking
-        // it would deny every request until the rest arrives. The next event brings it.
-        if let Some((name, _)) = texts.iter().find(|(_, text)| text.trim().is_empty()) {
-            return Change::Rejected(format!(
-                "{name}: empty (a write in progress?); the last good policy stays"
-            ));
-        }
-        seen.policy = Some(digest);
-        let compiled = tokio::task::spawn_blocking(move || {
-            let texts = texts
-                .iter()
-                .map(|(name, text)| (name.as_str(), text.as_str()));
-            PolicySource::from_texts(texts).and_then(|source| compile(&source))
-        })
-        .await;
-        let policy = match compiled {
-            Ok(Ok(policy)) => policy,
-            Ok(Err(errors)) => return Change::Rejected(errors.to_string()),
-            Err(panicked) => return Change::Rejected(format!("policy compile failed: {panicked}")),
-        };
+        seen.policy = Some(files.digest);
+        let policy = build_policy(files.texts).await?;
         if policy.version() == self.live.policy().version() {
-            return Change::Unchanged;
+            return Ok(false);
         }
         tracing::info!(policy_version = policy.version(), "policy reloaded");
         let old = self.live.publish_policy(policy);
         // Freeing a large policy takes milliseconds: not on a request's worker thread.
         tokio::task::spawn_blocking(move || drop(old));
-        Change::Applied
+        Ok(true)
     }
 
-    async fn reload_tls(&self, seen: &mut Seen, force: bool) -> Change {
-        let digest = match read_tls(&self.sources).await {
-            Ok(digest) => digest,
-            Err(error) => return Change::Rejected(error),
-        };
-        if !force && seen.tls == Some(digest) {
-            return Change::Unchanged;
+    /// `Ok(true)` when new TLS material was published.
+    async fn reload_tls(&self, seen: &mut Seen, force: bool) -> Result<bool, ReloadError> {
+        let files = files::read_tls(&self.sources).await?;
+        if !force && seen.tls == Some(files.digest) {
+            return Ok(false);
         }
-        seen.tls = Some(digest);
-        // A bundle file that is gone means its trust domain is no longer trusted: dropping
-        // trust fails closed, so it applies at once (keeping it would trust a removed CA).
-        let (kept, removed): (Vec<_>, Vec<_>) = self
-            .sources
-            .bundles
-            .iter()
-            .cloned()
-            .partition(|(_, file)| file.exists());
-        for (trust_domain, file) in &removed {
-            tracing::warn!(%trust_domain, file = %file.display(), "bundle file gone; trust domain no longer accepted");
-        }
-        let (cert, key) = (self.sources.cert.clone(), self.sources.key.clone());
-        let loaded = tokio::task::spawn_blocking(move || {
-            Credentials::load(&cert, &key, &kept, SystemTime::now())
-        })
-        .await;
-        let credentials = match loaded {
-            Ok(Ok(credentials)) => credentials,
-            Ok(Err(error)) => return Change::Rejected(error.to_string()),
-            Err(panicked) => {
-                return Change::Rejected(format!("certificate load failed: {panicked}"));
-            }
-        };
+        seen.tls = Some(files.digest);
+        let cert_file = files.cert.0.display().to_string();
+        let credentials = build_credentials(files, Stage::Reload).await?;
         if credentials.id() != &self.own_id {
-            return Change::Rejected(format!(
-                "{}: the new certificate names {}, but this sidecar is {}; restart segward to \
-                 change its identity",
-                self.sources.cert.display(),
-                credentials.id(),
-                self.own_id
-            ));
+            return Err(ReloadError::IdentityChanged {
+                file: cert_file,
+                found: credentials.id().clone(),
+                own: self.own_id.clone(),
+            });
         }
-        match self.live.tls().publish(credentials) {
-            Ok(()) => {
-                tracing::info!(spiffe_id = %self.own_id, "certificate and bundles reloaded");
-                Change::Applied
-            }
-            Err(error) => Change::Rejected(error.to_string()),
-        }
+        self.live
+            .tls()
+            .publish(credentials)
+            .map_err(ReloadError::InvalidTls)?;
+        tracing::info!(spiffe_id = %self.own_id, "certificate and bundles reloaded");
+        Ok(true)
     }
 
-    /// Logs a rejection and counts the result; a rejection already recorded is not counted
-    /// again (a file that stays unreadable would otherwise count once per re-check).
+    /// Keeps the outcome in the status; counts and logs it unless it is a rejection already
+    /// recorded.
     fn record(&self, part: Part, change: &Change) {
-        let (what, label) = match part {
-            Part::Policy => ("policy", "policy"),
-            Part::Tls => ("certificate/bundles", "tls"),
+        let outcome = match change {
+            Change::Unchanged => return,
+            Change::Applied => Ok(()),
+            Change::Rejected(error) => Err(error),
         };
-        self.live.with_status(|status| {
-            let last_error = match part {
-                Part::Policy => &mut status.policy_error,
-                Part::Tls => &mut status.tls_error,
-            };
-            match change {
-                Change::Unchanged => {}
-                Change::Applied => {
-                    *last_error = None;
-                    status.reloads_ok += 1;
-                    self.metrics.reload(label, true);
-                }
-                Change::Rejected(error) if last_error.as_ref() != Some(error) => {
-                    *last_error = Some(error.clone());
-                    status.reloads_failed += 1;
-                    self.metrics.reload(label, false);
-                    tracing::warn!(%error, "{what} reload rejected; the last good {what} stays in force");
-                }
-                Change::Rejected(_) => {}
-            }
-        });
-    }
-}
-
-/// The two parts a reload may change.
-#[derive(Debug, Clone, Copy)]
-enum Part {
-    Policy,
-    Tls,
-}
-
-/// The policy files' texts and the hash of their names and contents.
-async fn read_policy(sources: &Sources) -> Result<(Vec<(String, String)>, [u8; 32]), String> {
-    let path = sources.policy.clone();
-    let read = tokio::task::spawn_blocking(move || PolicySource::read(&path)).await;
-    let texts = match read {
-        Ok(Ok(texts)) => texts,
-        Ok(Err(errors)) => return Err(errors.to_string()),
-        Err(panicked) => return Err(format!("reading the policy failed: {panicked}")),
-    };
-    let mut hash = Context::new(&SHA256);
-    for (name, text) in &texts {
-        add(&mut hash, name.as_bytes());
-        add(&mut hash, text.as_bytes());
-    }
-    Ok((texts, finish(hash)))
-}
-
-/// The hash of the certificate, key and bundle files' contents; a missing bundle file counts
-/// as a distinct (empty) state rather than an error.
-async fn read_tls(sources: &Sources) -> Result<[u8; 32], String> {
-    let mut hash = Context::new(&SHA256);
-    for file in [&sources.cert, &sources.key] {
-        let bytes = tokio::fs::read(file)
-            .await
-            .map_err(|e| format!("{}: {e}", file.display()))?;
-        add(&mut hash, &bytes);
-    }
-    for (_, file) in &sources.bundles {
-        match tokio::fs::read(file).await {
-            Ok(bytes) => add(&mut hash, &bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => hash.update(b"absent"),
-            Err(e) => return Err(format!("{}: {e}", file.display())),
+        if !self.status.note(part, outcome) {
+            return;
+        }
+        let rejected = outcome.err().map(ReloadError::reason);
+        self.metrics.reload(part.as_str(), rejected);
+        if let Err(error) = outcome {
+            tracing::warn!(
+                %error,
+                reason = error.reason(),
+                "{part} reload rejected; the last good {part} stays in force"
+            );
         }
     }
-    Ok(finish(hash))
 }
 
-/// Length-prefixed, so that moving bytes between files changes the hash.
-fn add(hash: &mut Context, bytes: &[u8]) {
-    hash.update(&(bytes.len() as u64).to_le_bytes());
-    hash.update(bytes);
+fn change(outcome: Result<bool, ReloadError>) -> Change {
+    match outcome {
+        Ok(true) => Change::Applied,
+        Ok(false) => Change::Unchanged,
+        Err(error) => Change::Rejected(error),
+    }
 }
 
-fn finish(hash: Context) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(hash.finish().as_ref());
-    out
+/// Parses, validates (its `tests:` included) and compiles the policy texts off the runtime.
+async fn build_policy(texts: Vec<(String, String)>) -> Result<CompiledPolicy, ReloadError> {
+    // An empty file is a write in progress (truncate, then write), never a policy: taking
+    // it would deny every request until the rest arrives. The next event brings it.
+    if let Some((name, _)) = texts.iter().find(|(_, text)| text.trim().is_empty()) {
+        return Err(ReloadError::EmptyPolicyFile { file: name.clone() });
+    }
+    blocking(Part::Policy, move || {
+        let texts = texts
+            .iter()
+            .map(|(name, text)| (name.as_str(), text.as_str()));
+        PolicySource::from_texts(texts)
+            .and_then(|source| compile(&source))
+            .map_err(ReloadError::InvalidPolicy)
+    })
+    .await
+}
+
+/// Checks certificate, key and bundles off the runtime. A bundle file that is gone means, on
+/// reload, that its trust domain is no longer trusted: dropping trust fails closed, so it
+/// applies at once (keeping it would trust a removed CA).
+async fn build_credentials(files: TlsFiles, stage: Stage) -> Result<Credentials, ReloadError> {
+    blocking(Part::Tls, move || {
+        let mut bundles = Vec::with_capacity(files.bundles.len());
+        for (trust_domain, file, bytes) in &files.bundles {
+            match bytes {
+                Some(bytes) => bundles.push((trust_domain, file.as_path(), bytes.as_slice())),
+                None if stage == Stage::Reload => tracing::warn!(
+                    %trust_domain,
+                    file = %file.display(),
+                    "bundle file gone; trust domain no longer accepted"
+                ),
+                None => {
+                    return Err(ReloadError::TlsUnreadable(TlsError::Io {
+                        file: file.display().to_string(),
+                        problem: "no such file".to_owned(),
+                    }));
+                }
+            }
+        }
+        let (cert, key) = (&files.cert, &files.key);
+        Credentials::from_files(
+            (&cert.0, &cert.1),
+            (&key.0, &key.1),
+            &bundles,
+            SystemTime::now(),
+        )
+        .map_err(ReloadError::InvalidTls)
+    })
+    .await
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use notify_debouncer_full::notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -21,51 +21,76 @@ use crate::shutdown::Shutdown;
 
 type FolderWatcher = Debouncer<notify_debouncer_full::notify::RecommendedWatcher, RecommendedCache>;
 
-/// Runs the triggers of `reloader` until `shutdown`. Call it from within the runtime: the
-/// SIGHUP handler is installed before this returns, so a SIGHUP sent right after start-up is
-/// not lost (nor does it kill the process, SIGHUP's default action).
-pub fn spawn(
-    reloader: Arc<Reloader>,
-    folders: Vec<PathBuf>,
+/// The triggers of one sidecar's reloads. Installed before the first read of the sources
+/// ([`Triggers::install`]), so that a change landing while the first state is built is not
+/// lost: its event waits (as one pending reload) until [`Triggers::spawn`] runs the loop.
+pub struct Triggers {
+    changed: Arc<Notify>,
+    watcher: Option<FolderWatcher>,
+    hangup: Option<Signal>,
     timing: ReloadTiming,
-    mut shutdown: Shutdown,
-) -> JoinHandle<()> {
-    let changed = Arc::new(Notify::new());
-    let watcher = if timing.watch_files {
-        watch(&folders, timing.debounce, changed.clone())
-    } else {
-        None
-    };
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(hangup) => Some(hangup),
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGHUP; file events and polling remain");
+}
+
+impl Triggers {
+    /// Starts watching `folders` (if `timing.watch_files`) and listening for SIGHUP. Call it
+    /// from within the runtime: the SIGHUP handler is installed before this returns, so a
+    /// SIGHUP sent right after start-up is neither lost nor kills the process (SIGHUP's
+    /// default action).
+    pub fn install(folders: &[PathBuf], timing: ReloadTiming) -> Self {
+        let changed = Arc::new(Notify::new());
+        let watcher = if timing.watch_files {
+            watch(folders, timing.debounce, changed.clone())
+        } else {
             None
+        };
+        let hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => Some(hangup),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP; file events and polling remain");
+                None
+            }
+        };
+        Self {
+            changed,
+            watcher,
+            hangup,
+            timing,
         }
-    };
-    tokio::spawn(async move {
-        // The watcher lives as long as this task.
-        let _watcher = watcher;
-        let mut poll = tokio::time::interval(timing.poll);
-        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        poll.tick().await;
-        loop {
-            let force = tokio::select! {
-                () = changed.notified() => false,
-                Some(()) = recv(&mut hangup) => {
-                    tracing::info!("SIGHUP: reloading policy, certificate and bundles");
-                    true
-                }
-                _ = poll.tick() => false,
-                () = shutdown.wait() => break,
-            };
-            reloader.reload(force).await;
-        }
-    })
+    }
+
+    /// Calls `reloader.reload` on every trigger until `shutdown`; an event that came before
+    /// this call is the first trigger.
+    pub fn spawn(self, reloader: Arc<Reloader>, mut shutdown: Shutdown) -> JoinHandle<()> {
+        let Self {
+            changed,
+            watcher,
+            mut hangup,
+            timing,
+        } = self;
+        tokio::spawn(async move {
+            // The watcher lives as long as this task.
+            let _watcher = watcher;
+            let mut poll = tokio::time::interval(timing.poll);
+            poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            poll.tick().await;
+            loop {
+                let force = tokio::select! {
+                    () = changed.notified() => false,
+                    Some(()) = recv(&mut hangup) => {
+                        tracing::info!("SIGHUP: reloading policy, certificate and bundles");
+                        true
+                    }
+                    _ = poll.tick() => false,
+                    () = shutdown.wait() => break,
+                };
+                reloader.reload(force).await;
+            }
+        })
+    }
 }
 
 /// The next SIGHUP, or never if none can be received.
-async fn recv(hangup: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+async fn recv(hangup: &mut Option<Signal>) -> Option<()> {
     match hangup {
         Some(signal) => signal.recv().await,
         None => std::future::pending().await,

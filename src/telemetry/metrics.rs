@@ -58,6 +58,16 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+/// Why a reload of one part was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RejectionLabels {
+    /// `policy` or `tls`.
+    pub what: &'static str,
+    /// `invalid-policy`, `empty-policy-file`, `tls-unreadable`, `invalid-tls`, … (the
+    /// reload error's reason).
+    pub reason: &'static str,
+}
+
 /// The policy version in force.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct VersionLabel {
@@ -88,6 +98,7 @@ pub struct Metrics {
     open: [Gauge; 2],
     handshake_failures: Family<ReasonLabel, Counter>,
     reloads: Family<ReloadLabels, Counter>,
+    reload_rejections: Family<RejectionLabels, Counter>,
     policy_info: Family<VersionLabel, Gauge>,
     svid_expiry: Gauge,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
@@ -148,6 +159,12 @@ impl Metrics {
             "Reloads that changed something, by what and result",
             Family::default(),
         );
+        let reload_rejections = register(
+            r,
+            "reload_rejections",
+            "Reloads rejected (the last good state stayed), by what and reason",
+            Family::default(),
+        );
         let policy_info = register(
             r,
             "policy_info",
@@ -183,6 +200,7 @@ impl Metrics {
             requests,
             handshake_failures,
             reloads,
+            reload_rejections,
             policy_info,
             svid_expiry,
             upstream_errors,
@@ -224,12 +242,18 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a reload of `what` (`policy` or `tls`) that was applied or rejected.
-    pub fn reload(&self, what: &'static str, ok: bool) {
-        let result = if ok { "ok" } else { "rejected" };
+    /// Counts a reload of `what` (`policy` or `tls`) that was applied (`rejected` is
+    /// `None`) or rejected for the bounded reason `rejected`.
+    pub fn reload(&self, what: &'static str, rejected: Option<&'static str>) {
+        let result = if rejected.is_some() { "rejected" } else { "ok" };
         self.reloads
             .get_or_create(&ReloadLabels { what, result })
             .inc();
+        if let Some(reason) = rejected {
+            self.reload_rejections
+                .get_or_create(&RejectionLabels { what, reason })
+                .inc();
+        }
     }
 
     /// One more open connection on `direction`'s listener, until the guard is dropped.

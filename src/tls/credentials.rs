@@ -49,18 +49,30 @@ impl Credentials {
             .iter()
             .map(|(_, path)| read(path))
             .collect::<Result<Vec<_>, _>>()?;
-        let bundles = bundles
+        let bundles: Vec<_> = bundles
             .iter()
             .zip(&bundle_texts)
-            .map(|((td, path), text)| (td, pem(&path.display().to_string(), text)))
+            .map(|((td, path), text)| (td, path.as_path(), text.as_slice()))
             .collect();
-        let cert = pem(&cert.display().to_string(), &cert_text);
-        build(
-            cert,
-            pem(&key.display().to_string(), &key_text),
-            bundles,
-            now,
-        )
+        Self::from_files((cert, &cert_text), (key, &key_text), &bundles, now)
+    }
+
+    /// The checks of [`Credentials::load`] on file contents already read (a reload hashes
+    /// the very bytes it builds from): each `(path, contents)`, the path naming it in errors.
+    ///
+    /// # Errors
+    /// As [`Credentials::from_pem`], naming the files.
+    pub fn from_files(
+        cert: (&Path, &[u8]),
+        key: (&Path, &[u8]),
+        bundles: &[(&TrustDomain, &Path, &[u8])],
+        now: SystemTime,
+    ) -> Result<Credentials, TlsError> {
+        let bundles = bundles
+            .iter()
+            .map(|&(td, path, text)| (td, named(path, text)))
+            .collect();
+        build(named(cert.0, cert.1), named(key.0, key.1), bundles, now)
     }
 
     /// The same checks on in-memory PEM; errors name `<certificate>`, `<key>` and
@@ -133,6 +145,10 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
         file: path.display().to_string(),
         problem: e.to_string(),
     })
+}
+
+fn named<'a>(path: &Path, text: &'a [u8]) -> Pem<'a> {
+    pem(&path.display().to_string(), text)
 }
 
 fn pem<'a>(file: &str, text: &'a [u8]) -> Pem<'a> {

@@ -139,7 +139,7 @@ impl Chain {
         let backend = Backend::start().await;
         let policy = write_policy(&pki, POLICY);
         let loops = |config: &mut segward::config::Config| {
-            config.limits.worker_threads = Some(LOOPS);
+            config.limits.worker_threads = LOOPS;
         };
         let inbound = inbound_block(backend.addr());
         let config = write_config(&pki, &pki.issue(API), &[TD], &policy, &inbound);

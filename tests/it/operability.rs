@@ -153,6 +153,12 @@ async fn policy_endpoint_reports_version_files_counts_and_the_last_reload_error(
             .is_some_and(|e| e.contains("policy.yaml:"))
     });
     assert!(reported.await);
+    // The same error, typed: its bounded reason in /policy and as the metric's label.
+    let policy: Value = serde_json::from_slice(&api.admin("/policy").await.body).unwrap();
+    assert_eq!(policy["last_reload_reason"]["policy"], "invalid-policy");
+    assert_eq!(policy["last_reload_reason"]["tls"], Value::Null);
+    let rejected = r#"segward_reload_rejections_total{what="policy",reason="invalid-policy"}"#;
+    assert_eq!(count(&api.metrics().await, rejected), 1.0);
     assert_eq!(api.admin("/nope").await.status, StatusCode::NOT_FOUND);
 }
 

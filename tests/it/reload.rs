@@ -14,6 +14,8 @@ use std::time::Duration;
 use http::StatusCode;
 use segward::app::Sidecar;
 use segward::config::Config;
+use segward::reload::{Change, ReadHook, ReloadError};
+use segward::tls::TlsError;
 use tokio::time::Instant;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -65,11 +67,20 @@ struct Api {
 
 impl Api {
     async fn start(tune: impl FnOnce(&mut Config)) -> Api {
+        Api::start_writing(tune, None).await
+    }
+
+    /// With `written` written over the policy file during start-up, if given: after the
+    /// sidecar's first read of its files and before it builds its first state from them.
+    async fn start_writing(tune: impl FnOnce(&mut Config), written: Option<String>) -> Api {
         let pki = Pki::new(&["example.org", "partner.net"]);
         let backend = Backend::start().await;
         let svid = pki.issue(API);
         let policy = write_policy(&pki, BASE);
-        Api::start_with(pki, backend, svid, &policy, tune).await
+        let file = policy.join("policy.yaml");
+        let hook =
+            written.map(|text| -> ReadHook { Box::new(move || write_in_place(&file, &text)) });
+        Api::start_with(pki, backend, svid, &policy, tune, hook).await
     }
 
     async fn start_with(
@@ -78,10 +89,13 @@ impl Api {
         svid: SvidFiles,
         policy: &Path,
         tune: impl FnOnce(&mut Config),
+        hook: Option<ReadHook>,
     ) -> Api {
         let trust = ["example.org", "partner.net"];
         let config = write_config(&pki, &svid, &trust, policy, &inbound_block(backend.addr()));
-        let sidecar = start(&config, tune).await;
+        let mut config = Config::load(&config).unwrap();
+        tune(&mut config);
+        let sidecar = Sidecar::start_with_hook(&config, hook).await.unwrap();
         Api {
             policy_file: policy.join("policy.yaml"),
             pki,
@@ -170,15 +184,17 @@ async fn revocation_reaches_the_next_request_on_an_open_http2_connection() {
 async fn a_broken_policy_edit_keeps_the_last_good_policy_and_reports_the_error() {
     let api = Api::start(|_| {}).await;
     let mut conn = api.connect(WEB, Alpn::H1).await;
-    let live = api.sidecar.live().clone();
+    let sidecar = &api.sidecar;
 
     write_in_place(&api.policy_file, BROKEN);
 
-    assert!(eventually(WITHIN, || async { live.status().policy_error.is_some() }).await);
-    let status = live.status();
+    let failed = || async { sidecar.reload_status().policy_error.is_some() };
+    assert!(eventually(WITHIN, failed).await);
+    let status = sidecar.reload_status();
     let error = status.policy_error.unwrap();
+    assert!(matches!(error, ReloadError::InvalidPolicy(_)), "{error:?}");
     assert!(
-        error.contains("policy.yaml:3:"),
+        error.to_string().contains("policy.yaml:3:"),
         "file:line:col expected: {error}"
     );
     assert_eq!(status.reloads_failed, 1);
@@ -187,7 +203,8 @@ async fn a_broken_policy_edit_keeps_the_last_good_policy_and_reports_the_error()
     // Fixing the file applies the fix and clears the error.
     write_in_place(&api.policy_file, &revoked());
     assert!(until_status(&mut conn, "/v1/x", StatusCode::FORBIDDEN, WITHIN).await);
-    assert!(eventually(WITHIN, || async { live.status().policy_error.is_none() }).await);
+    let cleared = || async { sidecar.reload_status().policy_error.is_none() };
+    assert!(eventually(WITHIN, cleared).await);
 }
 
 #[tokio::test]
@@ -211,7 +228,7 @@ async fn a_kubernetes_configmap_data_swap_triggers_a_reload() {
     symlink("..2026_11_23_1", mount.join("..data")).unwrap();
     symlink("..data/policy.yaml", mount.join("policy.yaml")).unwrap();
     let svid = pki.issue(API);
-    let api = Api::start_with(pki, Backend::start().await, svid, &mount, |_| {}).await;
+    let api = Api::start_with(pki, Backend::start().await, svid, &mount, |_| {}, None).await;
     let mut conn = api.connect(WEB, Alpn::H1).await;
     assert_eq!(conn.get("/v1/x").await.unwrap().status, StatusCode::OK);
 
@@ -262,6 +279,36 @@ async fn sighup_forces_a_reload() {
     assert!(until_status(&mut conn, "/v1/x", StatusCode::FORBIDDEN, WITHIN).await);
 }
 
+// --- a write during start-up is not lost (ISSUE 19) ----------------------------------------------
+
+/// The start-up race: the first state is built from one read of the files, and a write that
+/// lands right after that read must not be recorded as already applied.
+async fn a_policy_written_during_start_up_takes_effect(tune: impl FnOnce(&mut Config)) {
+    let api = Api::start_writing(tune, Some(revoked())).await;
+    let mut conn = api.connect(WEB, Alpn::H1).await;
+
+    // BASE was read, so the sidecar may start allowing web; the revocation written after
+    // that read must be in force soon after.
+    assert!(until_status(&mut conn, "/v1/x", StatusCode::FORBIDDEN, WITHIN).await);
+}
+
+#[tokio::test]
+async fn a_policy_written_during_start_up_is_found_by_the_periodic_recheck() {
+    // No file events: only the hash of what was built, compared at the next re-check.
+    a_policy_written_during_start_up_takes_effect(|c| {
+        c.reload.watch_files = false;
+        c.reload.poll = Duration::from_millis(300);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_policy_written_during_start_up_is_seen_by_the_watcher_installed_before_the_read() {
+    // No re-check within the test: only a watcher that was already watching sees the write.
+    a_policy_written_during_start_up_takes_effect(|c| c.reload.poll = Duration::from_secs(3600))
+        .await;
+}
+
 // --- certificates and bundles apply to new handshakes --------------------------------------------
 
 #[tokio::test]
@@ -287,15 +334,19 @@ async fn a_rotated_certificate_is_presented_to_new_connections_while_old_ones_ke
 #[tokio::test]
 async fn a_certificate_that_does_not_match_its_key_is_rejected_and_the_old_pair_stays() {
     let api = Api::start(|_| {}).await;
-    let live = api.sidecar.live().clone();
     let before = serial(api.connect(WEB, Alpn::H1).await.peer_leaf().unwrap());
 
     // A new certificate, but the old key stays in place.
     copy_by_rename(&api.pki.issue(API).cert, &api.svid.cert);
 
-    assert!(eventually(WITHIN, || async { live.status().tls_error.is_some() }).await);
-    let error = live.status().tls_error.unwrap();
-    assert!(error.contains("does not belong"), "{error}");
+    let failed = || async { api.sidecar.reload_status().tls_error.is_some() };
+    assert!(eventually(WITHIN, failed).await);
+    let error = api.sidecar.reload_status().tls_error.unwrap();
+    assert!(
+        matches!(error, ReloadError::InvalidTls(TlsError::KeyMismatch { .. })),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("does not belong"), "{error}");
     let now = serial(api.connect(WEB, Alpn::H1).await.peer_leaf().unwrap());
     assert_eq!(now, before);
 }
@@ -344,7 +395,7 @@ async fn a_removed_bundle_file_stops_its_trust_domain_at_the_next_handshake() {
     let refused = eventually(WITHIN, || async {
         client.get(addr, "/public/a").await.is_err()
     });
-    assert!(refused.await, "{:?}", api.sidecar.live().status());
+    assert!(refused.await, "{:?}", api.sidecar.reload_status());
     // example.org is still trusted, and the partner's open connection carries on.
     assert_eq!(
         api.connect(WEB, Alpn::H1)
@@ -426,7 +477,7 @@ async fn fifty_policy_reloads_under_traffic_fail_no_request() {
         "too little traffic to mean anything"
     );
     // At least: a SIGHUP sent by another test of this process forces one more.
-    assert!(api.sidecar.live().status().reloads_ok >= 50);
+    assert!(api.sidecar.reload_status().reloads_ok >= 50);
 }
 
 #[tokio::test]
@@ -444,14 +495,15 @@ async fn an_emptied_policy_file_is_taken_for_a_write_in_progress_and_not_applied
     let report = api.sidecar.reload(false).await;
 
     assert!(
-        matches!(report.policy, segward::reload::Change::Rejected(ref e) if e.contains("empty"))
+        matches!(
+            report.policy,
+            Change::Rejected(ReloadError::EmptyPolicyFile { .. })
+        ),
+        "{report:?}"
     );
     assert_eq!(conn.get("/v1/x").await.unwrap().status, StatusCode::OK);
     fs::write(&api.policy_file, revoked()).unwrap();
-    assert_eq!(
-        api.sidecar.reload(false).await.policy,
-        segward::reload::Change::Applied
-    );
+    assert_eq!(api.sidecar.reload(false).await.policy, Change::Applied);
     assert_eq!(
         conn.get("/v1/x").await.unwrap().status,
         StatusCode::FORBIDDEN

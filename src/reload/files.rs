@@ -1,0 +1,120 @@
+//! What the sources hold right now: each part's files read once, on a blocking thread, with
+//! the hash of exactly those bytes. A (re)load builds from the bytes it hashed, never from a
+//! second read, so the hash it records is always the hash of the state it built (a write
+//! landing in between is a new hash, picked up by the next trigger).
+
+use std::path::{Path, PathBuf};
+
+use ring::digest::{Context, SHA256};
+
+use super::Sources;
+use super::error::{Part, ReloadError};
+use crate::identity::TrustDomain;
+use crate::policy::PolicySource;
+use crate::tls::TlsError;
+
+/// A content hash (SHA-256).
+pub(super) type Digest = [u8; 32];
+
+/// The policy files' names and texts, in name order.
+pub(super) struct PolicyFiles {
+    pub(super) texts: Vec<(String, String)>,
+    pub(super) digest: Digest,
+}
+
+/// The certificate, key and bundle files' contents; a bundle file that is gone is `None`.
+pub(super) struct TlsFiles {
+    pub(super) cert: (PathBuf, Vec<u8>),
+    pub(super) key: (PathBuf, Vec<u8>),
+    pub(super) bundles: Vec<(TrustDomain, PathBuf, Option<Vec<u8>>)>,
+    pub(super) digest: Digest,
+}
+
+/// Runs `work` on a blocking thread; a panic there becomes the error of `part`.
+pub(super) async fn blocking<T: Send + 'static>(
+    part: Part,
+    work: impl FnOnce() -> Result<T, ReloadError> + Send + 'static,
+) -> Result<T, ReloadError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|panicked| {
+            Err(ReloadError::Panicked {
+                part,
+                message: panicked.to_string(),
+            })
+        })
+}
+
+/// Reads every policy file the policy path stands for.
+pub(super) async fn read_policy(sources: &Sources) -> Result<PolicyFiles, ReloadError> {
+    let path = sources.policy.clone();
+    blocking(Part::Policy, move || {
+        let texts = PolicySource::read(&path).map_err(ReloadError::PolicyUnreadable)?;
+        let mut hash = Context::new(&SHA256);
+        for (name, text) in &texts {
+            add(&mut hash, name.as_bytes());
+            add(&mut hash, text.as_bytes());
+        }
+        Ok(PolicyFiles {
+            texts,
+            digest: finish(hash),
+        })
+    })
+    .await
+}
+
+/// Reads the certificate, key and bundle files; a missing bundle file counts as a distinct
+/// (absent) state rather than an error — what it means is the builder's call.
+pub(super) async fn read_tls(sources: &Sources) -> Result<TlsFiles, ReloadError> {
+    let sources = sources.clone();
+    blocking(Part::Tls, move || {
+        let mut hash = Context::new(&SHA256);
+        let cert = read(&sources.cert)?;
+        add(&mut hash, &cert);
+        let key = read(&sources.key)?;
+        add(&mut hash, &key);
+        let mut bundles = Vec::with_capacity(sources.bundles.len());
+        for (trust_domain, file) in sources.bundles {
+            let bytes = match std::fs::read(&file) {
+                Ok(bytes) => Some(bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(unreadable(&file, &e)),
+            };
+            match &bytes {
+                Some(bytes) => add(&mut hash, bytes),
+                None => hash.update(b"absent"),
+            }
+            bundles.push((trust_domain, file, bytes));
+        }
+        Ok(TlsFiles {
+            cert: (sources.cert, cert),
+            key: (sources.key, key),
+            bundles,
+            digest: finish(hash),
+        })
+    })
+    .await
+}
+
+fn read(file: &Path) -> Result<Vec<u8>, ReloadError> {
+    std::fs::read(file).map_err(|e| unreadable(file, &e))
+}
+
+fn unreadable(file: &Path, error: &std::io::Error) -> ReloadError {
+    ReloadError::TlsUnreadable(TlsError::Io {
+        file: file.display().to_string(),
+        problem: error.to_string(),
+    })
+}
+
+/// Length-prefixed, so that moving bytes between files changes the hash.
+fn add(hash: &mut Context, bytes: &[u8]) {
+    hash.update(&(bytes.len() as u64).to_le_bytes());
+    hash.update(bytes);
+}
+
+fn finish(hash: Context) -> Digest {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(hash.finish().as_ref());
+    out
+}
