@@ -98,7 +98,8 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<Outcome> {
             } else {
                 print!("{inspection}");
             }
-            // PRODUCT.md §1: "1 invalid input (… certificate)"; the report is printed either way.
+            // PRODUCT.md §1: "1 invalid input (… certificate)"; the report is printed either
+            // way.
             if !inspection.is_svid() {
                 let why = &inspection.client_check;
                 eprintln!("error: {}: not a valid X509-SVID: {why}", file.display());
