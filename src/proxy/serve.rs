@@ -251,8 +251,8 @@ fn builder(limits: &Limits, alpn: Option<&[u8]>) -> auto::Builder<TokioExecutor>
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
-        .keep_alive_interval(Some(Duration::from_secs(20)))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .keep_alive_interval(Some(limits.h2_keep_alive))
+        .keep_alive_timeout(limits.h2_keep_alive);
     match alpn {
         Some(b"h2") => builder.http2_only(),
         Some(b"http/1.1") => builder.http1_only(),
