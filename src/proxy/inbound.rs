@@ -18,6 +18,7 @@ use rustls::server::ServerConnection;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::connection;
 use super::context::Context;
 use super::exchange::Exchange;
 use super::headers::IdentityHeaders;
@@ -146,7 +147,7 @@ impl serve::Listener for Inbound {
             let (this, peer) = (self.clone(), peer.clone());
             async move { Ok::<_, Infallible>(this.handle(req, &peer).await) }
         });
-        serve::http(TokioIo::new(tls), alpn.as_deref(), service, slot, &limits).await;
+        connection::http(TokioIo::new(tls), alpn.as_deref(), service, slot, &limits).await;
     }
 }
 

@@ -15,6 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::connection;
 use super::context::Context;
 use super::exchange::Exchange;
 use super::respond::{Body, ProxyError};
@@ -168,7 +169,7 @@ impl serve::Listener for Outbound {
             let this = self.clone();
             async move { Ok::<_, Infallible>(this.handle(req).await) }
         });
-        serve::http(TokioIo::new(tcp), None, service, slot, &limits).await;
+        connection::http(TokioIo::new(tcp), None, service, slot, &limits).await;
     }
 }
 
