@@ -101,7 +101,9 @@ impl Inbound {
         let headers = req.headers_mut();
         headers::strip_hop_by_hop(headers);
         peer.headers.apply(headers);
-        exchange.retarget(&mut req, Scheme::HTTP, &self.upstream_authority)?;
+        let (path, id) = (exchange.path(), exchange.request_id());
+        headers::retarget(&mut req, path, Scheme::HTTP, &self.upstream_authority, id)
+            .map_err(ProxyError::BadTarget)?;
         upstream::send(&self.upstream, req, self.cx.limits.upstream_response).await
     }
 }

@@ -145,7 +145,9 @@ impl Outbound {
         // 4. Forward over mTLS; the route's client only completes a handshake with a server
         // proving `route.spiffe_id`.
         headers::strip_hop_by_hop(req.headers_mut());
-        exchange.retarget(&mut req, Scheme::HTTPS, &route.authority)?;
+        let (path, id) = (exchange.path(), exchange.request_id());
+        headers::retarget(&mut req, path, Scheme::HTTPS, &route.authority, id)
+            .map_err(ProxyError::BadTarget)?;
         upstream::send(&route.client, req, self.cx.limits.upstream_response).await
     }
 
