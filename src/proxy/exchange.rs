@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use http::{HeaderValue, Method, Response, StatusCode, Uri};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
@@ -27,30 +27,33 @@ pub(super) struct Exchange<'a> {
     method: Method,
     /// The normalized path once accepted; the raw one if it was refused.
     path: String,
-    pub(super) source_id: Option<&'a str>,
-    pub(super) destination_id: Option<&'a str>,
+    source_id: &'a str,
+    /// `None` if no destination was found for the request (outbound).
+    destination_id: Option<&'a str>,
     policy_version: &'a str,
     verdict: Option<Verdict<'a>>,
 }
 
 impl<'a> Exchange<'a> {
-    /// Starts the clock for a request decided against `policy`.
-    pub(super) fn start(
+    /// Starts the clock for `req` from `source_id` to `destination_id`, decided against
+    /// `policy`; its id is the caller's `x-request-id` if well-formed, else a new one.
+    pub(super) fn start<B>(
         cx: &'a Context,
         direction: Direction,
-        request_id: HeaderValue,
-        method: &Method,
+        req: &Request<B>,
         policy: &'a CompiledPolicy,
+        source_id: &'a str,
+        destination_id: Option<&'a str>,
     ) -> Self {
         Self {
             cx,
             started: Instant::now(),
             direction,
-            request_id,
-            method: method.clone(),
+            request_id: cx.ids.take(req.headers()),
+            method: req.method().clone(),
             path: String::new(),
-            source_id: None,
-            destination_id: None,
+            source_id,
+            destination_id,
             policy_version: policy.version(),
             verdict: None,
         }
@@ -147,7 +150,7 @@ impl<'a> Exchange<'a> {
         decision_log::write(&DecisionRecord {
             request_id: self.request_id.to_str().unwrap_or("-"),
             direction: self.direction,
-            source_id: self.source_id,
+            source_id: Some(self.source_id),
             destination_id: self.destination_id,
             method: self.method.as_str(),
             path: &self.path,

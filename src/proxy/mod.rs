@@ -4,10 +4,13 @@
 //!
 //! - [`serve`]: the accept loop any listener reuses: connection limit, event loops, drain.
 //! - [`connection`]: HTTP/1.1 + HTTP/2 serving of one connection; `idle`: idle tracking.
-//! - [`inbound`] / [`outbound`]: the two request paths, as phased async functions.
-//! - [`headers`]: PURE header rules (framing, hop-by-hop, identity headers).
-//! - [`upstream`]: pooled clients and their limits; [`respond`]: error → status.
+//! - [`inbound`] / [`outbound`]: the two request paths, as phased async functions; the
+//!   checks both make (validate, decide) are `admission`, the record of each `exchange`.
+//! - [`headers`]: PURE header rules (framing, hop-by-hop, identity headers, forwarded target).
+//! - [`upstream`]: where each side forwards (pooled clients, timeouts); [`respond`]: error →
+//!   status.
 
+mod admission;
 pub mod connection;
 pub mod context;
 mod exchange;
