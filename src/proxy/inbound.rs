@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::uri::{Authority, Scheme};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -21,9 +20,9 @@ use tokio_rustls::TlsAcceptor;
 use super::context::Context;
 use super::exchange::Exchange;
 use super::headers::IdentityHeaders;
-use super::respond::{Body, ProxyError};
+use super::respond::Body;
 use super::serve::Slot;
-use super::upstream::{self, PlainClient};
+use super::upstream::PlainUpstream;
 use super::{admission, connection, headers, serve};
 use crate::identity::{Role, SpiffeId, Svid};
 use crate::telemetry::decision_log::Direction;
@@ -33,8 +32,7 @@ use crate::tls::handshake_failure_reason;
 pub struct Inbound {
     cx: Arc<Context>,
     acceptor: TlsAcceptor,
-    upstream: PlainClient,
-    upstream_authority: Authority,
+    upstream: PlainUpstream,
 }
 
 impl Inbound {
@@ -49,8 +47,7 @@ impl Inbound {
         upstream: &crate::config::Authority,
     ) -> Result<Self, http::uri::InvalidUri> {
         Ok(Self {
-            upstream: upstream::plain_client(&cx.limits),
-            upstream_authority: upstream.to_string().parse()?,
+            upstream: PlainUpstream::plain(upstream.to_string().parse()?, &cx.limits),
             acceptor: TlsAcceptor::from(tls),
             cx,
         })
@@ -77,10 +74,7 @@ impl Inbound {
             let headers = req.headers_mut();
             headers::strip_hop_by_hop(headers);
             peer.headers.apply(headers);
-            let (path, id) = (exchange.path(), exchange.request_id());
-            headers::retarget(&mut req, path, Scheme::HTTP, &self.upstream_authority, id)
-                .map_err(ProxyError::BadTarget)?;
-            upstream::send(&self.upstream, req, cx.limits.upstream_response).await
+            self.upstream.forward(req, &exchange).await
         }
         .await;
         exchange.finish(outcome)

@@ -8,7 +8,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::uri::{Authority, Scheme};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -19,7 +18,7 @@ use super::context::Context;
 use super::exchange::Exchange;
 use super::respond::{Body, ProxyError};
 use super::serve::Slot;
-use super::upstream::{self, MtlsClient};
+use super::upstream::MtlsUpstream;
 use super::{admission, connection, headers, serve};
 use crate::config;
 use crate::identity::SpiffeId;
@@ -30,10 +29,8 @@ use crate::tls::{TlsError, TlsOptions, client_config};
 struct Route {
     /// The SPIFFE ID the server must prove, and the egress decision's destination.
     spiffe_id: SpiffeId,
-    /// `host:port` to connect to.
-    authority: Authority,
-    /// Pooled mTLS connections to it.
-    client: MtlsClient,
+    /// Pooled mTLS connections to its `host:port`.
+    upstream: MtlsUpstream,
 }
 
 /// The outbound listener's state.
@@ -92,8 +89,7 @@ impl Outbound {
             })?;
             let route = Route {
                 spiffe_id: destination.spiffe_id.clone(),
-                authority,
-                client: upstream::mtls_client(client_tls, &cx.limits),
+                upstream: MtlsUpstream::mtls(authority, client_tls, &cx.limits),
             };
             routes.insert(config::destination_key(name).into_owned(), route);
         }
@@ -120,10 +116,7 @@ impl Outbound {
             // 4. Forward over mTLS; the route's client only completes a handshake with a
             // server proving `route.spiffe_id`.
             headers::strip_hop_by_hop(req.headers_mut());
-            let (path, id) = (exchange.path(), exchange.request_id());
-            headers::retarget(&mut req, path, Scheme::HTTPS, &route.authority, id)
-                .map_err(ProxyError::BadTarget)?;
-            upstream::send(&route.client, req, cx.limits.upstream_response).await
+            route.upstream.forward(req, &exchange).await
         }
         .await;
         exchange.finish(outcome)
