@@ -60,6 +60,9 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// HTTP/2 concurrent streams per connection.
     pub h2_max_concurrent_streams: u32,
+    /// HTTP/2 keep-alive: a PING this often, closing the connection if its answer takes
+    /// longer than this. Not a `limits:` key; always the default.
+    pub h2_keep_alive: Duration,
     /// Slowloris bound: the whole request head within this.
     pub header_read: Duration,
     /// Idle connections are closed after this.
@@ -85,6 +88,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_header_bytes: 64 * 1024,
             h2_max_concurrent_streams: 100,
+            h2_keep_alive: Duration::from_secs(20),
             header_read: Duration::from_secs(10),
             idle: Duration::from_secs(60),
             tls_handshake: Duration::from_secs(10),

@@ -1,18 +1,16 @@
-//! One request's life on either side, shared by [`super::inbound`] and [`super::outbound`]:
-//! its id and timing, the facts the decision log records as the phases run, the forwarded
-//! target, and the final response with its `x-request-id` (PRODUCT.md §4, §6).
+//! One request's record on either side, shared by [`super::inbound`] and [`super::outbound`]:
+//! its id and timing, the facts the decision log records as the phases run, and the final
+//! response with its `x-request-id` (PRODUCT.md §4, §6). Rewriting the forwarded request is
+//! [`super::headers`]' job.
 
 use std::time::Instant;
 
-use bytes::Bytes;
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
 use super::context::Context;
-use super::headers;
-use super::request_id::X_REQUEST_ID;
+use super::headers::{self, X_REQUEST_ID};
 use super::respond::{self, Body, ProxyError};
 use crate::config::Mode;
 use crate::path::{self, NormalizedPath};
@@ -29,30 +27,33 @@ pub(super) struct Exchange<'a> {
     method: Method,
     /// The normalized path once accepted; the raw one if it was refused.
     path: String,
-    pub(super) source_id: Option<&'a str>,
-    pub(super) destination_id: Option<&'a str>,
+    source_id: &'a str,
+    /// `None` if no destination was found for the request (outbound).
+    destination_id: Option<&'a str>,
     policy_version: &'a str,
     verdict: Option<Verdict<'a>>,
 }
 
 impl<'a> Exchange<'a> {
-    /// Starts the clock for a request decided against `policy`.
-    pub(super) fn start(
+    /// Starts the clock for `req` from `source_id` to `destination_id`, decided against
+    /// `policy`; its id is the caller's `x-request-id` if well-formed, else a new one.
+    pub(super) fn start<B>(
         cx: &'a Context,
         direction: Direction,
-        request_id: HeaderValue,
-        method: &Method,
+        req: &Request<B>,
         policy: &'a CompiledPolicy,
+        source_id: &'a str,
+        destination_id: Option<&'a str>,
     ) -> Self {
         Self {
             cx,
             started: Instant::now(),
             direction,
-            request_id,
-            method: method.clone(),
+            request_id: cx.ids.take(req.headers()),
+            method: req.method().clone(),
             path: String::new(),
-            source_id: None,
-            destination_id: None,
+            source_id,
+            destination_id,
             policy_version: policy.version(),
             verdict: None,
         }
@@ -93,48 +94,14 @@ impl<'a> Exchange<'a> {
         }
     }
 
-    /// Points `req` at `scheme://authority` with the normalized path and the original query
-    /// (the same path that was matched is forwarded); `Host` names what the caller addressed.
-    ///
-    /// # Errors
-    /// [`ProxyError::BadTarget`] (400) if the parts do not make a URI.
-    pub(super) fn retarget(
-        &self,
-        req: &mut Request<Incoming>,
-        scheme: Scheme,
-        authority: &Authority,
-    ) -> Result<(), ProxyError> {
-        let target = match req.uri().query() {
-            Some(query) => format!("{}?{query}", self.path),
-            None => self.path.clone(),
-        };
-        let path_and_query = PathAndQuery::from_maybe_shared(Bytes::from(target))
-            .map_err(|_| ProxyError::BadTarget)?;
-        // HTTP/1.1 absolute-form: the target's authority replaces any Host line (RFC 9112
-        // §3.2.2: a proxy "MUST … replace the Host field value with the host information of
-        // that request-target"). HTTP/2: `:authority` stands in for a missing Host; a Host
-        // line is kept, because our own outbound side sends the name the app addressed there
-        // while `:authority` names the sidecar it connected to.
-        if let Some(authority) = req.uri().authority() {
-            let absolute_form = req.version() < Version::HTTP_2;
-            if absolute_form || !req.headers().contains_key(http::header::HOST) {
-                // Never carry `user@` on: Host is host[:port] only.
-                let host = authority.as_str();
-                let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
-                let host = HeaderValue::from_str(host).map_err(|_| ProxyError::BadTarget)?;
-                req.headers_mut().insert(http::header::HOST, host);
-            }
-        }
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(scheme);
-        parts.authority = Some(authority.clone());
-        parts.path_and_query = Some(path_and_query);
-        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadTarget)?;
-        // The pool picks HTTP/1.1 or h2 per connection; a request must not insist on h2.
-        *req.version_mut() = Version::HTTP_11;
-        req.headers_mut()
-            .insert(X_REQUEST_ID, self.request_id.clone());
-        Ok(())
+    /// The path to forward: the normalized one, once [`Self::judge`] let the request through.
+    pub(super) fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The request's id, for the forwarded request's `x-request-id`.
+    pub(super) fn request_id(&self) -> &HeaderValue {
+        &self.request_id
     }
 
     /// The response to send — the upstream's (hop-by-hop headers removed) or ours for
@@ -183,7 +150,7 @@ impl<'a> Exchange<'a> {
         decision_log::write(&DecisionRecord {
             request_id: self.request_id.to_str().unwrap_or("-"),
             direction: self.direction,
-            source_id: self.source_id,
+            source_id: Some(self.source_id),
             destination_id: self.destination_id,
             method: self.method.as_str(),
             path: &self.path,

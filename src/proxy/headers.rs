@@ -1,23 +1,24 @@
 //! Header rules of the request path (PRODUCT.md §4): request-smuggling defences on the
-//! framing headers, hop-by-hop removal, and the identity headers segward sets for the
-//! workload. Pure: std, thiserror and the `http` types only; no I/O.
-//!
-//! The inbound handler applies them in this order:
-//! 1. [`check_framing`] on the headers as received (an error is a 400, nothing forwarded);
-//! 2. [`strip_hop_by_hop`];
-//! 3. [`set_identity_headers`] — last, so a client's `Connection: x-spiffe-id` cannot
-//!    nominate the header segward set for removal.
+//! framing headers, hop-by-hop removal, the identity headers segward sets for the workload,
+//! and the forwarded target (URI, Host, `x-request-id`). Pure: std, thiserror, `http`, `bytes`.
+//! Applied in this order: [`check_framing`] on the headers as received (an error is a 400),
+//! [`strip_hop_by_hop`], [`set_identity_headers`] (after, so a client's
+//! `Connection: x-spiffe-id` cannot remove the header segward set), then [`retarget`].
 
-use http::HeaderMap;
+use bytes::Bytes;
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, HeaderName, HeaderValue, InvalidHeaderValue, PROXY_AUTHENTICATE,
-    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, CONTENT_LENGTH, HOST, HeaderName, HeaderValue, InvalidHeaderValue,
+    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, Request, Uri, Version};
 
 /// The verified source identity, set by segward (PRODUCT.md §4).
 pub const X_SPIFFE_ID: HeaderName = HeaderName::from_static("x-spiffe-id");
 /// Envoy's `x-forwarded-client-cert`, set by segward as `By=<own ID>;URI=<source ID>`.
 pub const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+/// The request id, sent upstream and back to the caller (PRODUCT.md §4, §6).
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, RFC 9112 §6.1 and §7.4) plus the non-standard
 /// `Keep-Alive` and `Proxy-Connection`; always removed before forwarding.
@@ -34,7 +35,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 ];
 
 /// Headers a `Connection` option may not remove.
-const PROTECTED: [HeaderName; 2] = [http::header::HOST, http::header::CONTENT_LENGTH];
+const PROTECTED: [HeaderName; 2] = [HOST, CONTENT_LENGTH];
 
 /// A request whose body framing is ambiguous or unsupported; each is a 400 and nothing is
 /// forwarded (PRODUCT.md §4: "conflicting `Content-Length`/`Transfer-Encoding` → 400").
@@ -85,11 +86,44 @@ impl HeaderError {
     }
 }
 
-/// Request-smuggling defences of RFC 9112 §3.2 and §6.3 on the headers as received: at most one
-/// Host line; at most one of Content-Length and Transfer-Encoding; Content-Length a plain decimal, repeated only with the
-/// same value; Transfer-Encoding exactly `chunked` (case-insensitive, RFC 9112 §7).
+/// A forwarded request that cannot be built from what was received; a 400, nothing is
+/// forwarded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// RFC 9112 §3.2: the request-target is `absolute-path [ "?" query ]` of URI characters
+    /// (RFC 3986 §3.3, §3.4); the normalized path and the query must still be one.
+    #[error("the path and query do not form a request-target")]
+    InvalidPathAndQuery,
+    /// RFC 9110 §7.2: `Host = uri-host [ ":" port ]`, a field value; the authority the
+    /// caller addressed must be one.
+    #[error("the addressed authority is not a valid Host value")]
+    InvalidHost,
+    /// RFC 9112 §3.2.2: absolute-form is `scheme "://" authority path [ "?" query ]`; a URI
+    /// missing one of them is refused (cannot happen once all three are given).
+    #[error("scheme, authority and path do not make an absolute URI")]
+    IncompleteUri,
+}
+
+impl TargetError {
+    /// Short, bounded label for metrics and decision logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidPathAndQuery => "invalid-path-and-query",
+            Self::InvalidHost => "invalid-host",
+            Self::IncompleteUri => "incomplete-uri",
+        }
+    }
+}
+
+/// Request-smuggling defences of RFC 9112 §3.2 and §6.3 on the headers as received: at most
+/// one Host line; at most one of Content-Length and Transfer-Encoding; Content-Length a plain
+/// decimal, repeated only with the same value; Transfer-Encoding exactly `chunked`
+/// (case-insensitive, RFC 9112 §7).
+///
+/// # Errors
+/// The [`HeaderError`] naming the first rule broken.
 pub fn check_framing(headers: &HeaderMap) -> Result<(), HeaderError> {
-    if headers.get_all(http::header::HOST).iter().nth(1).is_some() {
+    if headers.get_all(HOST).iter().nth(1).is_some() {
         return Err(HeaderError::MultipleHost);
     }
     let has_length = headers.contains_key(CONTENT_LENGTH);
@@ -244,6 +278,58 @@ pub fn set_identity_headers(
     headers.remove(&X_SPIFFE_ID);
     headers.remove(&X_FORWARDED_CLIENT_CERT);
     IdentityHeaders::new(own_id, source_id)?.apply(headers);
+    Ok(())
+}
+
+/// Points `req` at `scheme://authority` with `path` (the path that was matched, so the same
+/// one is forwarded) and the original query, names what the caller addressed in `Host`, and
+/// sets `x-request-id: <request_id>`. The version becomes HTTP/1.1: the upstream connection,
+/// not the request, picks HTTP/1.1 or h2.
+///
+/// # Errors
+/// [`TargetError`] if the parts do not make a request; `req` is then not to be sent.
+pub fn retarget<B>(
+    req: &mut Request<B>,
+    path: &str,
+    scheme: Scheme,
+    authority: &Authority,
+    request_id: &HeaderValue,
+) -> Result<(), TargetError> {
+    let target = match req.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let path_and_query = PathAndQuery::from_maybe_shared(Bytes::from(target))
+        .map_err(|_| TargetError::InvalidPathAndQuery)?;
+    carry_host(req)?;
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(scheme);
+    parts.authority = Some(authority.clone());
+    parts.path_and_query = Some(path_and_query);
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| TargetError::IncompleteUri)?;
+    *req.version_mut() = Version::HTTP_11;
+    req.headers_mut().insert(X_REQUEST_ID, request_id.clone());
+    Ok(())
+}
+
+/// Sets `Host` from the URI's authority where the forwarded request needs it. HTTP/1.1
+/// absolute-form: the target's authority replaces any Host line (RFC 9112 §3.2.2: a proxy
+/// "MUST … replace the Host field value with the host information of that request-target").
+/// HTTP/2: `:authority` stands in for a missing Host; a Host line is kept, because segward's
+/// own outbound side sends the name the app addressed there while `:authority` names the
+/// sidecar it connected to.
+fn carry_host<B>(req: &mut Request<B>) -> Result<(), TargetError> {
+    let Some(authority) = req.uri().authority() else {
+        return Ok(());
+    };
+    let absolute_form = req.version() < Version::HTTP_2;
+    if absolute_form || !req.headers().contains_key(HOST) {
+        // Never carry `user@` on: Host is host[:port] only.
+        let host = authority.as_str();
+        let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
+        let host = HeaderValue::from_str(host).map_err(|_| TargetError::InvalidHost)?;
+        req.headers_mut().insert(HOST, host);
+    }
     Ok(())
 }
 

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::uri::{Authority, Scheme};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -21,12 +20,11 @@ use tokio_rustls::TlsAcceptor;
 use super::context::Context;
 use super::exchange::Exchange;
 use super::headers::IdentityHeaders;
-use super::respond::{Body, ProxyError};
+use super::respond::Body;
 use super::serve::Slot;
-use super::upstream::{self, PlainClient};
-use super::{headers, serve};
+use super::upstream::PlainUpstream;
+use super::{admission, connection, headers, serve};
 use crate::identity::{Role, SpiffeId, Svid};
-use crate::policy::{self, CompiledPolicy};
 use crate::telemetry::decision_log::Direction;
 use crate::tls::handshake_failure_reason;
 
@@ -34,8 +32,7 @@ use crate::tls::handshake_failure_reason;
 pub struct Inbound {
     cx: Arc<Context>,
     acceptor: TlsAcceptor,
-    upstream: PlainClient,
-    upstream_authority: Authority,
+    upstream: PlainUpstream,
 }
 
 impl Inbound {
@@ -50,8 +47,7 @@ impl Inbound {
         upstream: &crate::config::Authority,
     ) -> Result<Self, http::uri::InvalidUri> {
         Ok(Self {
-            upstream: upstream::plain_client(&cx.limits),
-            upstream_authority: upstream.to_string().parse()?,
+            upstream: PlainUpstream::plain(upstream.to_string().parse()?, &cx.limits),
             acceptor: TlsAcceptor::from(tls),
             cx,
         })
@@ -59,49 +55,29 @@ impl Inbound {
 
     /// One request from the authenticated `peer`, in phases; never fails, every error becomes
     /// its response (see [`super::respond`]).
-    pub async fn handle(&self, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
+    pub async fn handle(&self, mut req: Request<Incoming>, peer: &Peer) -> Response<Body> {
         // One snapshot per request: a reload applies to the next request, also on this
         // connection, and this request sees exactly one policy version.
         let cx = &*self.cx;
         let policy = cx.live.policy();
-        let request_id = cx.ids.take(req.headers());
+        let (source, destination) = (peer.id.as_str(), Some(cx.own_id.as_str()));
         let mut exchange =
-            Exchange::start(cx, Direction::Inbound, request_id, req.method(), &policy);
-        exchange.source_id = Some(peer.id.as_str());
-        exchange.destination_id = Some(cx.own_id.as_str());
-        let outcome = self
-            .authorize_and_forward(req, peer, &policy, &mut exchange)
-            .await;
+            Exchange::start(cx, Direction::Inbound, &req, &policy, source, destination);
+        let outcome = async {
+            // 1–2. Validate and decide: ingress rules, the peer is the source and we are the
+            // destination.
+            admission::admit(&req, &policy, &peer.id, &cx.own_id, &mut exchange)?;
+
+            // 3. Forward: hop-by-hop headers out first, then our identity headers replace any
+            // the client sent (after, so a client's `Connection: x-spiffe-id` cannot remove
+            // ours).
+            let headers = req.headers_mut();
+            headers::strip_hop_by_hop(headers);
+            peer.headers.apply(headers);
+            self.upstream.forward(req, &exchange).await
+        }
+        .await;
         exchange.finish(outcome)
-    }
-
-    async fn authorize_and_forward<'a>(
-        &'a self,
-        mut req: Request<Incoming>,
-        peer: &'a Peer,
-        policy: &'a CompiledPolicy,
-        exchange: &mut Exchange<'a>,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        // 1. Validate: one normalization; the path matched is the path forwarded.
-        let path = exchange.normalize(req.uri())?;
-        headers::check_framing(req.headers()).map_err(ProxyError::BadFraming)?;
-
-        // 2. Decide: ingress rules, the peer is the source and we are the destination.
-        let verdict = policy.decide(&policy::Request {
-            source: &peer.id,
-            destination: &self.cx.own_id,
-            method: req.method().as_str(),
-            path: &path,
-        });
-        exchange.judge(verdict, path)?;
-
-        // 3. Forward: hop-by-hop headers out first, then our identity headers replace any the
-        // client sent (after, so a client's `Connection: x-spiffe-id` cannot remove ours).
-        let headers = req.headers_mut();
-        headers::strip_hop_by_hop(headers);
-        peer.headers.apply(headers);
-        exchange.retarget(&mut req, Scheme::HTTP, &self.upstream_authority)?;
-        upstream::send(&self.upstream, req, self.cx.limits.upstream_response).await
     }
 }
 
@@ -146,7 +122,7 @@ impl serve::Listener for Inbound {
             let (this, peer) = (self.clone(), peer.clone());
             async move { Ok::<_, Infallible>(this.handle(req, &peer).await) }
         });
-        serve::http(TokioIo::new(tls), alpn.as_deref(), service, slot, &limits).await;
+        connection::http(TokioIo::new(tls), alpn.as_deref(), service, slot, &limits).await;
     }
 }
 

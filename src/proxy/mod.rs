@@ -2,14 +2,20 @@
 //! outbound side (local app → mTLS out), each deciding every request against the policy
 //! snapshot of that request.
 //!
-//! - [`serve`]: accept loop, connection tasks, HTTP/1.1 + HTTP/2 serving, drain.
-//! - [`inbound`] / [`outbound`]: the two request paths, as phased async functions.
-//! - [`headers`]: PURE header rules (framing, hop-by-hop, identity headers).
-//! - [`upstream`]: pooled clients and their limits; [`respond`]: error → status.
+//! - [`serve`]: the accept loop any listener reuses: connection limit, event loops, drain.
+//! - [`connection`]: HTTP/1.1 + HTTP/2 serving of one connection; `idle`: idle tracking.
+//! - [`inbound`] / [`outbound`]: the two request paths, as phased async functions; the
+//!   checks both make (validate, decide) are `admission`, the record of each `exchange`.
+//! - [`headers`]: PURE header rules (framing, hop-by-hop, identity headers, forwarded target).
+//! - [`upstream`]: where each side forwards (pooled clients, timeouts); [`respond`]: error →
+//!   status.
 
+mod admission;
+pub mod connection;
 pub mod context;
 mod exchange;
 pub mod headers;
+mod idle;
 pub mod inbound;
 pub mod outbound;
 pub mod request_id;

@@ -8,7 +8,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::uri::{Authority, Scheme};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -19,11 +18,10 @@ use super::context::Context;
 use super::exchange::Exchange;
 use super::respond::{Body, ProxyError};
 use super::serve::Slot;
-use super::upstream::{self, MtlsClient};
-use super::{headers, serve};
+use super::upstream::MtlsUpstream;
+use super::{admission, connection, headers, serve};
 use crate::config;
 use crate::identity::SpiffeId;
-use crate::policy::{self, CompiledPolicy};
 use crate::telemetry::decision_log::Direction;
 use crate::tls::{TlsError, TlsOptions, client_config};
 
@@ -31,10 +29,8 @@ use crate::tls::{TlsError, TlsOptions, client_config};
 struct Route {
     /// The SPIFFE ID the server must prove, and the egress decision's destination.
     spiffe_id: SpiffeId,
-    /// `host:port` to connect to.
-    authority: Authority,
-    /// Pooled mTLS connections to it.
-    client: MtlsClient,
+    /// Pooled mTLS connections to its `host:port`.
+    upstream: MtlsUpstream,
 }
 
 /// The outbound listener's state.
@@ -93,8 +89,7 @@ impl Outbound {
             })?;
             let route = Route {
                 spiffe_id: destination.spiffe_id.clone(),
-                authority,
-                client: upstream::mtls_client(client_tls, &cx.limits),
+                upstream: MtlsUpstream::mtls(authority, client_tls, &cx.limits),
             };
             routes.insert(config::destination_key(name).into_owned(), route);
         }
@@ -103,54 +98,42 @@ impl Outbound {
 
     /// One request from the local app, in phases; never fails, every error becomes its
     /// response (see [`super::respond`]).
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
         let cx = &*self.cx;
         let policy = cx.live.policy();
-        let request_id = cx.ids.take(req.headers());
+        // 1. Route: only configured destinations; anything else is refused, nothing is sent
+        // (and the refusal is logged like any request, without a destination_id).
+        let route = self.route(&req);
+        let destination = route.as_ref().ok().map(|route| route.spiffe_id.as_str());
+        let source = cx.own_id.as_str();
         let mut exchange =
-            Exchange::start(cx, Direction::Outbound, request_id, req.method(), &policy);
-        exchange.source_id = Some(cx.own_id.as_str());
-        let outcome = self.route_and_forward(req, &policy, &mut exchange).await;
+            Exchange::start(cx, Direction::Outbound, &req, &policy, source, destination);
+        let outcome = async {
+            let route = route?;
+            // 2–3. Validate and decide, as inbound does: egress rules, we are the source.
+            admission::admit(&req, &policy, &cx.own_id, &route.spiffe_id, &mut exchange)?;
+
+            // 4. Forward over mTLS; the route's client only completes a handshake with a
+            // server proving `route.spiffe_id`.
+            headers::strip_hop_by_hop(req.headers_mut());
+            route.upstream.forward(req, &exchange).await
+        }
+        .await;
         exchange.finish(outcome)
     }
 
-    async fn route_and_forward<'a>(
-        &'a self,
-        mut req: Request<Incoming>,
-        policy: &'a CompiledPolicy,
-        exchange: &mut Exchange<'a>,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        // 1. Route: only configured destinations; anything else is refused, nothing is sent.
+    /// The route for the destination `req` names (compared case-insensitively).
+    ///
+    /// # Errors
+    /// [`ProxyError::ConnectUnsupported`] (405), [`ProxyError::NoHost`] (400) or
+    /// [`ProxyError::UnknownDestination`] (403).
+    fn route(&self, req: &Request<Incoming>) -> Result<&Route, ProxyError> {
         if req.method() == Method::CONNECT {
             return Err(ProxyError::ConnectUnsupported);
         }
-        let host = request_host(&req).ok_or(ProxyError::NoHost)?;
-        let route = self.route(host).ok_or(ProxyError::UnknownDestination)?;
-        exchange.destination_id = Some(route.spiffe_id.as_str());
-
-        // 2. Validate, as inbound does: the path matched is the path forwarded.
-        let path = exchange.normalize(req.uri())?;
-        headers::check_framing(req.headers()).map_err(ProxyError::BadFraming)?;
-
-        // 3. Decide: egress rules, we are the source.
-        let verdict = policy.decide(&policy::Request {
-            source: &self.cx.own_id,
-            destination: &route.spiffe_id,
-            method: req.method().as_str(),
-            path: &path,
-        });
-        exchange.judge(verdict, path)?;
-
-        // 4. Forward over mTLS; the route's client only completes a handshake with a server
-        // proving `route.spiffe_id`.
-        headers::strip_hop_by_hop(req.headers_mut());
-        exchange.retarget(&mut req, Scheme::HTTPS, &route.authority)?;
-        upstream::send(&route.client, req, self.cx.limits.upstream_response).await
-    }
-
-    /// The route for a destination name, compared case-insensitively.
-    fn route(&self, host: &str) -> Option<&Route> {
-        self.routes.get(config::destination_key(host).as_ref())
+        let host = request_host(req).ok_or(ProxyError::NoHost)?;
+        let route = self.routes.get(config::destination_key(host).as_ref());
+        route.ok_or(ProxyError::UnknownDestination)
     }
 }
 
@@ -168,7 +151,7 @@ impl serve::Listener for Outbound {
             let this = self.clone();
             async move { Ok::<_, Infallible>(this.handle(req).await) }
         });
-        serve::http(TokioIo::new(tcp), None, service, slot, &limits).await;
+        connection::http(TokioIo::new(tcp), None, service, slot, &limits).await;
     }
 }
 

@@ -6,11 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http::HeaderMap;
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use ring::rand::{SecureRandom, SystemRandom};
 
-/// The request id header.
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use super::headers::X_REQUEST_ID;
 
 /// Longest caller-sent id kept; longer ones are replaced.
 const MAX_LEN: usize = 128;

@@ -8,7 +8,7 @@ use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use super::headers::HeaderError;
+use super::headers::{HeaderError, TargetError};
 use crate::path::PathError;
 
 /// A response body: the upstream's, streamed through, or one of ours.
@@ -23,7 +23,7 @@ pub enum ProxyError {
     /// Conflicting or unsupported `Content-Length` / `Transfer-Encoding` → 400.
     BadFraming(HeaderError),
     /// The query, authority or `Host` cannot be carried into the forwarded request → 400.
-    BadTarget,
+    BadTarget(TargetError),
     /// An outbound request names no host (no absolute-form URI, no `Host`) → 400.
     NoHost,
     /// The policy refused the request → 403.
@@ -46,7 +46,7 @@ impl ProxyError {
     /// The status sent to the caller.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadPath(_) | Self::BadFraming(_) | Self::BadTarget | Self::NoHost => {
+            Self::BadPath(_) | Self::BadFraming(_) | Self::BadTarget(_) | Self::NoHost => {
                 StatusCode::BAD_REQUEST
             }
             Self::Denied | Self::UnknownDestination => StatusCode::FORBIDDEN,
@@ -63,7 +63,8 @@ impl ProxyError {
         match self {
             Self::BadPath(e) => e.reason(),
             Self::BadFraming(e) => e.reason(),
-            Self::BadTarget => "bad-target",
+            // One label for all flavours keeps the metric and log labels as they were.
+            Self::BadTarget(_) => "bad-target",
             Self::NoHost => "no-host",
             Self::Denied => "denied",
             Self::UnknownDestination => "unknown-destination",

@@ -1,39 +1,28 @@
-//! The accept loop shared by both listeners (mini-redis' shape), which hands each connection
-//! to the event loop holding the fewest of that listener's connections ([`crate::workers`]),
-//! and the HTTP serving of one connection, with the bounds of PRODUCT.md §4: at most `max_connections` open per listener
-//! (further clients wait in the accept backlog), request heads limited in size (431) and in
-//! time (slowloris), idle connections closed, HTTP/2 streams capped and rapid resets bounded.
-//! On shutdown a listener stops accepting, asks every connection to finish its in-flight
-//! requests and close, and waits for them (PRODUCT.md §6: "SIGTERM: stop accepting, drain").
+//! The accept loop shared by every listener (mini-redis' shape): at most `max_connections`
+//! open per listener (further clients wait in the accept backlog), each accepted connection
+//! handed to the event loop holding the fewest of that listener's connections
+//! ([`crate::workers`]) with its [`Slot`]. What a connection carries is the listener's
+//! business ([`super::connection`] serves HTTP). On shutdown a listener stops accepting and
+//! waits for its connections to drain (PRODUCT.md §6: "SIGTERM: stop accepting, drain").
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context as TaskContext, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::context::Context;
-use super::respond::Body;
-use crate::config::Limits;
 use crate::shutdown::Shutdown;
 use crate::telemetry::decision_log::Direction;
 use crate::telemetry::metrics::ConnectionGuard;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-
-/// HTTP/2 resets a client may cause before the connection is closed (CVE-2023-44487).
-const H2_MAX_PENDING_RESETS: usize = 20;
 
 /// A data-plane listener (inbound or outbound): what [`run`] needs to serve it.
 pub trait Listener: Send + Sync + 'static {
@@ -149,11 +138,12 @@ pub async fn run<L: Listener>(lanes: Lanes<L>, listener: TcpListener, mut shutdo
     drop(listener);
     // Every open connection holds a permit: all permits back means all drained.
     let all = u32::try_from(cx.limits.max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(cx.limits.drain, slots.acquire_many(all))
+    let drain = cx.limits.drain;
+    if tokio::time::timeout(drain, slots.acquire_many(all))
         .await
         .is_err()
     {
-        tracing::warn!(drain = ?cx.limits.drain, "drain timed out; closing the remaining connections");
+        tracing::warn!(?drain, "drain timed out; closing the remaining connections");
     }
 }
 
@@ -191,163 +181,10 @@ pub struct Slot {
     shutdown: Shutdown,
 }
 
-/// Serves HTTP on one accepted connection until it closes: HTTP/2 or HTTP/1.1 as negotiated
-/// by ALPN, and without ALPN (plain listener, or a TLS client that offered none) by sniffing
-/// the HTTP/2 preface. Shutdown and idleness end it gracefully (in-flight requests finish).
-pub async fn http<I, S>(io: I, alpn: Option<&[u8]>, service: S, slot: Slot, limits: &Limits)
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = http::Response<Body>,
-        > + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let builder = builder(limits, alpn);
-    let activity = Activity::new();
-    let io = Tracked {
-        io,
-        activity: activity.clone(),
-    };
-    let connection = builder.serve_connection(io, service);
-    tokio::pin!(connection);
-    let mut shutdown = slot.shutdown.clone();
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "connection closed with an error");
-                }
-                break;
-            }
-            () = shutdown.wait(), if !closing => {
-                connection.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            () = activity.idle_for(limits.idle), if !closing => {
-                tracing::debug!(idle = ?limits.idle, "closing an idle connection");
-                connection.as_mut().graceful_shutdown();
-                closing = true;
-            }
-        }
-    }
-    drop(slot);
-}
-
-/// hyper's connection builder with our limits, for the protocol ALPN chose.
-fn builder(limits: &Limits, alpn: Option<&[u8]>) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read)
-        .max_buf_size(limits.max_header_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
-        .keep_alive_interval(Some(Duration::from_secs(20)))
-        .keep_alive_timeout(Duration::from_secs(20));
-    match alpn {
-        Some(b"h2") => builder.http2_only(),
-        Some(b"http/1.1") => builder.http1_only(),
-        _ => builder,
-    }
-}
-
-/// When a connection last moved a byte.
-#[derive(Debug, Clone)]
-struct Activity {
-    epoch: Instant,
-    last_ms: Arc<AtomicU64>,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            epoch: Instant::now(),
-            last_ms: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    fn touch(&self) {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(now, Ordering::Relaxed);
-    }
-
-    /// Resolves once no byte has moved for `idle`.
-    async fn idle_for(&self, idle: Duration) {
-        loop {
-            let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            let quiet = self.epoch.elapsed().saturating_sub(last);
-            if quiet >= idle {
-                return;
-            }
-            tokio::time::sleep(idle - quiet).await;
-        }
-    }
-}
-
-/// An I/O object that records its activity.
-struct Tracked<I> {
-    io: I,
-    activity: Activity,
-}
-
-impl<I> Tracked<I> {
-    fn note<T>(&self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        if let Poll::Ready(Ok(_)) = &poll {
-            self.activity.touch();
-        }
-        poll
-    }
-}
-
-impl<I: hyper::rt::Read + Unpin> hyper::rt::Read for Tracked<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        let poll = Pin::new(&mut self.io).poll_read(cx, buf);
-        self.note(poll)
-    }
-}
-
-impl<I: hyper::rt::Write + Unpin> hyper::rt::Write for Tracked<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.io).poll_write(cx, buf);
-        self.note(poll)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        self.note(poll)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+impl Slot {
+    /// The listener's drain signal: a connection finishes its in-flight work and closes.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
     }
 }
 

@@ -1,7 +1,7 @@
 //! Table tests for the header rules, one row per rule.
 
-use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Version};
 
 use super::*;
 
@@ -163,7 +163,7 @@ fn check_framing_follows_rfc_9112() {
 
 #[test]
 fn reasons_are_distinct() {
-    let reasons = [
+    let framing = [
         HeaderError::MultipleHost,
         HeaderError::LengthAndTransferEncoding,
         HeaderError::InvalidContentLength,
@@ -172,6 +172,13 @@ fn reasons_are_distinct() {
         HeaderError::NotOnlyChunked,
     ]
     .map(|error| error.reason());
+    let target = [
+        TargetError::InvalidPathAndQuery,
+        TargetError::InvalidHost,
+        TargetError::IncompleteUri,
+    ]
+    .map(|error| error.reason());
+    let reasons: Vec<_> = framing.iter().chain(&target).collect();
     let unique: std::collections::HashSet<_> = reasons.iter().collect();
     assert_eq!(unique.len(), reasons.len());
 }
@@ -274,4 +281,111 @@ fn connection_cannot_remove_host_or_content_length() {
     assert_eq!(headers.get("host").unwrap(), "payments");
     assert_eq!(headers.get("content-length").unwrap(), "5");
     assert!(headers.get("x-a").is_none() && headers.get("connection").is_none());
+}
+
+const UPSTREAM: &str = "10.0.0.7:8443";
+const REQUEST_ID: &str = "req-1";
+
+/// A request as received: `uri` in any form, `version`, and its Host line if any.
+fn received(uri: &str, version: Version, host: Option<&str>) -> http::Request<()> {
+    let mut builder = http::Request::builder().uri(uri).version(version);
+    if let Some(host) = host {
+        builder = builder.header("host", host);
+    }
+    builder.body(()).expect("test request")
+}
+
+/// `req` after [`retarget`] to `https://UPSTREAM` with `path`.
+fn retargeted(mut req: http::Request<()>, path: &str) -> Result<http::Request<()>, TargetError> {
+    let authority = http::uri::Authority::from_static(UPSTREAM);
+    let id = HeaderValue::from_static(REQUEST_ID);
+    retarget(&mut req, path, http::uri::Scheme::HTTPS, &authority, &id)?;
+    Ok(req)
+}
+
+fn host(req: &http::Request<()>) -> Vec<&str> {
+    let values = req.headers().get_all("host").iter();
+    values.map(|v| v.to_str().expect("ascii host")).collect()
+}
+
+/// (rule, target as received, version, Host received, Host forwarded)
+type HostRow = (
+    &'static str,
+    &'static str,
+    Version,
+    Option<&'static str>,
+    &'static str,
+);
+
+const HOST_RULES: &[HostRow] = &[
+    (
+        "origin-form keeps Host",
+        "/v1/x?q=1",
+        Version::HTTP_11,
+        Some("payments"),
+        "payments",
+    ),
+    (
+        "RFC 9112 §3.2.2: absolute-form replaces Host",
+        "http://payments:8080/v1/x?q=1",
+        Version::HTTP_11,
+        Some("evil"),
+        "payments:8080",
+    ),
+    (
+        "absolute-form without Host",
+        "http://payments/a/../v1/x?q=1",
+        Version::HTTP_11,
+        None,
+        "payments",
+    ),
+    (
+        "h2 keeps its Host line",
+        "https://sidecar:15001/v1/x?q=1",
+        Version::HTTP_2,
+        Some("payments"),
+        "payments",
+    ),
+    (
+        "h2 without Host: :authority",
+        "https://sidecar:15001/v1/x?q=1",
+        Version::HTTP_2,
+        None,
+        "sidecar:15001",
+    ),
+    (
+        "userinfo never reaches Host",
+        "http://u:pw@payments/v1/x?q=1",
+        Version::HTTP_11,
+        None,
+        "payments",
+    ),
+];
+
+#[test]
+fn retarget_forwards_the_matched_path_and_names_the_addressed_host() {
+    for (rule, uri, version, sent, forwarded) in HOST_RULES {
+        let req = retargeted(received(uri, *version, *sent), "/v1/x").expect(rule);
+        assert_eq!(host(&req), [*forwarded], "{rule}");
+        assert_eq!(
+            req.uri(),
+            "https://10.0.0.7:8443/v1/x?q=1",
+            "{rule}: query kept"
+        );
+        assert_eq!(
+            req.version(),
+            Version::HTTP_11,
+            "{rule}: the pool picks the version"
+        );
+        assert_eq!(req.headers()[&X_REQUEST_ID], REQUEST_ID, "{rule}");
+    }
+}
+
+#[test]
+fn a_path_that_is_not_a_request_target_is_refused() {
+    let req = received("/x?q=1", Version::HTTP_11, Some("payments"));
+    assert_eq!(
+        retargeted(req, "/a b").map(|_| ()),
+        Err(TargetError::InvalidPathAndQuery)
+    );
 }

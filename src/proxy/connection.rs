@@ -1,0 +1,80 @@
+//! The HTTP serving of one accepted connection (PRODUCT.md §4 bounds): HTTP/1.1 or HTTP/2,
+//! request heads limited in size (431) and in time (slowloris), idle connections closed,
+//! HTTP/2 streams capped and rapid resets bounded. Shutdown and idleness close it gracefully:
+//! in-flight requests finish. The accept loop that hands connections here is [`super::serve`].
+
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+
+use super::idle::Activity;
+use super::respond::Body;
+use super::serve::Slot;
+use crate::config::Limits;
+
+/// HTTP/2 resets a client may cause before the connection is closed (CVE-2023-44487).
+const H2_MAX_PENDING_RESETS: usize = 20;
+
+/// Serves HTTP on one accepted connection until it closes: HTTP/2 or HTTP/1.1 as negotiated
+/// by ALPN, and without ALPN (plain listener, or a TLS client that offered none) by sniffing
+/// the HTTP/2 preface. Shutdown and idleness end it gracefully (in-flight requests finish).
+pub async fn http<I, S>(io: I, alpn: Option<&[u8]>, service: S, slot: Slot, limits: &Limits)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<Body>,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let builder = builder(limits, alpn);
+    let activity = Activity::new();
+    let connection = builder.serve_connection(activity.track(io), service);
+    tokio::pin!(connection);
+    let mut shutdown = slot.shutdown().clone();
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "connection closed with an error");
+                }
+                break;
+            }
+            () = shutdown.wait(), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = activity.idle_for(limits.idle), if !closing => {
+                tracing::debug!(idle = ?limits.idle, "closing an idle connection");
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+    drop(slot);
+}
+
+/// hyper's connection builder with our limits, for the protocol ALPN chose.
+fn builder(limits: &Limits, alpn: Option<&[u8]>) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read)
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .keep_alive_interval(Some(limits.h2_keep_alive))
+        .keep_alive_timeout(limits.h2_keep_alive);
+    match alpn {
+        Some(b"h2") => builder.http2_only(),
+        Some(b"http/1.1") => builder.http1_only(),
+        _ => builder,
+    }
+}
