@@ -11,7 +11,7 @@ use std::borrow::Cow;
 
 use rustc_hash::FxHashMap;
 
-use super::compile::{CompiledPolicy, REVOKED};
+use super::compiled::{CompiledPolicy, REVOKED};
 use super::pattern::IdentityPattern;
 use crate::identity::SpiffeId;
 

@@ -11,7 +11,7 @@
 use std::fmt;
 
 use super::classify::Classification;
-use super::compile::{CompiledPolicy, REVOKED, Rule};
+use super::compiled::{CompiledPolicy, REVOKED, Rule};
 use super::method::MethodBit;
 use super::pattern::trim_trailing_slash;
 use super::source::Effect;
