@@ -6,8 +6,8 @@
 //! key) pair they name.
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::classify::{Classifier, build_classifier};
-use super::compiled::{CompiledPolicy, DstBucket, Group, REVOKED, Rule, Segment, Target};
+use super::classify::{Classifier, Keys, REVOKED};
+use super::compiled::{CompiledPolicy, DstBucket, Group, Rule, Segment, Target};
 use super::error::PolicyErrors;
 use super::load::PolicySource;
 use super::pattern::IdentityPattern;
@@ -18,6 +18,9 @@ use super::version::version_of;
 
 /// Source of [`CompiledPolicy`] instance numbers.
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
+
+/// A rule filed under one key pair: (destination key, source key, rule index).
+type Filing = (u32, u32, u32);
 
 /// Validates, indexes and tests a policy.
 ///
@@ -47,7 +50,7 @@ fn count_tests(source: &PolicySource) -> usize {
     source.files.iter().map(|f| f.doc.tests.len()).sum()
 }
 
-/// Builds the trie and the rule index from validated parts.
+/// Builds the trie, the rule index and the classifier from validated parts.
 fn index(
     files: Vec<String>,
     segments: Vec<Segment>,
@@ -57,50 +60,32 @@ fn index(
     version: String,
 ) -> CompiledPolicy {
     let seg_count = segments.len() as u32;
-    let mut identities = IdentityIndex::default();
-    let mut segment_keys: Vec<Vec<u32>> = (0..seg_count).map(|s| vec![s]).collect();
-    for (id, segment) in segments.iter().enumerate() {
-        segment
-            .identities
-            .iter()
-            .for_each(|p| identities.insert(p, id as u32));
-    }
-    for (g, group) in groups.iter().enumerate() {
-        group
-            .members
-            .iter()
-            .for_each(|&s| segment_keys[s as usize].push(seg_count + g as u32));
-    }
-    // Revoked patterns share the trie, so one walk classifies and checks revocation.
-    revoked
-        .iter()
-        .enumerate()
-        .for_each(|(i, p)| identities.insert(p, REVOKED | i as u32));
     let any = seg_count + groups.len() as u32;
     let key = |t: Target| match t {
         Target::Any => any,
         Target::Segment(s) => s,
         Target::Group(g) => seg_count + g,
     };
-    // (destination key, source key, rule) for every pair a rule names, sorted so each
-    // bucket is built once at its final size.
-    let mut filed: Vec<(u32, u32, u32)> = Vec::with_capacity(rules.len() * 2);
-    for (r, rule) in rules.iter().enumerate() {
-        for &dst in &rule.to {
-            filed.extend(rule.from.iter().map(|&src| (key(dst), key(src), r as u32)));
-        }
-    }
-    filed.sort_unstable();
-    filed.dedup();
+    let filed = file_rules(&rules, key);
     let mut src_used = vec![false; any as usize + 1];
     filed
         .iter()
         .for_each(|&(_, s, _)| src_used[s as usize] = true);
-    let mut by_dst: Vec<Option<Box<DstBucket>>> = (0..=any).map(|_| None).collect();
-    for for_dst in filed.chunk_by(|a, b| a.0 == b.0) {
-        by_dst[for_dst[0].0 as usize] = Some(Box::new(bucket(for_dst)));
-    }
-    let mut policy = CompiledPolicy {
+    let by_dst = dst_buckets(&filed, any);
+    let keys = Keys {
+        of_segment: segment_keys(seg_count, &groups),
+        any,
+        src_used,
+        dst_used: by_dst.iter().map(Option::is_some).collect(),
+    };
+    let named = segments.iter().flat_map(|s| &s.identities);
+    let classifier = Classifier::new(
+        identity_index(&segments, &revoked),
+        keys,
+        NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
+        named.chain(&revoked),
+    );
+    CompiledPolicy {
         version,
         files,
         segments,
@@ -108,23 +93,68 @@ fn index(
         rules,
         revoked,
         test_count: 0,
-        identities,
-        segment_keys: segment_keys
-            .into_iter()
-            .map(Vec::into_boxed_slice)
-            .collect(),
         by_dst,
-        src_used,
-        classifier: Classifier::default(),
-        instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
-    };
-    let named = policy.segments.iter().flat_map(|s| &s.identities);
-    policy.classifier = build_classifier(&policy, named.chain(&policy.revoked));
-    policy
+        classifier,
+    }
+}
+
+/// The trie of every segment's patterns (valued by segment id) and of `revoked`.
+fn identity_index(segments: &[Segment], revoked: &[IdentityPattern]) -> IdentityIndex {
+    let mut identities = IdentityIndex::default();
+    for (id, segment) in segments.iter().enumerate() {
+        segment
+            .identities
+            .iter()
+            .for_each(|p| identities.insert(p, id as u32));
+    }
+    // Revoked patterns share the trie, so one walk classifies and checks revocation.
+    revoked
+        .iter()
+        .enumerate()
+        .for_each(|(i, p)| identities.insert(p, REVOKED | i as u32));
+    identities
+}
+
+/// Segment id → its keys: itself, then the group keys (after the segment keys) it is in.
+fn segment_keys(seg_count: u32, groups: &[Group]) -> Vec<Box<[u32]>> {
+    let mut segment_keys: Vec<Vec<u32>> = (0..seg_count).map(|s| vec![s]).collect();
+    for (g, group) in groups.iter().enumerate() {
+        group
+            .members
+            .iter()
+            .for_each(|&s| segment_keys[s as usize].push(seg_count + g as u32));
+    }
+    segment_keys
+        .into_iter()
+        .map(Vec::into_boxed_slice)
+        .collect()
+}
+
+/// Every (destination key, source key) pair each rule names, sorted so each bucket is built
+/// once at its final size.
+fn file_rules(rules: &[Rule], key: impl Fn(Target) -> u32) -> Vec<Filing> {
+    let mut filed: Vec<Filing> = Vec::with_capacity(rules.len() * 2);
+    for (r, rule) in rules.iter().enumerate() {
+        for &dst in &rule.to {
+            filed.extend(rule.from.iter().map(|&src| (key(dst), key(src), r as u32)));
+        }
+    }
+    filed.sort_unstable();
+    filed.dedup();
+    filed
+}
+
+/// Key → the bucket of rules filed under it as destination, for keys `0..=any`.
+fn dst_buckets(filed: &[Filing], any: u32) -> Vec<Option<Box<DstBucket>>> {
+    let mut by_dst: Vec<Option<Box<DstBucket>>> = (0..=any).map(|_| None).collect();
+    for for_dst in filed.chunk_by(|a, b| a.0 == b.0) {
+        by_dst[for_dst[0].0 as usize] = Some(Box::new(bucket(for_dst)));
+    }
+    by_dst
 }
 
 /// One destination key's rules, by source key; `filed` is sorted and shares the dst key.
-fn bucket(filed: &[(u32, u32, u32)]) -> DstBucket {
+fn bucket(filed: &[Filing]) -> DstBucket {
     let by_src = filed
         .chunk_by(|a, b| a.1 == b.1)
         .map(|for_src| (for_src[0].1, for_src.iter().map(|t| t.2).collect()))

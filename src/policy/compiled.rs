@@ -1,18 +1,15 @@
-//! The compiled policy's data (PRODUCT.md §3): segments, rules, label groups, the identity
-//! trie and the rule index by destination and source key. Built only by `compile`; read by
-//! `decide`, `explain` and `lint`, which never need the compile steps.
+//! The compiled policy's data (PRODUCT.md §3): segments, rules, label groups, the rule index
+//! by destination and source key, and the `Classifier` of identities. Built only by
+//! `compile`; read by `decide`, `explain` and `lint`, which never need the compile steps.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::classify::Classifier;
+use super::classify::{Classification, Classifier};
 use super::method::MethodSet;
 use super::pattern::{IdentityPattern, PathPattern};
 use super::source::Effect;
-use super::trie::IdentityIndex;
-
-/// Marks a trie value as a `revoked` entry rather than a segment id.
-pub(super) const REVOKED: u32 = 1 << 31;
+use crate::identity::SpiffeId;
 
 /// Where something was written: index into the policy's files, line, column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,17 +107,10 @@ pub struct CompiledPolicy {
     pub(super) rules: Vec<Rule>,
     pub(super) revoked: Vec<IdentityPattern>,
     pub(super) test_count: usize,
-    pub(super) identities: IdentityIndex,
-    /// Segment id → its keys (itself, then its groups).
-    pub(super) segment_keys: Vec<Box<[u32]>>,
     /// Key → rules filed under it as destination; the last key is `ANY`.
     pub(super) by_dst: Vec<Option<Box<DstBucket>>>,
-    /// Key → whether some rule is filed under it as a source.
-    pub(super) src_used: Vec<bool>,
-    /// Classification tables built at compile time.
+    /// The identity trie and keys that classify the parties of a request.
     pub(super) classifier: Classifier,
-    /// Unique per compiled policy in this process; tags its classifications.
-    pub(super) instance: u64,
 }
 
 impl CompiledPolicy {
@@ -164,11 +154,6 @@ impl CompiledPolicy {
         format!("{}:{}:{}", self.files[at.file], at.line, at.col)
     }
 
-    /// The key standing for `"*"`.
-    pub(super) fn any_key(&self) -> u32 {
-        (self.segments.len() + self.groups.len()) as u32
-    }
-
     /// The segments a target covers (all of them for `Any`).
     pub fn members(&self, target: Target) -> Vec<u32> {
         match target {
@@ -176,5 +161,11 @@ impl CompiledPolicy {
             Target::Segment(s) => vec![s],
             Target::Group(g) => self.groups[g as usize].members.clone(),
         }
+    }
+
+    /// Classifies `id` for [`Self::decide_classified`] (one hash lookup when the policy names
+    /// it exactly, else one trie walk).
+    pub fn classify(&self, id: &SpiffeId) -> Classification<'_> {
+        self.classifier.classify(id)
     }
 }
