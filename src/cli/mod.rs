@@ -51,7 +51,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Certs(cmd) => certs::run(cmd),
-        Command::Demo { keep } => crate::demo::run(keep),
+        Command::Demo { keep } => demo(keep),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
@@ -61,4 +61,14 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `segward demo`: exit code 1 when any scenario did not behave as expected.
+fn demo(keep: bool) -> anyhow::Result<Outcome> {
+    let failures = crate::demo::run(keep)?;
+    Ok(if failures == 0 {
+        Outcome::Success
+    } else {
+        Outcome::Invalid
+    })
 }

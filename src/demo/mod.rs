@@ -1,8 +1,9 @@
 //! `segward demo` (PRODUCT.md §8): the identity-segmentation story on loopback with the real
 //! code paths — a throwaway PKI, the example policy, demo workloads and a real sidecar for
 //! each, all in this process — played as a table of requests: who → what, expected, got, the
-//! deciding rule and reason (read back from the decision log by `x-request-id`). Exits
-//! non-zero if any step did not behave as expected. `--keep` leaves the fleet running.
+//! deciding rule and reason (read back from the decision log by `x-request-id`). Returns how
+//! many steps did not behave as expected; `cli` turns that into the exit code. Nothing here
+//! imports `cli`. `--keep` leaves the fleet running.
 
 mod scenarios;
 mod topology;
@@ -17,15 +18,17 @@ use serde_json::Value;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 
-use crate::cli::Outcome;
 use crate::telemetry::decision_log::DecisionLayer;
 use scenarios::Row;
 use topology::Fleet;
 
 pub use topology::FLEET_POLICY;
 
-/// Runs the demo; `Outcome::Invalid` (exit 1) if any step misbehaved.
-pub fn run(keep: bool) -> anyhow::Result<Outcome> {
+/// Runs the demo and returns how many scenarios did not behave as expected (0: all did).
+///
+/// # Errors
+/// The demo could not run: runtime, PKI, files or sidecars failed to start.
+pub fn run(keep: bool) -> anyhow::Result<usize> {
     let capture = Capture::default();
     let subscriber = tracing_subscriber::registry().with(DecisionLayer::new(capture.clone()));
     // The demo owns this process: its decision lines go to the capture, nowhere else.
@@ -37,7 +40,7 @@ pub fn run(keep: bool) -> anyhow::Result<Outcome> {
     runtime.block_on(demo(keep, capture))
 }
 
-async fn demo(keep: bool, capture: Capture) -> anyhow::Result<Outcome> {
+async fn demo(keep: bool, capture: Capture) -> anyhow::Result<usize> {
     let dir = scratch_dir();
     println!(
         "segward demo: a fleet of real sidecars on 127.0.0.1, in {}\n",
@@ -60,11 +63,10 @@ async fn demo(keep: bool, capture: Capture) -> anyhow::Result<Outcome> {
     let _ = std::fs::remove_dir_all(&dir);
     if failures == 0 {
         println!("\nall scenarios behaved as expected");
-        Ok(Outcome::Success)
     } else {
         eprintln!("\n{failures} scenario(s) did not behave as expected");
-        Ok(Outcome::Invalid)
     }
+    Ok(failures)
 }
 
 fn print_fleet(fleet: &Fleet) {

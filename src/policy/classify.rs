@@ -1,19 +1,20 @@
-//! `Classification`: what the policy knows about one identity — revoked or not, and the
-//! index keys it is filed under as a source and as a destination (PRODUCT.md §3, §7).
+//! `Classifier` → `Classification`: what the policy knows about one identity — revoked or not,
+//! and the index keys it is filed under as a source and as a destination (PRODUCT.md §3, §7).
+//! Owns the identity trie and the keys it needs; knows nothing of `CompiledPolicy`.
 //!
-//! Nothing here allocates per request in the common cases: identities the policy names
-//! exactly are classified at compile time (one hash lookup), and an identity that matches
-//! the patterns of a single segment (e.g. `spiffe://…/agent/*/read`) borrows that
-//! segment's precomputed keys after a trie walk. Only an identity matched by the patterns
-//! of several segments gets its keys merged on the spot.
+//! No allocation per request in the common cases: exactly named identities are classified at
+//! compile time (one hash lookup); an identity in one segment borrows that segment's keys.
 
 use std::borrow::Cow;
 
 use rustc_hash::FxHashMap;
 
-use super::compile::{CompiledPolicy, REVOKED};
 use super::pattern::IdentityPattern;
+use super::trie::IdentityIndex;
 use crate::identity::SpiffeId;
+
+/// Marks a trie value as a `revoked` entry rather than a segment id.
+pub(super) const REVOKED: u32 = 1 << 31;
 
 /// The index keys an identity is filed under, filtered to keys some rule uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,7 +28,7 @@ pub struct KeySets {
 /// An identity's standing in one policy version; valid only with the policy that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classification<'p> {
-    /// The [`CompiledPolicy::instance`] that made it: keys mean nothing in another policy.
+    /// The instance number of the [`Classifier`] that made it: keys mean nothing elsewhere.
     pub(super) policy: u64,
     /// Step 1 of the decision: the identity matches `revoked`.
     pub(super) revoked: bool,
@@ -51,9 +52,27 @@ impl Classification<'_> {
     }
 }
 
-/// The classification tables a [`CompiledPolicy`] carries.
-#[derive(Debug, Default)]
+/// The index keys as the compile step laid them out: segment ids, then group ids, then `ANY`.
+#[derive(Debug)]
+pub(super) struct Keys {
+    /// Segment id → its keys (itself, then its groups).
+    pub(super) of_segment: Vec<Box<[u32]>>,
+    /// The key standing for `"*"`.
+    pub(super) any: u32,
+    /// Key → whether some rule is filed under it as a source.
+    pub(super) src_used: Vec<bool>,
+    /// Key → whether some rule is filed under it as a destination.
+    pub(super) dst_used: Vec<bool>,
+}
+
+/// Classifies identities for one compiled policy, from tables built once at compile time.
+#[derive(Debug)]
 pub(super) struct Classifier {
+    /// Segment patterns valued by segment id, revoked ones by `REVOKED | index`.
+    identities: IdentityIndex,
+    keys: Keys,
+    /// Unique per compiled policy in this process; tags its classifications.
+    instance: u64,
     /// Identities named exactly by some pattern: revoked flag and keys.
     exact: FxHashMap<Box<str>, (bool, KeySets)>,
     /// Segment id → the keys of an identity in that segment only.
@@ -62,11 +81,36 @@ pub(super) struct Classifier {
     unsegmented: KeySets,
 }
 
-impl CompiledPolicy {
+impl Classifier {
+    /// Builds the tables; `patterns` are every pattern in `identities`, for the exact table.
+    pub(super) fn new<'p>(
+        identities: IdentityIndex,
+        keys: Keys,
+        instance: u64,
+        patterns: impl Iterator<Item = &'p IdentityPattern>,
+    ) -> Self {
+        let mut classifier = Self {
+            identities,
+            keys,
+            instance,
+            exact: FxHashMap::default(),
+            segment: Vec::new(),
+            unsegmented: KeySets::default(),
+        };
+        classifier.segment = classifier
+            .keys
+            .of_segment
+            .iter()
+            .map(|k| classifier.key_sets(k.to_vec()))
+            .collect();
+        classifier.unsegmented = classifier.key_sets(Vec::new());
+        classifier.exact = classifier.exact_table(patterns);
+        classifier
+    }
+
     /// Classifies `id` (see the module docs for the cost of each case).
-    pub fn classify(&self, id: &SpiffeId) -> Classification<'_> {
-        let tables = &self.classifier;
-        if let Some((revoked, keys)) = tables.exact.get(id.as_str()) {
+    pub(super) fn classify(&self, id: &SpiffeId) -> Classification<'_> {
+        if let Some((revoked, keys)) = self.exact.get(id.as_str()) {
             return Classification {
                 policy: self.instance,
                 revoked: *revoked,
@@ -80,8 +124,8 @@ impl CompiledPolicy {
             Some(f) => several |= f != v,
         });
         let keys = match (first, several) {
-            (None, _) => Cow::Borrowed(&tables.unsegmented),
-            (Some(s), false) => Cow::Borrowed(&tables.segment[s as usize]),
+            (None, _) => Cow::Borrowed(&self.unsegmented),
+            (Some(s), false) => Cow::Borrowed(&self.segment[s as usize]),
             (Some(_), true) => Cow::Owned(self.merged_keys(id)),
         };
         Classification {
@@ -91,13 +135,34 @@ impl CompiledPolicy {
         }
     }
 
+    /// Whether this classifier made `classification` (its keys are then valid here).
+    pub(super) fn made(&self, classification: &Classification<'_>) -> bool {
+        classification.policy == self.instance
+    }
+
+    /// Ids of the segments `id` belongs to, sorted (revocation aside).
+    pub(super) fn segment_ids(&self, id: &SpiffeId) -> Vec<u32> {
+        let mut ids = Vec::new();
+        self.each_segment(id, |s| ids.push(s));
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Calls `found` with the id of every segment `id` belongs to (an id may repeat).
+    fn each_segment(&self, id: &SpiffeId, mut found: impl FnMut(u32)) {
+        self.identities.lookup(id, &mut |v| {
+            if v & REVOKED == 0 {
+                found(v);
+            }
+        });
+    }
+
     /// Keys of every segment `id` belongs to, merged, plus `ANY`.
     fn merged_keys(&self, id: &SpiffeId) -> KeySets {
         let mut keys = Vec::with_capacity(8);
-        self.identities.lookup(id, &mut |v| {
-            if v & REVOKED == 0 {
-                keys.extend_from_slice(&self.segment_keys[v as usize]);
-            }
+        self.each_segment(id, |s| {
+            keys.extend_from_slice(&self.keys.of_segment[s as usize]);
         });
         self.key_sets(keys)
     }
@@ -106,47 +171,38 @@ impl CompiledPolicy {
     fn key_sets(&self, mut keys: Vec<u32>) -> KeySets {
         keys.sort_unstable();
         keys.dedup();
-        keys.push(self.any_key());
-        let as_dst = |k: &&u32| self.by_dst[**k as usize].is_some();
-        KeySets {
-            src: keys
-                .iter()
-                .filter(|k| self.src_used[**k as usize])
+        keys.push(self.keys.any);
+        let used = |flags: &[bool]| {
+            keys.iter()
+                .filter(|k| flags[**k as usize])
                 .copied()
-                .collect(),
-            dst: keys.iter().filter(as_dst).copied().collect(),
+                .collect()
+        };
+        KeySets {
+            src: used(&self.keys.src_used),
+            dst: used(&self.keys.dst_used),
         }
     }
-}
 
-/// Builds the classification tables once, at compile time.
-pub(super) fn build_classifier<'p>(
-    policy: &CompiledPolicy,
-    patterns: impl Iterator<Item = &'p IdentityPattern>,
-) -> Classifier {
-    let segment = policy
-        .segment_keys
-        .iter()
-        .map(|k| policy.key_sets(k.to_vec()))
-        .collect();
-    let mut exact = FxHashMap::default();
-    for pattern in patterns.filter(|p| p.is_exact()) {
-        let text = pattern.to_string();
-        if exact.contains_key(text.as_str()) {
-            continue;
+    /// The revoked flag and keys of every identity a pattern names exactly.
+    fn exact_table<'p>(
+        &self,
+        patterns: impl Iterator<Item = &'p IdentityPattern>,
+    ) -> FxHashMap<Box<str>, (bool, KeySets)> {
+        let mut exact = FxHashMap::default();
+        for pattern in patterns.filter(|p| p.is_exact()) {
+            let text = pattern.to_string();
+            if exact.contains_key(text.as_str()) {
+                continue;
+            }
+            // Invariant: an exact pattern is a valid SPIFFE ID by construction; skip otherwise.
+            if let Ok(id) = SpiffeId::parse(&text) {
+                let mut revoked = false;
+                self.identities
+                    .lookup(&id, &mut |v| revoked |= v & REVOKED != 0);
+                exact.insert(text.into_boxed_str(), (revoked, self.merged_keys(&id)));
+            }
         }
-        // Invariant: an exact pattern is a valid SPIFFE ID by construction; skip otherwise.
-        if let Ok(id) = SpiffeId::parse(&text) {
-            let mut revoked = false;
-            policy
-                .identities
-                .lookup(&id, &mut |v| revoked |= v & REVOKED != 0);
-            exact.insert(text.into_boxed_str(), (revoked, policy.merged_keys(&id)));
-        }
-    }
-    Classifier {
-        exact,
-        segment,
-        unsegmented: policy.key_sets(Vec::new()),
+        exact
     }
 }

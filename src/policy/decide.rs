@@ -11,7 +11,7 @@
 use std::fmt;
 
 use super::classify::Classification;
-use super::compile::{CompiledPolicy, REVOKED, Rule};
+use super::compiled::{CompiledPolicy, Rule};
 use super::method::MethodBit;
 use super::pattern::trim_trailing_slash;
 use super::source::Effect;
@@ -173,7 +173,7 @@ impl CompiledPolicy {
         method: &str,
         path: &NormalizedPath,
     ) -> Verdict<'_> {
-        if source.policy != self.instance || destination.policy != self.instance {
+        if !self.classifier.made(source) || !self.classifier.made(destination) {
             return Verdict::refused(Reason::StaleClassification);
         }
         // Step 1 comes first: a revoked identity is refused whatever the rules say.
@@ -221,15 +221,7 @@ impl CompiledPolicy {
 
     /// Ids of the segments `id` belongs to, sorted (revocation aside).
     pub(super) fn segment_ids(&self, id: &SpiffeId) -> Vec<u32> {
-        let mut ids = Vec::new();
-        self.identities.lookup(id, &mut |v| {
-            if v & REVOKED == 0 {
-                ids.push(v);
-            }
-        });
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+        self.classifier.segment_ids(id)
     }
 
     /// [`Self::each_match`] on the path, then deny rules only on the spelling a lenient

@@ -5,7 +5,7 @@
 //! Never on the request path: it scans the whole rule list. Its verdict must equal
 //! [`CompiledPolicy::decide`]'s; the tests hold it to that. PURE: std, identity, path only.
 
-use super::compile::{CompiledPolicy, Rule, Target};
+use super::compiled::{CompiledPolicy, Rule, Target};
 use super::decide::{Decision, Reason, Request, Verdict};
 use super::method::MethodBit;
 use super::pattern::trim_trailing_slash;

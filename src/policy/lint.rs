@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::compile::{CompiledPolicy, Loc, Rule, Target};
+use super::compiled::{CompiledPolicy, Loc, Rule, Target};
 use super::method::MethodSet;
 use super::pattern::{PathPattern, PatternSegment};
 use super::source::Effect;

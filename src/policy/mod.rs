@@ -5,6 +5,7 @@
 
 pub mod classify;
 pub mod compile;
+pub mod compiled;
 pub mod decide;
 pub mod error;
 pub mod explain;
@@ -21,7 +22,8 @@ mod version;
 use std::path::Path;
 
 pub use classify::Classification;
-pub use compile::{CompiledPolicy, Rule, Segment, Target, compile};
+pub use compile::compile;
+pub use compiled::{CompiledPolicy, Rule, Segment, Target};
 pub use decide::{Decision, Explanation, Reason, Request, Verdict};
 pub use error::{PolicyError, PolicyErrorKind, PolicyErrors};
 pub use explain::{Candidate, Check, Miss, RuleExplanation};

@@ -1,7 +1,7 @@
 //! Runs a policy's own `tests:` against the compiled policy (PRODUCT.md §3: "a policy whose
 //! tests fail is invalid — rejected at start-up and on reload alike").
 
-use super::compile::CompiledPolicy;
+use super::compiled::CompiledPolicy;
 use super::decide::{Decision, Request};
 use super::error::{PolicyError, PolicyErrorKind};
 use super::load::PolicySource;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use super::compile::{Group, Loc, Rule, Segment, Target};
+use super::compiled::{Group, Loc, Rule, Segment, Target};
 use super::error::{PolicyError, PolicyErrorKind, PolicyErrors};
 use super::load::{PolicySource, SourceFile};
 use super::method::MethodSet;

@@ -6,7 +6,7 @@
 
 use ring::digest::{SHA256, digest};
 
-use super::compile::{Group, Rule, Segment, Target};
+use super::compiled::{Group, Rule, Segment, Target};
 use super::pattern::IdentityPattern;
 use super::source::Effect;
 
