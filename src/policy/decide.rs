@@ -181,10 +181,15 @@ impl CompiledPolicy {
             return Verdict::refused(Reason::Revoked);
         }
         let mut best = Best::default();
-        let unambiguous =
-            self.each_match_both_spellings(source, destination, method, path, |i, r| {
-                best.note(i, r)
-            });
+        let unambiguous = self.each_match_both_spellings(
+            &Parties {
+                source,
+                destination,
+            },
+            method,
+            path,
+            |i, r| best.note(i, r),
+        );
         if !unambiguous {
             return Verdict::refused(Reason::AmbiguousPath);
         }
@@ -195,9 +200,11 @@ impl CompiledPolicy {
     pub fn explain(&self, req: &Request<'_>) -> Explanation<'_> {
         let (source, destination) = (self.classify(req.source), self.classify(req.destination));
         let mut matched = Vec::new();
-        self.each_match_both_spellings(&source, &destination, req.method, req.path, |i, _| {
-            matched.push(i)
-        });
+        let parties = Parties {
+            source: &source,
+            destination: &destination,
+        };
+        self.each_match_both_spellings(&parties, req.method, req.path, |i, _| matched.push(i));
         matched.sort_unstable();
         matched.dedup();
         Explanation {
@@ -229,18 +236,17 @@ impl CompiledPolicy {
     /// allows. False when that spelling climbs above the root (the request is refused).
     fn each_match_both_spellings(
         &self,
-        source: &Classification<'_>,
-        destination: &Classification<'_>,
+        parties: &Parties<'_, '_>,
         method: &str,
         path: &NormalizedPath,
         mut found: impl FnMut(u32, &Rule),
     ) -> bool {
-        self.each_match(source, destination, method, path, &mut found);
+        self.each_match(parties, method, path, &mut found);
         match upstream_variant(path.as_str()) {
             None => true,
             Some(Err(_)) => false,
             Some(Ok(variant)) => {
-                self.each_match(source, destination, method, &variant, |i, rule| {
+                self.each_match(parties, method, &variant, |i, rule| {
                     if rule.effect == Effect::Deny {
                         found(i, rule);
                     }
@@ -254,8 +260,10 @@ impl CompiledPolicy {
     /// match. Steps 2–3 look only here.
     fn each_match(
         &self,
-        source: &Classification<'_>,
-        destination: &Classification<'_>,
+        Parties {
+            source,
+            destination,
+        }: &Parties<'_, '_>,
         method: &str,
         path: &NormalizedPath,
         mut found: impl FnMut(u32, &Rule),
@@ -280,6 +288,12 @@ impl CompiledPolicy {
             }
         }
     }
+}
+
+/// The two classified identities of one request, as the match walks take them.
+struct Parties<'c, 'p> {
+    source: &'c Classification<'p>,
+    destination: &'c Classification<'p>,
 }
 
 impl Rule {
