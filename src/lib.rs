@@ -7,12 +7,15 @@
 //! - [`app`]: the composition root of `segward run`: load (fail closed), bind, serve, drain.
 //! - [`proxy`]: the data plane — inbound (mTLS in) and outbound (mTLS out) request paths.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, `/policy` on the admin listener.
-//! - [`reload`]: file watching, SIGHUP and polling → one `reload()` keeping `live` current.
-//! - [`live`]: the policy snapshot read once per request, swapped by (re)loads.
+//! - [`reload`]: the first load and every reload by the same steps (file watching, SIGHUP,
+//!   polling) keeping `live` current; `ReloadError` and the reload status.
+//! - [`live`]: the policy snapshot read once per request and the TLS material, swapped by
+//!   (re)loads.
 //! - [`telemetry`]: the decision log and process log set-up.
 //! - [`workers`]: the event loops of `limits.worker_threads` (one thread and runtime each).
 //! - [`shutdown`]: the drain signal shared by listeners.
-//! - [`config`]: sidecar YAML (`RawConfig`) → `Config`: resolved paths, addresses, SPIFFE IDs.
+//! - [`config`]: sidecar YAML (`RawConfig`) → `Config`: resolved paths, addresses, SPIFFE IDs,
+//!   limits (the event-loop count included).
 //! - [`tls`]: rustls glue — PEM credentials, SPIFFE verifiers, server and client configs.
 //! - [`certs`]: rcgen PKI — throwaway CA, X509-SVID leaves, inspection.
 //! - [`policy`]: PURE. YAML policy → `CompiledPolicy` → `decide`; lints for `policy check`.
