@@ -3,7 +3,7 @@
 //! second read, so the hash it records is always the hash of the state it built (a write
 //! landing in between is a new hash, picked up by the next trigger).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ring::digest::{Context, SHA256};
 
@@ -11,7 +11,7 @@ use super::Sources;
 use super::error::{Part, ReloadError};
 use crate::identity::TrustDomain;
 use crate::policy::PolicySource;
-use crate::tls::TlsError;
+use crate::tls::{TlsError, read_file};
 
 /// A content hash (SHA-256).
 pub(super) type Digest = [u8; 32];
@@ -22,11 +22,12 @@ pub(super) struct PolicyFiles {
     pub(super) digest: Digest,
 }
 
-/// The certificate, key and bundle files' contents; a bundle file that is gone is `None`.
+/// The certificate, key and bundle files' contents; a bundle file that is gone is the error
+/// its read gave.
 pub(super) struct TlsFiles {
     pub(super) cert: (PathBuf, Vec<u8>),
     pub(super) key: (PathBuf, Vec<u8>),
-    pub(super) bundles: Vec<(TrustDomain, PathBuf, Option<Vec<u8>>)>,
+    pub(super) bundles: Vec<(TrustDomain, PathBuf, Result<Vec<u8>, TlsError>)>,
     pub(super) digest: Digest,
 }
 
@@ -69,20 +70,17 @@ pub(super) async fn read_tls(sources: &Sources) -> Result<TlsFiles, ReloadError>
     let sources = sources.clone();
     blocking(Part::Tls, move || {
         let mut hash = Context::new(&SHA256);
-        let cert = read(&sources.cert)?;
+        let cert = read_file(&sources.cert).map_err(ReloadError::TlsUnreadable)?;
         add(&mut hash, &cert);
-        let key = read(&sources.key)?;
+        let key = read_file(&sources.key).map_err(ReloadError::TlsUnreadable)?;
         add(&mut hash, &key);
         let mut bundles = Vec::with_capacity(sources.bundles.len());
         for (trust_domain, file) in sources.bundles {
-            let bytes = match std::fs::read(&file) {
-                Ok(bytes) => Some(bytes),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(unreadable(&file, &e)),
-            };
+            let bytes = read_file(&file);
             match &bytes {
-                Some(bytes) => add(&mut hash, bytes),
-                None => hash.update(b"absent"),
+                Ok(bytes) => add(&mut hash, bytes),
+                Err(_) if !file.exists() => hash.update(b"absent"),
+                Err(error) => return Err(ReloadError::TlsUnreadable(error.clone())),
             }
             bundles.push((trust_domain, file, bytes));
         }
@@ -94,17 +92,6 @@ pub(super) async fn read_tls(sources: &Sources) -> Result<TlsFiles, ReloadError>
         })
     })
     .await
-}
-
-fn read(file: &Path) -> Result<Vec<u8>, ReloadError> {
-    std::fs::read(file).map_err(|e| unreadable(file, &e))
-}
-
-fn unreadable(file: &Path, error: &std::io::Error) -> ReloadError {
-    ReloadError::TlsUnreadable(TlsError::Io {
-        file: file.display().to_string(),
-        problem: error.to_string(),
-    })
 }
 
 /// Length-prefixed, so that moving bytes between files changes the hash.

@@ -26,7 +26,7 @@ use crate::identity::{SpiffeId, TrustDomain};
 use crate::live::Live;
 use crate::policy::{CompiledPolicy, PolicySource, compile};
 use crate::telemetry::metrics::Metrics;
-use crate::tls::{Credentials, LiveTls, TlsError};
+use crate::tls::{Credentials, LiveTls};
 
 /// The files a sidecar's state is built from, as named by its config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,18 +288,13 @@ async fn build_credentials(files: TlsFiles, stage: Stage) -> Result<Credentials,
         let mut bundles = Vec::with_capacity(files.bundles.len());
         for (trust_domain, file, bytes) in &files.bundles {
             match bytes {
-                Some(bytes) => bundles.push((trust_domain, file.as_path(), bytes.as_slice())),
-                None if stage == Stage::Reload => tracing::warn!(
+                Ok(bytes) => bundles.push((trust_domain, file.as_path(), bytes.as_slice())),
+                Err(_) if stage == Stage::Reload => tracing::warn!(
                     %trust_domain,
                     file = %file.display(),
                     "bundle file gone; trust domain no longer accepted"
                 ),
-                None => {
-                    return Err(ReloadError::TlsUnreadable(TlsError::Io {
-                        file: file.display().to_string(),
-                        problem: "no such file".to_owned(),
-                    }));
-                }
+                Err(gone) => return Err(ReloadError::TlsUnreadable(gone.clone())),
             }
         }
         let (cert, key) = (&files.cert, &files.key);

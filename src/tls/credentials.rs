@@ -43,11 +43,11 @@ impl Credentials {
         bundles: &[(TrustDomain, PathBuf)],
         now: SystemTime,
     ) -> Result<Credentials, TlsError> {
-        let cert_text = read(cert)?;
-        let key_text = read(key)?;
+        let cert_text = read_file(cert)?;
+        let key_text = read_file(key)?;
         let bundle_texts = bundles
             .iter()
-            .map(|(_, path)| read(path))
+            .map(|(_, path)| read_file(path))
             .collect::<Result<Vec<_>, _>>()?;
         let bundles: Vec<_> = bundles
             .iter()
@@ -140,7 +140,11 @@ impl fmt::Debug for Credentials {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+/// The bytes of a certificate, key or bundle file; an error names the file.
+///
+/// # Errors
+/// [`TlsError::Io`] with the operating system's words.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|e| TlsError::Io {
         file: path.display().to_string(),
         problem: e.to_string(),

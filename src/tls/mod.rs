@@ -20,7 +20,7 @@ use rustls::crypto::CryptoProvider;
 
 pub use chains::{MAX_CHAINS, VerifiedChains};
 pub use config::{TlsOptions, client_config, server_config};
-pub use credentials::Credentials;
+pub use credentials::{Credentials, read_file};
 pub use error::{TlsError, handshake_failure_reason};
 pub use material::{LiveTls, TlsMaterial};
 pub use verify::{SpiffeClientVerifier, SpiffeServerVerifier};
