@@ -220,15 +220,11 @@ impl CompiledPolicy {
 
     /// Names of the segments `id` belongs to, sorted.
     pub fn segment_names(&self, id: &SpiffeId) -> Vec<&str> {
-        self.segment_ids(id)
+        self.classifier
+            .segment_ids(id)
             .into_iter()
             .map(|s| self.segments[s as usize].name.as_str())
             .collect()
-    }
-
-    /// Ids of the segments `id` belongs to, sorted (revocation aside).
-    pub(super) fn segment_ids(&self, id: &SpiffeId) -> Vec<u32> {
-        self.classifier.segment_ids(id)
     }
 
     /// [`Self::each_match`] on the path, then deny rules only on the spelling a lenient

@@ -74,8 +74,8 @@ impl CompiledPolicy {
         let variant = upstream_variant(req.path.as_str());
         let ambiguous = matches!(variant, Some(Err(_)));
         let facts = Facts {
-            source: self.segment_ids(req.source),
-            destination: self.segment_ids(req.destination),
+            source: self.classifier.segment_ids(req.source),
+            destination: self.classifier.segment_ids(req.destination),
             method: req.method,
             path: req.path,
             variant: variant.and_then(Result::ok),
