@@ -42,6 +42,11 @@ pub enum Outcome {
     Success,
     /// Exit code 1: the input (policy, certificate, ID) is invalid; already reported.
     Invalid,
+    /// Exit code 2: a usage error found after parsing (e.g. a selector naming no segment);
+    /// already reported.
+    Usage,
+    /// Exit code 3: `policy diff --fail-on-widen` found reach that grew.
+    Widened,
 }
 
 /// Parses the command line, runs the command, and maps the result to an exit code.
@@ -56,6 +61,8 @@ pub fn main() -> ExitCode {
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Invalid) => ExitCode::from(1),
+        Ok(Outcome::Usage) => ExitCode::from(2),
+        Ok(Outcome::Widened) => ExitCode::from(3),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)

@@ -9,8 +9,10 @@ use super::Outcome;
 use crate::policy::{self, CompiledPolicy, PolicyErrors, lint::lint};
 
 mod compare;
+mod diff;
 mod explain;
 mod log_line;
+mod reach;
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -37,6 +39,20 @@ pub enum PolicyCommand {
     /// logged. Exit code 0 when explained, 1 when the policy, an ID, the path or the log line
     /// is invalid.
     Explain(explain::ExplainArgs),
+    /// Blast radius: every request the identities of --from may make to those of --to, as
+    /// edges between identity classes (segments), exactly as `run` decides them.
+    ///
+    /// Each edge is methods × path patterns minus the patterns deny rules carve out, with the
+    /// rules that grant and carve; revoked sources reach nothing; `dry_run` denies are listed
+    /// but do not carve. Exit code 0 whether or not anything is reachable, 1 when the policy
+    /// is invalid, 2 when a selector is malformed or names no segment.
+    Reach(reach::ReachArgs),
+    /// The blast-radius effect of a policy change: every pair of identity classes whose reach
+    /// was added, removed, widened or narrowed between OLD and NEW.
+    ///
+    /// Exit code 0, or 3 with --fail-on-widen when any reach grew (for CI gates); 1 when
+    /// either policy is invalid.
+    Diff(diff::DiffArgs),
 }
 
 /// Runs a `policy` subcommand.
@@ -44,6 +60,8 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<Outcome> {
     match cmd {
         PolicyCommand::Check { path, strict, json } => check(&path, strict, json),
         PolicyCommand::Explain(args) => explain::run(args),
+        PolicyCommand::Reach(args) => reach::run(args),
+        PolicyCommand::Diff(args) => diff::run(args),
     }
 }
 

@@ -149,6 +149,28 @@ impl Classifier {
         ids
     }
 
+    /// The trie of segment (and `REVOKED`-tagged) patterns, for reach's class walk.
+    pub(super) fn index(&self) -> &IdentityIndex {
+        &self.identities
+    }
+
+    /// The keys of an identity in exactly these segments (ids from the trie walk).
+    pub(super) fn keys_of(&self, segments: &[u32]) -> KeySets {
+        let keys = segments
+            .iter()
+            .flat_map(|s| self.keys.of_segment[*s as usize].iter().copied())
+            .collect();
+        self.key_sets(keys)
+    }
+
+    /// Whether `id` matches a `revoked` pattern.
+    pub(super) fn is_revoked(&self, id: &SpiffeId) -> bool {
+        let mut revoked = false;
+        self.identities
+            .lookup(id, &mut |v| revoked |= v & REVOKED != 0);
+        revoked
+    }
+
     /// Calls `found` with the id of every segment `id` belongs to (an id may repeat).
     fn each_segment(&self, id: &SpiffeId, mut found: impl FnMut(u32)) {
         self.identities.lookup(id, &mut |v| {

@@ -7,12 +7,15 @@ pub mod classify;
 pub mod compile;
 pub mod compiled;
 pub mod decide;
+pub mod diff;
 pub mod error;
 pub mod explain;
 pub mod lint;
 pub mod load;
 pub mod method;
 pub mod pattern;
+pub mod reach;
+mod region;
 pub mod source;
 mod tests_run;
 pub mod trie;
@@ -28,6 +31,7 @@ pub use decide::{Decision, Explanation, Reason, Request, Verdict};
 pub use error::{PolicyError, PolicyErrorKind, PolicyErrors};
 pub use explain::{Candidate, Check, Miss, RuleExplanation};
 pub use load::PolicySource;
+pub use reach::{Edge, Methods, Party, Reach, ReachError, Selector, SelectorError};
 
 /// Reads and compiles the policy at `path` (a file or a folder of `*.yaml`).
 ///

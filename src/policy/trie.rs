@@ -2,7 +2,7 @@
 //! SPIFFE ID costs one hash lookup per path segment, whatever the number of segments
 //! defined (PRODUCT.md §3 identity patterns; §7 decision figures).
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::pattern::{IdentityPattern, PatternSegment};
 use crate::identity::SpiffeId;
@@ -53,6 +53,165 @@ impl IdentityIndex {
         if let Some(root) = self.domains.get(id.trust_domain()) {
             walk(root, id.path(), found);
         }
+    }
+}
+
+/// More walk states than this and [`IdentityIndex::classes`] gives up rather than run on: a
+/// policy needs tens of thousands of overlapping `*` patterns to get near it.
+pub const MAX_CLASS_STATES: usize = 4_000_000;
+
+/// The class walk went over [`MAX_CLASS_STATES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooComplex;
+
+impl IdentityIndex {
+    /// Trust domains with at least one pattern, sorted.
+    pub fn trust_domains(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.domains.keys().map(|d| &**d).collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Every distinct set of values that some SPIFFE ID of `trust_domain` with a non-empty
+    /// path can match — restricted, when `within` is given, to IDs that also match one of
+    /// `within`'s patterns (its values are ignored). Each set is sorted and de-duplicated.
+    ///
+    /// Computed on the tries, never by listing identities: the walk follows, level by level,
+    /// every literal some pattern names there plus one "fresh" segment that no pattern names
+    /// (only `*` matches it), so each distinct combination of matching patterns is met.
+    ///
+    /// # Errors
+    /// [`TooComplex`] after [`MAX_CLASS_STATES`] walk states.
+    pub fn classes(
+        &self,
+        trust_domain: &str,
+        within: Option<&IdentityIndex>,
+    ) -> Result<Vec<Vec<u32>>, TooComplex> {
+        let query_root = match within {
+            Some(q) => match q.domains.get(trust_domain) {
+                Some(root) => Some(root),
+                None => return Ok(Vec::new()),
+            },
+            None => None,
+        };
+        let Some(root) = self.domains.get(trust_domain) else {
+            // No pattern of the policy in this trust domain: its IDs match nothing.
+            return Ok(vec![Vec::new()]);
+        };
+        let mut walk = ClassWalk {
+            restricted: query_root.is_some(),
+            seen: FxHashSet::default(),
+            out: FxHashSet::default(),
+        };
+        let start = State {
+            policy: vec![root],
+            query: query_root.into_iter().collect(),
+            values: root.below.clone(),
+            query_hit: query_root.is_some_and(|q| !q.below.is_empty()),
+        };
+        walk.expand(&start)?;
+        let mut out: Vec<Vec<u32>> = walk.out.into_iter().collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+}
+
+/// Where the class walk stands after some path segments: the policy's and the query's trie
+/// nodes reached, the values of `**` patterns passed, and whether a query `**` was passed.
+struct State<'a> {
+    policy: Vec<&'a Node>,
+    query: Vec<&'a Node>,
+    values: Vec<u32>,
+    query_hit: bool,
+}
+
+/// A walk state as a hashable key: node addresses (the tries outlive the walk), values, hit.
+type StateKey = (Vec<*const Node>, Vec<*const Node>, Vec<u32>, bool);
+
+struct ClassWalk {
+    restricted: bool,
+    seen: FxHashSet<StateKey>,
+    out: FxHashSet<Vec<u32>>,
+}
+
+impl ClassWalk {
+    /// Records the classes of IDs ending below `state` (at least one more segment).
+    fn expand<'a>(&mut self, state: &State<'a>) -> Result<(), TooComplex> {
+        let mut literals: Vec<&'a str> = state
+            .policy
+            .iter()
+            .chain(&state.query)
+            .flat_map(|n| n.children.keys().map(|k| &**k))
+            .collect();
+        literals.sort_unstable();
+        literals.dedup();
+        for next in literals.into_iter().map(Some).chain([None]) {
+            let step = |nodes: &[&'a Node]| {
+                let mut out: Vec<&'a Node> = Vec::new();
+                for n in nodes {
+                    if let Some(child) = next.and_then(|l| n.children.get(l)) {
+                        out.push(child);
+                    }
+                    if let Some(star) = &n.star {
+                        out.push(star);
+                    }
+                }
+                out.sort_unstable_by_key(|n| *n as *const Node);
+                out.dedup_by_key(|n| *n as *const Node);
+                out
+            };
+            let (policy, query) = (step(&state.policy), step(&state.query));
+            let mut values = state.values.clone();
+            policy.iter().for_each(|n| values.extend(&n.below));
+            values.sort_unstable();
+            values.dedup();
+            let query_hit = state.query_hit || query.iter().any(|n| !n.below.is_empty());
+            self.visit(State {
+                policy,
+                query,
+                values,
+                query_hit,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// An ID may end at `state` (one class) or go on (more classes, found by `expand`).
+    fn visit<'a>(&mut self, state: State<'a>) -> Result<(), TooComplex> {
+        let ptrs = |nodes: &[&Node]| nodes.iter().map(|n| *n as *const Node).collect();
+        let key = (
+            ptrs(&state.policy),
+            ptrs(&state.query),
+            state.values.clone(),
+            state.query_hit,
+        );
+        if !self.seen.insert(key) {
+            return Ok(());
+        }
+        if self.seen.len() > MAX_CLASS_STATES {
+            return Err(TooComplex);
+        }
+        let query_alive = state.query_hit || !state.query.is_empty();
+        if self.restricted && !query_alive {
+            return Ok(());
+        }
+        let query_ends = state.query_hit || state.query.iter().any(|n| !n.exact.is_empty());
+        if !self.restricted || query_ends {
+            let mut here = state.values.clone();
+            state.policy.iter().for_each(|n| here.extend(&n.exact));
+            here.sort_unstable();
+            here.dedup();
+            self.out.insert(here);
+        }
+        if state.policy.is_empty() {
+            // No policy pattern continues: every longer ID has exactly `values`, and one
+            // exists that the query matches (a live query node always leads to a pattern end).
+            if self.restricted && !state.query.is_empty() {
+                self.out.insert(state.values);
+            }
+            return Ok(());
+        }
+        self.expand(&state)
     }
 }
 

@@ -389,14 +389,22 @@ fn valid_name(name: &str) -> bool {
 
 /// A hint naming the closest defined segment, when one is close.
 fn did_you_mean<'n>(wrong: &str, names: impl Iterator<Item = &'n str>) -> String {
-    let best = names
-        .map(|n| (edit_distance(wrong, n), n))
-        .filter(|(d, _)| *d <= 2)
-        .min();
-    match best {
-        Some((_, n)) => format!("; did you mean `{n}`?"),
+    match closest_name(wrong, names) {
+        Some(n) => format!("; did you mean `{n}`?"),
         None => "; define it under `segments:`".to_owned(),
     }
+}
+
+/// The name at most two edits away from `wrong`, the closest first.
+pub(super) fn closest_name<'n>(
+    wrong: &str,
+    names: impl Iterator<Item = &'n str>,
+) -> Option<&'n str> {
+    names
+        .map(|n| (edit_distance(wrong, n), n))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, n)| n)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

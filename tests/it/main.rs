@@ -14,5 +14,6 @@ mod loops;
 mod operability;
 mod outbound;
 mod policy_props;
+mod reach_props;
 mod reload;
 mod run;
