@@ -278,7 +278,20 @@ pub struct Reach {
     pub edges: Vec<Edge>,
     /// Classes the source selector matched that are revoked (they reach nothing).
     pub revoked_sources: Vec<String>,
+    /// Whether `to: "*"` grants were folded into one `source → *` edge per source (see
+    /// [`MAX_LISTED_PAIRS`]); then `covers` is exact only for the pairs listed.
+    pub folded: bool,
 }
+
+/// Above this many (source class × destination class) pairs, what a source may do through
+/// `to: "*"` rules is written once, as an edge to [`ANY_DESTINATION`], instead of once per
+/// destination: with a `"*"` → `"*"` health-check rule, a 10k-segment fleet would otherwise
+/// list 10⁸ edges. The pairs that other rules connect are still listed, exactly.
+pub const MAX_LISTED_PAIRS: usize = 1_000_000;
+
+/// The destination name of a folded edge: every destination not listed for that source,
+/// minus what the edge's `deny_rules` refuse on the destinations they select.
+pub const ANY_DESTINATION: &str = "*";
 
 impl Reach {
     /// Whether some edge between these parties covers the request (the request's parties
@@ -336,6 +349,7 @@ impl CompiledPolicy {
             _ => None,
         };
         let mut walk = Walk::new(self, &destinations, queried(to.1));
+        walk.fold = sources.len().saturating_mul(destinations.len()) > MAX_LISTED_PAIRS;
         let source_id = queried(from.1);
         let mut revoked_sources = Vec::new();
         for class in &sources {
@@ -346,6 +360,7 @@ impl CompiledPolicy {
             }
             walk.add_source(&class.segments, &party);
         }
+        let walk_folded = walk.fold;
         let mut edges = walk.edges;
         edges.sort_by(|a, b| {
             (&a.source.name, &a.destination.name, &a.methods).cmp(&(
@@ -362,6 +377,7 @@ impl CompiledPolicy {
             to: to.0.to_owned(),
             edges,
             revoked_sources,
+            folded: walk_folded,
         })
     }
 
@@ -452,6 +468,12 @@ struct Walk<'p> {
     round: u32,
     rules: Vec<u32>,
     edges: Vec<Edge>,
+    /// Fold `to: "*"` grants into one edge per source ([`MAX_LISTED_PAIRS`]).
+    fold: bool,
+    /// Source key → destination keys (not `ANY`) with a deny rule for it, when folding.
+    deny_dsts: Vec<Vec<u32>>,
+    /// The party standing for every destination in a folded edge.
+    any_destination: Arc<Party>,
 }
 
 impl<'p> Walk<'p> {
@@ -467,6 +489,12 @@ impl<'p> Walk<'p> {
             round: 0,
             rules: Vec::new(),
             edges: Vec::new(),
+            fold: false,
+            deny_dsts: vec![Vec::new(); keys],
+            any_destination: Arc::new(Party {
+                name: ANY_DESTINATION.to_owned(),
+                segments: Vec::new(),
+            }),
         };
         for (i, segments) in classes.iter().enumerate() {
             let keys = policy.classifier.keys_of(segments);
@@ -482,6 +510,9 @@ impl<'p> Walk<'p> {
                 let allows = |r: &u32| policy.rules[*r as usize].effect == Effect::Allow;
                 if rules.iter().any(allows) {
                     walk.allow_dsts[*s as usize].push(d as u32);
+                }
+                if d + 1 < keys && !rules.iter().all(allows) {
+                    walk.deny_dsts[*s as usize].push(d as u32);
                 }
             }
         }
@@ -509,9 +540,16 @@ impl<'p> Walk<'p> {
     fn add_source(&mut self, segments: &[u32], source: &Arc<Party>) {
         let keys = self.policy.classifier.keys_of(segments);
         self.round += 1;
+        let any = self.by_key.len() as u32 - 1;
+        if self.fold {
+            self.add_folded(&keys, source, any);
+        }
         let mut candidates = Vec::new();
         for &s in keys.src.iter() {
             for &d in &self.allow_dsts[s as usize] {
+                if self.fold && d == any {
+                    continue;
+                }
                 for &c in &self.by_key[d as usize] {
                     if self.stamp[c as usize] != self.round {
                         self.stamp[c as usize] = self.round;
@@ -537,6 +575,50 @@ impl<'p> Walk<'p> {
                 deny_rules: g.deny_rules,
                 dry_run_rules: g.dry_run_rules,
             }));
+        }
+        self.rules = rules;
+    }
+}
+
+impl Walk<'_> {
+    /// The folded edge: what `source` may do through rules whose destination is `"*"`,
+    /// naming the deny rules that refuse some of it on the destinations they select.
+    fn add_folded(&mut self, keys: &KeySets, source: &Arc<Party>, any: u32) {
+        let only_any = KeySets {
+            src: keys.src.clone(),
+            dst: Box::new([any]),
+        };
+        let mut rules = std::mem::take(&mut self.rules);
+        self.policy.rules_between(&only_any, &only_any, &mut rules);
+        let mut carving: Vec<String> = keys
+            .src
+            .iter()
+            .flat_map(|s| self.deny_dsts[*s as usize].iter())
+            .filter_map(|d| self.policy.by_dst[*d as usize].as_ref())
+            .flat_map(|bucket| keys.src.iter().filter_map(|s| bucket.rules_for(*s)))
+            .flatten()
+            .map(|r| &self.policy.rules[*r as usize])
+            .filter(|r| r.effect == Effect::Deny && !r.dry_run)
+            .map(|r| r.name.clone())
+            .collect();
+        carving.sort_unstable();
+        carving.dedup();
+        for g in grants(self.policy, &rules, &self.all_paths) {
+            let mut deny_rules = g.deny_rules;
+            deny_rules.extend(carving.iter().cloned());
+            deny_rules.sort_unstable();
+            deny_rules.dedup();
+            self.edges.push(Edge {
+                source: source.clone(),
+                destination: self.any_destination.clone(),
+                methods: g.methods,
+                paths: g.paths,
+                except: g.except,
+                except_lenient: g.except_lenient,
+                allow_rules: g.allow_rules,
+                deny_rules,
+                dry_run_rules: g.dry_run_rules,
+            });
         }
         self.rules = rules;
     }
@@ -741,12 +823,15 @@ impl Serialize for Edge {
 
 impl Serialize for Reach {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(4))?;
+        let mut map = s.serialize_map(None)?;
         map.serialize_entry("policy_version", &self.policy_version)?;
         let query: BTreeMap<&str, &str> = [("from", &*self.from), ("to", &*self.to)].into();
         map.serialize_entry("query", &query)?;
         map.serialize_entry("edges", &self.edges)?;
         map.serialize_entry("revoked_sources", &self.revoked_sources)?;
+        if self.folded {
+            map.serialize_entry("folded", &true)?;
+        }
         map.end()
     }
 }
