@@ -137,9 +137,11 @@ fn the_template_has_one_data_slot_and_fetches_nothing() {
     assert!(!html.contains(" src=") && !html.contains(" href=") && !html.contains("fetch("));
 }
 
-#[test]
-fn hostile_policy_text_cannot_leave_the_data_block() {
-    let evil = "</script><script>alert(1)</script><!-- \u{2028}\u{2029} & '\"";
+const EVIL: &str = "</script><script>alert(1)</script><!-- \u{2028}\u{2029} & '\"";
+
+/// The fleet plus a segment, node, edge and finding whose every text field is [`EVIL`].
+fn hostile_fleet() -> ReportData {
+    let evil = EVIL;
     let mut data = fleet();
     data.segments.push(segment(evil, Some(evil), &[evil]));
     data.nodes.push(node(7, evil, &[evil], evil));
@@ -149,6 +151,12 @@ fn hostile_policy_text_cannot_leave_the_data_block() {
         at: evil.into(),
         message: evil.into(),
     });
+    data
+}
+
+#[test]
+fn hostile_policy_text_cannot_leave_the_data_block() {
+    let data = hostile_fleet();
     let html = render(&data);
 
     assert_eq!(
@@ -162,7 +170,19 @@ fn hostile_policy_text_cannot_leave_the_data_block() {
     assert!(!block.contains(['<', '>', '&']));
     let parsed: serde_json::Value = serde_json::from_str(block).unwrap();
     assert_eq!(parsed, serde_json::to_value(&data).unwrap());
-    assert_eq!(parsed["segments"][6]["name"], evil);
+    assert_eq!(parsed["segments"][6]["name"], EVIL);
+}
+
+#[test]
+fn chromium_shows_hostile_policy_text_as_text() {
+    let (_dir, path) = page(&hostile_fleet());
+    let dom = dump_dom(&path, &format!("search={EVIL}"));
+    // The page's own two scripts and nothing injected; the hostile node drawn and found.
+    assert_eq!(dom.matches("<script").count(), 2);
+    let nodes = tags_with(&dom, "data-node");
+    assert_eq!(nodes.len(), 8);
+    assert_eq!(names_with(&nodes, "selected"), [EVIL]);
+    assert_eq!(names_with(&nodes, "reach"), [EVIL], "its edge to itself");
 }
 
 /// Renders `data` into a temp folder; returns the folder (kept alive) and the page's path.
