@@ -6,7 +6,8 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::Outcome;
-use crate::policy::{self, CompiledPolicy, PolicyErrors, lint::lint};
+use crate::policy::lint::{self, LintOptions};
+use crate::policy::{self, CompiledPolicy, PolicyErrors};
 
 mod compare;
 mod diff;
@@ -32,6 +33,10 @@ pub enum PolicyCommand {
         /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// The label whose values are the segmentation boundaries, for the segmentation lints
+        /// (`identity-spans-boundary`).
+        #[arg(long, value_name = "LABEL", default_value = lint::DEFAULT_BOUNDARY_LABEL)]
+        boundary_label: String,
     },
     /// Decide one request and show why: decision, deciding rule, reason, and every candidate
     /// rule with whether it matched and why not.
@@ -61,19 +66,35 @@ pub enum PolicyCommand {
 /// Runs a `policy` subcommand.
 pub fn run(cmd: PolicyCommand) -> anyhow::Result<Outcome> {
     match cmd {
-        PolicyCommand::Check { path, strict, json } => check(&path, strict, json),
+        PolicyCommand::Check {
+            path,
+            strict,
+            json,
+            boundary_label,
+        } => {
+            let options = LintOptions {
+                boundary_label,
+                ..LintOptions::default()
+            };
+            check(&path, strict, json, &options)
+        }
         PolicyCommand::Explain(args) => explain::run(args),
         PolicyCommand::Reach(args) => reach::run(args),
         PolicyCommand::Diff(args) => diff::run(args),
     }
 }
 
-fn check(path: &std::path::Path, strict: bool, json: bool) -> anyhow::Result<Outcome> {
+fn check(
+    path: &std::path::Path,
+    strict: bool,
+    json: bool,
+    options: &LintOptions,
+) -> anyhow::Result<Outcome> {
     let compiled = match policy::load(path) {
         Ok(p) => p,
         Err(errors) => return Ok(report_invalid(&errors, json)),
     };
-    let warnings = lint(&compiled);
+    let warnings = lint::lint_with(&compiled, options);
     let failed = strict && !warnings.is_empty();
     if json {
         let warnings: Vec<_> = warnings

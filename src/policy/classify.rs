@@ -171,6 +171,19 @@ impl Classifier {
         revoked
     }
 
+    /// Ids of the segments with a pattern overlapping `pattern`, sorted (revocation aside).
+    pub(super) fn segments_overlapping(&self, pattern: &IdentityPattern) -> Vec<u32> {
+        let mut ids = Vec::new();
+        self.identities.overlapping(pattern, &mut |v| {
+            if v & REVOKED == 0 {
+                ids.push(v);
+            }
+        });
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// Calls `found` with the id of every segment `id` belongs to (an id may repeat).
     fn each_segment(&self, id: &SpiffeId, mut found: impl FnMut(u32)) {
         self.identities.lookup(id, &mut |v| {

@@ -6,14 +6,29 @@
 //! - `wildcard-allow-on-critical`: `"*"` allowed to reach a segment labelled `critical`.
 //! - `unused-segment`: a segment no rule selects, by name or by label.
 //! - `empty-label-selector`: a label selector that matches no segment.
+//!
+//! The segmentation lints of PRODUCT.md §9 read [`LintOptions::boundary_label`] (`env`):
+//! - `identity-spans-boundary`: a segment shares an identity (some SPIFFE ID matches a
+//!   pattern of each, see [`IdentityPattern::overlaps`](super::pattern::IdentityPattern::overlaps))
+//!   with a segment of another boundary value; reported once, at the later-defined segment.
+//!   A segment without the boundary label has no value, so it never differs.
+//! - `wide-source`: an allow rule into a segment labelled `tier: critical` whose source is
+//!   *wider* than [`LintOptions::wide_source_threshold`]. A source's width is the number of
+//!   distinct identities the patterns of the segments its `from` covers can name: an exact
+//!   pattern names one; a pattern with `*` or `**` names unboundedly many, and so does any
+//!   selector (a name or labels) covering a segment with such a pattern. A `"*"` source is
+//!   `wildcard-allow-on-critical`'s finding and is not reported again here.
+//! - `reach-crosses-boundary` needs the reach analysis and is not written yet.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use super::compiled::{CompiledPolicy, Loc, Rule, Target};
 use super::method::MethodSet;
-use super::pattern::{PathPattern, PatternSegment};
+use super::pattern::{PathPattern, PatternSegment, segments_overlap};
 use super::source::Effect;
+
+mod segmentation;
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +47,38 @@ impl fmt::Display for Lint {
     }
 }
 
-/// Every finding, in a stable order (by location).
+/// The label whose values are the segmentation boundaries unless `--boundary-label` says so.
+pub const DEFAULT_BOUNDARY_LABEL: &str = "env";
+
+/// `wide-source` fires above this many identities. Ten or fewer exact identities were each
+/// named on purpose and fit in one review; one `*` or `**` is already unbounded.
+pub const WIDE_SOURCE_THRESHOLD: usize = 10;
+
+/// What the lints take as given; the default is `policy check` without flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LintOptions {
+    /// The label whose values are the segmentation boundaries (`env`, `--boundary-label`).
+    pub boundary_label: String,
+    /// `wide-source` fires when a source can name more identities than this.
+    pub wide_source_threshold: usize,
+}
+
+impl Default for LintOptions {
+    fn default() -> Self {
+        Self {
+            boundary_label: DEFAULT_BOUNDARY_LABEL.to_owned(),
+            wide_source_threshold: WIDE_SOURCE_THRESHOLD,
+        }
+    }
+}
+
+/// Every finding with the default [`LintOptions`], in a stable order (by location).
 pub fn lint(policy: &CompiledPolicy) -> Vec<Lint> {
+    lint_with(policy, &LintOptions::default())
+}
+
+/// Every finding under `options`, in a stable order (by location).
+pub fn lint_with(policy: &CompiledPolicy, options: &LintOptions) -> Vec<Lint> {
     let sides: Vec<Sides> = policy
         .rules()
         .iter()
@@ -44,6 +89,8 @@ pub fn lint(policy: &CompiledPolicy) -> Vec<Lint> {
     wildcard_on_critical(policy, &sides, &mut out);
     unused_segments(policy, &mut out);
     empty_label_selectors(policy, &mut out);
+    segmentation::identity_spans_boundary(policy, &options.boundary_label, &mut out);
+    segmentation::wide_source(policy, &sides, options.wide_source_threshold, &mut out);
     out.sort_by(|a, b| (&a.at, a.kind).cmp(&(&b.at, b.kind)));
     out
 }
@@ -314,22 +361,7 @@ fn path_covers(outer: &PathPattern, inner: &PathPattern) -> bool {
 
 /// Some path matches both patterns.
 fn paths_overlap(a: &PathPattern, b: &PathPattern) -> bool {
-    let compatible = |x: &PatternSegment, y: &PatternSegment| {
-        x == &PatternSegment::Star || y == &PatternSegment::Star || x == y
-    };
-    let prefix_ok = a
-        .segments
-        .iter()
-        .zip(&b.segments)
-        .all(|(x, y)| compatible(x, y));
-    let (la, lb) = (a.segments.len(), b.segments.len());
-    prefix_ok
-        && match (a.globstar, b.globstar) {
-            (false, false) => la == lb,
-            (true, false) => lb >= la,
-            (false, true) => la >= lb,
-            (true, true) => true,
-        }
+    segments_overlap((&a.segments, a.globstar), (&b.segments, b.globstar))
 }
 
 #[cfg(test)]
@@ -350,11 +382,13 @@ segments:
         lint(&p).into_iter().map(|l| (l.kind, l.message)).collect()
     }
 
+    /// The findings of the lints tested here (the segmentation lints have their own fixtures).
     fn kinds(rules: &str) -> Vec<&'static str> {
+        let others = ["unused-segment", "wide-source", "identity-spans-boundary"];
         lints(rules)
             .into_iter()
             .map(|(k, _)| k)
-            .filter(|k| *k != "unused-segment")
+            .filter(|k| !others.contains(k))
             .collect()
     }
 

@@ -115,6 +115,17 @@ impl IdentityPattern {
         id.trust_domain() == self.trust_domain
             && segments_match(&self.segments, self.globstar, id.segments())
     }
+
+    /// Whether some SPIFFE ID (with a non-empty path) matches both patterns: the same trust
+    /// domain, literal or `*` segments compatible position by position, and lengths a `**`
+    /// can reconcile (it covers the prefix itself, so `a/**` overlaps `a`).
+    pub fn overlaps(&self, other: &Self) -> bool {
+        self.trust_domain == other.trust_domain
+            && segments_overlap(
+                (&self.segments, self.globstar),
+                (&other.segments, other.globstar),
+            )
+    }
 }
 
 impl fmt::Display for IdentityPattern {
@@ -314,6 +325,26 @@ fn segments_match<'a>(
     globstar || actual.next().is_none()
 }
 
+/// Some segment sequence matches both `(segments, globstar)` patterns; shared by identity
+/// and path patterns.
+pub(super) fn segments_overlap(
+    (a, a_globstar): (&[PatternSegment], bool),
+    (b, b_globstar): (&[PatternSegment], bool),
+) -> bool {
+    let compatible = |x: &PatternSegment, y: &PatternSegment| {
+        x == &PatternSegment::Star || y == &PatternSegment::Star || x == y
+    };
+    // An identity pattern always has a segment or a `**`, so what both match then includes
+    // an ID with a non-empty path.
+    a.iter().zip(b).all(|(x, y)| compatible(x, y))
+        && match (a_globstar, b_globstar) {
+            (false, false) => a.len() == b.len(),
+            (true, false) => b.len() >= a.len(),
+            (false, true) => a.len() >= b.len(),
+            (true, true) => true,
+        }
+}
+
 fn write_segments(
     f: &mut fmt::Formatter<'_>,
     segs: &[PatternSegment],
@@ -329,4 +360,55 @@ fn write_segments(
         f.write_str("/**")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overlap(a: &str, b: &str) -> bool {
+        let (a, b) = (
+            IdentityPattern::parse(a).unwrap(),
+            IdentityPattern::parse(b).unwrap(),
+        );
+        assert_eq!(
+            a.overlaps(&b),
+            b.overlaps(&a),
+            "overlap is symmetric: {a} {b}"
+        );
+        a.overlaps(&b)
+    }
+
+    #[test]
+    fn identity_patterns_overlap_when_some_id_matches_both() {
+        let t = |p: &str| format!("spiffe://t.org/{p}");
+        // (a, b, overlap?) — one row per rule of PRODUCT.md §3 identity patterns.
+        let rows = [
+            ("sa/api", "sa/api", true),
+            ("sa/api", "sa/web", false),
+            // `*` is exactly one segment, compatible with any literal there.
+            ("sa/*", "sa/api", true),
+            ("*/api", "sa/*", true),
+            ("sa/*", "sa/api/v1", false),
+            ("sa/*", "sa", false),
+            // `**` covers the prefix itself and anything below.
+            ("sa/**", "sa/api/v1", true),
+            ("sa/**", "sa", true),
+            ("sa/**", "sa/*", true),
+            ("sa/**", "*/x/**", true),
+            ("sa/**", "ns/api", false),
+            ("sa/api/**", "sa", false),
+            ("sa/api/**", "sa/*/v1", true),
+            ("**", "anything/at/all", true),
+        ];
+        for (a, b, want) in rows {
+            assert_eq!(overlap(&t(a), &t(b)), want, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn patterns_of_different_trust_domains_never_overlap() {
+        assert!(!overlap("spiffe://a.org/**", "spiffe://b.org/**"));
+        assert!(!overlap("spiffe://a.org/sa/api", "spiffe://b.org/sa/api"));
+    }
 }

@@ -54,6 +54,15 @@ impl IdentityIndex {
             walk(root, id.path(), found);
         }
     }
+
+    /// Calls `found` with the value of every pattern that [overlaps](IdentityPattern::overlaps)
+    /// `pattern` (a value may repeat). For an exact pattern this is [`Self::lookup`]; a
+    /// wildcard one visits only the branches it can match.
+    pub fn overlapping(&self, pattern: &IdentityPattern, found: &mut impl FnMut(u32)) {
+        if let Some(root) = self.domains.get(pattern.trust_domain.as_str()) {
+            walk_overlapping(root, &pattern.segments, pattern.globstar, found);
+        }
+    }
 }
 
 /// More walk states than this and [`IdentityIndex::classes`] gives up rather than run on: a
@@ -232,6 +241,46 @@ fn walk(node: &Node, rest: &str, found: &mut impl FnMut(u32)) {
     }
 }
 
+/// `rest` is the part of the pattern not yet consumed; `globstar` is whether it ends in `**`.
+fn walk_overlapping(
+    node: &Node,
+    rest: &[PatternSegment],
+    globstar: bool,
+    found: &mut impl FnMut(u32),
+) {
+    // A stored `**` here covers every ID the rest of the pattern can name.
+    node.below.iter().for_each(|&v| found(v));
+    let Some((first, tail)) = rest.split_first() else {
+        node.exact.iter().for_each(|&v| found(v));
+        if globstar {
+            node.children.values().for_each(|c| every_value(c, found));
+            node.star.iter().for_each(|c| every_value(c, found));
+        }
+        return;
+    };
+    match first {
+        PatternSegment::Literal(lit) => {
+            if let Some(child) = node.children.get(lit.as_str()) {
+                walk_overlapping(child, tail, globstar, found);
+            }
+        }
+        PatternSegment::Star => node
+            .children
+            .values()
+            .for_each(|c| walk_overlapping(c, tail, globstar, found)),
+    }
+    if let Some(star) = &node.star {
+        walk_overlapping(star, tail, globstar, found);
+    }
+}
+
+/// Every value stored at `node` or below it.
+fn every_value(node: &Node, found: &mut impl FnMut(u32)) {
+    node.below.iter().chain(&node.exact).for_each(|&v| found(v));
+    node.children.values().for_each(|c| every_value(c, found));
+    node.star.iter().for_each(|c| every_value(c, found));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +343,42 @@ mod tests {
             matches(&idx, "spiffe://example.org.evil/ns/prod/sa/payments"),
             Vec::<u32>::new()
         );
+    }
+
+    #[test]
+    fn overlapping_finds_exactly_the_patterns_that_overlap() {
+        let patterns = [
+            "spiffe://t.org/sa/api",
+            "spiffe://t.org/sa/*",
+            "spiffe://t.org/sa/**",
+            "spiffe://t.org/*/api/v1",
+            "spiffe://t.org/ns/x/**",
+            "spiffe://t.org/sa",
+            "spiffe://t.org/**",
+            "spiffe://u.org/sa/api",
+        ];
+        let idx = index(&patterns);
+        let probes = patterns.iter().chain(&[
+            "spiffe://t.org/*/*/**",
+            "spiffe://t.org/ns/*",
+            "spiffe://t.org/zz",
+        ]);
+        for probe in probes {
+            let probe = IdentityPattern::parse(probe).unwrap();
+            let mut got = Vec::new();
+            idx.overlapping(&probe, &mut |v| got.push(v));
+            got.sort_unstable();
+            got.dedup();
+            // The reference: the pure pairwise test.
+            let want: Vec<u32> = (0..patterns.len() as u32)
+                .filter(|&i| {
+                    IdentityPattern::parse(patterns[i as usize])
+                        .unwrap()
+                        .overlaps(&probe)
+                })
+                .collect();
+            assert_eq!(got, want, "{probe}");
+        }
     }
 
     #[test]

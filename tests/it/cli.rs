@@ -41,11 +41,27 @@ fn the_shipped_policy_checks_ok_with_its_counts_and_version() {
         "10 rules",
         "1 revoked",
         "14 tests passed",
-        "0 warnings",
+        "3 warnings",
     ] {
         assert!(summary.contains(count), "missing `{count}` in: {summary}");
     }
     assert!(summary.contains("version sha256:"), "{summary}");
+    // Its only warnings: the agents' `*` and the partner's `**` identities reach critical
+    // segments (`wide-source`, PRODUCT §9), as the example deliberately grants.
+    let warnings: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("warning["))
+        .collect();
+    assert_eq!(warnings.len(), 3, "{out:?}");
+    for rule in [
+        "agents-read-charges-and-entries",
+        "agents-issue-refunds",
+        "partner-sends-webhooks",
+    ] {
+        let needle = format!("warning[wide-source]: allow rule `{rule}`");
+        assert!(warnings.iter().any(|w| w.contains(&needle)), "{out:?}");
+    }
 }
 
 #[test]
@@ -204,6 +220,87 @@ fn an_unused_segment_is_a_warning_that_strict_turns_into_failure() {
     assert!(lenient.stdout.contains("1 warnings"), "{lenient:?}");
     assert_eq!(strict.code, 1, "{strict:?}");
     assert!(strict.stdout.contains(&warning), "{strict:?}");
+}
+
+/// `shared-sa` (staging) holds `api`'s (prod) identity; `job-x` (web) is one of `jobs`' (batch).
+const SPANS: &str = r#"segments:
+  api:
+    identities: ["spiffe://example.org/sa/api"]
+    labels: { env: prod, tier: web }
+  shared-sa:
+    identities: ["spiffe://example.org/sa/**"]
+    labels: { env: staging, tier: web }
+  jobs:
+    identities: ["spiffe://example.org/jobs/*"]
+    labels: { env: prod, tier: batch }
+  job-x:
+    identities: ["spiffe://example.org/jobs/x"]
+    labels: { env: prod, tier: web }
+rules:
+  - name: everyone-calls-everyone
+    from: [{ env: prod }, { env: staging }]
+    to: [{ env: prod }, { env: staging }]
+"#;
+
+#[test]
+fn the_boundary_label_decides_which_segments_an_identity_spans() {
+    let dir = policy_dir(&[("fleet.yaml", SPANS)]);
+    let warning = |needle: &str| {
+        let (line, col) = at(SPANS, needle);
+        format!("fleet.yaml:{line}:{col}: warning[identity-spans-boundary]")
+    };
+
+    let by_env = segward_in(dir.path(), &["policy", "check", "fleet.yaml"]);
+    let by_tier = segward_in(
+        dir.path(),
+        &["policy", "check", "fleet.yaml", "--boundary-label", "tier"],
+    );
+
+    assert_eq!(by_env.code, 0, "{by_env:?}");
+    assert!(by_env.stdout.contains(&warning("shared-sa:")), "{by_env:?}");
+    assert!(!by_env.stdout.contains(&warning("job-x:")), "{by_env:?}");
+    assert!(by_env.stdout.contains("1 warnings"), "{by_env:?}");
+    assert_eq!(by_tier.code, 0, "{by_tier:?}");
+    assert!(by_tier.stdout.contains(&warning("job-x:")), "{by_tier:?}");
+    assert!(
+        !by_tier.stdout.contains(&warning("shared-sa:")),
+        "{by_tier:?}"
+    );
+    assert!(by_tier.stdout.contains("1 warnings"), "{by_tier:?}");
+}
+
+/// A staging `**` segment allowed into a critical one: `wide-source`.
+const WIDE: &str = r#"segments:
+  payments:
+    identities: ["spiffe://example.org/ns/prod/sa/payments"]
+    labels: { env: prod, tier: critical }
+  staging:
+    identities: ["spiffe://example.org/ns/staging/**"]
+    labels: { env: staging }
+rules:
+  - name: staging-calls-payments
+    from: [staging]
+    to: [payments]
+"#;
+
+#[test]
+fn the_segmentation_lints_are_warnings_that_strict_turns_into_failure() {
+    let dir = policy_dir(&[("spans.yaml", SPANS), ("wide.yaml", WIDE)]);
+    let (line, col) = at(WIDE, "staging-calls-payments");
+    let wide = format!("wide.yaml:{line}:{col}: warning[wide-source]");
+    let (line, col) = at(SPANS, "shared-sa:");
+    let spans = format!("spans.yaml:{line}:{col}: warning[identity-spans-boundary]");
+
+    for file in ["spans.yaml", "wide.yaml"] {
+        let lenient = segward_in(dir.path(), &["policy", "check", file]);
+        let strict = segward_in(dir.path(), &["policy", "check", file, "--strict"]);
+
+        let warning = if file == "wide.yaml" { &wide } else { &spans };
+        assert_eq!(lenient.code, 0, "{lenient:?}");
+        assert!(lenient.stdout.contains(warning.as_str()), "{lenient:?}");
+        assert_eq!(strict.code, 1, "{strict:?}");
+        assert!(strict.stdout.contains(warning.as_str()), "{strict:?}");
+    }
 }
 
 const PAYMENTS_SEGMENT: &str = r#"segments:
@@ -397,7 +494,10 @@ fn usage_errors_exit_with_code_2_and_say_what_is_wrong() {
 fn help_on_each_command_lists_its_flags() {
     let cases: &[(&[&str], &[&str])] = &[
         (&["--help"], &["policy", "certs", "demo"]),
-        (&["policy", "check", "--help"], &["--strict", "--json"]),
+        (
+            &["policy", "check", "--help"],
+            &["--strict", "--json", "--boundary-label"],
+        ),
         (
             &["certs", "issue", "--help"],
             &["--ca", "--spiffe-id", "--out", "--ttl", "--dns"],
