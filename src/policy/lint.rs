@@ -18,6 +18,10 @@
 //!   pattern names one; a pattern with `*` or `**` names unboundedly many, and so does any
 //!   selector (a name or labels) covering a segment with such a pattern. A `"*"` source is
 //!   `wildcard-allow-on-critical`'s finding and is not reported again here.
+//! - `reach-crosses-boundary`: an allow rule grants reach (after deny carve-outs, as
+//!   `policy reach` computes it) from a class of one boundary value into a class whose
+//!   value differs, and neither its `from` nor its `to` is a label selector on the boundary
+//!   label. Classes without the label, and folded `→ *` edges, are not judged.
 //! - `reach-crosses-boundary` needs the reach analysis and is not written yet.
 
 use std::collections::BTreeMap;
@@ -91,6 +95,7 @@ pub fn lint_with(policy: &CompiledPolicy, options: &LintOptions) -> Vec<Lint> {
     empty_label_selectors(policy, &mut out);
     segmentation::identity_spans_boundary(policy, &options.boundary_label, &mut out);
     segmentation::wide_source(policy, &sides, options.wide_source_threshold, &mut out);
+    segmentation::reach_crosses_boundary(policy, &options.boundary_label, &mut out);
     out.sort_by(|a, b| (&a.at, a.kind).cmp(&(&b.at, b.kind)));
     out
 }
@@ -384,7 +389,12 @@ segments:
 
     /// The findings of the lints tested here (the segmentation lints have their own fixtures).
     fn kinds(rules: &str) -> Vec<&'static str> {
-        let others = ["unused-segment", "wide-source", "identity-spans-boundary"];
+        let others = [
+            "unused-segment",
+            "wide-source",
+            "identity-spans-boundary",
+            "reach-crosses-boundary",
+        ];
         lints(rules)
             .into_iter()
             .map(|(k, _)| k)

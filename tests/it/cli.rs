@@ -250,7 +250,12 @@ fn the_boundary_label_decides_which_segments_an_identity_spans() {
         !by_tier.stdout.contains(&warning("shared-sa:")),
         "{by_tier:?}"
     );
-    assert!(by_tier.stdout.contains("1 warnings"), "{by_tier:?}");
+    // The rule selects by `env`, not by `tier`: by tier its reach crosses unannounced.
+    let (line, col) = at(SPANS, "everyone-calls-everyone");
+    let crossing = format!("fleet.yaml:{line}:{col}: warning[reach-crosses-boundary]");
+    assert!(by_tier.stdout.contains(&crossing), "{by_tier:?}");
+    assert!(!by_env.stdout.contains(&crossing), "{by_env:?}");
+    assert!(by_tier.stdout.contains("2 warnings"), "{by_tier:?}");
 }
 
 /// A staging `**` segment allowed into a critical one: `wide-source`.
@@ -1024,7 +1029,7 @@ fn explain_with_from_and_to_also_shows_the_decision_path_and_every_candidate() {
     );
     let partner = candidate_row(&out.stdout, "partner-sends-webhooks");
     assert!(
-        partner.contains("source not selected by from: [partner]"),
+        partner.contains("source not selected by from: [{ env: external, risk: third-party }]"),
         "{partner}"
     );
 }

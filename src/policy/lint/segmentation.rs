@@ -1,11 +1,13 @@
-//! The segmentation lints of PRODUCT.md §9: `identity-spans-boundary` and `wide-source`.
-//! Both read the compiled policy and its identity trie only; no all-pairs over patterns.
+//! The segmentation lints of PRODUCT.md §9: `identity-spans-boundary` and `wide-source` read
+//! the compiled policy and its identity trie only (no all-pairs over patterns);
+//! `reach-crosses-boundary` reads the complete reach answer (`policy reach`).
 
 use std::collections::BTreeSet;
 
 use super::{Lint, Sides, finding};
-use crate::policy::compiled::{CompiledPolicy, Loc, Segment};
+use crate::policy::compiled::{CompiledPolicy, Loc, Rule, Segment, Target};
 use crate::policy::pattern::IdentityPattern;
+use crate::policy::reach::{ANY_DESTINATION, Selector};
 use crate::policy::source::Effect;
 
 /// The label and value that mark a segment as critical for `wide-source`.
@@ -167,6 +169,88 @@ fn spans_message(segment: &Segment, label: &str, mine: &str, shared: &[Shared<'_
     )
 }
 
+/// How many crossing pairs one `reach-crosses-boundary` message names in full.
+const PAIRS_NAMED: usize = 3;
+
+/// An allow rule grants reach from a class of one boundary value into a class of another
+/// (read off the complete reach answer, so deny carve-outs count), and neither its `from`
+/// nor its `to` selects by the boundary label: the crossing is a side effect of naming
+/// segments, not a decision written down. One finding per rule, at the rule.
+pub(super) fn reach_crosses_boundary(policy: &CompiledPolicy, label: &str, out: &mut Vec<Lint>) {
+    let Ok(reach) = policy.reach(("*", &Selector::Any), ("*", &Selector::Any)) else {
+        return;
+    };
+    let values = |segments: &[String]| -> BTreeSet<&str> {
+        segments
+            .iter()
+            .filter_map(|name| policy.segment_id(name))
+            .filter_map(|s| policy.segments()[s as usize].labels.get(label))
+            .map(String::as_str)
+            .collect()
+    };
+    let names_label = |rule: &Rule| {
+        rule.from
+            .iter()
+            .chain(&rule.to)
+            .any(|t| matches!(t, Target::Group(g) if policy.groups()[*g as usize].labels.contains_key(label)))
+    };
+    // Rule index → the crossing pairs it grants ("staging -> payments (staging → prod)").
+    let mut crossing: Vec<BTreeSet<String>> = vec![BTreeSet::new(); policy.rules().len()];
+    for edge in reach
+        .edges
+        .iter()
+        .filter(|e| e.destination.name != ANY_DESTINATION)
+    {
+        let (from, to) = (
+            values(&edge.source.segments),
+            values(&edge.destination.segments),
+        );
+        if from.is_empty() || to.is_empty() || to.is_subset(&from) {
+            continue;
+        }
+        let join = |v: &BTreeSet<&str>| v.iter().copied().collect::<Vec<_>>().join("+");
+        let pair = format!(
+            "{} -> {} ({} → {})",
+            edge.source.name,
+            edge.destination.name,
+            join(&from),
+            join(&to)
+        );
+        for name in &edge.allow_rules {
+            let Ok(r) = policy
+                .rules()
+                .binary_search_by(|x| x.name.as_str().cmp(name))
+            else {
+                continue;
+            };
+            if !names_label(&policy.rules()[r]) {
+                crossing[r].insert(pair.clone());
+            }
+        }
+    }
+    for (rule, pairs) in policy.rules().iter().zip(crossing) {
+        if pairs.is_empty() {
+            continue;
+        }
+        let mut shown: Vec<&str> = pairs.iter().take(PAIRS_NAMED).map(String::as_str).collect();
+        let more = pairs.len().saturating_sub(PAIRS_NAMED);
+        let extra = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        shown.sort_unstable();
+        let msg = format!(
+            "allow rule `{}` lets {}{extra} cross the `{label}` boundary, but neither its \
+             `from` nor its `to` selects by `{label}`; if the crossing is meant, say so with \
+             a label selector (e.g. `from: [{{ {label}: ... }}]`)",
+            rule.name,
+            shown.join(", ")
+        );
+        out.push(finding(policy, "reach-crosses-boundary", rule.at, msg));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::policy::from_text;
@@ -186,13 +270,16 @@ rules:
         let p = from_text("p.yaml", text).unwrap();
         lint_with(&p, options)
             .into_iter()
+            .filter(|l| l.kind != "reach-crosses-boundary")
             .map(|l| (l.kind, l.at, l.message))
             .collect()
     }
 
+    /// The kinds found, `reach-crosses-boundary` aside (its fixtures are below).
     fn kinds(text: &str) -> Vec<&'static str> {
         let p = from_text("p.yaml", text).unwrap();
-        lint(&p).into_iter().map(|l| l.kind).collect()
+        let kinds = lint(&p).into_iter().map(|l| l.kind);
+        kinds.filter(|k| *k != "reach-crosses-boundary").collect()
     }
 
     #[test]
@@ -288,5 +375,75 @@ rules:
         let rules = "  - { name: open, from: [\"*\"], to: [pay] }\n";
         let kinds: Vec<_> = wide(rules, 10).into_iter().map(|f| f.0).collect();
         assert_eq!(kinds, ["wildcard-allow-on-critical"]);
+    }
+
+    fn crossing(text: &str) -> Vec<(String, String)> {
+        let p = from_text("p.yaml", text).unwrap();
+        lint(&p)
+            .into_iter()
+            .filter(|l| l.kind == "reach-crosses-boundary")
+            .map(|l| (l.at, l.message))
+            .collect()
+    }
+
+    const CROSS_SEGMENTS: &str = r#"
+segments:
+  web:  { identities: ["spiffe://t.org/web"], labels: { env: prod } }
+  api:  { identities: ["spiffe://t.org/api"], labels: { env: prod } }
+  ci:   { identities: ["spiffe://t.org/ci"], labels: { env: staging } }
+  tool: { identities: ["spiffe://t.org/tool"] }
+rules:
+"#;
+
+    #[test]
+    fn an_allow_by_segment_names_across_env_values_crosses_the_boundary() {
+        let text = format!(
+            "{CROSS_SEGMENTS}  - {{ name: ci-calls-api, from: [ci], to: [api, web] }}
+  - {{ name: web-calls-api, from: [web], to: [api] }}
+"
+        );
+        let found = crossing(&text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].0.starts_with("p.yaml:8:"), "{found:?}");
+        assert!(
+            found[0].1.contains("ci -> api (staging → prod)"),
+            "{found:?}"
+        );
+        assert!(
+            found[0].1.contains("ci -> web (staging → prod)"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_crossing_written_by_label_carved_away_or_unlabelled_does_not_warn() {
+        // Said by label on one side; carved out entirely by a deny; a class with no label.
+        let text = format!(
+            "{CROSS_SEGMENTS}  - {{ name: by-label, from: [{{ env: staging }}], to: [api] }}
+  - {{ name: carved, from: [ci], to: [web] }}
+  - {{ name: no, effect: deny, from: [ci], to: [web] }}
+  - {{ name: tooling, from: [tool], to: [api] }}
+"
+        );
+        assert_eq!(crossing(&text), Vec::<(String, String)>::new());
+        // The boundary label decides: by `tier` (which no segment has) nothing crosses.
+        let p = from_text(
+            "p.yaml",
+            &format!(
+                "{CROSS_SEGMENTS}  - {{ name: x, from: [ci], to: [api] }}
+"
+            ),
+        )
+        .unwrap();
+        let by_tier = LintOptions {
+            boundary_label: "tier".to_owned(),
+            ..LintOptions::default()
+        };
+        assert!(
+            lint_with(&p, &by_tier)
+                .iter()
+                .all(|l| l.kind != "reach-crosses-boundary")
+        );
+        assert!(lint(&p).iter().any(|l| l.kind == "reach-crosses-boundary"));
     }
 }
