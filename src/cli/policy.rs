@@ -14,8 +14,6 @@ mod diff;
 mod explain;
 mod log_line;
 mod reach;
-// Not wired to a subcommand yet: `policy report` lands with the reach analysis.
-#[allow(dead_code)]
 mod report;
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +59,12 @@ pub enum PolicyCommand {
     /// Exit code 0, or 3 with --fail-on-widen when any reach grew (for CI gates); 1 when
     /// either policy is invalid.
     Diff(diff::DiffArgs),
+    /// Write one self-contained HTML file (no network): the segment graph grouped by the
+    /// boundary label, an edge per allowed reach, a search box that highlights an identity's
+    /// or segment's blast radius and its callers, and the lint findings.
+    ///
+    /// Exit code 0 when written, 1 when the policy is invalid or the file cannot be written.
+    Report(report::ReportArgs),
 }
 
 /// Runs a `policy` subcommand.
@@ -81,6 +85,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<Outcome> {
         PolicyCommand::Explain(args) => explain::run(args),
         PolicyCommand::Reach(args) => reach::run(args),
         PolicyCommand::Diff(args) => diff::run(args),
+        PolicyCommand::Report(args) => report::run(args),
     }
 }
 

@@ -381,6 +381,28 @@ impl CompiledPolicy {
         })
     }
 
+    /// Every identity class some SPIFFE ID can be in (revoked ones aside), each as its
+    /// segment names (sorted; empty for identities in no segment), sorted.
+    ///
+    /// # Errors
+    /// [`ReachError`] when the identity patterns overlap beyond the walk's bound.
+    pub fn identity_classes(&self) -> Result<Vec<Vec<String>>, ReachError> {
+        let mut out: Vec<Vec<String>> = self
+            .classes_of(&Selector::Any)?
+            .into_iter()
+            .filter(|c| !c.revoked)
+            .map(|c| {
+                let names = c.segments.iter();
+                names
+                    .map(|s| self.segments[*s as usize].name.clone())
+                    .collect()
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
     /// The identity classes a selector can stand for.
     fn classes_of(&self, selector: &Selector) -> Result<Vec<Class>, ReachError> {
         let index = self.classifier.index();

@@ -1101,19 +1101,19 @@ fn explain_takes_exactly_one_way_of_naming_the_request() {
 
 /// What one run of the binary left behind.
 #[derive(Debug)]
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Output {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs `segward args` in the crate root.
-fn segward(args: &[&str]) -> Output {
+pub(crate) fn segward(args: &[&str]) -> Output {
     segward_in(Path::new(ROOT), args)
 }
 
 /// Runs `segward args` in `dir`, failing the test if it outlives [`DEADLINE`].
-fn segward_in(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn segward_in(dir: &Path, args: &[&str]) -> Output {
     let (mut stdout, mut stderr) = (tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap());
     let mut child = Command::new(env!("CARGO_BIN_EXE_segward"))
         .args(args)
@@ -1150,7 +1150,7 @@ fn read_back(file: &mut File) -> String {
 }
 
 /// Parses stdout that must be one JSON object.
-fn json(stdout: &str) -> Value {
+pub(crate) fn json(stdout: &str) -> Value {
     serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
@@ -1194,7 +1194,7 @@ fn problem_at<'a>(stderr: &'a str, file: &str, (line, col): (usize, usize)) -> &
 }
 
 /// A temporary folder holding the given policy files (paths relative to it).
-fn policy_dir(files: &[(&str, &str)]) -> TempDir {
+pub(crate) fn policy_dir(files: &[(&str, &str)]) -> TempDir {
     let dir = TempDir::new().unwrap();
     for (name, text) in files {
         let path = dir.path().join(name);

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod blast_radius;
 mod cli;
 mod compose;
 mod demo;

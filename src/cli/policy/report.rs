@@ -6,8 +6,15 @@
 //! cannot close it. Takes the reach edges as computed elsewhere; it only renders them.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
+use anyhow::Context;
+use clap::Args;
 use serde::Serialize;
+
+use super::{Outcome, report_invalid};
+use crate::policy::lint::{self, DEFAULT_BOUNDARY_LABEL, LintOptions};
+use crate::policy::{self, CompiledPolicy, Methods, ReachError, Selector};
 
 /// The page: CSS, markup and JS; [`DATA_SLOT`] appears once, inside the data block.
 const TEMPLATE: &str = include_str!("report/report.html");
@@ -89,6 +96,149 @@ pub struct Finding {
     pub at: String,
     /// What is wrong, in one sentence.
     pub message: String,
+}
+
+/// `policy report` arguments.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A policy file or folder.
+    path: PathBuf,
+    /// Where to write the HTML file (overwritten).
+    #[arg(long, value_name = "FILE.html")]
+    out: PathBuf,
+    /// The label whose values group the segments, and that the segmentation lints treat as
+    /// the boundary.
+    #[arg(long, value_name = "LABEL", default_value = DEFAULT_BOUNDARY_LABEL)]
+    boundary_label: String,
+}
+
+/// Runs `policy report`: computes every edge and the lints, writes the page.
+pub(super) fn run(args: ReportArgs) -> anyhow::Result<Outcome> {
+    let compiled = match policy::load(&args.path) {
+        Ok(p) => p,
+        Err(errors) => return Ok(report_invalid(&errors, false)),
+    };
+    let data = build(
+        &compiled,
+        &args.path.display().to_string(),
+        &args.boundary_label,
+    )?;
+    let html = render(&data);
+    std::fs::write(&args.out, &html)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    eprintln!(
+        "wrote {} ({} bytes): {} nodes, {} edges, {} findings",
+        args.out.display(),
+        html.len(),
+        data.nodes.len(),
+        data.edges.len(),
+        data.findings.len()
+    );
+    Ok(Outcome::Success)
+}
+
+/// The report of `compiled`: its segments, every identity class that has an edge or is one
+/// segment, the complete reach (`policy reach --from '*' --to '*'`), and the lint findings.
+pub(super) fn build(
+    compiled: &CompiledPolicy,
+    generated_from: &str,
+    boundary_label: &str,
+) -> Result<ReportData, ReachError> {
+    let reach = compiled.reach(("*", &Selector::Any), ("*", &Selector::Any))?;
+    let segments: Vec<SegmentInfo> = compiled
+        .segments()
+        .iter()
+        .map(|s| SegmentInfo {
+            name: s.name.clone(),
+            identities: s.identities.iter().map(ToString::to_string).collect(),
+            labels: s.labels.clone(),
+        })
+        .collect();
+    let group_of = |names: &[String]| -> String {
+        let mut values: Vec<&str> = names
+            .iter()
+            .filter_map(|n| compiled.segment_id(n))
+            .filter_map(|s| compiled.segments()[s as usize].labels.get(boundary_label))
+            .map(String::as_str)
+            .collect();
+        values.sort_unstable();
+        values.dedup();
+        if values.is_empty() {
+            "(none)".to_owned()
+        } else {
+            values.join("+")
+        }
+    };
+    // Every identity class is a node (a segment whose identities are all in other segments
+    // too has none of its own), then the folded `*` destination if an edge names it.
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    let mut node_for = |name: &str, names: &[String], nodes: &mut Vec<Node>| -> usize {
+        if let Some(&i) = index.get(name) {
+            return i;
+        }
+        let id = nodes.len();
+        nodes.push(Node {
+            id,
+            name: name.to_owned(),
+            segments: names.to_vec(),
+            group: group_of(names),
+        });
+        index.insert(name.to_owned(), id);
+        id
+    };
+    for class in compiled.identity_classes()? {
+        let name = if class.is_empty() {
+            policy::reach::UNSEGMENTED.to_owned()
+        } else {
+            class.join("+")
+        };
+        node_for(&name, &class, &mut nodes);
+    }
+    let mut edges = Vec::with_capacity(reach.edges.len());
+    for e in &reach.edges {
+        let source = node_for(&e.source.name, &e.source.segments, &mut nodes);
+        let destination = node_for(&e.destination.name, &e.destination.segments, &mut nodes);
+        let (methods, except_methods) = match &e.methods {
+            Methods::Only(list) => (list.clone(), Vec::new()),
+            Methods::AllBut(list) => (vec!["*".to_owned()], list.clone()),
+        };
+        let texts = |ps: &[std::sync::Arc<policy::pattern::PathPattern>]| -> Vec<String> {
+            ps.iter().map(|p| p.as_str().to_owned()).collect()
+        };
+        edges.push(Edge {
+            source,
+            destination,
+            methods,
+            except_methods,
+            paths: texts(&e.paths),
+            except: texts(&e.except),
+            allow_rules: e.allow_rules.clone(),
+            deny_rules: e.deny_rules.clone(),
+            dry_run_rules: e.dry_run_rules.clone(),
+        });
+    }
+    let options = LintOptions {
+        boundary_label: boundary_label.to_owned(),
+        ..LintOptions::default()
+    };
+    let findings = lint::lint_with(compiled, &options)
+        .into_iter()
+        .map(|l| Finding {
+            kind: l.kind.to_owned(),
+            at: l.at,
+            message: l.message,
+        })
+        .collect();
+    Ok(ReportData {
+        policy_version: compiled.version().to_owned(),
+        boundary_label: boundary_label.to_owned(),
+        generated_from: generated_from.to_owned(),
+        segments,
+        nodes,
+        edges,
+        findings,
+    })
 }
 
 /// Renders the report as one self-contained HTML document.

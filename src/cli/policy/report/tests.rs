@@ -310,3 +310,66 @@ fn chromium_screenshot_is_a_full_size_png() {
         std::fs::copy(&png, Path::new(&keep)).unwrap();
     }
 }
+
+/// The shipped policy, built by `policy report`'s own `build`: chromium draws one node per
+/// identity class and one line per pair with reach, and a search highlights exactly what
+/// `reach --from` / `--to` that segment answer.
+#[test]
+fn chromium_shows_the_shipped_policy_reach_exactly() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let compiled = crate::policy::load(&root).unwrap();
+    let data = build(&compiled, "policies/", "env").unwrap();
+    let (_dir, path) = page(&data);
+    let pairs = |r: &crate::policy::Reach| -> std::collections::BTreeSet<(String, String)> {
+        let names = r
+            .edges
+            .iter()
+            .map(|e| (e.source.name.clone(), e.destination.name.clone()));
+        names.collect()
+    };
+    let all = compiled
+        .reach(("*", &Selector::Any), ("*", &Selector::Any))
+        .unwrap();
+    let dom = dump_dom(&path, "");
+    let s = summary(&dom);
+    assert_eq!(s.attr("data-nodes"), Some(&*data.nodes.len().to_string()));
+    assert_eq!(s.attr("data-edges"), Some(&*pairs(&all).len().to_string()));
+    assert_eq!(tags_with(&dom, "data-edge").len(), pairs(&all).len());
+    let classes = compiled.identity_classes().unwrap().len();
+    assert_eq!(tags_with(&dom, "data-node").len(), classes);
+
+    for segment in ["frontend", "agent-read", "payments", "staging-workloads"] {
+        let sel = Selector::parse(&compiled, segment).unwrap();
+        let out = compiled
+            .reach((segment, &sel), ("*", &Selector::Any))
+            .unwrap();
+        let inn = compiled
+            .reach(("*", &Selector::Any), (segment, &sel))
+            .unwrap();
+        let mut want_reach: Vec<String> = pairs(&out)
+            .into_iter()
+            .filter(|(s, _)| s == segment)
+            .map(|(_, d)| d)
+            .collect();
+        let mut want_callers: Vec<String> = pairs(&inn)
+            .into_iter()
+            .filter(|(_, d)| d == segment)
+            .map(|(s, _)| s)
+            .collect();
+        want_reach.sort();
+        want_callers.sort();
+        let dom = dump_dom(&path, &format!("search={segment}"));
+        let nodes = tags_with(&dom, "data-node");
+        assert_eq!(names_with(&nodes, "selected"), [segment]);
+        // A node that is both reached and a caller carries both classes.
+        assert_eq!(names_with(&nodes, "reach"), want_reach, "{segment}: reach");
+        assert_eq!(
+            names_with(&nodes, "caller"),
+            want_callers,
+            "{segment}: callers"
+        );
+    }
+    if let Some(png) = std::env::var_os("SEGWARD_REPORT_PNG") {
+        screenshot(&path, "search=payments", Path::new(&png), (1400, 900));
+    }
+}
