@@ -26,6 +26,7 @@ fn reach_fleet(c: &mut Criterion) {
     let t = std::time::Instant::now();
     let compiled = policy::from_text("fleet.yaml", &fleet.yaml).unwrap();
     let load = t.elapsed();
+    fleet.check(&compiled);
     let t = std::time::Instant::now();
     let one = query(&compiled, "spiffe://fleet.org/ns/ns-1/sa/svc-1", "*");
     let from_one = t.elapsed();
