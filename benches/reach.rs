@@ -23,6 +23,10 @@ fn query(policy: &CompiledPolicy, from: &str, to: &str) -> Reach {
 
 fn reach_fleet(c: &mut Criterion) {
     let fleet = Fleet::new(10_000, 50_000);
+    // For the CLI and report figures (README "Blast radius"): the same fleet as a file.
+    if let Some(path) = std::env::var_os("SEGWARD_FLEET_OUT") {
+        std::fs::write(path, &fleet.yaml).unwrap();
+    }
     let t = std::time::Instant::now();
     let compiled = policy::from_text("fleet.yaml", &fleet.yaml).unwrap();
     let load = t.elapsed();
