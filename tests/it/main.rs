@@ -4,6 +4,7 @@
 
 mod support;
 
+mod admin_reach;
 mod cli;
 mod compose;
 mod demo;
