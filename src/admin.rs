@@ -1,8 +1,9 @@
 //! The admin listener (PRODUCT.md §6), loopback by default: `/healthz` (alive), `/readyz`
 //! (200 once certificate, bundles and policy are loaded and the listeners bound; 503 before
 //! and while draining), `/metrics` (Prometheus text), `/policy` (JSON: version, loaded_at,
-//! files, counts, last reload errors). It reads `live`, the reload status and the metrics; it
-//! never writes them.
+//! files, counts, last reload errors), `/reach` (the blast radius of the policy in force,
+//! PRODUCT.md §9, as `policy reach --json`). It reads `live`, the reload status and the
+//! metrics; it never writes them.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -21,14 +22,20 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::live::Live;
+use crate::policy::CompiledPolicy;
 use crate::reload::{Part, ReloadError, StatusBoard};
 use crate::shutdown::Shutdown;
 use crate::telemetry::metrics::Metrics;
 
 /// Bound on an admin request's head, like the data plane's slowloris bound.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// At most this many `/reach` computations at once (tens of ms of CPU each on a big policy);
+/// more are refused with 503, so the admin port cannot burn the sidecar's CPU.
+const REACH_CONCURRENCY: usize = 2;
 
 /// Where the sidecar is in its life, as `/readyz` reports it; starts as "starting" (0).
 #[derive(Debug, Default)]
@@ -69,6 +76,7 @@ pub struct Admin {
     status: Arc<StatusBoard>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
+    reach_gate: Arc<Semaphore>,
 }
 
 impl Admin {
@@ -84,6 +92,7 @@ impl Admin {
             status,
             metrics,
             readiness,
+            reach_gate: Arc::new(Semaphore::new(REACH_CONCURRENCY)),
         }
     }
 
@@ -103,8 +112,8 @@ impl Admin {
             let this = self.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
-                    let response = this.respond(&req);
-                    async move { Ok::<_, Infallible>(response) }
+                    let this = this.clone();
+                    async move { Ok::<_, Infallible>(this.respond(req).await) }
                 });
                 let _ = http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -116,19 +125,21 @@ impl Admin {
     }
 
     /// The answer to one admin request.
-    pub fn respond(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-        if req.method() != Method::GET && req.method() != Method::HEAD {
+    pub async fn respond(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (head, _) = req.into_parts();
+        if head.method != Method::GET && head.method != Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
         }
-        match req.uri().path() {
+        match head.uri.path() {
             "/healthz" => text(StatusCode::OK, "ok\n"),
             "/readyz" if self.readiness.is_ready() => text(StatusCode::OK, "ready\n"),
             "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, self.readiness.word()),
             "/metrics" => self.metrics(),
             "/policy" => self.policy(),
+            "/reach" => reach(&self.reach_gate, self.live.policy(), head.uri.query()).await,
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found; try /healthz /readyz /metrics /policy\n",
+                "not found; try /healthz /readyz /metrics /policy /reach\n",
             ),
         }
     }
@@ -164,12 +175,113 @@ impl Admin {
             "last_reload_reason": { "policy": reason(Part::Policy), "tls": reason(Part::Tls) },
             "reloads": { "ok": status.reloads_ok, "failed": status.reloads_failed },
         });
-        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        json(StatusCode::OK, body.to_string())
+    }
+}
+
+/// `/reach?from=SEL&to=SEL` on `policy` (the snapshot in force): 200 with exactly what
+/// `policy reach --json` prints; 400 `{"error"}` for a bad query or selector; 503 with
+/// `Retry-After` while [`REACH_CONCURRENCY`] computations run.
+async fn reach(
+    gate: &Arc<Semaphore>,
+    policy: Arc<CompiledPolicy>,
+    query: Option<&str>,
+) -> Response<Full<Bytes>> {
+    let (from, to) = match reach_query(query.unwrap_or_default()) {
+        Ok(sides) => sides,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
+    };
+    let Ok(permit) = gate.clone().try_acquire_owned() else {
+        let message = "busy: too many /reach queries at once; retry";
+        let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, message);
         response
             .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        response
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    // CPU-bound: off the event loop (loop 0 also accepts the data plane's connections). The
+    // permit goes with the work, so a client that hangs up does not free its slot early.
+    let answer = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let reach = policy
+            .reach_texts(&from, &to)
+            .map_err(|m| (StatusCode::BAD_REQUEST, m))?;
+        serde_json::to_string(&reach)
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    })
+    .await;
+    match answer {
+        Ok(Ok(body)) => json(StatusCode::OK, body),
+        Ok(Err((status, message))) => json_error(status, &message),
+        Err(_) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the reach computation failed",
+        ),
     }
+}
+
+/// The `from` and `to` of a `/reach` query, percent-decoded, `*` for an omitted side.
+///
+/// # Errors
+/// The message for a 400: no side given, an unknown or repeated parameter, a bad escape.
+fn reach_query(query: &str) -> Result<(String, String), String> {
+    let (mut from, mut to) = (None, None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode(key)?;
+        let side = match key.as_str() {
+            "from" => &mut from,
+            "to" => &mut to,
+            _ => return Err(format!("unknown parameter `{key}`; give from= and/or to=")),
+        };
+        if side.replace(percent_decode(value)?).is_some() {
+            return Err(format!("`{key}` is given twice"));
+        }
+    }
+    if from.is_none() && to.is_none() {
+        // As `policy reach` refuses the whole matrix: that is `policy report`'s job.
+        return Err("give from= or to= (a SPIFFE ID, ID pattern, segment or k=v labels)".into());
+    }
+    let or_any = |side: Option<String>| side.unwrap_or_else(|| "*".to_owned());
+    Ok((or_any(from), or_any(to)))
+}
+
+/// RFC 3986 percent-decoding of one query component; `+` is kept as it is.
+fn percent_decode(text: &str) -> Result<String, String> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'%' {
+            out.push(b);
+            continue;
+        }
+        let hex = [bytes.next(), bytes.next()];
+        let byte = match hex {
+            [Some(h), Some(l)] => hex_value(h).zip(hex_value(l)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        out.push(byte.ok_or_else(|| format!("`{text}` has a bad percent-escape"))?);
+    }
+    String::from_utf8(out).map_err(|_| format!("`{text}` does not decode to UTF-8"))
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    char::from(digit)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    json(status, json!({ "error": message }).to_string())
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -186,4 +298,85 @@ fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    const POLICY: &str = r#"
+segments:
+  web: { identities: ["spiffe://example.org/ns/prod/sa/web"] }
+  api: { identities: ["spiffe://example.org/ns/prod/sa/api"] }
+rules:
+  - { name: web-calls-api, from: [web], to: [api], paths: ["/v1/**"] }
+"#;
+
+    fn policy() -> Arc<CompiledPolicy> {
+        Arc::new(crate::policy::from_text("policy.yaml", POLICY).unwrap())
+    }
+
+    async fn body(response: Response<Full<Bytes>>) -> serde_json::Value {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn a_query_gives_each_side_percent_decoded_and_star_for_the_other() {
+        let from = reach_query("from=spiffe%3A%2F%2Fexample.org%2Fns%2Fstaging%2F%2A%2A");
+        let from = from.unwrap();
+        assert_eq!(
+            from,
+            ("spiffe://example.org/ns/staging/**".into(), "*".into())
+        );
+        assert_eq!(reach_query("to=api").unwrap(), ("*".into(), "api".into()));
+        let both = reach_query("from=env=staging,tier=web&to=a+b").unwrap();
+        assert_eq!(both, ("env=staging,tier=web".into(), "a+b".into()));
+    }
+
+    #[test]
+    fn a_query_without_a_side_or_with_a_stray_parameter_is_refused() {
+        let refused = |q: &str| reach_query(q).unwrap_err();
+        assert!(refused("").starts_with("give from= or to="));
+        assert!(refused("&").starts_with("give from= or to="));
+        assert!(refused("from=web&from=api").contains("`from` is given twice"));
+        assert!(refused("from=web&limit=3").contains("unknown parameter `limit`"));
+        assert!(refused("from=%zz").contains("bad percent-escape"));
+        assert!(refused("from=%2").contains("bad percent-escape"));
+        assert!(refused("from=%+f").contains("bad percent-escape"));
+        assert!(refused("from=%ff").contains("UTF-8"));
+    }
+
+    #[tokio::test]
+    async fn reach_answers_what_the_cli_prints_and_names_a_bad_selectors_closest_segment() {
+        let gate = Arc::new(Semaphore::new(REACH_CONCURRENCY));
+        let response = reach(&gate, policy(), Some("from=web")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+        let expected = serde_json::to_value(policy().reach_texts("web", "*").unwrap()).unwrap();
+        assert_eq!(body(response).await, expected);
+
+        let response = reach(&gate, policy(), Some("to=apj")).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let error = body(response).await["error"].as_str().unwrap().to_owned();
+        assert!(error.contains("did you mean `api`?"), "{error}");
+        assert_eq!(gate.available_permits(), REACH_CONCURRENCY);
+    }
+
+    #[tokio::test]
+    async fn reach_is_refused_with_503_and_retry_after_while_the_gate_is_full() {
+        let gate = Arc::new(Semaphore::new(REACH_CONCURRENCY));
+        let _busy = gate.clone().acquire_many_owned(2).await.unwrap();
+        let response = reach(&gate, policy(), Some("from=web")).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
+        assert!(
+            body(response).await["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("busy")
+        );
+    }
 }

@@ -861,3 +861,19 @@ impl Serialize for Reach {
 #[cfg(test)]
 #[path = "reach_tests.rs"]
 mod tests;
+
+impl CompiledPolicy {
+    /// The reach between two selectors given as text (`*` for an omitted side): what
+    /// `policy reach --from FROM --to TO` and the admin `/reach` endpoint answer.
+    ///
+    /// # Errors
+    /// The message to show: a bad selector, prefixed by its side (`from …:` or `to …:`), or
+    /// [`ReachError`]'s text.
+    pub fn reach_texts(&self, from: &str, to: &str) -> Result<Reach, String> {
+        let parse = |side: &str, text: &str| {
+            Selector::parse(self, text).map_err(|e| format!("{side} {text}: {e}"))
+        };
+        let (f, t) = (parse("from", from)?, parse("to", to)?);
+        self.reach((from, &f), (to, &t)).map_err(|e| e.to_string())
+    }
+}

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod admin_reach;
 mod blast_radius;
 mod cli;
 mod compose;

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::json;
 
-use super::reach::query;
 use super::{Outcome, report_invalid};
 use crate::policy::diff::{Change, Diff, diff};
 use crate::policy::{self, Edge};
@@ -40,7 +39,7 @@ pub(super) fn run(args: DiffArgs) -> anyhow::Result<Outcome> {
                 return Ok(report_invalid(&errors, args.json));
             }
         };
-        match query(&compiled, "*", "*") {
+        match compiled.reach_texts("*", "*") {
             Ok(r) => reaches.push(r),
             Err(message) => anyhow::bail!("{}: {message}", path.display()),
         }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{ArgGroup, Args};
 
 use super::{Outcome, report_invalid};
-use crate::policy::{self, CompiledPolicy, Reach, Selector};
+use crate::policy::{self, Reach};
 
 /// `policy reach` arguments: at least one of --from / --to.
 #[derive(Debug, Args)]
@@ -40,7 +40,7 @@ pub(super) fn run(args: ReachArgs) -> anyhow::Result<Outcome> {
     };
     let from = args.from.as_deref().unwrap_or("*");
     let to = args.to.as_deref().unwrap_or("*");
-    let reach = match query(&compiled, from, to) {
+    let reach = match compiled.reach_texts(from, to) {
         Ok(r) => r,
         Err(message) => {
             eprintln!("error: {message}");
@@ -55,18 +55,6 @@ pub(super) fn run(args: ReachArgs) -> anyhow::Result<Outcome> {
         print!("{}", table(&reach));
     }
     Ok(Outcome::Success)
-}
-
-/// Parses both selectors against `compiled` and computes the reach; the error is the message
-/// to show (a bad selector names its side).
-pub(crate) fn query(compiled: &CompiledPolicy, from: &str, to: &str) -> Result<Reach, String> {
-    let parse = |side: &str, text: &str| {
-        Selector::parse(compiled, text).map_err(|e| format!("--{side} {text}: {e}"))
-    };
-    let (f, t) = (parse("from", from)?, parse("to", to)?);
-    compiled
-        .reach((from, &f), (to, &t))
-        .map_err(|e| e.to_string())
 }
 
 /// The text table: one row per edge, then the revoked sources.
