@@ -5,6 +5,7 @@
 //! many steps did not behave as expected; `cli` turns that into the exit code. Nothing here
 //! imports `cli`. `--keep` leaves the fleet running.
 
+mod blast;
 mod scenarios;
 mod topology;
 mod workload;
@@ -19,6 +20,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 
 use crate::telemetry::decision_log::DecisionLayer;
+use blast::BlastRadius;
 use scenarios::Row;
 use topology::Fleet;
 
@@ -46,10 +48,12 @@ async fn demo(keep: bool, capture: Capture) -> anyhow::Result<usize> {
         "segward demo: a fleet of real sidecars on 127.0.0.1, in {}\n",
         dir.display()
     );
+    let blast = BlastRadius::of(FLEET_POLICY)?;
     let fleet = Fleet::start(dir.clone()).await?;
     print_fleet(&fleet);
-    let rows = scenarios::play(&fleet, &capture).await?;
+    let rows = scenarios::play(&fleet, &capture, &blast).await?;
     let failures = print_rows(&rows);
+    print!("\n{}", blast.text());
     if keep {
         // The story edited the policy; put the shipped one back for exploring.
         replace_file(&fleet.policy_file, FLEET_POLICY)?;
@@ -193,25 +197,30 @@ fn replace_file(file: &std::path::Path, text: &str) -> std::io::Result<()> {
 pub struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl Capture {
-    /// The deciding rule (with the deciding sidecar) and reason of request `request_id`: a
-    /// refusing line if any sidecar refused, else the inbound sidecar's line.
-    fn decision_of(&self, request_id: &str) -> (String, String) {
+    /// The deciding line of request `request_id`: a refusing line if any sidecar refused,
+    /// else the inbound sidecar's line.
+    fn deciding_line(&self, request_id: &str) -> Option<Value> {
         let bytes = self
             .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let lines: Vec<Value> = String::from_utf8_lossy(&bytes)
+        let mut lines: Vec<Value> = String::from_utf8_lossy(&bytes)
             .lines()
             .filter_map(|line| serde_json::from_str(line).ok())
             .filter(|line: &Value| line["request_id"] == request_id)
             .collect();
         let deciding = lines
             .iter()
-            .find(|l| l["decision"] != "allow")
-            .or_else(|| lines.iter().find(|l| l["direction"] == "inbound"))
-            .or(lines.first());
-        let Some(line) = deciding else {
+            .position(|l| l["decision"] != "allow")
+            .or_else(|| lines.iter().position(|l| l["direction"] == "inbound"))
+            .or((!lines.is_empty()).then_some(0))?;
+        Some(lines.swap_remove(deciding))
+    }
+
+    /// The deciding rule (with the deciding sidecar) and reason of request `request_id`.
+    fn decision_of(&self, request_id: &str) -> (String, String) {
+        let Some(line) = self.deciding_line(request_id) else {
             return ("(no decision line)".to_owned(), String::new());
         };
         let text = |key: &str| line[key].as_str().unwrap_or_default().to_owned();
@@ -222,6 +231,12 @@ impl Capture {
             reason.clone()
         };
         (format!("{rule} ({})", text("direction")), reason)
+    }
+
+    /// The policy version that decided request `request_id`, if any policy did.
+    fn policy_version_of(&self, request_id: &str) -> Option<String> {
+        let line = self.deciding_line(request_id)?;
+        line["policy_version"].as_str().map(str::to_owned)
     }
 }
 

@@ -15,6 +15,7 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 
 use super::Capture;
+use super::blast::BlastRadius;
 use super::topology::{CALLERS, Fleet};
 use crate::policy;
 
@@ -32,6 +33,8 @@ pub struct Row {
     pub reason: String,
     /// Whether it behaved as expected.
     pub ok: bool,
+    /// The `x-request-id` of the request the row reads its decision from ("" if none).
+    pub request_id: String,
 }
 
 /// A request step: `caller` sends `method url` through its outbound sidecar.
@@ -152,14 +155,28 @@ const FORGED_ID: &str = "spiffe://example.org/ns/prod/sa/frontend";
 /// How long a policy edit may take to reach every sidecar.
 const RELOAD_WITHIN: Duration = Duration::from_secs(5);
 
-/// Plays every step in order; one row each.
+/// The step whose refusal the blast radius of the leaked staging token explains.
+const STAGING_STEP: &str = "staging → prod";
+
+/// Plays every step in order; one row each, and after the `staging → prod` step the row
+/// that checks the blast radius of the leaked staging token against it.
 ///
 /// # Errors
 /// A step that cannot even be attempted (a sidecar not answering at all).
-pub async fn play(fleet: &Fleet, capture: &Capture) -> anyhow::Result<Vec<Row>> {
+pub async fn play(
+    fleet: &Fleet,
+    capture: &Capture,
+    blast: &BlastRadius,
+) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     for (title, step) in STEPS {
-        rows.push(request_step(fleet, capture, title, step).await?);
+        let row = request_step(fleet, capture, title, step).await?;
+        let staging = (*title == STAGING_STEP).then(|| {
+            let version = capture.policy_version_of(&row.request_id);
+            blast.row(&row, version.as_deref())
+        });
+        rows.push(row);
+        rows.extend(staging);
     }
     rows.push(revocation(fleet, capture).await?);
     rows.push(broken_edit(fleet, capture).await?);
@@ -199,6 +216,7 @@ async fn request_step(
         rule,
         reason,
         ok,
+        request_id: reply.request_id,
     })
 }
 
@@ -229,6 +247,7 @@ async fn revocation(fleet: &Fleet, capture: &Capture) -> anyhow::Result<Row> {
             && reason == "revoked",
         rule,
         reason,
+        request_id: after.request_id,
     })
 }
 
@@ -257,6 +276,7 @@ async fn broken_edit(fleet: &Fleet, capture: &Capture) -> anyhow::Result<Row> {
         ok: rejected && reply.status == StatusCode::OK,
         rule,
         reason: at,
+        request_id: reply.request_id,
     })
 }
 

@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
+use segward::policy::diff::diff;
+use segward::policy::{self, CompiledPolicy, Edge, Reach, Selector};
 
 use crate::support::client::{PlainClient, request};
 
@@ -19,6 +21,10 @@ const EXPECTED_ROWS: &[(&str, &str)] = &[
     ("allowed call", "frontend-creates-charges (inbound)"),
     ("cross-segment call", "default-deny (outbound)"),
     ("staging → prod", "staging-never-reaches-prod (outbound)"),
+    (
+        "staging blast radius",
+        "0 edge(s), GET /v1/charges uncovered, sidecar 403",
+    ),
     ("agent read id writes", "agent-read-is-read-only (outbound)"),
     ("agent write id writes", "agents-issue-refunds (inbound)"),
     ("path trick (%2e%2e)", "no-admin-api"),
@@ -85,6 +91,7 @@ fn the_demo_plays_every_scenario_with_real_sidecars_in_under_a_minute() {
             .trim_end()
             .ends_with("all scenarios behaved as expected")
     );
+    the_blast_radius_block_is_the_reach_of_the_shipped_policy(&stdout);
     // Not a tty: no colour codes.
     assert!(!stdout.contains('\x1b'));
     // The scratch folder (keys included) is gone.
@@ -94,6 +101,107 @@ fn the_demo_plays_every_scenario_with_real_sidecars_in_under_a_minute() {
         .and_then(|l| l.rsplit(" in ").next())
         .unwrap();
     assert!(!Path::new(scratch).exists(), "{scratch}");
+}
+
+/// Every identity a leaked staging token could be.
+const LEAKED: &str = "spiffe://example.org/ns/staging/**";
+
+/// The guard rail the demo's BEFORE policy lacks.
+const GUARD_RAIL: &str = "  - name: staging-never-reaches-prod
+    effect: deny
+    from: [{ env: staging }]
+    to: [{ env: prod }]
+";
+
+/// The demo's blast-radius lines say what `reach` says of `policies/fleet.yaml`, computed
+/// here: with and without the guard rail (removed from the text).
+fn the_blast_radius_block_is_the_reach_of_the_shipped_policy(stdout: &str) {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/fleet.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let after = policy::load(&file).unwrap();
+    // Its `tests:` would fail without it; they change neither the version nor any reach.
+    let bare = text.replacen(GUARD_RAIL, "", 1);
+    let bare = &bare[..bare.find("\ntests:\n").unwrap()];
+    assert_ne!(bare, text);
+    let before = policy::from_text("fleet.yaml", bare).unwrap();
+    let (after_reach, before_reach) = (leaked_reach(&after), leaked_reach(&before));
+
+    let block: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("blast radius of a leaked staging token"))
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(
+        block[0].ends_with(&format!("--from '{LEAKED}'")),
+        "{stdout}"
+    );
+    let into_prod = |p: &CompiledPolicy, r: &Reach| {
+        r.edges
+            .iter()
+            .filter(|e| {
+                env_of(p, e, true) == Some("staging") && env_of(p, e, false) == Some("prod")
+            })
+            .count()
+    };
+    assert_eq!(into_prod(&after, &after_reach), 0);
+    assert_eq!(
+        block[1],
+        format!(
+            "  before (policy without staging-never-reaches-prod): {} edge(s), {} into prod",
+            before_reach.edges.len(),
+            into_prod(&before, &before_reach)
+        )
+    );
+    assert_eq!(
+        block[2],
+        format!(
+            "  after  (policy in force, {}): {} edge(s), 0 into prod",
+            after.version(),
+            after_reach.edges.len()
+        )
+    );
+    assert!(!after_reach.edges.is_empty());
+    let listed: Vec<String> = after_reach
+        .edges
+        .iter()
+        .map(|e| {
+            format!(
+                "    {} → {}: {}  ({})",
+                e.source.name,
+                e.destination.name,
+                e.requests(),
+                e.allow_rules.join(", ")
+            )
+        })
+        .collect();
+    assert_eq!(block[3..3 + listed.len()], listed[..], "{stdout}");
+    let no_change = diff(&before_reach, &after_reach).changes.is_empty();
+    assert_eq!(
+        block[3 + listed.len()].starts_with("  policy diff before → after: no change"),
+        no_change,
+        "{stdout}"
+    );
+}
+
+fn leaked_reach(p: &CompiledPolicy) -> Reach {
+    let from = Selector::parse(p, LEAKED).unwrap();
+    p.reach((LEAKED, &from), ("*", &Selector::Any)).unwrap()
+}
+
+/// The `env` label of an edge's source (or destination): of its first segment carrying one.
+fn env_of<'p>(p: &'p CompiledPolicy, edge: &Edge, source: bool) -> Option<&'p str> {
+    let party = if source {
+        &edge.source
+    } else {
+        &edge.destination
+    };
+    party.segments.iter().find_map(|name| {
+        p.segments()
+            .iter()
+            .find(|s| &s.name == name)
+            .and_then(|s| s.labels.get("env"))
+            .map(String::as_str)
+    })
 }
 
 #[tokio::test]
