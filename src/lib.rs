@@ -2,11 +2,12 @@
 //! and a fleet-wide segment policy (see README.md and PRODUCT.md).
 //!
 //! Crate map (dependencies point down only):
-//! - [`cli`]: clap commands `policy check|explain`, `certs init|issue|inspect`, exit codes.
+//! - [`cli`]: clap commands `policy check|explain|reach|diff|report`, `certs init|issue|inspect`,
+//!   exit codes.
 //! - [`demo`]: `segward demo`, the scenarios on freshly minted identities.
 //! - [`app`]: the composition root of `segward run`: load (fail closed), bind, serve, drain.
 //! - [`proxy`]: the data plane — inbound (mTLS in) and outbound (mTLS out) request paths.
-//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, `/policy` on the admin listener.
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, `/policy`, `/reach` on the admin listener.
 //! - [`reload`]: the first load and every reload by the same steps (file watching, SIGHUP,
 //!   polling) keeping `live` current; `ReloadError` and the reload status.
 //! - [`live`]: the policy snapshot read once per request and the TLS material, swapped by
@@ -18,7 +19,8 @@
 //!   limits (the event-loop count included).
 //! - [`tls`]: rustls glue — PEM credentials, SPIFFE verifiers, server and client configs.
 //! - [`certs`]: rcgen PKI — throwaway CA, X509-SVID leaves, inspection.
-//! - [`policy`]: PURE. YAML policy → `CompiledPolicy` → `decide`; lints for `policy check`.
+//! - [`policy`]: PURE. YAML policy → `CompiledPolicy` → `decide`; lints for `policy check`;
+//!   `reach` (blast radius, exact) and `diff`.
 //! - [`path`]: PURE. The one request-path normalization, shared by policy and proxy.
 //! - [`identity`]: PURE. `SpiffeId` and X509-SVID leaf rules.
 

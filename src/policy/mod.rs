@@ -1,5 +1,7 @@
 //! The segment policy of PRODUCT.md §3: load YAML, compile to an indexed
-//! [`CompiledPolicy`], [`CompiledPolicy::decide`] per request, lint for `policy check`.
+//! [`CompiledPolicy`], [`CompiledPolicy::decide`] per request, lint for `policy check`, and
+//! the blast radius: [`CompiledPolicy::reach`] (exact edges between identity classes) and
+//! [`diff`] (what a change widens or narrows).
 //! PURE: no sockets, no async runtime, no logging — it returns values and the edges report them.
 #![warn(missing_docs)]
 

@@ -122,10 +122,18 @@ pub(super) fn table(reach: &Reach) -> String {
         }
     }
     if !reach.revoked_sources.is_empty() {
+        let names: Vec<&str> = reach
+            .revoked_sources
+            .iter()
+            .map(|n| match n.as_str() {
+                policy::reach::UNSEGMENTED => "identities in no segment",
+                n => n,
+            })
+            .collect();
         let _ = writeln!(
             out,
-            "revoked (reach nothing): {}",
-            reach.revoked_sources.join(", ")
+            "revoked identities reach nothing; the selector covers some in: {}",
+            names.join(", ")
         );
     }
     out
