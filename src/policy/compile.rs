@@ -22,20 +22,29 @@ static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
 /// A rule filed under one key pair: (destination key, source key, rule index).
 type Filing = (u32, u32, u32);
 
-/// Validates, indexes and tests a policy.
+/// Validates, indexes and tests a policy as of now (the system clock).
 ///
 /// # Errors
 /// Every problem found, each at file:line:col; failing `tests:` make the policy invalid.
 pub fn compile(source: &PolicySource) -> Result<CompiledPolicy, PolicyErrors> {
-    let Parts {
-        files,
-        segments,
-        groups,
-        rules,
-        revoked,
-    } = validate(source)?;
-    let version = version_of(&segments, &groups, &rules, &revoked);
-    let policy = index(files, segments, groups, rules, revoked, version);
+    compile_at(source, unix_now())
+}
+
+/// The unix time now, in seconds (0 if the clock is before 1970).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// [`compile`] as of unix time `now`: rules whose `expires:` is at or before `now` match
+/// nothing, `revoked:` entries whose `until:` is at or before `now` revoke nothing, and
+/// [`CompiledPolicy::next_change`] is the first such instant after `now`.
+///
+/// # Errors
+/// As [`compile`].
+pub fn compile_at(source: &PolicySource, now: i64) -> Result<CompiledPolicy, PolicyErrors> {
+    let policy = build(source, now)?;
     let failures = run_tests(&policy, source);
     if !failures.is_empty() {
         return Err(PolicyErrors(failures));
@@ -44,6 +53,63 @@ pub fn compile(source: &PolicySource) -> Result<CompiledPolicy, PolicyErrors> {
         test_count: count_tests(source),
         ..policy
     })
+}
+
+/// The state a running sidecar publishes at `at` (its policy's [`CompiledPolicy::next_change`]):
+/// the same files compiled as of `at`. The files' `tests:` were checked when they were
+/// loaded and are not run again: an expiry or a lifted containment applies at its instant
+/// even if a test expected the old behaviour (`policy check` lists what expires when).
+///
+/// # Errors
+/// As [`compile`], without the `tests:`.
+pub fn successor(source: &PolicySource, at: i64) -> Result<CompiledPolicy, PolicyErrors> {
+    let policy = build(source, at)?;
+    Ok(CompiledPolicy {
+        test_count: count_tests(source),
+        ..policy
+    })
+}
+
+/// Validates and indexes as of `now`.
+fn build(source: &PolicySource, now: i64) -> Result<CompiledPolicy, PolicyErrors> {
+    let Parts {
+        files,
+        segments,
+        groups,
+        mut rules,
+        mut revoked,
+    } = validate(source)?;
+    let mut next_change: Option<i64> = None;
+    let mut later = |t: i64| {
+        if t > now {
+            next_change = Some(next_change.map_or(t, |n| n.min(t)));
+        }
+    };
+    for rule in &mut rules {
+        if let Some(t) = rule.expires {
+            rule.expired = t <= now;
+            later(t);
+        }
+    }
+    for entry in &mut revoked {
+        if let Some(t) = entry.until {
+            entry.lifted = t <= now;
+            later(t);
+        }
+    }
+    let mut in_force: Vec<IdentityPattern> = revoked
+        .iter()
+        .filter(|r| !r.lifted)
+        .flat_map(|r| r.patterns.iter().cloned())
+        .collect();
+    in_force.sort();
+    in_force.dedup();
+    let version = version_of(&segments, &groups, &rules, &in_force);
+    let mut policy = index(files, segments, groups, rules, in_force, version);
+    policy.revocations = revoked;
+    policy.now = now;
+    policy.next_change = next_change;
+    Ok(policy)
 }
 
 fn count_tests(source: &PolicySource) -> usize {
@@ -92,6 +158,9 @@ fn index(
         groups,
         rules,
         revoked,
+        revocations: Vec::new(),
+        now: 0,
+        next_change: None,
         test_count: 0,
         by_dst,
         classifier,

@@ -65,6 +65,43 @@ pub struct Rule {
     pub paths: Option<Vec<Arc<PathPattern>>>,
     /// Where it was defined.
     pub at: Loc,
+    /// Unix time (seconds) after which it no longer matches (`expires:`).
+    pub expires: Option<i64>,
+    /// Whether `expires` had passed when this policy was compiled: the rule is kept (for
+    /// `explain`, the decision log's `rule-expired` and the lints) but matches nothing.
+    pub expired: bool,
+    /// Exception metadata, free text: who asked, the approving ticket, why.
+    pub owner: Option<String>,
+    /// The approving ticket.
+    pub ticket: Option<String>,
+    /// Why the rule exists.
+    pub reason: Option<String>,
+}
+
+impl Rule {
+    /// Whether the rule is a time-boxed exception (it has `expires:`).
+    pub fn is_exception(&self) -> bool {
+        self.expires.is_some()
+    }
+}
+
+/// A `revoked:` entry after validation (PRODUCT.md §10).
+#[derive(Debug, Clone)]
+pub struct Revocation {
+    /// What it covers, as written: an ID or pattern, `segment: NAME` or `labels: {k: v}`.
+    pub scope: String,
+    /// The identity patterns it revokes (a segment's or its label members' patterns).
+    pub patterns: Vec<IdentityPattern>,
+    /// Why (free text).
+    pub reason: Option<String>,
+    /// Unix time it began (a record).
+    pub since: Option<i64>,
+    /// Unix time it lifts itself.
+    pub until: Option<i64>,
+    /// Whether `until` had passed when this policy was compiled (the entry revokes nothing).
+    pub lifted: bool,
+    /// Where it was written.
+    pub at: Loc,
 }
 
 /// A label selector shared by every rule that writes the same labels.
@@ -106,6 +143,12 @@ pub struct CompiledPolicy {
     pub(super) groups: Vec<Group>,
     pub(super) rules: Vec<Rule>,
     pub(super) revoked: Vec<IdentityPattern>,
+    /// Every `revoked:` entry, lifted ones included.
+    pub(super) revocations: Vec<Revocation>,
+    /// The unix time this state was compiled for.
+    pub(super) now: i64,
+    /// The next instant a rule expires or a revocation lifts, after `now`.
+    pub(super) next_change: Option<i64>,
     pub(super) test_count: usize,
     /// Key → rules filed under it as destination; the last key is `ANY`.
     pub(super) by_dst: Vec<Option<Box<DstBucket>>>,
@@ -139,9 +182,26 @@ impl CompiledPolicy {
         &self.groups
     }
 
-    /// Revoked identity patterns.
+    /// Revoked identity patterns in force (every entry's patterns but lifted ones').
     pub fn revoked(&self) -> &[IdentityPattern] {
         &self.revoked
+    }
+
+    /// Every `revoked:` entry with its scope and containment record.
+    pub fn revocations(&self) -> &[Revocation] {
+        &self.revocations
+    }
+
+    /// The unix time (seconds) this state was compiled for: rules expired and entries lifted
+    /// by then are out of force.
+    pub fn compiled_for(&self) -> i64 {
+        self.now
+    }
+
+    /// The next unix time (seconds) at which a rule expires or a revocation lifts: the
+    /// sidecar publishes the successor state ([`super::compile::successor`]) then.
+    pub fn next_change(&self) -> Option<i64> {
+        self.next_change
     }
 
     /// How many `tests:` entries passed at compile time.

@@ -59,6 +59,9 @@ pub enum Reason {
     /// The path climbs above the root once `;parameters` are cut or escapes decoded, as
     /// some upstreams do (e.g. `/..;/admin`): refused before any rule.
     AmbiguousPath,
+    /// Step 4, but an allow rule whose `expires:` has passed would have matched: the
+    /// deciding rule reported is that expired rule (PRODUCT.md §10).
+    RuleExpired,
 }
 
 impl Reason {
@@ -72,6 +75,7 @@ impl Reason {
             Self::DefaultDeny => "default-deny",
             Self::AmbiguousPath => "ambiguous-path",
             Self::StaleClassification => "stale-classification",
+            Self::RuleExpired => "rule-expired",
         }
     }
 }
@@ -307,20 +311,24 @@ impl Rule {
     }
 }
 
-/// The first matching rule (by name order) of each kind.
+/// The first matching rule (by name order) of each kind; expired rules decide nothing, but
+/// an expired allow is remembered to name it when nothing else allowed.
 #[derive(Default)]
 struct Best {
     deny: Option<u32>,
     dry_run: Option<u32>,
     allow: Option<u32>,
+    expired_allow: Option<u32>,
 }
 
 impl Best {
     fn note(&mut self, index: u32, rule: &Rule) {
-        let slot = match (rule.effect, rule.dry_run) {
-            (Effect::Deny, false) => &mut self.deny,
-            (Effect::Deny, true) => &mut self.dry_run,
-            (Effect::Allow, _) => &mut self.allow,
+        let slot = match (rule.effect, rule.dry_run, rule.expired) {
+            (Effect::Allow, _, true) => &mut self.expired_allow,
+            (Effect::Deny, _, true) => return,
+            (Effect::Deny, false, _) => &mut self.deny,
+            (Effect::Deny, true, _) => &mut self.dry_run,
+            (Effect::Allow, _, false) => &mut self.allow,
         };
         *slot = Some(slot.map_or(index, |s| s.min(index)));
     }
@@ -331,7 +339,10 @@ impl Best {
             (Some(d), _, _) => (Decision::Deny, Reason::DenyRule, name(d)),
             (None, Some(_), Some(dry)) => (Decision::WouldDeny, Reason::DryRunDeny, name(dry)),
             (None, Some(a), None) => (Decision::Allow, Reason::AllowRule, name(a)),
-            (None, None, _) => (Decision::Deny, Reason::DefaultDeny, None),
+            (None, None, _) => match self.expired_allow {
+                Some(e) => (Decision::Deny, Reason::RuleExpired, name(e)),
+                None => (Decision::Deny, Reason::DefaultDeny, None),
+            },
         };
         Verdict {
             decision,

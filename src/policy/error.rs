@@ -64,6 +64,20 @@ pub enum PolicyErrorKind {
     /// `dry_run` rolls out a deny rule; an allow rule has nothing to roll out.
     #[error("`dry_run` applies to deny rules only")]
     DryRunOnAllow,
+    /// `expires:`, `since:` or `until:` is not an RFC 3339 instant.
+    #[error(
+        "`{0}: {1}` is not an RFC 3339 time such as 2026-12-31T18:00:00Z or 2026-12-31T19:00:00+01:00 ({2})"
+    )]
+    BadTimestamp(&'static str, String, String),
+    /// A `revoked:` map must say what it revokes, once.
+    #[error("a `revoked:` entry names exactly one of `identity`, `segment`, `labels` (found {0})")]
+    RevokedScope(usize),
+    /// A `revoked:` label selector that matches no segment revokes nothing: a typo.
+    #[error("`revoked:` labels {0} match no segment")]
+    RevokedLabelsMatchNothing(String),
+    /// `until` must come after `since`.
+    #[error("`until` ({0}) is not after `since` ({1})")]
+    UntilBeforeSince(String, String),
     /// A test names an invalid SPIFFE ID.
     #[error("invalid SPIFFE ID in test: {0}")]
     BadTestId(String),
@@ -99,6 +113,9 @@ impl PolicyErrorKind {
             Self::EmptyLabelSelector => "empty-label-selector",
             Self::BadMethod(..) => "bad-method",
             Self::DryRunOnAllow => "dry-run-on-allow",
+            Self::BadTimestamp(..) => "bad-timestamp",
+            Self::RevokedScope(_) | Self::RevokedLabelsMatchNothing(_) => "bad-revoked",
+            Self::UntilBeforeSince(..) => "bad-timestamp",
             Self::BadTestId(_) => "bad-test-id",
             Self::BadTestPath(_) => "bad-test-path",
             Self::TestFailed { .. } => "test-failed",

@@ -32,6 +32,8 @@ pub enum Check {
     Matched,
     /// A `dry_run` deny rule that admits the request: it reports `would-deny`, never refuses.
     DryRun,
+    /// The rule would admit the request, but its `expires:` has passed: it matches nothing.
+    Expired,
     /// The rule does not apply, for this reason.
     Missed(Miss),
 }
@@ -42,6 +44,7 @@ impl Check {
         match self {
             Self::Matched => "matched",
             Self::DryRun => "dry-run",
+            Self::Expired => "expired",
             Self::Missed(Miss::Source) => "source",
             Self::Missed(Miss::Destination) => "destination",
             Self::Missed(Miss::Method) => "method",
@@ -147,6 +150,10 @@ impl RuleExplanation<'_> {
                 "step 4: no deny or allow rule matched → deny (default-deny)".into()
             }
             Reason::StaleClassification => "stale classification → deny".into(),
+            Reason::RuleExpired => format!(
+                "step 4: no rule in force matched; allow rule `{rule}` would have, but it \
+                 expired → deny (rule-expired)"
+            ),
         }
     }
 
@@ -166,6 +173,13 @@ impl RuleExplanation<'_> {
         match candidate.check {
             Check::Missed(miss) => Some(miss_text(miss, candidate.rule, policy, req)),
             Check::DryRun => Some("dry_run: reported as would-deny, never refuses".into()),
+            Check::Expired => Some(format!(
+                "expired at {}: matches nothing since",
+                candidate
+                    .rule
+                    .expires
+                    .map_or_else(String::new, super::validate::format_time)
+            )),
             Check::Matched if self.decides(candidate) => None,
             Check::Matched => Some(self.outranked_text(candidate.rule)),
         }
@@ -265,6 +279,7 @@ impl Facts<'_> {
         };
         match (spellings.any(path_ok), deny && rule.dry_run) {
             (false, _) => Check::Missed(Miss::Path),
+            (true, _) if rule.expired => Check::Expired,
             (true, true) => Check::DryRun,
             (true, false) => Check::Matched,
         }
@@ -286,7 +301,10 @@ fn from_candidates<'p>(candidates: &[Candidate<'p>]) -> Verdict<'p> {
             Some(dry) => (Decision::WouldDeny, Reason::DryRunDeny, Some(dry)),
             None => (Decision::Allow, Reason::AllowRule, Some(a)),
         },
-        (None, None) => (Decision::Deny, Reason::DefaultDeny, None),
+        (None, None) => match first(Check::Expired, Effect::Allow) {
+            Some(e) => (Decision::Deny, Reason::RuleExpired, Some(e)),
+            None => (Decision::Deny, Reason::DefaultDeny, None),
+        },
     };
     Verdict {
         decision,

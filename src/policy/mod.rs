@@ -27,13 +27,14 @@ mod version;
 use std::path::Path;
 
 pub use classify::Classification;
-pub use compile::compile;
+pub use compile::{compile, compile_at, successor, unix_now};
 pub use compiled::{CompiledPolicy, Rule, Segment, Target};
 pub use decide::{Decision, Explanation, Reason, Request, Verdict};
 pub use error::{PolicyError, PolicyErrorKind, PolicyErrors};
 pub use explain::{Candidate, Check, Miss, RuleExplanation};
 pub use load::PolicySource;
 pub use reach::{Edge, Methods, Party, Reach, ReachError, Selector, SelectorError};
+pub use validate::{format_time, parse_time};
 
 /// Reads and compiles the policy at `path` (a file or a folder of `*.yaml`).
 ///
@@ -53,3 +54,6 @@ pub fn from_text(name: &str, text: &str) -> Result<CompiledPolicy, PolicyErrors>
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod expiry_tests;

@@ -665,7 +665,12 @@ struct Grant {
 
 /// The exact grants of a set of rules: one per group of methods the rules treat alike.
 fn grants(policy: &CompiledPolicy, rules: &[u32], all: &Arc<PathPattern>) -> Vec<Grant> {
-    let rules: Vec<&Rule> = rules.iter().map(|r| &policy.rules[*r as usize]).collect();
+    // Expired rules match nothing (PRODUCT.md §10): they grant and carve nothing either.
+    let rules: Vec<&Rule> = rules
+        .iter()
+        .map(|r| &policy.rules[*r as usize])
+        .filter(|r| !r.expired)
+        .collect();
     if !rules.iter().any(|r| r.effect == Effect::Allow) {
         return Vec::new();
     }

@@ -20,9 +20,9 @@ pub struct PolicyDoc {
     /// Allow and deny rules.
     #[serde(default)]
     pub rules: Vec<Spanned<RuleDoc>>,
-    /// Identities (exact IDs or patterns) denied before any rule is looked at.
+    /// Identities denied before any rule is looked at: IDs, patterns, segments, labels.
     #[serde(default)]
-    pub revoked: Vec<Spanned<String>>,
+    pub revoked: Vec<Spanned<RevokedDoc>>,
     /// Requests and the decision the policy must give them.
     #[serde(default)]
     pub tests: Vec<Spanned<TestDoc>>,
@@ -67,6 +67,90 @@ pub struct RuleDoc {
     /// Free text for humans; ignored by the engine.
     #[serde(default)]
     pub description: Option<String>,
+    /// RFC 3339 instant after which the rule no longer matches (a time-boxed exception).
+    #[serde(default)]
+    pub expires: Option<Spanned<String>>,
+    /// Who asked for the rule (free text; `policy check` lists it with the exceptions).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The ticket that approved it (free text).
+    #[serde(default)]
+    pub ticket: Option<String>,
+    /// Why it exists (free text).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// One `revoked:` entry: a plain ID or pattern, or a scope with its containment record.
+#[derive(Debug)]
+pub enum RevokedDoc {
+    /// `- spiffe://example.org/ns/prod/sa/legacy-batch` (an ID or an ID pattern).
+    Plain(String),
+    /// `- { identity: …, reason: …, since: …, until: … }` (or `segment:` / `labels:`).
+    Entry(RevokedEntryDoc),
+}
+
+/// A `revoked:` entry written as a map: exactly one of `identity`, `segment`, `labels`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokedEntryDoc {
+    /// An exact SPIFFE ID or an ID pattern.
+    #[serde(default)]
+    pub identity: Option<Spanned<String>>,
+    /// Every identity of this segment.
+    #[serde(default)]
+    pub segment: Option<Spanned<String>>,
+    /// Every identity of the segments carrying all these labels.
+    #[serde(default)]
+    pub labels: Option<Spanned<LabelMap>>,
+    /// Why (free text, e.g. the incident).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// RFC 3339: when the containment began (a record; it does not delay anything).
+    #[serde(default)]
+    pub since: Option<Spanned<String>>,
+    /// RFC 3339: when the entry lifts itself.
+    #[serde(default)]
+    pub until: Option<Spanned<String>>,
+}
+
+/// A label map read as text values (`tier: 1` is `"1"`).
+#[derive(Debug, Default)]
+pub struct LabelMap(pub BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for LabelMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        labels(d).map(LabelMap)
+    }
+}
+
+impl<'de> Deserialize<'de> for RevokedDoc {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RevokedVisitor)
+    }
+}
+
+struct RevokedVisitor;
+
+impl<'de> Visitor<'de> for RevokedVisitor {
+    type Value = RevokedDoc;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "a SPIFFE ID or pattern, or a map with one of identity, segment, labels \
+             (and reason, since, until)",
+        )
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(RevokedDoc::Plain(v.to_owned()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let entry =
+            RevokedEntryDoc::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(RevokedDoc::Entry(entry))
+    }
 }
 
 /// `effect:` of a rule.

@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use super::compiled::{Group, Loc, Rule, Segment, Target};
+use super::compiled::{Group, Loc, Revocation, Rule, Segment, Target};
 use super::error::{PolicyError, PolicyErrorKind, PolicyErrors};
 use super::load::{PolicySource, SourceFile};
 use super::method::MethodSet;
 use super::pattern::{IdentityPattern, PathPattern, PatternError};
-use super::source::{Effect, RuleDoc, SelectorDoc, Spanned};
+use super::source::{Effect, RevokedDoc, RevokedEntryDoc, RuleDoc, SelectorDoc, Spanned};
 
 /// A policy's validated parts, ready to index.
 pub(super) struct Parts {
@@ -21,7 +21,7 @@ pub(super) struct Parts {
     pub(super) segments: Vec<Segment>,
     pub(super) groups: Vec<Group>,
     pub(super) rules: Vec<Rule>,
-    pub(super) revoked: Vec<IdentityPattern>,
+    pub(super) revoked: Vec<Revocation>,
 }
 
 /// Checks every file and resolves names, collecting every error rather than the first.
@@ -38,7 +38,7 @@ pub(super) fn validate(source: &PolicySource) -> Result<Parts, PolicyErrors> {
     let mut groups = GroupTable::new(&segments);
     let rules = cx.rules(&names, &mut groups);
     let groups = groups.into_groups();
-    let revoked = cx.revoked();
+    let revoked = cx.revoked(&segments, &names);
     if !cx.errors.is_empty() {
         return Err(PolicyErrors(cx.errors));
     }
@@ -210,14 +210,153 @@ impl<'a> Validator<'a> {
         out
     }
 
-    fn revoked(&mut self) -> Vec<IdentityPattern> {
+    /// Every `revoked:` entry, resolved to the identity patterns it revokes.
+    fn revoked(&mut self, segments: &[Segment], names: &FxHashMap<&str, u32>) -> Vec<Revocation> {
         let mut out = Vec::new();
         for (f, file) in self.each_file() {
-            out.extend(self.patterns(f, &file.doc.revoked));
+            for entry in &file.doc.revoked {
+                let at = Self::loc(f, entry);
+                let revocation = match &entry.value {
+                    RevokedDoc::Plain(text) => match IdentityPattern::parse(text) {
+                        Ok(p) => Some(Revocation {
+                            scope: text.clone(),
+                            patterns: vec![p],
+                            reason: None,
+                            since: None,
+                            until: None,
+                            lifted: false,
+                            at,
+                        }),
+                        Err(e) => {
+                            self.error(at, e.into());
+                            None
+                        }
+                    },
+                    RevokedDoc::Entry(doc) => self.revoked_entry(f, at, doc, segments, names),
+                };
+                out.extend(revocation);
+            }
         }
-        out.sort();
-        out.dedup();
         out
+    }
+
+    fn revoked_entry(
+        &mut self,
+        f: usize,
+        at: Loc,
+        doc: &RevokedEntryDoc,
+        segments: &[Segment],
+        names: &FxHashMap<&str, u32>,
+    ) -> Option<Revocation> {
+        let given = [
+            doc.identity.is_some(),
+            doc.segment.is_some(),
+            doc.labels.is_some(),
+        ];
+        let count = given.iter().filter(|g| **g).count();
+        if count != 1 {
+            self.error(at, PolicyErrorKind::RevokedScope(count));
+            return None;
+        }
+        let since = self.timestamp(f, "since", doc.since.as_ref());
+        let until = self.timestamp(f, "until", doc.until.as_ref());
+        if let (Some(Some(s)), Some(Some(u)), Some(until_doc)) = (since, until, &doc.until) {
+            if u <= s {
+                let text = |t: &Option<Spanned<String>>| {
+                    t.as_ref().map(|x| x.value.clone()).unwrap_or_default()
+                };
+                self.error(
+                    Self::loc(f, until_doc),
+                    PolicyErrorKind::UntilBeforeSince(text(&doc.until), text(&doc.since)),
+                );
+                return None;
+            }
+        }
+        let (scope, patterns) = if let Some(id) = &doc.identity {
+            match IdentityPattern::parse(&id.value) {
+                Ok(p) => (id.value.clone(), vec![p]),
+                Err(e) => {
+                    self.error(Self::loc(f, id), e.into());
+                    return None;
+                }
+            }
+        } else if let Some(name) = &doc.segment {
+            let Some(&s) = names.get(name.value.as_str()) else {
+                let hint = did_you_mean(&name.value, names.keys().copied());
+                self.error(
+                    Self::loc(f, name),
+                    PolicyErrorKind::UnknownSegment(name.value.clone(), hint),
+                );
+                return None;
+            };
+            let patterns = segments[s as usize].identities.clone();
+            (format!("segment: {}", name.value), patterns)
+        } else {
+            let labels = doc.labels.as_ref()?;
+            let text = labels
+                .value
+                .0
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if labels.value.0.is_empty() {
+                self.error(Self::loc(f, labels), PolicyErrorKind::EmptyLabelSelector);
+                return None;
+            }
+            let members: Vec<&Segment> = segments
+                .iter()
+                .filter(|s| {
+                    labels
+                        .value
+                        .0
+                        .iter()
+                        .all(|(k, v)| s.labels.get(k) == Some(v))
+                })
+                .collect();
+            if members.is_empty() {
+                self.error(
+                    Self::loc(f, labels),
+                    PolicyErrorKind::RevokedLabelsMatchNothing(format!("{{ {text} }}")),
+                );
+                return None;
+            }
+            let patterns = members
+                .iter()
+                .flat_map(|s| s.identities.iter().cloned())
+                .collect();
+            (format!("labels: {{ {text} }}"), patterns)
+        };
+        Some(Revocation {
+            scope,
+            patterns,
+            reason: doc.reason.clone(),
+            since: since.flatten(),
+            until: until.flatten(),
+            lifted: false,
+            at,
+        })
+    }
+
+    /// An RFC 3339 field as unix seconds: `None` when absent, `Some(None)` when invalid
+    /// (already reported).
+    fn timestamp(
+        &mut self,
+        f: usize,
+        field: &'static str,
+        text: Option<&Spanned<String>>,
+    ) -> Option<Option<i64>> {
+        let text = text?;
+        match parse_time(&text.value) {
+            Ok(t) => Some(Some(t)),
+            Err(why) => {
+                self.error(
+                    Self::loc(f, text),
+                    PolicyErrorKind::BadTimestamp(field, text.value.clone(), why),
+                );
+                Some(None)
+            }
+        }
     }
 
     /// Rules of every file, checked and resolved, sorted by name.
@@ -269,6 +408,7 @@ impl<'a> Validator<'a> {
         let to = self.selectors(f, "to", &doc.to, names, groups);
         let methods = doc.methods.as_ref().and_then(|m| self.methods(f, m));
         let paths = doc.paths.as_ref().and_then(|p| self.paths(f, p));
+        let expires = self.timestamp(f, "expires", doc.expires.as_ref()).flatten();
         if self.errors.len() > errors_before {
             return None;
         }
@@ -281,6 +421,11 @@ impl<'a> Validator<'a> {
             methods,
             paths,
             at,
+            expires,
+            expired: false,
+            owner: doc.owner.clone(),
+            ticket: doc.ticket.clone(),
+            reason: doc.reason.clone(),
         })
     }
 
@@ -385,6 +530,24 @@ fn valid_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// RFC 3339 (UTC `Z` or an offset) → unix seconds; the error says why not.
+pub fn parse_time(text: &str) -> Result<i64, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(time::OffsetDateTime::unix_timestamp)
+        .map_err(|e| e.to_string())
+}
+
+/// Unix seconds → RFC 3339 in UTC (`2026-12-31T18:00:00Z`).
+pub fn format_time(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("@{t}"))
 }
 
 /// A hint naming the closest defined segment, when one is close.

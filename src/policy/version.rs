@@ -35,6 +35,11 @@ pub fn version_of(
             "allow"
         });
         canon.field(if r.dry_run { "dry-run" } else { "enforce" });
+        // An exception's expiry is behaviour; whether it has passed is this state's.
+        if let Some(t) = r.expires {
+            canon.field(&format!("expires:{t}"));
+            canon.field(if r.expired { "expired" } else { "in-force" });
+        }
         for side in [&r.from, &r.to] {
             selectors(&mut canon, side, segments, &group_text);
         }
