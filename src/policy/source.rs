@@ -87,7 +87,7 @@ pub enum RevokedDoc {
     /// `- spiffe://example.org/ns/prod/sa/legacy-batch` (an ID or an ID pattern).
     Plain(String),
     /// `- { identity: …, reason: …, since: …, until: … }` (or `segment:` / `labels:`).
-    Entry(RevokedEntryDoc),
+    Entry(Box<RevokedEntryDoc>),
 }
 
 /// A `revoked:` entry written as a map: exactly one of `identity`, `segment`, `labels`.
@@ -149,7 +149,7 @@ impl<'de> Visitor<'de> for RevokedVisitor {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         let entry =
             RevokedEntryDoc::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-        Ok(RevokedDoc::Entry(entry))
+        Ok(RevokedDoc::Entry(Box::new(entry)))
     }
 }
 

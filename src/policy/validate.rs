@@ -260,17 +260,17 @@ impl<'a> Validator<'a> {
         }
         let since = self.timestamp(f, "since", doc.since.as_ref());
         let until = self.timestamp(f, "until", doc.until.as_ref());
-        if let (Some(Some(s)), Some(Some(u)), Some(until_doc)) = (since, until, &doc.until) {
-            if u <= s {
-                let text = |t: &Option<Spanned<String>>| {
-                    t.as_ref().map(|x| x.value.clone()).unwrap_or_default()
-                };
-                self.error(
-                    Self::loc(f, until_doc),
-                    PolicyErrorKind::UntilBeforeSince(text(&doc.until), text(&doc.since)),
-                );
-                return None;
-            }
+        if let (Some(Some(s)), Some(Some(u)), Some(until_doc)) = (since, until, &doc.until)
+            && u <= s
+        {
+            let text = |t: &Option<Spanned<String>>| {
+                t.as_ref().map(|x| x.value.clone()).unwrap_or_default()
+            };
+            self.error(
+                Self::loc(f, until_doc),
+                PolicyErrorKind::UntilBeforeSince(text(&doc.until), text(&doc.since)),
+            );
+            return None;
         }
         let (scope, patterns) = if let Some(id) = &doc.identity {
             match IdentityPattern::parse(&id.value) {
