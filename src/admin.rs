@@ -147,7 +147,10 @@ impl Admin {
     fn metrics(&self) -> Response<Full<Bytes>> {
         let policy = self.live.policy();
         let expires = self.live.tls().current().credentials().not_after() - unix_now();
-        let body = self.metrics.encode(policy.version(), expires);
+        let next_change = policy
+            .next_change()
+            .map_or(-1, |t| (t - crate::policy::unix_now()).max(0));
+        let body = self.metrics.encode(policy.version(), expires, next_change);
         let mut response = Response::new(Full::new(Bytes::from(body)));
         response.headers_mut().insert(
             CONTENT_TYPE,
@@ -171,6 +174,8 @@ impl Admin {
             "segments": policy.segments().len(),
             "rules": policy.rules().len(),
             "tests": policy.test_count(),
+            "exceptions": policy.rules().iter().filter(|r| r.is_exception() && !r.expired).count(),
+            "next_expiry": policy.next_change().map(crate::policy::format_time),
             "last_reload_error": { "policy": error(Part::Policy), "tls": error(Part::Tls) },
             "last_reload_reason": { "policy": reason(Part::Policy), "tls": reason(Part::Tls) },
             "reloads": { "ok": status.reloads_ok, "failed": status.reloads_failed },

@@ -151,6 +151,8 @@ impl Sidecar {
                 .start_outbound(config, outbound, shutdown.clone())
                 .await?;
         }
+        let expiry = crate::reload::expiry::spawn(reloader.clone(), shutdown.clone());
+        sidecar.tasks.push(expiry);
         sidecar.tasks.push(triggers.spawn(reloader, shutdown));
         sidecar.readiness.set_ready();
         Ok(sidecar)

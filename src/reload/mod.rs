@@ -7,6 +7,7 @@
 //! [`ReloadError`] is logged, counted and kept in the [`ReloadStatus`] for `/policy`.
 
 mod error;
+pub mod expiry;
 mod files;
 mod status;
 pub mod watch;
@@ -113,7 +114,15 @@ pub struct Reloader {
     /// Content hashes of the bytes the state in force was built from (or last refused);
     /// the lock also keeps reloads one at a time.
     seen: Mutex<Seen>,
+    /// The policy texts the policy in force was built from (its successors are built from
+    /// them too, [`expiry`]).
+    texts: std::sync::Mutex<PolicyTexts>,
+    /// Woken whenever a reload publishes a policy (the expiry schedule starts over).
+    published: tokio::sync::Notify,
 }
+
+/// Policy file names and texts, shared without copying.
+type PolicyTexts = Arc<Vec<(String, String)>>;
 
 #[derive(Debug, Default)]
 struct Seen {
@@ -151,7 +160,8 @@ impl Reloader {
             policy: Some(policy_files.digest),
             tls: Some(tls_files.digest),
         };
-        let policy = build_policy(policy_files.texts).await?;
+        let texts = Arc::new(policy_files.texts);
+        let policy = build_policy(texts.clone()).await?;
         let credentials = build_credentials(tls_files, Stage::Start).await?;
         let tls = LiveTls::new(credentials).map_err(ReloadError::InvalidTls)?;
         let own_id = tls.current().credentials().id().clone();
@@ -162,7 +172,19 @@ impl Reloader {
             status: Arc::new(StatusBoard::new()),
             own_id,
             seen: Mutex::new(seen),
+            texts: std::sync::Mutex::new(texts),
+            published: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The texts the policy in force was built from.
+    fn texts(&self) -> PolicyTexts {
+        // A poisoned lock still holds the last texts stored whole.
+        let texts = self
+            .texts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        texts.clone()
     }
 
     /// The state this reloader keeps current.
@@ -196,12 +218,18 @@ impl Reloader {
             return Ok(false);
         }
         seen.policy = Some(files.digest);
-        let policy = build_policy(files.texts).await?;
+        let texts = Arc::new(files.texts);
+        let policy = build_policy(texts.clone()).await?;
         if policy.version() == self.live.policy().version() {
             return Ok(false);
         }
         tracing::info!(policy_version = policy.version(), "policy reloaded");
         let old = self.live.publish_policy(policy);
+        *self
+            .texts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = texts;
+        self.published.notify_one();
         // Freeing a large policy takes milliseconds: not on a request's worker thread.
         tokio::task::spawn_blocking(move || drop(old));
         Ok(true)
@@ -263,7 +291,7 @@ fn change(outcome: Result<bool, ReloadError>) -> Change {
 }
 
 /// Parses, validates (its `tests:` included) and compiles the policy texts off the runtime.
-async fn build_policy(texts: Vec<(String, String)>) -> Result<CompiledPolicy, ReloadError> {
+async fn build_policy(texts: PolicyTexts) -> Result<CompiledPolicy, ReloadError> {
     // An empty file is a write in progress (truncate, then write), never a policy: taking
     // it would deny every request until the rest arrives. The next event brings it.
     if let Some((name, _)) = texts.iter().find(|(_, text)| text.trim().is_empty()) {

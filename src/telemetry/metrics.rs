@@ -101,6 +101,7 @@ pub struct Metrics {
     reload_rejections: Family<RejectionLabels, Counter>,
     policy_info: Family<VersionLabel, Gauge>,
     svid_expiry: Gauge,
+    policy_next_expiry: Gauge,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
     loop_connections: Family<LoopLabels, Gauge>,
 }
@@ -177,6 +178,13 @@ impl Metrics {
             "Seconds until the sidecar's own certificate expires",
             Gauge::default(),
         );
+        let policy_next_expiry = register(
+            r,
+            "policy_next_expiry_seconds",
+            "Seconds until the next rule expires or containment lifts in the policy in force \
+             (-1: none scheduled)",
+            Gauge::default(),
+        );
         let upstream_errors = register(
             r,
             "upstream_errors",
@@ -203,6 +211,7 @@ impl Metrics {
             reload_rejections,
             policy_info,
             svid_expiry,
+            policy_next_expiry,
             upstream_errors,
             loop_connections,
         }
@@ -273,7 +282,13 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, after setting the gauges read at scrape time.
-    pub fn encode(&self, policy_version: &str, svid_expires_in_secs: i64) -> String {
+    /// `policy_next_expiry_in_secs` is -1 when no rule expires and no containment lifts.
+    pub fn encode(
+        &self,
+        policy_version: &str,
+        svid_expires_in_secs: i64,
+        policy_next_expiry_in_secs: i64,
+    ) -> String {
         self.policy_info.clear();
         self.policy_info
             .get_or_create(&VersionLabel {
@@ -281,6 +296,7 @@ impl Metrics {
             })
             .set(1);
         self.svid_expiry.set(svid_expires_in_secs);
+        self.policy_next_expiry.set(policy_next_expiry_in_secs);
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);

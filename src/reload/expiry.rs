@@ -1,0 +1,94 @@
+//! Time-boxed exceptions and self-lifting containment take effect on their own (PRODUCT.md
+//! §10): the policy in force knows its next change ([`CompiledPolicy::next_change`]: a rule's
+//! `expires:`, a revocation's `until:`); [`spawn`] builds the successor state from the same
+//! policy texts shortly before that instant, off the runtime, and publishes it **at** the
+//! instant — no file change, no reload, no clock comparison per request. A reload that
+//! publishes in between replaces the base: the successor built from the old texts is dropped
+//! and the schedule starts over from the new policy.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::task::JoinHandle;
+
+use super::Reloader;
+use super::error::{Part, ReloadError};
+use super::files::blocking;
+use crate::policy::{CompiledPolicy, PolicySource, successor};
+use crate::shutdown::Shutdown;
+
+/// How long before the instant the successor is built (parse + compile of a 50k-rule policy
+/// takes about a second on 2 cores).
+pub const LEAD: Duration = Duration::from_secs(5);
+/// After a failed successor build (not expected: the same texts compiled before), retry after.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Runs the schedule until `shutdown`.
+pub fn spawn(reloader: Arc<Reloader>, mut shutdown: Shutdown) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let base = reloader.live.policy();
+            let Some(at) = base.next_change() else {
+                tokio::select! {
+                    () = reloader.published.notified() => continue,
+                    () = shutdown.wait() => break,
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(until(at).saturating_sub(LEAD)) => {}
+                () = reloader.published.notified() => continue,
+                () = shutdown.wait() => break,
+            }
+            let next = match build(&reloader, at).await {
+                Ok(next) => next,
+                Err(error) => {
+                    tracing::error!(%error, "cannot build the policy state due at its expiry; retrying");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(until(at)) => {}
+                () = reloader.published.notified() => continue,
+                () = shutdown.wait() => break,
+            }
+            reloader.publish_successor(&base, next).await;
+        }
+    })
+}
+
+/// Time left until unix second `at` (zero once it has passed).
+fn until(at: i64) -> Duration {
+    let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0));
+    at.duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO)
+}
+
+/// The successor of the policy in force, compiled as of `at` from the texts it was built from.
+async fn build(reloader: &Reloader, at: i64) -> Result<CompiledPolicy, ReloadError> {
+    let texts = reloader.texts();
+    blocking(Part::Policy, move || {
+        let texts = texts.iter().map(|(n, t)| (n.as_str(), t.as_str()));
+        PolicySource::from_texts(texts)
+            .and_then(|source| successor(&source, at))
+            .map_err(ReloadError::InvalidPolicy)
+    })
+    .await
+}
+
+impl Reloader {
+    /// Publishes `next` unless a reload replaced `base` meanwhile (then `next` is stale).
+    async fn publish_successor(&self, base: &CompiledPolicy, next: CompiledPolicy) {
+        let _one_at_a_time = self.seen.lock().await;
+        if self.live.policy().version() != base.version() {
+            return;
+        }
+        tracing::info!(
+            policy_version = next.version(),
+            previous = base.version(),
+            "an exception expired or a containment lifted: successor policy in force"
+        );
+        let old = self.live.publish_policy(next);
+        tokio::task::spawn_blocking(move || drop(old));
+    }
+}

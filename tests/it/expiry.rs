@@ -1,0 +1,185 @@
+//! Time-boxed exceptions and self-lifting containment on a running sidecar (PRODUCT.md §10,
+//! ISSUE 15): the change happens at its instant, with no file change and no reload, on
+//! connections already open (HTTP/1.1 and HTTP/2) — proven at the backend.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::StatusCode;
+use segward::app::Sidecar;
+use segward::config::Config;
+use segward::policy::format_time;
+
+use crate::support::backend::Backend;
+use crate::support::client::{Alpn, Conn, MtlsClient};
+use crate::support::pki::Pki;
+use crate::support::sidecar::{inbound_block, write_config, write_policy};
+
+const WEB: &str = "spiffe://example.org/ns/prod/sa/web";
+const API: &str = "spiffe://example.org/ns/prod/sa/api";
+
+const SEGMENTS: &str = r#"
+segments:
+  web: { identities: ["spiffe://example.org/ns/prod/sa/web"] }
+  api: { identities: ["spiffe://example.org/ns/prod/sa/api"] }
+"#;
+
+/// A whole unix second at least 2 s from now, and its RFC 3339 text.
+fn soon() -> (u64, String) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let at = now + 3;
+    (at, format_time(at as i64))
+}
+
+fn unix_now_f() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+struct Api {
+    pki: Pki,
+    backend: Backend,
+    sidecar: Sidecar,
+}
+
+impl Api {
+    async fn start(policy_text: &str) -> Api {
+        let pki = Pki::new(&["example.org"]);
+        let backend = Backend::start().await;
+        let svid = pki.issue(API);
+        let policy = write_policy(&pki, policy_text);
+        let config = write_config(
+            &pki,
+            &svid,
+            &["example.org"],
+            &policy,
+            &inbound_block(backend.addr()),
+        );
+        let config = Config::load(&config).unwrap();
+        let sidecar = Sidecar::start(&config).await.unwrap();
+        Api {
+            pki,
+            backend,
+            sidecar,
+        }
+    }
+
+    async fn connect(&self, alpn: Alpn) -> Conn {
+        let svid = self.pki.issue(WEB);
+        let client = MtlsClient::new(Some(&svid.pem), &self.pki.bundle_pems(), alpn);
+        client
+            .connect(self.sidecar.inbound_addr().unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// Paths the backend received that start with `prefix`.
+    fn seen(&self, prefix: &str) -> usize {
+        let requests = self.backend.requests();
+        requests
+            .iter()
+            .filter(|r| r.target.starts_with(prefix))
+            .count()
+    }
+}
+
+/// Sends requests on both connections every 50 ms across `at`; returns, per connection, the
+/// statuses with the time each answer came (unix seconds).
+async fn across(conns: &mut [Conn], at: u64, tag: &str) -> Vec<Vec<(f64, StatusCode)>> {
+    let mut out = vec![Vec::new(); conns.len()];
+    let stop = at as f64 + 1.5;
+    let mut n = 0;
+    while unix_now_f() < stop {
+        for (i, conn) in conns.iter_mut().enumerate() {
+            let before = unix_now_f() < at as f64;
+            let path = format!("/v1/{tag}-{}-{n}", if before { "before" } else { "after" });
+            let reply = conn.get(&path).await.expect("the connection stays open");
+            out[i].push((unix_now_f(), reply.status));
+        }
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    out
+}
+
+#[tokio::test]
+async fn an_exception_expires_at_its_instant_on_open_http1_and_http2_connections() {
+    let (at, text) = soon();
+    let policy = format!(
+        "{SEGMENTS}rules:\n  - {{ name: web-hotfix, from: [web], to: [api], paths: [\"/v1/**\"], expires: \"{text}\", owner: ana, ticket: SEC-7 }}\n"
+    );
+    let api = Api::start(&policy).await;
+    let mut conns = [api.connect(Alpn::H1).await, api.connect(Alpn::H2).await];
+
+    let answers = across(&mut conns, at, "x").await;
+
+    for (conn, answers) in answers.iter().enumerate() {
+        let expiry = at as f64;
+        // Allowed until the instant (allowing for the request in flight across it)...
+        assert!(
+            answers
+                .iter()
+                .filter(|(t, _)| *t < expiry - 0.1)
+                .all(|(_, s)| *s == StatusCode::OK),
+            "conn {conn}: {answers:?}"
+        );
+        // ...and refused from a moment after it on, on the same connection.
+        let after: Vec<_> = answers.iter().filter(|(t, _)| *t > expiry + 0.5).collect();
+        assert!(!after.is_empty(), "{answers:?}");
+        assert!(
+            after.iter().all(|(_, s)| *s == StatusCode::FORBIDDEN),
+            "conn {conn}: {answers:?}"
+        );
+    }
+    // The backend saw requests before the expiry and none sent after it.
+    assert!(api.seen("/v1/x-before") > 0);
+    let late = api
+        .backend
+        .requests()
+        .iter()
+        .filter(|r| r.target.starts_with("/v1/x-after"))
+        .count();
+    // A request tagged "after" may have been sent in the last moment before the swap.
+    assert!(
+        late <= 2,
+        "{late} requests after the expiry reached the backend"
+    );
+}
+
+#[tokio::test]
+async fn a_containment_with_until_lifts_itself_on_an_open_connection() {
+    let (at, text) = soon();
+    let policy = format!(
+        "{SEGMENTS}rules:\n  - {{ name: web-calls-api, from: [web], to: [api], paths: [\"/v1/**\"] }}\nrevoked:\n  - {{ identity: \"spiffe://example.org/ns/prod/sa/*\", reason: INC-9, until: \"{text}\" }}\n"
+    );
+    let api = Api::start(&policy).await;
+    let mut conns = [api.connect(Alpn::H1).await, api.connect(Alpn::H2).await];
+
+    let answers = across(&mut conns, at, "c").await;
+
+    for answers in &answers {
+        let lift = at as f64;
+        assert!(
+            answers
+                .iter()
+                .filter(|(t, _)| *t < lift - 0.1)
+                .all(|(_, s)| *s == StatusCode::FORBIDDEN),
+            "{answers:?}"
+        );
+        let after: Vec<_> = answers.iter().filter(|(t, _)| *t > lift + 0.5).collect();
+        assert!(
+            !after.is_empty() && after.iter().all(|(_, s)| *s == StatusCode::OK),
+            "{answers:?}"
+        );
+    }
+    assert_eq!(
+        api.seen("/v1/c-before"),
+        0,
+        "nothing reached the backend while contained"
+    );
+    assert!(api.seen("/v1/c-after") > 0);
+}
