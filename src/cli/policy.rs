@@ -35,6 +35,10 @@ pub enum PolicyCommand {
         /// (`identity-spans-boundary`).
         #[arg(long, value_name = "LABEL", default_value = lint::DEFAULT_BOUNDARY_LABEL)]
         boundary_label: String,
+        /// Warn about exceptions (rules with `expires:`) that stop matching within this long
+        /// (`30m`, `24h`, `7d`).
+        #[arg(long, value_name = "DURATION", default_value = "7d")]
+        warn_within: String,
     },
     /// Decide one request and show why: decision, deciding rule, reason, and every candidate
     /// rule with whether it matched and why not.
@@ -75,9 +79,17 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<Outcome> {
             strict,
             json,
             boundary_label,
+            warn_within,
         } => {
+            let Ok(within) = crate::certs::parse_ttl(&warn_within) else {
+                eprintln!(
+                    "error: --warn-within {warn_within}: give a duration such as 30m, 24h or 7d"
+                );
+                return Ok(Outcome::Usage);
+            };
             let options = LintOptions {
                 boundary_label,
+                warn_within_secs: i64::try_from(within.as_secs()).unwrap_or(i64::MAX),
                 ..LintOptions::default()
             };
             check(&path, strict, json, &options)
@@ -110,9 +122,12 @@ fn check(
         out["valid"] = json!(!failed);
         out["errors"] = json!([]);
         out["warnings"] = json!(warnings);
+        out["exceptions"] = json!(exceptions_json(&compiled));
+        out["revocations"] = json!(revocations_json(&compiled));
         println!("{out}");
     } else {
         warnings.iter().for_each(|w| println!("{w}"));
+        print!("{}", exceptions_text(&compiled));
         let word = if failed { "invalid (--strict)" } else { "ok" };
         println!(
             "{word}: {} — {} segments, {} rules, {} revoked, {} tests passed, {} warnings, version {}",
@@ -130,6 +145,89 @@ fn check(
     } else {
         Outcome::Success
     })
+}
+
+/// Every rule with `expires:` — the time-boxed exceptions — for `--json`.
+fn exceptions_json(p: &CompiledPolicy) -> Vec<serde_json::Value> {
+    p.rules()
+        .iter()
+        .filter(|r| r.is_exception())
+        .map(|r| {
+            json!({
+                "rule": r.name,
+                "at": p.locate(r.at),
+                "expires": r.expires.map(policy::format_time),
+                "expired": r.expired,
+                "owner": r.owner,
+                "ticket": r.ticket,
+                "reason": r.reason,
+            })
+        })
+        .collect()
+}
+
+/// Every `revoked:` entry with its scope and containment record, for `--json`.
+fn revocations_json(p: &CompiledPolicy) -> Vec<serde_json::Value> {
+    p.revocations()
+        .iter()
+        .map(|r| {
+            json!({
+                "scope": r.scope,
+                "at": p.locate(r.at),
+                "reason": r.reason,
+                "since": r.since.map(policy::format_time),
+                "until": r.until.map(policy::format_time),
+                "lifted": r.lifted,
+            })
+        })
+        .collect()
+}
+
+/// The exceptions and the containments with an end, one line each (nothing when none).
+fn exceptions_text(p: &CompiledPolicy) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let exceptions: Vec<_> = p.rules().iter().filter(|r| r.is_exception()).collect();
+    if !exceptions.is_empty() {
+        let _ = writeln!(out, "exceptions ({}):", exceptions.len());
+    }
+    for r in exceptions {
+        let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+        let _ = writeln!(
+            out,
+            "  {:<32} {} {:<22} owner {:<12} ticket {:<12} {}  {}",
+            r.name,
+            if r.expired { "expired" } else { "expires" },
+            r.expires.map(policy::format_time).unwrap_or_default(),
+            dash(&r.owner),
+            dash(&r.ticket),
+            dash(&r.reason),
+            p.locate(r.at)
+        );
+    }
+    let contained: Vec<_> = p
+        .revocations()
+        .iter()
+        .filter(|r| r.reason.is_some() || r.until.is_some())
+        .collect();
+    if !contained.is_empty() {
+        let _ = writeln!(out, "containments ({}):", contained.len());
+    }
+    for r in contained {
+        let until = match (r.until, r.lifted) {
+            (Some(t), true) => format!("lifted {}", policy::format_time(t)),
+            (Some(t), false) => format!("until {}", policy::format_time(t)),
+            (None, _) => "until released".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<40} {until:<28} {}  {}",
+            r.scope,
+            r.reason.as_deref().unwrap_or("-"),
+            p.locate(r.at)
+        );
+    }
+    out
 }
 
 fn summary(p: &CompiledPolicy) -> serde_json::Value {

@@ -208,7 +208,12 @@ impl CompiledPolicy {
             source: &source,
             destination: &destination,
         };
-        self.each_match_both_spellings(&parties, req.method, req.path, |i, _| matched.push(i));
+        // An expired rule matches nothing; `explain_rules` shows it as a candidate that expired.
+        self.each_match_both_spellings(&parties, req.method, req.path, |i, rule| {
+            if !rule.expired {
+                matched.push(i);
+            }
+        });
         matched.sort_unstable();
         matched.dedup();
         Explanation {

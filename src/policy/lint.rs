@@ -6,6 +6,8 @@
 //! - `wildcard-allow-on-critical`: `"*"` allowed to reach a segment labelled `critical`.
 //! - `unused-segment`: a segment no rule selects, by name or by label.
 //! - `empty-label-selector`: a label selector that matches no segment.
+//! - `rule-expired` / `rule-expiring`: an exception whose `expires:` passed / comes within
+//!   [`LintOptions::warn_within_secs`]; `revocation-lifted`: a `revoked:` entry past `until`.
 //!
 //! The segmentation lints of PRODUCT.md §9 read [`LintOptions::boundary_label`] (`env`):
 //! - `identity-spans-boundary`: a segment shares an identity (some SPIFFE ID matches a
@@ -65,13 +67,19 @@ pub struct LintOptions {
     pub boundary_label: String,
     /// `wide-source` fires when a source can name more identities than this.
     pub wide_source_threshold: usize,
+    /// `rule-expiring` fires for rules expiring within this many seconds (`--warn-within`).
+    pub warn_within_secs: i64,
 }
+
+/// `--warn-within` by default: a week.
+pub const DEFAULT_WARN_WITHIN_SECS: i64 = 7 * 24 * 3600;
 
 impl Default for LintOptions {
     fn default() -> Self {
         Self {
             boundary_label: DEFAULT_BOUNDARY_LABEL.to_owned(),
             wide_source_threshold: WIDE_SOURCE_THRESHOLD,
+            warn_within_secs: DEFAULT_WARN_WITHIN_SECS,
         }
     }
 }
@@ -96,6 +104,7 @@ pub fn lint_with(policy: &CompiledPolicy, options: &LintOptions) -> Vec<Lint> {
     segmentation::identity_spans_boundary(policy, &options.boundary_label, &mut out);
     segmentation::wide_source(policy, &sides, options.wide_source_threshold, &mut out);
     segmentation::reach_crosses_boundary(policy, &options.boundary_label, &mut out);
+    expiries(policy, options.warn_within_secs, &mut out);
     out.sort_by(|a, b| (&a.at, a.kind).cmp(&(&b.at, b.kind)));
     out
 }
@@ -162,6 +171,68 @@ fn finding(policy: &CompiledPolicy, kind: &'static str, at: Loc, message: String
         kind,
         at: policy.locate(at),
         message,
+    }
+}
+
+/// `rule-expired` (an `expires:` passed: the rule matches nothing; delete it) and
+/// `rule-expiring` (it stops matching within `within` seconds: renew or let it go), as of the
+/// instant the policy was compiled for; likewise `revocation-lifted` for a `revoked:` entry
+/// past its `until`.
+fn expiries(policy: &CompiledPolicy, within: i64, out: &mut Vec<Lint>) {
+    let now = policy.compiled_for();
+    for rule in policy.rules() {
+        let Some(t) = rule.expires else { continue };
+        let when = super::validate::format_time(t);
+        let who = exception_owner(rule);
+        if rule.expired {
+            let msg = format!(
+                "rule `{}`{who} expired at {when} and matches nothing; delete it",
+                rule.name
+            );
+            out.push(finding(policy, "rule-expired", rule.at, msg));
+        } else if t - now <= within {
+            let msg = format!(
+                "rule `{}`{who} expires at {when} (in {}); renew it or let it go",
+                rule.name,
+                human(t - now)
+            );
+            out.push(finding(policy, "rule-expiring", rule.at, msg));
+        }
+    }
+    for entry in policy.revocations().iter().filter(|r| r.lifted) {
+        let when = entry
+            .until
+            .map(super::validate::format_time)
+            .unwrap_or_default();
+        let msg = format!(
+            "revoked `{}` lifted itself at {when} and revokes nothing; delete the entry",
+            entry.scope
+        );
+        out.push(finding(policy, "revocation-lifted", entry.at, msg));
+    }
+}
+
+/// ` (owner ana, ticket SEC-7)`, or nothing.
+fn exception_owner(rule: &Rule) -> String {
+    let parts: Vec<String> = [("owner", &rule.owner), ("ticket", &rule.ticket)]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}")))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
+/// `3d 4h`, `5h 12m`, `40m`, `20s`.
+fn human(secs: i64) -> String {
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{secs}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
     }
 }
 

@@ -9,6 +9,7 @@ mod blast_radius;
 mod cli;
 mod compose;
 mod demo;
+mod exceptions;
 mod expiry;
 mod fixtures_selftest;
 mod fleet;

@@ -239,7 +239,7 @@ impl Report<'_, '_> {
             json!({
                 "name": c.rule.name,
                 "effect": effect(c.rule),
-                "matched": !matches!(c.check, Check::Missed(_)),
+                "matched": matches!(c.check, Check::Matched | Check::DryRun),
                 "decides": rules.decides(c),
                 "check": c.check.as_str(),
                 "why_not": rules.why_not(c, self.policy, self.req),
@@ -300,10 +300,10 @@ impl Report<'_, '_> {
         }
         let mut rows = vec![["RULE", "EFFECT", "MATCHED", "WHY NOT", "AT"].map(String::from)];
         for c in &rules.candidates {
-            let matched = if matches!(c.check, Check::Missed(_)) {
-                "no"
-            } else {
-                "yes"
+            let matched = match c.check {
+                Check::Missed(_) => "no",
+                Check::Expired => "expired",
+                Check::Matched | Check::DryRun => "yes",
             };
             let why = rules.why_not(c, self.policy, self.req);
             rows.push([
