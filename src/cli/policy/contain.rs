@@ -279,6 +279,11 @@ fn scope_of(args: &ContainArgs, policy: &CompiledPolicy) -> Result<Scope, String
         };
     }
     let text = args.labels.as_deref().unwrap_or_default();
+    if !text.contains('=') {
+        return Err(format!(
+            "--labels {text}: `{text}` is not `key=value[,key=value]`"
+        ));
+    }
     match parse("labels", text)? {
         Selector::Labels(labels, _) => Ok(Scope::Labels(labels)),
         _ => Err(format!("--labels {text}: give `key=value[,key=value]`")),
@@ -495,15 +500,16 @@ fn changes_text(d: &Diff, word: &str) -> String {
             parts.join("; ")
         }
     };
+    let label = |w: &str| format!("{:<10}", format!("{w}:"));
     let mut out = String::new();
     for c in &d.changes {
         let pair = format!("{} -> {}", c.source, c.destination);
         let line = match c.change {
-            Change::Removed => format!("{word}: {pair}: {}", list(&c.old)),
-            Change::Added => format!("{word}: {pair}: {}", list(&c.new)),
+            Change::Removed => format!("{}{pair}: {}", label(word), list(&c.old)),
+            Change::Added => format!("{}{pair}: {}", label(word), list(&c.new)),
             other => format!(
-                "{}: {pair}: {} (was {})",
-                other.as_str(),
+                "{}{pair}: {} (was {})",
+                label(other.as_str()),
                 list(&c.new),
                 list(&c.old)
             ),
@@ -512,7 +518,7 @@ fn changes_text(d: &Diff, word: &str) -> String {
         out.push('\n');
     }
     if d.changes.is_empty() {
-        out += &format!("{word}: nothing (the scope reached nothing)\n");
+        out += &format!("{}nothing (the scope reached nothing)\n", label(word));
     }
     out
 }
