@@ -2,8 +2,8 @@
 //! and a fleet-wide segment policy (see README.md and PRODUCT.md).
 //!
 //! Crate map (dependencies point down only):
-//! - [`cli`]: clap commands `policy check|explain|reach|diff|report`, `certs init|issue|inspect`,
-//!   exit codes.
+//! - [`cli`]: clap commands `policy check|explain|reach|diff|report|contain|release`,
+//!   `certs init|issue|inspect`, exit codes.
 //! - [`demo`]: `segward demo`, the scenarios on freshly minted identities.
 //! - [`app`]: the composition root of `segward run`: load (fail closed), bind, serve, drain.
 //! - [`proxy`]: the data plane — inbound (mTLS in) and outbound (mTLS out) request paths.

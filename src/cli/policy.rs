@@ -1,4 +1,5 @@
-//! `segward policy check` and `segward policy explain` (PRODUCT.md §1, §3).
+//! `segward policy check` and `segward policy explain` (PRODUCT.md §1, §3); the other
+//! `policy` subcommands (reach, diff, report, contain, release) live in `policy/`.
 
 use std::path::PathBuf;
 
@@ -10,6 +11,8 @@ use crate::policy::lint::{self, LintOptions};
 use crate::policy::{self, CompiledPolicy, PolicyErrors};
 
 mod compare;
+mod contain;
+mod containment;
 mod diff;
 mod explain;
 mod log_line;
@@ -69,6 +72,20 @@ pub enum PolicyCommand {
     ///
     /// Exit code 0 when written, 1 when the policy is invalid or the file cannot be written.
     Report(report::ReportArgs),
+    /// Incident containment: revoke an identity, ID pattern, segment or label scope fleet-wide
+    /// by writing one containment file (`contain-<ID>.yaml`) into the policy folder.
+    ///
+    /// The policy with the new file is compiled first, `tests:` included; if it would be
+    /// invalid nothing is written. Prints the containment id, the identity classes it hits and
+    /// the reach it removes. Exit code 0 when written, 1 when refused (bad scope, `--until` in
+    /// the past, invalid policy) — nothing is written then.
+    Contain(contain::ContainArgs),
+    /// Lift a containment: remove its `contain-<ID>.yaml` from the policy folder, after
+    /// checking that the rest of the policy compiles, and print the reach it restores.
+    ///
+    /// Exit code 0 when removed, 1 when refused (no such containment, or the policy without it
+    /// would be invalid) — nothing is removed then.
+    Release(contain::ReleaseArgs),
 }
 
 /// Runs a `policy` subcommand.
@@ -98,6 +115,8 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<Outcome> {
         PolicyCommand::Reach(args) => reach::run(args),
         PolicyCommand::Diff(args) => diff::run(args),
         PolicyCommand::Report(args) => report::run(args),
+        PolicyCommand::Contain(args) => contain::contain(args),
+        PolicyCommand::Release(args) => contain::release(args),
     }
 }
 

@@ -8,6 +8,7 @@ mod admin_reach;
 mod blast_radius;
 mod cli;
 mod compose;
+mod contain;
 mod demo;
 mod exceptions;
 mod expiry;

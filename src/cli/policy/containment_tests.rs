@@ -1,0 +1,177 @@
+use super::*;
+
+fn at(text: &str) -> OffsetDateTime {
+    OffsetDateTime::parse(text, &Rfc3339).unwrap()
+}
+
+fn leaked_ci_token() -> Containment {
+    Containment {
+        id: ContainmentId::new(at("2026-12-03T13:30:59.7Z"), [0x7f, 0x3a]),
+        scope: Scope::Identity("spiffe://example.org/ns/staging/**".into()),
+        reason: "leaked CI token INC-42".into(),
+        since: at("2026-12-03T13:30:00Z"),
+        until: Some(at("2026-12-04T13:30:00Z")),
+        author: "alice@ops-1".into(),
+    }
+}
+
+#[test]
+fn an_id_is_the_utc_minute_and_four_hex_digits() {
+    let id = ContainmentId::new(at("2026-12-03T14:30:59+01:00"), [0x7f, 0x3a]);
+    assert_eq!(id.as_str(), "c-20261203-1330-7f3a");
+    assert_eq!(id.file_name(), "contain-c-20261203-1330-7f3a.yaml");
+    assert_eq!(ContainmentId::parse(id.as_str()), Ok(id));
+}
+
+#[test]
+fn release_refuses_anything_that_is_not_an_id() {
+    for text in [
+        "",
+        "c-20261203-1330-7f3",
+        "c-20261203-1330-7F3A",
+        "c-2026120x-1330-7f3a",
+        "x-20261203-1330-7f3a",
+        "c-20261203-1330-7f3a/..",
+        "../c-20261203-1330-7f3a",
+        "c-20261203_1330_7f3a",
+        "c-20261203-1330-7f3é",
+    ] {
+        assert!(ContainmentId::parse(text).is_err(), "{text:?}");
+    }
+    let hint = ContainmentId::parse("contain-c-20261203-1330-7f3a.yaml").unwrap_err();
+    assert!(
+        hint.ends_with("give the id alone: c-20261203-1330-7f3a"),
+        "{hint}"
+    );
+}
+
+#[test]
+fn the_file_is_a_header_and_one_revoked_entry_in_map_form() {
+    let text = leaked_ci_token().to_yaml("policies/");
+    assert_eq!(
+        text,
+        "# Containment c-20261203-1330-7f3a, written by `segward policy contain` (alice@ops-1) \
+         at 2026-12-03T13:30:00Z.\n\
+         # Every sidecar watching this folder applies it within 2 s.\n\
+         # Release it with: segward policy release policies/ c-20261203-1330-7f3a\n\
+         # (which checks the rest of the policy first), or by deleting this file.\n\
+         revoked:\n  - { identity: \"spiffe://example.org/ns/staging/**\", reason: \"leaked CI \
+         token INC-42\", since: 2026-12-03T13:30:00Z, until: 2026-12-04T13:30:00Z }\n"
+    );
+}
+
+#[test]
+fn segment_and_label_scopes_are_written_as_their_keys() {
+    let mut c = leaked_ci_token();
+    c.until = None;
+    c.scope = Scope::Segment("ci-runner".into());
+    let text = c.to_yaml("p");
+    assert!(
+        text.ends_with(
+            "  - { segment: \"ci-runner\", reason: \"leaked CI token INC-42\", \
+             since: 2026-12-03T13:30:00Z }\n"
+        ),
+        "{text}"
+    );
+    c.scope = Scope::Labels(
+        [
+            ("risk".into(), "ci".into()),
+            ("env".into(), "staging".into()),
+        ]
+        .into(),
+    );
+    let text = c.to_yaml("p");
+    assert!(
+        text.contains("- { labels: { \"env\": \"staging\", \"risk\": \"ci\" }, reason:"),
+        "{text}"
+    );
+    assert_eq!(c.scope.selector_text(), "env=staging,risk=ci");
+}
+
+#[test]
+fn the_written_entry_reads_back_as_its_scope_whatever_the_reason_says() {
+    let hostile = "a \"quoted\" \\ reason\n- spiffe://example.org/**\u{7f}\u{85}\u{2028}\u{feff}}#";
+    let mut c = leaked_ci_token();
+    c.reason = hostile.into();
+    c.author = "eve\n- spiffe://example.org/**".into();
+    let text = c.to_yaml("dir\nrevoked: [x]");
+    assert_eq!(text.lines().count(), 6, "{text}");
+    assert_eq!(
+        scopes_in(&text),
+        Some(vec!["spiffe://example.org/ns/staging/**".to_owned()])
+    );
+    #[derive(Deserialize)]
+    struct Doc {
+        revoked: Vec<BTreeMap<String, String>>,
+    }
+    let doc: Doc = serde_saphyr::from_str(&text).unwrap();
+    assert_eq!(doc.revoked.len(), 1);
+    assert_eq!(doc.revoked[0]["reason"], hostile);
+    assert_eq!(doc.revoked[0]["since"], "2026-12-03T13:30:00Z");
+    assert_eq!(doc.revoked[0]["until"], "2026-12-04T13:30:00Z");
+}
+
+#[test]
+fn scopes_are_read_back_from_every_entry_form() {
+    let text = "revoked:\n  - spiffe://example.org/a\n  - { segment: ci-runner, reason: x }\n  \
+                - { labels: { risk: ci, env: staging }, since: 2026-12-03T13:30:00Z }\n";
+    assert_eq!(
+        scopes_in(text),
+        Some(vec![
+            "spiffe://example.org/a".to_owned(),
+            "ci-runner".to_owned(),
+            "env=staging,risk=ci".to_owned(),
+        ])
+    );
+    for odd in [
+        "revoked: []\n",
+        "revoked:\n  - { segment: a, identity: spiffe://x.org/a }\n",
+        "not yaml: [",
+    ] {
+        assert_eq!(scopes_in(odd), None, "{odd}");
+    }
+}
+
+#[test]
+fn until_is_a_duration_from_now_or_a_later_rfc3339_time() {
+    let now = at("2026-12-03T13:30:00Z");
+    let ok = |text: &str| parse_until(text, now).map(rfc3339);
+    assert_eq!(ok("24h").as_deref(), Ok("2026-12-04T13:30:00Z"));
+    assert_eq!(ok("30m").as_deref(), Ok("2026-12-03T14:00:00Z"));
+    assert_eq!(ok("7d").as_deref(), Ok("2026-12-10T13:30:00Z"));
+    assert_eq!(
+        ok("2026-12-04T15:30:00.9+02:00").as_deref(),
+        Ok("2026-12-04T13:30:00Z")
+    );
+    for bad in [
+        "0h",
+        "24",
+        "1.5h",
+        "-1h",
+        "tomorrow",
+        "2026-12-04",
+        "2026-12-03T13:30:00Z",
+    ] {
+        assert!(parse_until(bad, now).is_err(), "{bad}");
+    }
+    let past = parse_until("2026-12-03T13:29:59Z", now).unwrap_err();
+    assert!(past.contains("not in the future"), "{past}");
+}
+
+#[test]
+fn a_new_file_appears_whole_and_never_replaces_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_new(dir.path(), "contain-x.yaml", "revoked: []\n").unwrap();
+    assert_eq!(path, dir.path().join("contain-x.yaml"));
+    assert_eq!(fs::read_to_string(&path).unwrap(), "revoked: []\n");
+    let again = write_new(dir.path(), "contain-x.yaml", "revoked: [a]\n").unwrap_err();
+    assert_eq!(again.kind(), io::ErrorKind::AlreadyExists);
+    assert_eq!(fs::read_to_string(&path).unwrap(), "revoked: []\n");
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["contain-x.yaml"], "no temporary file left");
+    let missing = dir.path().join("no-such-folder");
+    assert!(write_new(&missing, "contain-y.yaml", "").is_err());
+}
