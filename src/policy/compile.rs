@@ -45,12 +45,13 @@ pub fn unix_now() -> i64 {
 /// As [`compile`].
 pub fn compile_at(source: &PolicySource, now: i64) -> Result<CompiledPolicy, PolicyErrors> {
     let policy = build(source, now)?;
-    let failures = run_tests(&policy, source);
-    if !failures.is_empty() {
-        return Err(PolicyErrors(failures));
+    let outcome = run_tests(&policy, source);
+    if !outcome.failures.is_empty() {
+        return Err(PolicyErrors(outcome.failures));
     }
     Ok(CompiledPolicy {
-        test_count: count_tests(source),
+        test_count: count_tests(source) - outcome.suspended.len(),
+        suspended_tests: outcome.suspended,
         ..policy
     })
 }
@@ -159,6 +160,7 @@ fn index(
         rules,
         revoked,
         revocations: Vec::new(),
+        suspended_tests: Vec::new(),
         now: 0,
         next_change: None,
         test_count: 0,

@@ -100,6 +100,8 @@ pub struct Revocation {
     pub until: Option<i64>,
     /// Whether `until` had passed when this policy was compiled (the entry revokes nothing).
     pub lifted: bool,
+    /// Whether `tests:` from the identities it revokes are suspended while it is in force.
+    pub suspend_tests: bool,
     /// Where it was written.
     pub at: Loc,
 }
@@ -150,6 +152,9 @@ pub struct CompiledPolicy {
     /// The next instant a rule expires or a revocation lifts, after `now`.
     pub(super) next_change: Option<i64>,
     pub(super) test_count: usize,
+    /// `tests:` not run because a containment with `suspend_tests` revokes their source:
+    /// (file:line:col of the test, the containment's scope).
+    pub(super) suspended_tests: Vec<(String, String)>,
     /// Key → rules filed under it as destination; the last key is `ANY`.
     pub(super) by_dst: Vec<Option<Box<DstBucket>>>,
     /// The identity trie and keys that classify the parties of a request.
@@ -207,6 +212,11 @@ impl CompiledPolicy {
     /// How many `tests:` entries passed at compile time.
     pub fn test_count(&self) -> usize {
         self.test_count
+    }
+
+    /// `tests:` suspended by a containment (`suspend_tests: true`): (file:line:col, scope).
+    pub fn suspended_tests(&self) -> &[(String, String)] {
+        &self.suspended_tests
     }
 
     /// `file:line:col` of a location.

@@ -222,3 +222,42 @@ fn bad_times_and_scopes_are_errors_at_their_place() {
         assert!(errors.starts_with(place), "{place}: {errors}");
     }
 }
+
+#[test]
+fn a_containment_that_suspends_tests_is_not_vetoed_by_them() {
+    let tests = "tests:\n  - { from: spiffe://t.org/ci/runner, to: spiffe://t.org/pay, expect: allow }\n  - { from: spiffe://t.org/web, to: spiffe://t.org/pay, expect: allow }\n";
+    let rules = "  - { name: ci-pays, from: [ci], to: [pay] }";
+    let plain = format!(
+        "{}{tests}",
+        policy(
+            rules,
+            "  - { identity: \"spiffe://t.org/ci/*\", reason: INC-1 }"
+        )
+    );
+    let errors = at(&plain, T).unwrap_err().to_string();
+    assert!(
+        errors.contains("test failed: expected allow, got deny (revoked)"),
+        "{errors}"
+    );
+    let suspending = format!(
+        "{}{tests}",
+        policy(
+            rules,
+            "  - { identity: \"spiffe://t.org/ci/*\", reason: INC-1, suspend_tests: true }"
+        )
+    );
+    let p = at(&suspending, T).unwrap();
+    assert_eq!(p.test_count(), 1, "the web test still ran");
+    assert_eq!(
+        p.suspended_tests(),
+        [("p.yaml:13:5".to_owned(), "spiffe://t.org/ci/*".to_owned())]
+    );
+    assert_eq!(verdict(&p, CI, PAY).1, Reason::Revoked);
+    let lints = crate::policy::lint::lint(&p);
+    assert!(
+        lints
+            .iter()
+            .any(|l| l.kind == "test-suspended" && l.at == "p.yaml:13:5"),
+        "{lints:?}"
+    );
+}

@@ -7,7 +7,8 @@
 //! - `unused-segment`: a segment no rule selects, by name or by label.
 //! - `empty-label-selector`: a label selector that matches no segment.
 //! - `rule-expired` / `rule-expiring`: an exception whose `expires:` passed / comes within
-//!   [`LintOptions::warn_within_secs`]; `revocation-lifted`: a `revoked:` entry past `until`.
+//!   [`LintOptions::warn_within_secs`]; `revocation-lifted`: a `revoked:` entry past `until`;
+//!   `test-suspended`: a test a `suspend_tests` containment keeps from running.
 //!
 //! The segmentation lints of PRODUCT.md §9 read [`LintOptions::boundary_label`] (`env`):
 //! - `identity-spans-boundary`: a segment shares an identity (some SPIFFE ID matches a
@@ -198,6 +199,15 @@ fn expiries(policy: &CompiledPolicy, within: i64, out: &mut Vec<Lint>) {
             );
             out.push(finding(policy, "rule-expiring", rule.at, msg));
         }
+    }
+    for (at, scope) in policy.suspended_tests() {
+        out.push(Lint {
+            kind: "test-suspended",
+            at: at.clone(),
+            message: format!(
+                "this test is suspended while containment `{scope}` (suspend_tests) revokes its source"
+            ),
+        });
     }
     for entry in policy.revocations().iter().filter(|r| r.lifted) {
         let when = entry

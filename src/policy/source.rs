@@ -112,6 +112,11 @@ pub struct RevokedEntryDoc {
     /// RFC 3339: when the entry lifts itself.
     #[serde(default)]
     pub until: Option<Spanned<String>>,
+    /// While the entry is in force, `tests:` whose `from` it revokes are suspended (reported,
+    /// not run): the policy's assertions about an identity's normal access cannot veto its
+    /// containment. Off unless asked (`policy contain --suspend-tests`).
+    #[serde(default)]
+    pub suspend_tests: bool,
 }
 
 /// A label map read as text values (`tier: 1` is `"1"`).

@@ -10,18 +10,49 @@ use super::source::{Expect, Spanned, TestDoc};
 use crate::identity::SpiffeId;
 use crate::path::normalize;
 
-/// Every failing or malformed test, at its file:line:col.
-pub fn run_tests(policy: &CompiledPolicy, source: &PolicySource) -> Vec<PolicyError> {
-    let mut errors = Vec::new();
+/// What the `tests:` gave: every failing or malformed test, and the suspended ones.
+pub struct TestOutcome {
+    /// Failing or malformed tests, at their file:line:col.
+    pub failures: Vec<PolicyError>,
+    /// Tests not run because an in-force containment with `suspend_tests` revokes their
+    /// source: (file:line:col, the containment's scope).
+    pub suspended: Vec<(String, String)>,
+}
+
+/// Runs every test, suspending those whose source a `suspend_tests` containment revokes.
+pub fn run_tests(policy: &CompiledPolicy, source: &PolicySource) -> TestOutcome {
+    let mut outcome = TestOutcome {
+        failures: Vec::new(),
+        suspended: Vec::new(),
+    };
+    let suspending: Vec<_> = policy
+        .revocations()
+        .iter()
+        .filter(|r| r.suspend_tests && !r.lifted)
+        .collect();
     for file in &source.files {
         for test in &file.doc.tests {
+            let at = test.referenced;
+            let from = SpiffeId::parse(&test.value.from.value).ok();
+            let by = from.as_ref().and_then(|id| {
+                suspending
+                    .iter()
+                    .find(|r| r.patterns.iter().any(|p| p.matches(id)))
+            });
+            if let Some(containment) = by {
+                let place = format!("{}:{}:{}", file.name, at.line(), at.column());
+                outcome.suspended.push((place, containment.scope.clone()));
+                continue;
+            }
             if let Err((at, kind)) = run_one(policy, test) {
                 let (line, col) = (at.line(), at.column());
-                errors.push(PolicyError::at(&file.name, line, col, kind));
+                outcome
+                    .failures
+                    .push(PolicyError::at(&file.name, line, col, kind));
             }
         }
     }
-    errors
+    outcome
 }
 
 type Failure = (serde_saphyr::Location, PolicyErrorKind);

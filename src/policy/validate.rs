@@ -225,6 +225,7 @@ impl<'a> Validator<'a> {
                             since: None,
                             until: None,
                             lifted: false,
+                            suspend_tests: false,
                             at,
                         }),
                         Err(e) => {
@@ -334,6 +335,7 @@ impl<'a> Validator<'a> {
             since: since.flatten(),
             until: until.flatten(),
             lifted: false,
+            suspend_tests: doc.suspend_tests,
             at,
         })
     }

@@ -208,11 +208,35 @@ fn containing_a_scope_the_policy_tests_expect_to_work_is_refused_at_those_tests(
         &text,
         "{ from: spiffe://example.org/ns/staging/sa/ci-runner, to: spiffe://example.org/ns/prod/sa/payments",
     );
-    for place in [deploy, guard] {
+    for place in [&deploy, &guard] {
         let problem = format!("policies/fleet.yaml:{place}: test failed");
         assert_refused(&dir, &before, &out, &problem);
     }
     assert!(out.stderr.contains("nothing was written"), "{out:?}");
+    assert!(
+        out.stderr.contains("--suspend-tests"),
+        "the refusal says the way out: {out:?}"
+    );
+
+    // Asked to, the containment suspends those two tests instead; every other test runs.
+    let out = contain(
+        &dir,
+        &[
+            "--identity",
+            STAGING,
+            "--reason",
+            "INC-42",
+            "--suspend-tests",
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let check = segward_in(dir.path(), &["policy", "check", "policies"]);
+    assert_eq!(check.code, 0, "{check:?}");
+    for place in [&deploy, &guard] {
+        let suspended = format!("policies/fleet.yaml:{place}: warning[test-suspended]");
+        assert!(check.stdout.contains(&suspended), "{check:?}");
+    }
+    assert!(check.stdout.contains("12 tests passed"), "{check:?}");
 }
 
 #[test]

@@ -42,6 +42,10 @@ pub struct ContainArgs {
     /// time; omitted, it lasts until released.
     #[arg(long, value_name = "DURATION|RFC3339")]
     until: Option<String>,
+    /// Suspend the policy's `tests:` whose source the containment revokes (they assert the
+    /// identity's normal access) instead of refusing; `policy check` lists them while it lasts.
+    #[arg(long)]
+    suspend_tests: bool,
     /// Print `{containment_id, file, scope, reason, since, until, hits, segments, removed, …}`
     /// as one JSON object on stdout.
     #[arg(long)]
@@ -91,6 +95,16 @@ pub(super) fn contain(args: ContainArgs) -> anyhow::Result<Outcome> {
                 "refused: with this containment the policy in {dir_text} would be invalid (see \
                  above); nothing was written"
             );
+            let tests_fail = errors
+                .0
+                .iter()
+                .any(|e| matches!(e.kind, policy::PolicyErrorKind::TestFailed { .. }));
+            if tests_fail && !args.suspend_tests {
+                eprintln!(
+                    "hint: those tests assert the contained identities' normal access; add \
+                     --suspend-tests to suspend them while the containment lasts"
+                );
+            }
             return Ok(outcome);
         }
     };
@@ -249,6 +263,7 @@ fn containment_of(
         since: now,
         until,
         author: author(),
+        suspend_tests: args.suspend_tests,
     })
 }
 

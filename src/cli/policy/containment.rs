@@ -138,6 +138,8 @@ pub(super) struct Containment {
     pub(super) until: Option<OffsetDateTime>,
     /// `user@host`, for the header; `unknown` parts when the environment does not say.
     pub(super) author: String,
+    /// Suspend the `tests:` whose source it revokes while it is in force.
+    pub(super) suspend_tests: bool,
 }
 
 impl Containment {
@@ -165,6 +167,9 @@ impl Containment {
         );
         if let Some(until) = self.until {
             let _ = write!(entry, ", until: {}", rfc3339(until));
+        }
+        if self.suspend_tests {
+            entry.push_str(", suspend_tests: true");
         }
         let _ = write!(out, "revoked:\n  - {{ {entry} }}\n");
         out

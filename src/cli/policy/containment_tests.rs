@@ -12,6 +12,7 @@ fn leaked_ci_token() -> Containment {
         since: at("2026-12-03T13:30:00Z"),
         until: Some(at("2026-12-04T13:30:00Z")),
         author: "alice@ops-1".into(),
+        suspend_tests: false,
     }
 }
 
