@@ -151,7 +151,9 @@ impl serve::Listener for Outbound {
             let this = self.clone();
             async move { Ok::<_, Infallible>(this.handle(req).await) }
         });
-        connection::http(TokioIo::new(tcp), None, service, slot, &limits).await;
+        // The local app is ours: a publish never cuts its connections.
+        let cut = std::future::pending();
+        connection::http(TokioIo::new(tcp), None, service, slot, &limits, cut).await;
     }
 }
 
