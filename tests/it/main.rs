@@ -8,6 +8,7 @@ mod admin_reach;
 mod blast_radius;
 mod cli;
 mod compose;
+mod containment_conns;
 mod demo;
 mod fixtures_selftest;
 mod fleet;
