@@ -50,9 +50,9 @@ impl Live {
         self.policy.load_full()
     }
 
-    /// Makes `policy` the one the next request sees; returns the one it replaces (drop it off
-    /// the request path: a large policy takes milliseconds to free).
-    /// Then wakes every [`PolicyChanges`]: after the swap, so each sees the new policy.
+    /// Makes `policy` the one the next request sees, then wakes every [`PolicyChanges`] (after
+    /// the swap, so each sees the new policy); returns the one it replaces (drop it off the
+    /// request path: a large policy takes milliseconds to free).
     pub fn publish_policy(&self, policy: CompiledPolicy) -> Arc<CompiledPolicy> {
         let old = self.policy.swap(Arc::new(policy));
         self.published.send_modify(|n| *n = n.wrapping_add(1));
