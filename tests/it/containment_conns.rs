@@ -147,6 +147,40 @@ async fn revoking_a_pattern_cuts_the_open_connections_of_its_callers_only() {
     api.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_cut_connection_busy_with_a_slow_request_is_still_closed_within_a_second() {
+    let pki = Pki::new(&[TD]);
+    let backend = Backend::slow(Duration::from_secs(10)).await;
+    let policy = write_policy(&pki, BASE);
+    let listeners = inbound_block(backend.addr());
+    let config = write_config(&pki, &pki.issue(API), &[TD], &policy, &listeners);
+    let api = start(&config, |_| {}).await;
+    let client = MtlsClient::new(Some(&pki.issue(DEPLOY).pem), &pki.bundle_pems(), Alpn::H2);
+    let mut conn = client.connect(api.inbound_addr().unwrap()).await.unwrap();
+    let in_flight = tokio::spawn(async move {
+        let outcome = conn.get("/v1/slow").await.map(|reply| reply.status);
+        (outcome, Instant::now())
+    });
+    let forwarded = || async { backend.requests().len() == 1 };
+    assert!(
+        eventually(RELOAD_WITHIN, forwarded).await,
+        "request in flight"
+    );
+
+    write_by_rename(&policy.join("policy.yaml"), &contained());
+    let reloaded = wait_for_version(&api, &contained()).await;
+
+    // GOAWAY first; the stream still open after the grace, the connection is dropped.
+    let (outcome, ended) = in_flight.await.unwrap();
+    assert!(outcome.is_err(), "{outcome:?}");
+    assert!(
+        ended <= reloaded + CUT_WITHIN,
+        "closed {:?} after the reload",
+        ended - reloaded
+    );
+    api.shutdown().await;
+}
+
 /// One caller's loop over its one connection: `GET /v1/<name>/<n>` until stopped or the
 /// connection is closed.
 struct Caller {
