@@ -11,7 +11,7 @@
 //! - [`reload`]: the first load and every reload by the same steps (file watching, SIGHUP,
 //!   polling) keeping `live` current; `ReloadError` and the reload status.
 //! - [`live`]: the policy snapshot read once per request and the TLS material, swapped by
-//!   (re)loads.
+//!   (re)loads, and the change signal a publish sends to open connections.
 //! - [`telemetry`]: the decision log and process log set-up.
 //! - [`workers`]: the event loops of `limits.worker_threads` (one thread and runtime each).
 //! - [`shutdown`]: the drain signal shared by listeners.

@@ -1,10 +1,16 @@
 //! The HTTP serving of one accepted connection (PRODUCT.md §4 bounds): HTTP/1.1 or HTTP/2,
 //! request heads limited in size (431) and in time (slowloris), idle connections closed,
-//! HTTP/2 streams capped and rapid resets bounded. Shutdown and idleness close it gracefully:
-//! in-flight requests finish. The accept loop that hands connections here is [`super::serve`].
+//! HTTP/2 streams capped and rapid resets bounded. Shutdown, idleness and a cut (its peer was
+//! revoked, PRODUCT.md §10) close it gracefully — HTTP/2 GOAWAY, HTTP/1.1 after the in-flight
+//! response — a cut within [`CUT_GRACE`]. The accept loop that hands connections here is
+//! [`super::serve`].
+
+use std::future::Future;
+use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::time::Instant;
 
 use super::idle::Activity;
 use super::respond::Body;
@@ -14,11 +20,22 @@ use crate::config::Limits;
 /// HTTP/2 resets a client may cause before the connection is closed (CVE-2023-44487).
 const H2_MAX_PENDING_RESETS: usize = 20;
 
+/// How long a cut connection's in-flight requests may take before it is dropped: a revoked
+/// peer's connection is closed within 1 s of the publish (PRODUCT.md §10).
+pub const CUT_GRACE: Duration = Duration::from_millis(500);
+
 /// Serves HTTP on one accepted connection until it closes: HTTP/2 or HTTP/1.1 as negotiated
 /// by ALPN, and without ALPN (plain listener, or a TLS client that offered none) by sniffing
-/// the HTTP/2 preface. Shutdown and idleness end it gracefully (in-flight requests finish).
-pub async fn http<I, S>(io: I, alpn: Option<&[u8]>, service: S, slot: Slot, limits: &Limits)
-where
+/// the HTTP/2 preface. Shutdown and idleness end it gracefully (in-flight requests finish);
+/// so does `cut` resolving, but in-flight requests get at most [`CUT_GRACE`].
+pub async fn http<I, S>(
+    io: I,
+    alpn: Option<&[u8]>,
+    service: S,
+    slot: Slot,
+    limits: &Limits,
+    cut: impl Future<Output = ()> + Send,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::Service<
             http::Request<hyper::body::Incoming>,
@@ -32,8 +49,12 @@ where
     let activity = Activity::new();
     let connection = builder.serve_connection(activity.track(io), service);
     tokio::pin!(connection);
+    tokio::pin!(cut);
+    // Armed by the cut only; until then it never fires.
+    let grace = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(grace);
     let mut shutdown = slot.shutdown().clone();
-    let mut closing = false;
+    let (mut closing, mut cutting) = (false, false);
     loop {
         tokio::select! {
             result = connection.as_mut() => {
@@ -50,6 +71,19 @@ where
                 tracing::debug!(idle = ?limits.idle, "closing an idle connection");
                 connection.as_mut().graceful_shutdown();
                 closing = true;
+            }
+            // Also while draining: the drain may wait far longer than a cut may.
+            () = &mut cut, if !cutting => {
+                tracing::debug!("peer revoked; closing the connection");
+                if !closing {
+                    connection.as_mut().graceful_shutdown();
+                }
+                grace.as_mut().reset(Instant::now() + CUT_GRACE);
+                (closing, cutting) = (true, true);
+            }
+            () = &mut grace, if cutting => {
+                tracing::debug!(grace = ?CUT_GRACE, "cut connection still busy; dropping it");
+                break;
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The inbound side (PRODUCT.md §4, §5): mTLS in from a peer, the peer's SPIFFE ID read once
 //! per connection, then per request: validate, decide against the policy snapshot of that
-//! request, rewrite headers, forward in plain HTTP/1.1 to the local workload.
+//! request, rewrite headers, forward in plain HTTP/1.1 to the local workload. A published
+//! policy that revokes the peer also closes its open connection (PRODUCT.md §10).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,7 +25,9 @@ use super::respond::Body;
 use super::serve::Slot;
 use super::upstream::PlainUpstream;
 use super::{admission, connection, headers, serve};
+use crate::config::Mode;
 use crate::identity::{Role, SpiffeId, Svid};
+use crate::live::PolicyChanges;
 use crate::telemetry::decision_log::Direction;
 use crate::tls::handshake_failure_reason;
 
@@ -89,6 +92,8 @@ impl serve::Listener for Inbound {
     }
 
     async fn connection(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr, slot: Slot) {
+        // Before the handshake: a publish while it runs is a change this connection sees.
+        let changes = self.cx.live.policy_changes();
         let handshake = self.acceptor.accept(tcp);
         let tls = match tokio::time::timeout(self.cx.limits.tls_handshake, handshake).await {
             Ok(Ok(tls)) => tls,
@@ -118,12 +123,30 @@ impl serve::Listener for Inbound {
         };
         let peer = Arc::new(Peer { id: peer, headers });
         let limits = self.cx.limits;
+        let cut = revoked(self.cx.clone(), changes, peer.clone());
         let service = service_fn(move |req| {
             let (this, peer) = (self.clone(), peer.clone());
             async move { Ok::<_, Infallible>(this.handle(req, &peer).await) }
         });
-        connection::http(TokioIo::new(tls), alpn.as_deref(), service, slot, &limits).await;
+        let io = TokioIo::new(tls);
+        connection::http(io, alpn.as_deref(), service, slot, &limits, cut).await;
     }
+}
+
+/// Resolves (and counts the cut) once a published policy revokes `peer`; never otherwise,
+/// nor in audit mode, which enforces nothing. "Containment and revocation cut open
+/// connections … identities outside the contained scope see no closed connection"
+/// (PRODUCT.md §10): one classification per publish, nothing per request.
+async fn revoked(cx: Arc<Context>, mut changes: PolicyChanges, peer: Arc<Peer>) {
+    if cx.mode == Mode::Enforce {
+        while changes.changed().await {
+            if cx.live.policy().classify(&peer.id).is_revoked() {
+                cx.metrics.connection_cut(Direction::Inbound, "revoked");
+                return;
+            }
+        }
+    }
+    std::future::pending().await
 }
 
 /// The authenticated peer of one connection, and the identity headers it gets.

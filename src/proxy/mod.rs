@@ -3,9 +3,12 @@
 //! snapshot of that request.
 //!
 //! - [`serve`]: the accept loop any listener reuses: connection limit, event loops, drain.
-//! - [`connection`]: HTTP/1.1 + HTTP/2 serving of one connection; `idle`: idle tracking.
+//! - [`connection`]: HTTP/1.1 + HTTP/2 serving of one connection and its graceful close
+//!   (drain, idle, cut); `idle`: idle tracking.
 //! - [`inbound`] / [`outbound`]: the two request paths, as phased async functions; the
 //!   checks both make (validate, decide) are `admission`, the record of each `exchange`.
+//!   After a policy publish, inbound cuts a now-revoked peer's connection and outbound drops
+//!   a now-revoked destination's pool (PRODUCT.md §10).
 //! - [`headers`]: PURE header rules (framing, hop-by-hop, identity headers, forwarded target).
 //! - [`upstream`]: where each side forwards (pooled clients, timeouts); [`respond`]: error →
 //!   status.

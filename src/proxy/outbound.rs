@@ -1,17 +1,23 @@
 //! The outbound side (PRODUCT.md §2, §4): plain HTTP in from the local app — as an HTTP proxy
 //! (absolute-form `GET http://payments/v1/x`) or directly with `Host: payments` — then the
 //! destination named by the request's host, the egress decision with our own ID as the
-//! source, and mTLS out to a server that must prove the destination's SPIFFE ID.
+//! source, and mTLS out to a server that must prove the destination's SPIFFE ID. A published
+//! policy that revokes a destination's SPIFFE ID drops that destination's pool, closing its
+//! idle connections, so no connection to it is reused (PRODUCT.md §10).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 
+use arc_swap::ArcSwap;
+use http::uri::Authority;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
 use tokio::net::TcpStream;
 
 use super::context::Context;
@@ -20,24 +26,34 @@ use super::respond::{Body, ProxyError};
 use super::serve::Slot;
 use super::upstream::MtlsUpstream;
 use super::{admission, connection, headers, serve};
-use crate::config;
+use crate::config::{self, Limits, Mode};
 use crate::identity::SpiffeId;
+use crate::live::{Live, PolicyChanges};
 use crate::telemetry::decision_log::Direction;
+use crate::telemetry::metrics::Metrics;
 use crate::tls::{TlsError, TlsOptions, client_config};
 
 /// Where requests for one destination name go.
 struct Route {
     /// The SPIFFE ID the server must prove, and the egress decision's destination.
     spiffe_id: SpiffeId,
-    /// Pooled mTLS connections to its `host:port`.
-    upstream: MtlsUpstream,
+    /// Pooled mTLS connections to its `host:port`; replaced by an empty pool when a
+    /// published policy revokes `spiffe_id`.
+    upstream: ArcSwap<MtlsUpstream>,
+    /// Whether `spiffe_id` was revoked in the last policy seen (pools drop on the change).
+    revoked: AtomicBool,
+    /// What a new pool is built from.
+    authority: Authority,
+    tls: Arc<ClientConfig>,
 }
+
+/// Lower-case destination name → route.
+type Routes = HashMap<String, Route>;
 
 /// The outbound listener's state.
 pub struct Outbound {
     cx: Arc<Context>,
-    /// Lower-case destination name → route.
-    routes: HashMap<String, Route>,
+    routes: Arc<Routes>,
 }
 
 /// Why the outbound side could not be set up.
@@ -63,7 +79,11 @@ pub enum OutboundError {
 
 impl Outbound {
     /// Outbound state with one pooled mTLS client per configured destination, presenting the
-    /// SVID of the live TLS material.
+    /// SVID of the live TLS material. Spawns the task that drops a destination's pool when a
+    /// published policy revokes it; it ends with the live state or this listener state.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
     ///
     /// # Errors
     /// [`OutboundError`] naming the destination whose client could not be built.
@@ -72,6 +92,7 @@ impl Outbound {
         config: &config::Outbound,
         tls: TlsOptions,
     ) -> Result<Self, OutboundError> {
+        let policy = cx.live.policy();
         let mut routes = HashMap::new();
         for (name, destination) in &config.destinations {
             let client_tls =
@@ -81,17 +102,32 @@ impl Outbound {
                         source,
                     }
                 })?;
-            let authority = destination.address.to_string().parse().map_err(|source| {
-                OutboundError::Address {
-                    name: name.clone(),
-                    source,
-                }
-            })?;
+            let authority: Authority =
+                destination.address.to_string().parse().map_err(|source| {
+                    OutboundError::Address {
+                        name: name.clone(),
+                        source,
+                    }
+                })?;
+            let upstream = MtlsUpstream::mtls(authority.clone(), client_tls.clone(), &cx.limits);
             let route = Route {
+                revoked: AtomicBool::new(policy.classify(&destination.spiffe_id).is_revoked()),
                 spiffe_id: destination.spiffe_id.clone(),
-                upstream: MtlsUpstream::mtls(authority, client_tls, &cx.limits),
+                upstream: ArcSwap::from_pointee(upstream),
+                authority,
+                tls: client_tls,
             };
             routes.insert(config::destination_key(name).into_owned(), route);
+        }
+        let routes = Arc::new(routes);
+        if cx.mode == Mode::Enforce {
+            let keeper = PoolKeeper {
+                routes: Arc::downgrade(&routes),
+                live: Arc::downgrade(&cx.live),
+                metrics: cx.metrics.clone(),
+                limits: cx.limits,
+            };
+            tokio::spawn(keeper.run(cx.live.policy_changes()));
         }
         Ok(Self { cx, routes })
     }
@@ -116,7 +152,7 @@ impl Outbound {
             // 4. Forward over mTLS; the route's client only completes a handshake with a
             // server proving `route.spiffe_id`.
             headers::strip_hop_by_hop(req.headers_mut());
-            route.upstream.forward(req, &exchange).await
+            route.upstream.load_full().forward(req, &exchange).await
         }
         .await;
         exchange.finish(outcome)
@@ -151,7 +187,48 @@ impl serve::Listener for Outbound {
             let this = self.clone();
             async move { Ok::<_, Infallible>(this.handle(req).await) }
         });
-        connection::http(TokioIo::new(tcp), None, service, slot, &limits).await;
+        // The local app is ours: a publish never cuts its connections.
+        let cut = std::future::pending();
+        connection::http(TokioIo::new(tcp), None, service, slot, &limits, cut).await;
+    }
+}
+
+/// Drops the pool of each destination a published policy newly revokes: its idle pooled
+/// connections close, and the next request to it opens a new one. Audit mode enforces
+/// nothing, so it keeps its pools (no keeper runs).
+struct PoolKeeper {
+    routes: Weak<Routes>,
+    live: Weak<Live>,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+}
+
+impl PoolKeeper {
+    /// Until the live state or the routes are gone: on each publish, one classification
+    /// per destination.
+    async fn run(self, mut changes: PolicyChanges) {
+        while changes.changed().await {
+            let (Some(routes), Some(live)) = (self.routes.upgrade(), self.live.upgrade()) else {
+                return;
+            };
+            let policy = live.policy();
+            for route in routes.values() {
+                let revoked = policy.classify(&route.spiffe_id).is_revoked();
+                let was = route.revoked.swap(revoked, Ordering::Relaxed);
+                if revoked && !was {
+                    self.evict(route);
+                }
+            }
+        }
+    }
+
+    /// Replaces `route`'s pool with an empty one; requests in flight keep the old one to
+    /// their end, then its connections close.
+    fn evict(&self, route: &Route) {
+        let fresh = MtlsUpstream::mtls(route.authority.clone(), route.tls.clone(), &self.limits);
+        route.upstream.store(Arc::new(fresh));
+        self.metrics.pool_evicted("revoked");
+        tracing::info!(destination_id = %route.spiffe_id, "destination revoked; pool dropped");
     }
 }
 

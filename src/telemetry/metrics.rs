@@ -49,6 +49,15 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// Why open connections were closed by segward, by direction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CutLabels {
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+    /// `revoked` (a published policy revoked the peer).
+    pub reason: &'static str,
+}
+
 /// What was reloaded and how it went.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ReloadLabels {
@@ -104,6 +113,8 @@ pub struct Metrics {
     policy_next_expiry: Gauge,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
     loop_connections: Family<LoopLabels, Gauge>,
+    connections_cut: Family<CutLabels, Counter>,
+    pools_evicted: Family<ReasonLabel, Counter>,
 }
 
 /// Request durations: 0.25 ms to ~8 s.
@@ -197,6 +208,18 @@ impl Metrics {
             "Open client connections per listener and event loop (limits.worker_threads)",
             Family::default(),
         );
+        let connections_cut = register(
+            r,
+            "connections_cut",
+            "Open client connections segward closed, by direction and reason",
+            Family::default(),
+        );
+        let pools_evicted = register(
+            r,
+            "upstream_pools_evicted",
+            "Destination connection pools dropped (their connections closed), by reason",
+            Family::default(),
+        );
         let per_direction = |d: Direction| DirectionLabel {
             direction: d.as_str(),
         };
@@ -214,6 +237,8 @@ impl Metrics {
             policy_next_expiry,
             upstream_errors,
             loop_connections,
+            connections_cut,
+            pools_evicted,
         }
     }
 
@@ -263,6 +288,22 @@ impl Metrics {
                 .get_or_create(&RejectionLabels { what, reason })
                 .inc();
         }
+    }
+
+    /// Counts one open client connection closed on `direction` for `reason` (`revoked`).
+    pub fn connection_cut(&self, direction: Direction, reason: &'static str) {
+        let labels = CutLabels {
+            direction: direction.as_str(),
+            reason,
+        };
+        self.connections_cut.get_or_create(&labels).inc();
+    }
+
+    /// Counts one destination pool dropped for `reason` (`revoked`).
+    pub fn pool_evicted(&self, reason: &'static str) {
+        self.pools_evicted
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// One more open connection on `direction`'s listener, until the guard is dropped.

@@ -9,6 +9,7 @@ mod blast_radius;
 mod cli;
 mod compose;
 mod contain;
+mod containment_conns;
 mod demo;
 mod exceptions;
 mod expiry;
