@@ -10,7 +10,7 @@ use segward::config::Config;
 use segward::policy::format_time;
 
 use crate::support::backend::Backend;
-use crate::support::client::{Alpn, Conn, MtlsClient};
+use crate::support::client::{Alpn, Conn, MtlsClient, PlainClient};
 use crate::support::pki::Pki;
 use crate::support::sidecar::{inbound_block, write_config, write_policy};
 
@@ -77,6 +77,23 @@ impl Api {
             .unwrap()
     }
 
+    /// `/policy`'s `next_expiry` and the `segward_policy_next_expiry_seconds` gauge.
+    async fn schedule(&self) -> (serde_json::Value, i64) {
+        let admin = self.sidecar.admin_addr();
+        let policy = PlainClient::get(admin, "/policy").await.unwrap();
+        let policy: serde_json::Value = serde_json::from_slice(&policy.body).unwrap();
+        let metrics = PlainClient::get(admin, "/metrics").await.unwrap();
+        let metrics = String::from_utf8(metrics.body.to_vec()).unwrap();
+        let gauge = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("segward_policy_next_expiry_seconds "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        (policy["next_expiry"].clone(), gauge)
+    }
+
     /// Requests tagged `tag` the backend received that were sent in `[from, to)` (unix s).
     fn seen(&self, tag: &str, from: f64, to: f64) -> usize {
         let sent = |target: &str| -> Option<f64> {
@@ -116,8 +133,14 @@ async fn an_exception_expires_at_its_instant_on_open_http1_and_http2_connections
     );
     let api = Api::start(&policy).await;
     let mut conns = [api.connect(Alpn::H1).await, api.connect(Alpn::H2).await];
+    // The admin listener says what is due, and when.
+    let (next, gauge) = api.schedule().await;
+    assert_eq!(next, serde_json::Value::String(text.clone()));
+    assert!((0..=3).contains(&gauge), "{gauge}");
 
     let answers = across(&mut conns, at, "x").await;
+    let (next, gauge) = api.schedule().await;
+    assert_eq!((next, gauge), (serde_json::Value::Null, -1));
 
     for (conn, answers) in answers.iter().enumerate() {
         let expiry = at as f64;
