@@ -174,7 +174,7 @@ pub fn edge_line(edge: &Edge) -> String {
     line
 }
 
-fn change_line(change: &crate::policy::diff::PairChange) -> String {
+pub(super) fn change_line(change: &crate::policy::diff::PairChange) -> String {
     let list = |edges: &[Edge]| {
         let parts: Vec<String> = edges.iter().map(Edge::requests).collect();
         if parts.is_empty() {

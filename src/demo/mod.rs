@@ -1,11 +1,14 @@
 //! `segward demo` (PRODUCT.md §8): the identity-segmentation story on loopback with the real
 //! code paths — a throwaway PKI, the example policy, demo workloads and a real sidecar for
 //! each, all in this process — played as a table of requests: who → what, expected, got, the
-//! deciding rule and reason (read back from the decision log by `x-request-id`). Returns how
-//! many steps did not behave as expected; `cli` turns that into the exit code. Nothing here
-//! imports `cli`. `--keep` leaves the fleet running.
+//! deciding rule and reason (read back from the decision log by `x-request-id`). Its last act
+//! contains the leaked staging CI token by pattern, as `policy contain` would (`contain`);
+//! then come the blast-radius blocks. Returns how many steps did not behave as expected;
+//! `cli` turns that into the exit code. Nothing here imports `cli`. `--keep` leaves the fleet
+//! running.
 
 mod blast;
+mod contain;
 mod scenarios;
 mod topology;
 mod workload;
@@ -51,9 +54,12 @@ async fn demo(keep: bool, capture: Capture) -> anyhow::Result<usize> {
     let blast = BlastRadius::of(FLEET_POLICY)?;
     let fleet = Fleet::start(dir.clone()).await?;
     print_fleet(&fleet);
-    let rows = scenarios::play(&fleet, &capture, &blast).await?;
+    let mut rows = scenarios::play(&fleet, &capture, &blast).await?;
+    let contained = contain::play(&fleet, &capture).await?;
+    rows.extend(contained.rows);
     let failures = print_rows(&rows);
     print!("\n{}", blast.text());
+    print!("\n{}", contained.text);
     if keep {
         // The story edited the policy; put the shipped one back for exploring.
         replace_file(&fleet.policy_file, FLEET_POLICY)?;
@@ -175,6 +181,10 @@ fn print_keep(fleet: &Fleet) {
     println!("  curl http://{admin}/policy");
     println!(
         "  segward policy explain {} --from spiffe://example.org/ns/prod/agent/copilot/read \\\n      --to spiffe://example.org/ns/prod/sa/payments --method POST --path /v1/refunds",
+        policy_dir.display()
+    );
+    println!(
+        "  segward policy contain {} --identity 'spiffe://example.org/ns/staging/**' \\\n      --reason 'leaked CI token' --until 1h --suspend-tests   # then: segward policy release …",
         policy_dir.display()
     );
     println!(

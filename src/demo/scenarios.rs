@@ -281,7 +281,7 @@ async fn broken_edit(fleet: &Fleet, capture: &Capture) -> anyhow::Result<Row> {
 }
 
 /// Waits until `check` holds for every sidecar.
-async fn wait_for(fleet: &Fleet, check: impl Fn(&crate::app::Sidecar) -> bool) -> bool {
+pub(super) async fn wait_for(fleet: &Fleet, check: impl Fn(&crate::app::Sidecar) -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + RELOAD_WITHIN;
     loop {
         if fleet.sidecars.iter().all(|(_, s)| check(s)) {
@@ -294,7 +294,7 @@ async fn wait_for(fleet: &Fleet, check: impl Fn(&crate::app::Sidecar) -> bool) -
     }
 }
 
-fn id_of(name: &str) -> &'static str {
+pub(super) fn id_of(name: &str) -> &'static str {
     CALLERS
         .iter()
         .find(|(n, _)| *n == name)
@@ -307,14 +307,17 @@ fn short(target: &str, max: usize) -> String {
 }
 
 /// What a step's response said.
-struct Reply {
-    status: StatusCode,
-    request_id: String,
+pub(super) struct Reply {
+    pub(super) status: StatusCode,
+    pub(super) request_id: String,
     seen_id: Option<String>,
 }
 
 /// A keep-alive HTTP/1.1 connection from `caller`'s app to its outbound sidecar.
-async fn connect(fleet: &Fleet, caller: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+pub(super) async fn connect(
+    fleet: &Fleet,
+    caller: &str,
+) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     let addr = fleet
         .sidecar(caller)
         .and_then(|s| s.outbound_addr())
@@ -326,7 +329,7 @@ async fn connect(fleet: &Fleet, caller: &str) -> anyhow::Result<SendRequest<Full
 }
 
 /// `method target` (absolute-form, as an `http_proxy` client sends it).
-async fn send(
+pub(super) async fn send(
     conn: &mut SendRequest<Full<Bytes>>,
     method: &str,
     target: &str,

@@ -1,6 +1,6 @@
 //! The demo fleet on loopback: a throwaway PKI minted with `segward certs` code, the example
-//! policy copied to a scratch folder (so the demo can edit it live), two workloads behind
-//! inbound sidecars (payments, ledger) and one outbound sidecar per caller — frontend, the
+//! policy copied to a scratch folder (so the demo can edit it live), three workloads behind
+//! inbound sidecars (payments, ledger, and staging-api, where the CI runner deploys) and one outbound sidecar per caller — frontend, the
 //! staging CI runner, an AI agent's read and write identities and two third-party
 //! integrations — all real `Sidecar`s started from YAML configs, in this process.
 
@@ -41,6 +41,7 @@ pub const CALLERS: &[(&str, &str)] = &[
 pub const CALLEES: &[(&str, &str)] = &[
     ("payments", "spiffe://example.org/ns/prod/sa/payments"),
     ("ledger", "spiffe://example.org/ns/prod/sa/ledger"),
+    ("staging-api", "spiffe://example.org/ns/staging/sa/api"),
 ];
 
 const TRUST_DOMAINS: [&str; 2] = ["example.org", "partner.example"];

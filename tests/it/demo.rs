@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use segward::policy::diff::diff;
-use segward::policy::{self, CompiledPolicy, Edge, Reach, Selector};
+use segward::policy::{self, CompiledPolicy, Edge, PolicySource, Reach, Selector};
 
 use crate::support::client::{PlainClient, request};
 
@@ -36,6 +36,36 @@ const EXPECTED_ROWS: &[(&str, &str)] = &[
     ),
     ("live revocation", "revoked (outbound)"),
     ("broken policy edit", "rejected, 200"),
+    (
+        "contain ns/staging/**: ci-runner → PUT staging-api/deploy",
+        "200, then 403",
+    ),
+    (
+        "contain ns/staging/**: frontend → POST payments/v1/charges",
+        "3×200, then 3×200, 0 cut (payments)",
+    ),
+    (
+        "contain ns/staging/**: agent-read → GET payments/v1/charges/ch_1",
+        "3×200, then 3×200, 0 cut (payments)",
+    ),
+    (
+        "release ns/staging/**: ci-runner → PUT staging-api/deploy",
+        "removed, 200",
+    ),
+];
+
+/// The deciding rule each containment row must show.
+const CONTAINMENT_RULES: &[(&str, &str)] = &[
+    ("contain ns/staging/**: ci-runner", "revoked (outbound)"),
+    (
+        "contain ns/staging/**: frontend",
+        "frontend-creates-charges (inbound)",
+    ),
+    (
+        "contain ns/staging/**: agent-read",
+        "agents-read-charges-and-entries (inbound)",
+    ),
+    ("release ns/staging/**", "ci-deploys-to-staging (inbound)"),
 ];
 
 /// Kills the child on drop, so a failing test leaves no demo behind.
@@ -91,7 +121,12 @@ fn the_demo_plays_every_scenario_with_real_sidecars_in_under_a_minute() {
             .trim_end()
             .ends_with("all scenarios behaved as expected")
     );
+    for (title, rule) in CONTAINMENT_RULES {
+        let row = stdout.lines().find(|l| l.contains(title)).unwrap();
+        assert!(row.contains(rule), "{title}: {row}");
+    }
     the_blast_radius_block_is_the_reach_of_the_shipped_policy(&stdout);
+    the_containment_block_is_the_reach_it_removed(&stdout);
     // Not a tty: no colour codes.
     assert!(!stdout.contains('\x1b'));
     // The scratch folder (keys included) is gone.
@@ -179,6 +214,74 @@ fn the_blast_radius_block_is_the_reach_of_the_shipped_policy(stdout: &str) {
     assert_eq!(
         block[3 + listed.len()].starts_with("  policy diff before → after: no change"),
         no_change,
+        "{stdout}"
+    );
+}
+
+/// The containment block says what `reach --from ns/staging/**` says of the shipped policy
+/// with and without a `suspend_tests` containment of that pattern, computed here.
+fn the_containment_block_is_the_reach_it_removed(stdout: &str) {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/fleet.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let entry = format!("revoked:\n  - {{ identity: \"{LEAKED}\", suspend_tests: true }}\n");
+    let before = policy::load(&file).unwrap();
+    let source =
+        PolicySource::from_texts([("fleet.yaml", text.as_str()), ("contain.yaml", &entry)])
+            .unwrap();
+    let after = policy::compile(&source).unwrap();
+    let (old, new) = (leaked_reach(&before), leaked_reach(&after));
+    assert!(new.edges.is_empty() && !old.edges.is_empty());
+
+    let block: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("containment of the leaked CI token"))
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(
+        block[0].ends_with(&format!("--identity '{LEAKED}' --until 1h --suspend-tests")),
+        "{stdout}"
+    );
+    let file_line = block[1].trim_start();
+    assert!(
+        file_line.starts_with("wrote policies/contain-c-"),
+        "{stdout}"
+    );
+    assert!(
+        block[2].starts_with(&format!("    - {{ identity: \"{LEAKED}\", reason: "))
+            && block[2].ends_with(", suspend_tests: true }"),
+        "{stdout}"
+    );
+    assert_eq!(
+        block[3],
+        format!("  hits: {}", new.revoked_sources.join(", "))
+    );
+    let removed: Vec<&str> = block
+        .iter()
+        .skip_while(|l| !l.starts_with("  removed"))
+        .skip(1)
+        .take_while(|l| l.starts_with("    - "))
+        .copied()
+        .collect();
+    let changes = diff(&old, &new).changes;
+    assert_eq!(removed.len(), changes.len(), "{stdout}");
+    for edge in &old.edges {
+        let pair = format!("    - {} → {}: ", edge.source.name, edge.destination.name);
+        let line = removed.iter().find(|l| l.starts_with(&pair));
+        assert!(
+            line.is_some_and(|l| l.contains(&edge.requests())),
+            "{pair}: {stdout}"
+        );
+    }
+    let versions = format!("  policy {} → {}; ", before.version(), after.version());
+    let line = block.iter().find(|l| l.starts_with(&versions));
+    let suspended = format!("; {} test(s) suspended", after.suspended_tests().len());
+    assert!(line.is_some_and(|l| l.contains(&suspended)), "{stdout}");
+    assert!(!after.suspended_tests().is_empty());
+    assert!(
+        block
+            .last()
+            .unwrap()
+            .ends_with(&format!("policy back to {}", before.version())),
         "{stdout}"
     );
 }

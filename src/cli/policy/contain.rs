@@ -11,8 +11,9 @@ use anyhow::Context;
 use clap::{ArgGroup, Args};
 use time::OffsetDateTime;
 
-use super::containment::{Containment, ContainmentId, Scope, parse_until, scopes_in, write_new};
+use super::containment::{parse_until, write_new};
 use super::{Outcome, report_invalid};
+use crate::policy::containment::{Containment, ContainmentId, Scope, scopes_in};
 use crate::policy::diff::{Diff, diff};
 use crate::policy::{self, CompiledPolicy, Edge, PolicyErrors, PolicySource, Reach, Selector};
 use summary::{ContainReport, ReleaseReport};
@@ -262,6 +263,7 @@ fn containment_of(
         reason: reason.to_owned(),
         since: now,
         until,
+        writer: Containment::POLICY_CONTAIN,
         author: author(),
         suspend_tests: args.suspend_tests,
     })

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::ReachChange;
-use crate::cli::policy::containment::{Containment, ContainmentId, Scope, rfc3339};
+use crate::policy::containment::{Containment, ContainmentId, Scope, rfc3339};
 use crate::policy::diff::{Change, Diff, PairChange};
 use crate::policy::reach::UNSEGMENTED;
 use crate::policy::{CompiledPolicy, Edge};
