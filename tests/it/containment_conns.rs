@@ -2,8 +2,10 @@
 //! 15): four callers keep HTTP/1.1 and HTTP/2 connections open to one inbound sidecar and call
 //! it in a loop while `revoked:` gains `ns/staging/**`. The staging callers' connections are
 //! closed within 1 s and nothing of theirs reaches the backend after the reload; the prod
-//! callers see no failed request and keep their connections. On the outbound side, revoking a
-//! destination drops its pooled connections, so none is reused after the change.
+//! callers see no failed request and keep their connections; the same story runs end to end
+//! through the real `segward policy contain` and `release` on the sidecar's folder. On the
+//! outbound side, revoking a destination drops its pooled connections, so none is reused after
+//! the change.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
