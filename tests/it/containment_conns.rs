@@ -2,8 +2,10 @@
 //! 15): four callers keep HTTP/1.1 and HTTP/2 connections open to one inbound sidecar and call
 //! it in a loop while `revoked:` gains `ns/staging/**`. The staging callers' connections are
 //! closed within 1 s and nothing of theirs reaches the backend after the reload; the prod
-//! callers see no failed request and keep their connections. On the outbound side, revoking a
-//! destination drops its pooled connections, so none is reused after the change.
+//! callers see no failed request and keep their connections; the same story runs end to end
+//! through the real `segward policy contain` and `release` on the sidecar's folder. On the
+//! outbound side, revoking a destination drops its pooled connections, so none is reused after
+//! the change.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::cli::{Output, json, segward_in};
 use crate::support::backend::Backend;
 use crate::support::client::{Alpn, ClientError, Conn, MtlsClient, PlainClient};
 use crate::support::eventually;
@@ -178,6 +181,163 @@ async fn a_cut_connection_busy_with_a_slow_request_is_still_closed_within_a_seco
         "closed {:?} after the reload",
         ended - reloaded
     );
+    api.shutdown().await;
+}
+
+// --- the issue's end to end: `policy contain` and `release` through the real binary ----------
+
+/// The whole story, CLI runs included, ends well within this.
+const WHOLE_RUN: Duration = Duration::from_secs(15);
+
+#[tokio::test]
+async fn policy_contain_through_the_binary_cuts_only_the_staging_callers_and_release_lets_them_back()
+ {
+    let began = Instant::now();
+    let pki = Pki::new(&[TD]);
+    let backend = Backend::start().await;
+    // No `tests:`: nothing vetoes the containment, so no `--suspend-tests`.
+    let policy = write_policy(&pki, BASE);
+    let listeners = inbound_block(backend.addr());
+    let config = write_config(&pki, &pki.issue(API), &[TD], &policy, &listeners);
+    let api = start(&config, |_| {}).await;
+    let (addr, admin) = (api.inbound_addr().unwrap(), api.admin_addr());
+    let stop = Arc::new(AtomicBool::new(false));
+    let callers = [
+        (BUILD, Alpn::H1),
+        (DEPLOY, Alpn::H2),
+        (WEB, Alpn::H1),
+        (BATCH, Alpn::H2),
+    ];
+    let mut running = Vec::new();
+    for (id, alpn) in callers {
+        let client = MtlsClient::new(Some(&pki.issue(id).pem), &pki.bundle_pems(), alpn);
+        let conn = client.connect(addr).await.unwrap();
+        running.push(Caller::start(id, conn, stop.clone()));
+    }
+    let served = |callers: &[Caller], marks: &[usize]| {
+        callers
+            .iter()
+            .zip(marks)
+            .all(|(c, mark)| c.ok.load(Ordering::Relaxed) >= mark + CALLS)
+    };
+    let warmed = || async { served(&running, &[0; 4]) };
+    assert!(
+        eventually(RELOAD_WITHIN, warmed).await,
+        "every caller is served"
+    );
+    assert_eq!(inbound_connections(&api).await, 4.0);
+    let original = policy_version(admin).await;
+    let folder = policy.display().to_string();
+
+    // Contain the staging pattern.
+    let (out, exited) = segward_cli(
+        &pki,
+        &[
+            "policy",
+            "contain",
+            &folder,
+            "--identity",
+            "spiffe://example.org/ns/staging/**",
+            "--reason",
+            "INC-42 leaked CI token",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = json(&out.stdout);
+    let id = report["containment_id"].as_str().unwrap().to_owned();
+    assert!(
+        policy.join(format!("contain-{id}.yaml")).is_file(),
+        "{report}"
+    );
+    let changed = || async { policy_version(admin).await != original };
+    assert!(
+        eventually(RELOAD_WITHIN, changed).await,
+        "no new version within {RELOAD_WITHIN:?} of contain"
+    );
+    let reloaded = Instant::now();
+
+    let (staging, prod) = running.split_at(2);
+    let cut = || async { staging.iter().all(|c| c.task.is_finished()) };
+    assert!(
+        eventually(RELOAD_WITHIN, cut).await,
+        "staging callers see their close"
+    );
+    let gone = || async { inbound_connections(&api).await == 2.0 };
+    assert!(eventually(CUT_WITHIN, gone).await, "4 → 2 connections");
+    let marks: Vec<_> = prod.iter().map(|c| c.ok.load(Ordering::Relaxed)).collect();
+    let went_on = || async { served(prod, &marks) };
+    assert!(
+        eventually(RELOAD_WITHIN, went_on).await,
+        "prod callers go on while contained"
+    );
+    assert_eq!(inbound_connections(&api).await, 2.0);
+
+    // Release it: the original policy, and the staging identities may connect again.
+    let (out, released) = segward_cli(&pki, &["policy", "release", &folder, &id]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!policy.join(format!("contain-{id}.yaml")).exists());
+    let restored = || async { policy_version(admin).await == original };
+    assert!(
+        eventually(RELOAD_WITHIN, restored).await,
+        "version not back within {RELOAD_WITHIN:?} of release"
+    );
+    let restored_at = Instant::now();
+    let marks: Vec<_> = prod.iter().map(|c| c.ok.load(Ordering::Relaxed)).collect();
+    let went_on = || async { served(prod, &marks) };
+    assert!(
+        eventually(RELOAD_WITHIN, went_on).await,
+        "prod callers go on after release"
+    );
+    assert_eq!(inbound_connections(&api).await, 2.0, "prod kept theirs");
+    for (id, alpn) in [(BUILD, Alpn::H1), (DEPLOY, Alpn::H2)] {
+        let client = MtlsClient::new(Some(&pki.issue(id).pem), &pki.bundle_pems(), alpn);
+        let mut conn = client.connect(addr).await.unwrap();
+        let target = format!("/v1/{}/released", id.rsplit('/').next().unwrap());
+        let reply = conn.get(&target).await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{id}: a new connection");
+        assert!(backend.requests().iter().any(|r| r.target == target));
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    let mut logs = Vec::new();
+    for caller in running {
+        logs.push(caller.task.await.unwrap());
+    }
+    let forwarded: Vec<String> = backend.requests().into_iter().map(|r| r.target).collect();
+    for log in &logs[..2] {
+        log.assert_cut_after(reloaded, &forwarded);
+        let closed = log.closed_at.unwrap();
+        let seen = match closed.checked_duration_since(reloaded) {
+            Some(after) => format!("{after:?} after"),
+            None => format!("{:?} before", reloaded - closed),
+        };
+        eprintln!(
+            "{}: closed {:?} after contain exited, {seen} the new version was seen",
+            log.id,
+            closed.saturating_duration_since(exited),
+        );
+    }
+    // Prod: every request of the whole run (before, during, after contain and release)
+    // answered 200, on its one connection, still open.
+    for log in &logs[2..] {
+        log.assert_untouched();
+        let after_release = log.calls.iter().filter(|(sent, ..)| *sent > restored_at);
+        assert!(after_release.count() >= CALLS, "{}: after release", log.id);
+    }
+    let metrics = scrape(admin).await;
+    let series = r#"segward_connections_cut_total{direction="inbound",reason="revoked"}"#;
+    assert_eq!(count(&metrics, series), 2.0);
+    eprintln!(
+        "contain exit → new version seen {:?}; release exit → original version seen {:?}; \
+         whole run {:?}",
+        reloaded - exited,
+        restored_at - released,
+        began.elapsed()
+    );
+    assert!(began.elapsed() < WHOLE_RUN, "took {:?}", began.elapsed());
+    drop(logs);
     api.shutdown().await;
 }
 
@@ -358,6 +518,20 @@ async fn wait_for_version(sidecar: &Sidecar, text: &str) -> Instant {
         "no reload to {version}"
     );
     Instant::now()
+}
+
+/// Runs the real `segward args` (with the CLI tests' deadline) off the runtime, so the sidecar
+/// and the callers go on meanwhile; returns its output and when it exited.
+async fn segward_cli(pki: &Pki, args: &[&str]) -> (Output, Instant) {
+    let dir = pki.dir().to_owned();
+    let args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = segward_in(&dir, &args);
+        (out, Instant::from_std(std::time::Instant::now()))
+    })
+    .await
+    .unwrap()
 }
 
 async fn policy_version(admin: SocketAddr) -> String {
