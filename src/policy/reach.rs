@@ -252,6 +252,15 @@ impl Edge {
         }
     }
 
+    /// The requests of several edges (one pair's), `; `-joined, or `nothing`.
+    pub fn all_requests(edges: &[Edge]) -> String {
+        if edges.is_empty() {
+            return "nothing".to_owned();
+        }
+        let parts: Vec<String> = edges.iter().map(Edge::requests).collect();
+        parts.join("; ")
+    }
+
     /// `GET,POST /v1/** except /v1/admin/**`.
     pub fn requests(&self) -> String {
         let join =

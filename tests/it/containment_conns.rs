@@ -78,18 +78,7 @@ async fn revoking_a_pattern_cuts_the_open_connections_of_its_callers_only() {
     let api = start(&config, |_| {}).await;
     let addr = api.inbound_addr().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let callers = [
-        (BUILD, Alpn::H1),
-        (DEPLOY, Alpn::H2),
-        (WEB, Alpn::H1),
-        (BATCH, Alpn::H2),
-    ];
-    let mut running = Vec::new();
-    for (id, alpn) in callers {
-        let client = MtlsClient::new(Some(&pki.issue(id).pem), &pki.bundle_pems(), alpn);
-        let conn = client.connect(addr).await.unwrap();
-        running.push(Caller::start(id, conn, stop.clone()));
-    }
+    let running = start_callers(&pki, addr, &stop).await;
     let warmed = || async {
         running
             .iter()
@@ -202,18 +191,7 @@ async fn policy_contain_through_the_binary_cuts_only_the_staging_callers_and_rel
     let api = start(&config, |_| {}).await;
     let (addr, admin) = (api.inbound_addr().unwrap(), api.admin_addr());
     let stop = Arc::new(AtomicBool::new(false));
-    let callers = [
-        (BUILD, Alpn::H1),
-        (DEPLOY, Alpn::H2),
-        (WEB, Alpn::H1),
-        (BATCH, Alpn::H2),
-    ];
-    let mut running = Vec::new();
-    for (id, alpn) in callers {
-        let client = MtlsClient::new(Some(&pki.issue(id).pem), &pki.bundle_pems(), alpn);
-        let conn = client.connect(addr).await.unwrap();
-        running.push(Caller::start(id, conn, stop.clone()));
-    }
+    let running = start_callers(&pki, addr, &stop).await;
     let served = |callers: &[Caller], marks: &[usize]| {
         callers
             .iter()
@@ -545,4 +523,22 @@ fn write_by_rename(file: &Path, text: &str) {
     let temp: PathBuf = file.with_extension("yaml.swp");
     std::fs::write(&temp, text).unwrap();
     std::fs::rename(&temp, file).unwrap();
+}
+
+/// The four callers — staging build (h1) and deploy (h2), prod web (h1) and batch (h2) —
+/// each on one connection of its own, calling in a loop until `stop`.
+async fn start_callers(pki: &Pki, addr: SocketAddr, stop: &Arc<AtomicBool>) -> Vec<Caller> {
+    let callers = [
+        (BUILD, Alpn::H1),
+        (DEPLOY, Alpn::H2),
+        (WEB, Alpn::H1),
+        (BATCH, Alpn::H2),
+    ];
+    let mut running = Vec::new();
+    for (id, alpn) in callers {
+        let client = MtlsClient::new(Some(&pki.issue(id).pem), &pki.bundle_pems(), alpn);
+        let conn = client.connect(addr).await.unwrap();
+        running.push(Caller::start(id, conn, stop.clone()));
+    }
+    running
 }

@@ -85,14 +85,7 @@ fn text(args: &DiffArgs, d: &Diff) -> String {
         d.count(Change::Narrowed),
         d.count(Change::Changed),
     );
-    let list = |edges: &[Edge]| -> String {
-        let parts: Vec<String> = edges.iter().map(Edge::requests).collect();
-        if parts.is_empty() {
-            "nothing".to_owned()
-        } else {
-            parts.join("; ")
-        }
-    };
+    let list = Edge::all_requests;
     for c in &d.changes {
         let sign = match c.change {
             Change::Added => '+',

@@ -138,14 +138,7 @@ fn classes(names: &[String]) -> String {
 
 /// `removed: a -> b: * /**`, one line per changed pair (`word` for the whole-pair change).
 fn changes_text(d: &Diff, word: &str) -> String {
-    let list = |edges: &[Edge]| -> String {
-        let parts: Vec<String> = edges.iter().map(Edge::requests).collect();
-        if parts.is_empty() {
-            "nothing".to_owned()
-        } else {
-            parts.join("; ")
-        }
-    };
+    let list = Edge::all_requests;
     let label = |w: &str| format!("{:<10}", format!("{w}:"));
     let mut out = String::new();
     for c in &d.changes {
