@@ -8,7 +8,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
@@ -146,7 +146,8 @@ impl Admin {
 
     fn metrics(&self) -> Response<Full<Bytes>> {
         let policy = self.live.policy();
-        let expires = self.live.tls().current().credentials().not_after() - unix_now();
+        let expires =
+            self.live.tls().current().credentials().not_after() - crate::policy::unix_now();
         let next_change = policy
             .next_change()
             .map_or(-1, |t| (t - crate::policy::unix_now()).max(0));
@@ -297,12 +298,6 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

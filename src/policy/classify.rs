@@ -163,14 +163,6 @@ impl Classifier {
         self.key_sets(keys)
     }
 
-    /// Whether `id` matches a `revoked` pattern.
-    pub(super) fn is_revoked(&self, id: &SpiffeId) -> bool {
-        let mut revoked = false;
-        self.identities
-            .lookup(id, &mut |v| revoked |= v & REVOKED != 0);
-        revoked
-    }
-
     /// Ids of the segments with a pattern overlapping `pattern`, sorted (revocation aside).
     pub(super) fn segments_overlapping(&self, pattern: &IdentityPattern) -> Vec<u32> {
         let mut ids = Vec::new();
@@ -195,11 +187,9 @@ impl Classifier {
 
     /// Keys of every segment `id` belongs to, merged, plus `ANY`.
     fn merged_keys(&self, id: &SpiffeId) -> KeySets {
-        let mut keys = Vec::with_capacity(8);
-        self.each_segment(id, |s| {
-            keys.extend_from_slice(&self.keys.of_segment[s as usize]);
-        });
-        self.key_sets(keys)
+        let mut segments = Vec::with_capacity(4);
+        self.each_segment(id, |s| segments.push(s));
+        self.keys_of(&segments)
     }
 
     /// Sorts, de-duplicates, adds `ANY`, and keeps the keys some rule is filed under.

@@ -184,16 +184,7 @@ impl Containment {
 
 /// `2026-12-03T13:30:00Z`: UTC, whole seconds (sub-second digits are dropped).
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    super::validate::format_time(t.unix_timestamp())
 }
 
 /// The scopes a containment file revokes, as `policy reach` selectors: `identity`, `segment`

@@ -419,7 +419,7 @@ impl CompiledPolicy {
             Selector::Id(id) => {
                 return Ok(vec![Class {
                     segments: self.classifier.segment_ids(id),
-                    revoked: self.classifier.is_revoked(id),
+                    revoked: self.classify(id).is_revoked(),
                 }]);
             }
             Selector::Any => {
