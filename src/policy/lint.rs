@@ -33,6 +33,7 @@ use std::fmt;
 use super::compiled::{CompiledPolicy, Loc, Rule, Target};
 use super::method::MethodSet;
 use super::pattern::{PathPattern, PatternSegment, segments_overlap};
+use super::reach::{Reach, Selector};
 use super::source::Effect;
 
 mod segmentation;
@@ -90,8 +91,23 @@ pub fn lint(policy: &CompiledPolicy) -> Vec<Lint> {
     lint_with(policy, &LintOptions::default())
 }
 
-/// Every finding under `options`, in a stable order (by location).
+/// Every finding under `options`, in a stable order (by location). Computes the complete
+/// reach for `reach-crosses-boundary`; a caller that has it already passes it to
+/// [`lint_with_reach`].
 pub fn lint_with(policy: &CompiledPolicy, options: &LintOptions) -> Vec<Lint> {
+    let reach = policy
+        .reach(("*", &Selector::Any), ("*", &Selector::Any))
+        .ok();
+    lint_with_reach(policy, options, reach.as_ref())
+}
+
+/// [`lint_with`] on the complete reach already computed (`None`: the reach walk gave up, so
+/// `reach-crosses-boundary` is skipped).
+pub fn lint_with_reach(
+    policy: &CompiledPolicy,
+    options: &LintOptions,
+    reach: Option<&Reach>,
+) -> Vec<Lint> {
     let sides: Vec<Sides> = policy
         .rules()
         .iter()
@@ -104,7 +120,9 @@ pub fn lint_with(policy: &CompiledPolicy, options: &LintOptions) -> Vec<Lint> {
     empty_label_selectors(policy, &mut out);
     segmentation::identity_spans_boundary(policy, &options.boundary_label, &mut out);
     segmentation::wide_source(policy, &sides, options.wide_source_threshold, &mut out);
-    segmentation::reach_crosses_boundary(policy, &options.boundary_label, &mut out);
+    if let Some(reach) = reach {
+        segmentation::reach_crosses_boundary(policy, reach, &options.boundary_label, &mut out);
+    }
     expiries(policy, options.warn_within_secs, &mut out);
     out.sort_by(|a, b| (&a.at, a.kind).cmp(&(&b.at, b.kind)));
     out

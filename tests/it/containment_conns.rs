@@ -117,11 +117,7 @@ async fn revoking_a_pattern_cuts_the_open_connections_of_its_callers_only() {
         eventually(RELOAD_WITHIN, cut).await,
         "staging callers see their close"
     );
-    stop.store(true, Ordering::Relaxed);
-    let mut logs = Vec::new();
-    for caller in running {
-        logs.push(caller.task.await.unwrap());
-    }
+    let logs = stop_callers(&stop, running).await;
 
     let forwarded: Vec<String> = backend.requests().into_iter().map(|r| r.target).collect();
     for log in &logs[..2] {
@@ -278,11 +274,7 @@ async fn policy_contain_through_the_binary_cuts_only_the_staging_callers_and_rel
         assert!(backend.requests().iter().any(|r| r.target == target));
     }
 
-    stop.store(true, Ordering::Relaxed);
-    let mut logs = Vec::new();
-    for caller in running {
-        logs.push(caller.task.await.unwrap());
-    }
+    let logs = stop_callers(&stop, running).await;
     let forwarded: Vec<String> = backend.requests().into_iter().map(|r| r.target).collect();
     for log in &logs[..2] {
         log.assert_cut_after(reloaded, &forwarded);
@@ -541,4 +533,14 @@ async fn start_callers(pki: &Pki, addr: SocketAddr, stop: &Arc<AtomicBool>) -> V
         running.push(Caller::start(id, conn, stop.clone()));
     }
     running
+}
+
+/// Stops the callers and returns what each saw, in start order.
+async fn stop_callers(stop: &AtomicBool, running: Vec<Caller>) -> Vec<CallLog> {
+    stop.store(true, Ordering::Relaxed);
+    let mut logs = Vec::new();
+    for caller in running {
+        logs.push(caller.task.await.unwrap());
+    }
+    logs
 }

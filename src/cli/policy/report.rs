@@ -222,7 +222,7 @@ pub(super) fn build(
         boundary_label: boundary_label.to_owned(),
         ..LintOptions::default()
     };
-    let findings = lint::lint_with(compiled, &options)
+    let findings = lint::lint_with_reach(compiled, &options, Some(&reach))
         .into_iter()
         .map(|l| Finding {
             kind: l.kind.to_owned(),

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use super::{Lint, Sides, finding};
 use crate::policy::compiled::{CompiledPolicy, Loc, Rule, Segment, Target};
 use crate::policy::pattern::IdentityPattern;
-use crate::policy::reach::{ANY_DESTINATION, Selector};
+use crate::policy::reach::{ANY_DESTINATION, Reach};
 use crate::policy::source::Effect;
 
 /// The label and value that mark a segment as critical for `wide-source`.
@@ -176,10 +176,12 @@ const PAIRS_NAMED: usize = 3;
 /// (read off the complete reach answer, so deny carve-outs count), and neither its `from`
 /// nor its `to` selects by the boundary label: the crossing is a side effect of naming
 /// segments, not a decision written down. One finding per rule, at the rule.
-pub(super) fn reach_crosses_boundary(policy: &CompiledPolicy, label: &str, out: &mut Vec<Lint>) {
-    let Ok(reach) = policy.reach(("*", &Selector::Any), ("*", &Selector::Any)) else {
-        return;
-    };
+pub(super) fn reach_crosses_boundary(
+    policy: &CompiledPolicy,
+    reach: &Reach,
+    label: &str,
+    out: &mut Vec<Lint>,
+) {
     let values = |segments: &[String]| -> BTreeSet<&str> {
         segments
             .iter()
