@@ -4,6 +4,7 @@
 //! reloads → shutdown and drain. Tests and the demo start sidecars the same way, on
 //! 127.0.0.1:0.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -11,12 +12,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::admin::{Admin, Readiness};
-use crate::config::{self, Config};
+use crate::config::{self, Config, Protocol};
 use crate::identity::SpiffeId;
 use crate::live::Live;
 use crate::proxy::request_id::RequestIds;
 use crate::proxy::serve::{self, Lanes};
-use crate::proxy::{Context, Inbound, Outbound, OutboundError};
+use crate::proxy::{Context, Inbound, Outbound, OutboundError, TcpInbound, TcpOutbound};
 use crate::reload::watch::Triggers;
 use crate::reload::{ReadHook, ReloadError, ReloadStatus, Reloader, Report, Sources};
 use crate::shutdown::{self, Shutdown, Trigger};
@@ -45,10 +46,10 @@ pub enum StartError {
     #[error("event loops: {0}")]
     Workers(WorkersError),
     /// A listen address could not be bound.
-    #[error("{listener}.listen {addr}: {source}")]
+    #[error("{listener} {addr}: {source}")]
     Bind {
-        /// `inbound`, `outbound` or `admin`.
-        listener: &'static str,
+        /// The key: `inbound.listen`, `outbound.destinations.NAME.local`, `admin.listen`, …
+        listener: String,
         /// The configured address.
         addr: SocketAddr,
         /// What the OS said.
@@ -60,8 +61,11 @@ pub enum StartError {
 pub struct Sidecar {
     cx: Arc<Context>,
     readiness: Arc<Readiness>,
-    inbound_addr: Option<SocketAddr>,
+    /// Each inbound listener's bound address, in config order.
+    inbound_addrs: Vec<SocketAddr>,
     outbound_addr: Option<SocketAddr>,
+    /// Each TCP destination's bound `local` address, by lower-case name.
+    tcp_local_addrs: BTreeMap<String, SocketAddr>,
     admin_addr: SocketAddr,
     reloader: Arc<Reloader>,
     /// Stops the listeners and the watcher.
@@ -108,7 +112,7 @@ impl Sidecar {
         let live = reloader.live().clone();
         let readiness = Arc::new(Readiness::default());
         let (admin_trigger, admin_shutdown) = shutdown::channel();
-        let admin_listener = bind("admin", config.admin_listen).await?;
+        let admin_listener = bind("admin.listen".to_owned(), config.admin_listen).await?;
         let admin_addr = admin_listener.local_addr().unwrap_or(config.admin_listen);
         let status = reloader.status().clone();
         let admin = Admin::new(live.clone(), status, metrics.clone(), readiness.clone());
@@ -129,8 +133,9 @@ impl Sidecar {
         let mut sidecar = Sidecar {
             cx,
             readiness,
-            inbound_addr: None,
+            inbound_addrs: Vec::new(),
             outbound_addr: None,
+            tcp_local_addrs: BTreeMap::new(),
             admin_addr,
             reloader: reloader.clone(),
             trigger,
@@ -141,9 +146,13 @@ impl Sidecar {
             admin_trigger,
             admin_task: Some(admin_task),
         };
-        if let Some(inbound) = &config.inbound {
+        for (i, inbound) in config.inbound.iter().enumerate() {
+            let key = match config.inbound.len() {
+                1 => "inbound.listen".to_owned(),
+                _ => format!("inbound[{i}].listen"),
+            };
             sidecar
-                .start_inbound(config, inbound, shutdown.clone())
+                .start_inbound(config, inbound, key, shutdown.clone())
                 .await?;
         }
         if let Some(outbound) = &config.outbound {
@@ -151,6 +160,7 @@ impl Sidecar {
                 .start_outbound(config, outbound, shutdown.clone())
                 .await?;
         }
+        sidecar.warn_http_only_allows(config);
         let expiry = crate::reload::expiry::spawn(reloader.clone(), shutdown.clone());
         sidecar.tasks.push(expiry);
         sidecar.tasks.push(triggers.spawn(reloader, shutdown));
@@ -162,18 +172,34 @@ impl Sidecar {
         &mut self,
         config: &Config,
         inbound: &config::Inbound,
+        key: String,
         shutdown: Shutdown,
     ) -> Result<(), StartError> {
-        let server = tls::server_config(self.cx.live.tls(), tls_options(config))
-            .map_err(StartError::ServerTls)?;
+        let (live, options) = (self.cx.live.tls(), tls_options(config));
         let cx = self.cx.clone();
-        let addr = self
-            .listen("inbound", inbound.listen, shutdown, || {
-                Inbound::new(cx.clone(), server.clone(), &inbound.upstream)
-                    .map_err(StartError::Upstream)
-            })
-            .await?;
-        self.inbound_addr = addr;
+        let addr = match inbound.protocol {
+            Protocol::Http => {
+                let server = tls::server_config(live, options).map_err(StartError::ServerTls)?;
+                self.listen(key, inbound.listen, shutdown, || {
+                    Inbound::new(cx.clone(), server.clone(), &inbound.upstream)
+                        .map_err(StartError::Upstream)
+                })
+                .await?
+            }
+            Protocol::Tcp => {
+                let server =
+                    tls::tcp_server_config(live, options).map_err(StartError::ServerTls)?;
+                self.listen(key, inbound.listen, shutdown, || {
+                    Ok(TcpInbound::new(
+                        cx.clone(),
+                        server.clone(),
+                        inbound.upstream.clone(),
+                    ))
+                })
+                .await?
+            }
+        };
+        self.inbound_addrs.extend(addr);
         Ok(())
     }
 
@@ -185,21 +211,63 @@ impl Sidecar {
     ) -> Result<(), StartError> {
         // Each loop has its own pools: its connections to a destination are its own.
         let cx = self.cx.clone();
-        let addr = self
-            .listen("outbound", outbound.listen, shutdown, || {
-                Outbound::new(cx.clone(), outbound, tls_options(config))
-                    .map_err(StartError::Outbound)
-            })
-            .await?;
-        self.outbound_addr = addr;
+        if let Some(listen) = outbound.listen {
+            let key = "outbound.listen".to_owned();
+            self.outbound_addr = self
+                .listen(key, listen, shutdown.clone(), || {
+                    Outbound::new(cx.clone(), outbound, tls_options(config))
+                        .map_err(StartError::Outbound)
+                })
+                .await?;
+        }
+        for (name, destination) in &outbound.tcp {
+            let client = tls::tcp_client_config(
+                self.cx.live.tls(),
+                &destination.spiffe_id,
+                tls_options(config),
+            )
+            .map_err(|source| {
+                StartError::Outbound(OutboundError::Tls {
+                    name: name.clone(),
+                    source,
+                })
+            })?;
+            let key = format!("outbound.destinations.{name}.local");
+            let addr = self
+                .listen(key, destination.local, shutdown.clone(), || {
+                    Ok(TcpOutbound::new(cx.clone(), client.clone(), destination))
+                })
+                .await?;
+            self.tcp_local_addrs.extend(addr.map(|a| (name.clone(), a)));
+        }
         Ok(())
+    }
+
+    /// PRODUCT.md §11: allow rules naming methods or paths never match a TCP connection;
+    /// warn about those that would otherwise reach this sidecar's TCP listeners or TCP
+    /// destinations, once, at start-up.
+    fn warn_http_only_allows(&self, config: &Config) {
+        let policy = self.cx.live.policy();
+        let tcp_inbound = config.inbound.iter().any(|l| l.protocol == Protocol::Tcp);
+        let own = tcp_inbound.then_some(&self.cx.own_id);
+        let destinations = config.outbound.iter().flat_map(|o| o.tcp.values());
+        for id in own.into_iter().chain(destinations.map(|d| &d.spiffe_id)) {
+            for rule in policy.http_only_allows(id) {
+                tracing::warn!(
+                    rule,
+                    destination_id = %id,
+                    "allow rule names methods or paths, so it never allows a TCP connection \
+                     to this destination"
+                );
+            }
+        }
     }
 
     /// Builds the listener's state once per event loop with `state`, binds `addr` and starts
     /// accepting; returns the bound address.
     async fn listen<L: serve::Listener>(
         &mut self,
-        name: &'static str,
+        name: String,
         addr: SocketAddr,
         shutdown: Shutdown,
         state: impl Fn() -> Result<L, StartError>,
@@ -252,9 +320,21 @@ impl Sidecar {
         self.workers.as_ref().map_or(1, Workers::len)
     }
 
-    /// Where the inbound listener is bound, if configured.
+    /// Where the (first) inbound listener is bound, if configured.
     pub fn inbound_addr(&self) -> Option<SocketAddr> {
-        self.inbound_addr
+        self.inbound_addrs.first().copied()
+    }
+
+    /// Where each inbound listener is bound, in config order.
+    pub fn inbound_addrs(&self) -> &[SocketAddr] {
+        &self.inbound_addrs
+    }
+
+    /// Where the app connects for the TCP destination `name` (its bound `local:`).
+    pub fn tcp_local_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.tcp_local_addrs
+            .get(config::destination_key(name).as_ref())
+            .copied()
     }
 
     /// Where the outbound listener is bound, if configured.
@@ -300,7 +380,7 @@ fn tls_options(config: &Config) -> TlsOptions {
     }
 }
 
-async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+async fn bind(listener: String, addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind {

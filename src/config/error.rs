@@ -160,6 +160,50 @@ pub enum ConfigError {
         /// The config file.
         file: String,
     },
+    /// Two listeners cannot share an address: the second bind would fail, or (`0.0.0.0`
+    /// beside `127.0.0.1` on one port) one would shadow the other.
+    #[error("{file}: {key}: {addr} is already used by {first}; give each listener its own port")]
+    ListenConflict {
+        /// The config file.
+        file: String,
+        /// The later key, e.g. `inbound[1].listen`.
+        key: String,
+        /// Its address.
+        addr: std::net::SocketAddr,
+        /// The key that took the port first.
+        first: String,
+    },
+    /// PRODUCT.md §11: "one local port per TCP destination": the app connects to `local`.
+    #[error(
+        "{file}: {key}: a `protocol: tcp` destination needs `local:`, the IP:port the app connects to (e.g. local: 127.0.0.1:5432)"
+    )]
+    TcpWithoutLocal {
+        /// The config file.
+        file: String,
+        /// e.g. `outbound.destinations.ledger-db`.
+        key: String,
+    },
+    /// `local:` belongs to TCP destinations; an HTTP destination is reached through
+    /// `outbound.listen` by its name.
+    #[error(
+        "{file}: {key}: `local` is only for `protocol: tcp` destinations; HTTP destinations are reached through outbound.listen"
+    )]
+    LocalOnHttp {
+        /// The config file.
+        file: String,
+        /// e.g. `outbound.destinations.payments.local`.
+        key: String,
+    },
+    /// HTTP destinations are reached through `outbound.listen`, which is missing.
+    #[error(
+        "{file}: outbound.listen: required because {key} is an HTTP destination (e.g. listen: 127.0.0.1:15001)"
+    )]
+    HttpWithoutListen {
+        /// The config file.
+        file: String,
+        /// The first HTTP destination, e.g. `outbound.destinations.payments`.
+        key: String,
+    },
     /// Without a trust bundle no peer can be verified.
     #[error(
         "{file}: identity.bundles: no trust bundle; add one, e.g. `example.org: certs/bundle.pem`"
@@ -193,6 +237,10 @@ impl ConfigError {
             Self::BadDestinationName { .. } => "bad-destination-name",
             Self::DuplicateDestination { .. } => "duplicate-destination",
             Self::NoListener { .. } => "no-listener",
+            Self::ListenConflict { .. } => "listen-conflict",
+            Self::TcpWithoutLocal { .. } => "tcp-without-local",
+            Self::LocalOnHttp { .. } => "local-on-http",
+            Self::HttpWithoutListen { .. } => "http-without-listen",
             Self::NoBundles { .. } => "no-bundles",
             Self::EmptyPath { .. } => "empty-path",
             Self::BadLimit { .. } => "bad-limit",

@@ -39,9 +39,9 @@ pub struct RawConfig {
     pub identity: RawIdentity,
     /// A policy file or a folder of `*.yaml` files.
     pub policy: PathBuf,
-    /// mTLS in, plain to the local workload.
+    /// mTLS in, plain (HTTP or TCP) to the local workload: one listener or a list.
     #[serde(default)]
-    pub inbound: Option<RawInbound>,
+    pub inbound: Option<RawInbounds>,
     /// Plain in from the local app, mTLS out.
     #[serde(default)]
     pub outbound: Option<RawOutbound>,
@@ -74,7 +74,7 @@ pub struct RawIdentity {
     pub bundles: BTreeMap<String, PathBuf>,
 }
 
-/// `inbound:` — where to listen for mTLS and where the local workload is.
+/// One `inbound:` listener — where to listen for mTLS and where the local workload is.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawInbound {
@@ -82,14 +82,18 @@ pub struct RawInbound {
     pub listen: String,
     /// `host:port` of the local workload.
     pub upstream: String,
+    /// `http` (default) or `tcp`.
+    #[serde(default)]
+    pub protocol: Protocol,
 }
 
 /// `outbound:` — where the local app sends plain requests, and where they may go.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOutbound {
-    /// `IP:port` to accept plain HTTP on.
-    pub listen: String,
+    /// `IP:port` to accept plain HTTP on; needed only when there are HTTP destinations.
+    #[serde(default)]
+    pub listen: Option<String>,
     /// Name (matched against the request's authority host) → destination.
     #[serde(default)]
     pub destinations: BTreeMap<String, RawDestination>,
@@ -103,6 +107,12 @@ pub struct RawDestination {
     pub address: String,
     /// The SPIFFE ID the server must prove.
     pub spiffe_id: String,
+    /// `http` (default) or `tcp`.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// TCP only: the `IP:port` the local app connects to for this destination.
+    #[serde(default)]
+    pub local: Option<String>,
 }
 
 /// `admin:` — the admin listener.
@@ -136,8 +146,8 @@ pub struct Config {
     pub identity: Identity,
     /// The policy file or folder, resolved.
     pub policy: PathBuf,
-    /// The inbound side, if configured.
-    pub inbound: Option<Inbound>,
+    /// The inbound listeners, in the order written (empty: no inbound side).
+    pub inbound: Vec<Inbound>,
     /// The outbound side, if configured.
     pub outbound: Option<Outbound>,
     /// Where the admin endpoints listen.
@@ -188,22 +198,26 @@ pub struct Identity {
     pub bundles: BTreeMap<TrustDomain, PathBuf>,
 }
 
-/// mTLS in, plain to the local workload.
+/// One inbound listener: mTLS in, plain to the local workload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inbound {
     /// Where to accept mTLS.
     pub listen: SocketAddr,
     /// The local workload.
     pub upstream: Authority,
+    /// HTTP (per request) or TCP (per connection).
+    pub protocol: Protocol,
 }
 
 /// Plain in from the local app, mTLS out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outbound {
-    /// Where to accept plain HTTP.
-    pub listen: SocketAddr,
-    /// Lower-case name → destination.
+    /// Where to accept plain HTTP; `None` when there are only TCP destinations.
+    pub listen: Option<SocketAddr>,
+    /// Lower-case name → HTTP destination (reached through `listen`).
     pub destinations: BTreeMap<String, Destination>,
+    /// Lower-case name → TCP destination (each reached through its own `local`).
+    pub tcp: BTreeMap<String, TcpDestination>,
 }
 
 impl Outbound {
@@ -228,6 +242,17 @@ pub fn destination_key(host: &str) -> std::borrow::Cow<'_, str> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
     /// Where to connect.
+    pub address: Authority,
+    /// The SPIFFE ID the server's certificate must carry; always has a path.
+    pub spiffe_id: SpiffeId,
+}
+
+/// Where the app's connections to one `local:` port go (PRODUCT.md §11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpDestination {
+    /// Where the app connects, plain.
+    pub local: SocketAddr,
+    /// Where to connect with mTLS.
     pub address: Authority,
     /// The SPIFFE ID the server's certificate must carry; always has a path.
     pub spiffe_id: SpiffeId,
@@ -341,18 +366,8 @@ fn resolve(raw: RawConfig, base_dir: &Path, file: &str) -> Result<Config, Config
     let policy = resolve_path(&raw.policy, base_dir, "policy", file)?;
 
     let inbound = match raw.inbound {
-        None => None,
-        Some(r) => Some(Inbound {
-            listen: parse_listen(&r.listen, "inbound.listen", file)?,
-            upstream: Authority::parse(&r.upstream).map_err(|problem| {
-                ConfigError::BadAuthority {
-                    file: file.to_owned(),
-                    key: "inbound.upstream".to_owned(),
-                    value: r.upstream.clone(),
-                    problem,
-                }
-            })?,
-        }),
+        None => Vec::new(),
+        Some(r) => listeners::resolve_inbounds(r, file)?,
     };
 
     let outbound = match raw.outbound {
@@ -360,7 +375,10 @@ fn resolve(raw: RawConfig, base_dir: &Path, file: &str) -> Result<Config, Config
         Some(r) => Some(resolve_outbound(r, file)?),
     };
 
-    if inbound.is_none() && outbound.is_none() {
+    let no_outbound = outbound
+        .as_ref()
+        .is_none_or(|o| o.listen.is_none() && o.tcp.is_empty());
+    if inbound.is_empty() && no_outbound {
         return Err(ConfigError::NoListener {
             file: file.to_owned(),
         });
@@ -370,6 +388,10 @@ fn resolve(raw: RawConfig, base_dir: &Path, file: &str) -> Result<Config, Config
         None => DEFAULT_ADMIN_LISTEN,
         Some(a) => parse_listen(&a.listen, "admin.listen", file)?,
     };
+    listeners::check_conflicts(
+        &listen_keys(&inbound, outbound.as_ref(), admin_listen),
+        file,
+    )?;
     let mut warnings = Vec::new();
     if !admin_listen.ip().is_loopback() {
         warnings.push(ConfigWarning::AdminNotLoopback(admin_listen));
@@ -417,9 +439,41 @@ fn resolve_identity(
     Ok(Identity { cert, key, bundles })
 }
 
+/// Every listening address with the key that set it, in config order (the first key to take
+/// an address is named in a conflict).
+fn listen_keys(
+    inbound: &[Inbound],
+    outbound: Option<&Outbound>,
+    admin: SocketAddr,
+) -> Vec<(String, SocketAddr)> {
+    let mut keys: Vec<(String, SocketAddr)> = inbound
+        .iter()
+        .enumerate()
+        .map(|(i, l)| match inbound.len() {
+            1 => ("inbound.listen".to_owned(), l.listen),
+            _ => (format!("inbound[{i}].listen"), l.listen),
+        })
+        .collect();
+    if let Some(outbound) = outbound {
+        keys.extend(outbound.listen.map(|a| ("outbound.listen".to_owned(), a)));
+        keys.extend(
+            outbound
+                .tcp
+                .iter()
+                .map(|(name, d)| (format!("outbound.destinations.{name}.local"), d.local)),
+        );
+    }
+    keys.push(("admin.listen".to_owned(), admin));
+    keys
+}
+
 fn resolve_outbound(raw: RawOutbound, file: &str) -> Result<Outbound, ConfigError> {
-    let listen = parse_listen(&raw.listen, "outbound.listen", file)?;
+    let listen = match &raw.listen {
+        None => None,
+        Some(listen) => Some(parse_listen(listen, "outbound.listen", file)?),
+    };
     let mut destinations: BTreeMap<String, Destination> = BTreeMap::new();
+    let mut tcp: BTreeMap<String, TcpDestination> = BTreeMap::new();
     let mut spelled: BTreeMap<String, String> = BTreeMap::new();
     for (name, dest) in raw.destinations {
         let prefix = format!("outbound.destinations.{name}");
@@ -461,12 +515,44 @@ fn resolve_outbound(raw: RawOutbound, file: &str) -> Result<Outbound, ConfigErro
                 value: dest.spiffe_id,
             });
         }
-        spelled.insert(lower.clone(), name);
-        destinations.insert(lower, Destination { address, spiffe_id });
+        match (dest.protocol, &dest.local) {
+            (Protocol::Http, None) => {
+                if listen.is_none() {
+                    return Err(ConfigError::HttpWithoutListen {
+                        file: file.to_owned(),
+                        key: prefix,
+                    });
+                }
+                destinations.insert(lower.clone(), Destination { address, spiffe_id });
+            }
+            (Protocol::Http, Some(_)) => {
+                return Err(ConfigError::LocalOnHttp {
+                    file: file.to_owned(),
+                    key: format!("{prefix}.local"),
+                });
+            }
+            (Protocol::Tcp, None) => {
+                return Err(ConfigError::TcpWithoutLocal {
+                    file: file.to_owned(),
+                    key: prefix,
+                });
+            }
+            (Protocol::Tcp, Some(local)) => {
+                let local = parse_listen(local, &format!("{prefix}.local"), file)?;
+                let destination = TcpDestination {
+                    local,
+                    address,
+                    spiffe_id,
+                };
+                tcp.insert(lower.clone(), destination);
+            }
+        }
+        spelled.insert(lower, name);
     }
     Ok(Outbound {
         listen,
         destinations,
+        tcp,
     })
 }
 
@@ -518,6 +604,7 @@ fn is_destination_name(name: &str) -> bool {
 mod authority;
 mod error;
 mod limits;
+mod listeners;
 
 pub use authority::{Authority, AuthorityError};
 pub use error::ConfigError;
@@ -525,6 +612,10 @@ pub use limits::{
     DecisionLogSettings, Limits, MAX_LOOPS, RawDecisionLog, RawLimits, THREADS_ENV, parse_duration,
     resolve_decision_log, resolve_limits,
 };
+pub use listeners::{Protocol, RawInbounds};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tcp_tests;

@@ -77,7 +77,10 @@ fn the_product_example_parses_and_resolves_paths_against_the_files_folder() {
     );
     assert_eq!(config.policy, base.join("policies/"));
 
-    let inbound = config.inbound.as_ref().unwrap();
+    let [inbound] = config.inbound.as_slice() else {
+        panic!("one inbound listener: {:?}", config.inbound)
+    };
+    assert_eq!(inbound.protocol, Protocol::Http);
     assert_eq!(
         inbound.listen,
         "0.0.0.0:8443".parse::<SocketAddr>().unwrap()
@@ -88,7 +91,7 @@ fn the_product_example_parses_and_resolves_paths_against_the_files_folder() {
     let outbound = config.outbound.as_ref().unwrap();
     assert_eq!(
         outbound.listen,
-        "127.0.0.1:15001".parse::<SocketAddr>().unwrap()
+        Some("127.0.0.1:15001".parse::<SocketAddr>().unwrap())
     );
     let payments = outbound.destination("payments").unwrap();
     assert_eq!(payments.address.to_string(), "payments.internal:8443");
@@ -565,6 +568,24 @@ fn every_error_has_a_distinct_reason() {
             first: f(),
         },
         ConfigError::NoListener { file: f() },
+        ConfigError::ListenConflict {
+            file: f(),
+            key: f(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            first: f(),
+        },
+        ConfigError::TcpWithoutLocal {
+            file: f(),
+            key: f(),
+        },
+        ConfigError::LocalOnHttp {
+            file: f(),
+            key: f(),
+        },
+        ConfigError::HttpWithoutListen {
+            file: f(),
+            key: f(),
+        },
         ConfigError::NoBundles { file: f() },
         ConfigError::EmptyPath {
             file: f(),
@@ -603,6 +624,10 @@ fn with_file(mut err: ConfigError, name: &str) -> ConfigError {
         | ConfigError::BadDestinationName { file, .. }
         | ConfigError::DuplicateDestination { file, .. }
         | ConfigError::NoListener { file }
+        | ConfigError::ListenConflict { file, .. }
+        | ConfigError::TcpWithoutLocal { file, .. }
+        | ConfigError::LocalOnHttp { file, .. }
+        | ConfigError::HttpWithoutListen { file, .. }
         | ConfigError::NoBundles { file }
         | ConfigError::EmptyPath { file, .. }
         | ConfigError::BadLimit { file, .. }

@@ -93,7 +93,7 @@ pub struct Verdict<'p> {
 
 impl<'p> Verdict<'p> {
     /// A deny that no rule decided (revoked, ambiguous path, …).
-    fn refused(reason: Reason) -> Self {
+    pub(super) fn refused(reason: Reason) -> Self {
         Self {
             decision: Decision::Deny,
             reason,
@@ -265,16 +265,30 @@ impl CompiledPolicy {
     /// match. Steps 2–3 look only here.
     fn each_match(
         &self,
-        Parties {
-            source,
-            destination,
-        }: &Parties<'_, '_>,
+        parties: &Parties<'_, '_>,
         method: &str,
         path: &NormalizedPath,
         mut found: impl FnMut(u32, &Rule),
     ) {
         let bit = MethodBit::of(method);
         let path = trim_trailing_slash(path.as_str());
+        self.each_filed(parties, |index, rule| {
+            if rule.matches(bit, method, path) {
+                found(index, rule);
+            }
+        });
+    }
+
+    /// Calls `found` for every rule filed under the parties' keys, whatever its methods and
+    /// paths: the candidates of a request, or of a connection (`decide_connection`).
+    pub(super) fn each_filed(
+        &self,
+        Parties {
+            source,
+            destination,
+        }: &Parties<'_, '_>,
+        mut found: impl FnMut(u32, &Rule),
+    ) {
         for &d in destination.keys.dst.iter() {
             // `get`: a classification is only ever indexed against its own policy's keys.
             let Some(Some(bucket)) = self.by_dst.get(d as usize) else {
@@ -285,10 +299,7 @@ impl CompiledPolicy {
                     continue;
                 };
                 for &index in rules.iter() {
-                    let rule = &self.rules[index as usize];
-                    if rule.matches(bit, method, path) {
-                        found(index, rule);
-                    }
+                    found(index, &self.rules[index as usize]);
                 }
             }
         }
@@ -296,9 +307,9 @@ impl CompiledPolicy {
 }
 
 /// The two classified identities of one request, as the match walks take them.
-struct Parties<'c, 'p> {
-    source: &'c Classification<'p>,
-    destination: &'c Classification<'p>,
+pub(super) struct Parties<'c, 'p> {
+    pub(super) source: &'c Classification<'p>,
+    pub(super) destination: &'c Classification<'p>,
 }
 
 impl Rule {
@@ -319,7 +330,7 @@ impl Rule {
 /// The first matching rule (by name order) of each kind; expired rules decide nothing, but
 /// an expired allow is remembered to name it when nothing else allowed.
 #[derive(Default)]
-struct Best {
+pub(super) struct Best {
     deny: Option<u32>,
     dry_run: Option<u32>,
     allow: Option<u32>,
@@ -327,7 +338,7 @@ struct Best {
 }
 
 impl Best {
-    fn note(&mut self, index: u32, rule: &Rule) {
+    pub(super) fn note(&mut self, index: u32, rule: &Rule) {
         let slot = match (rule.effect, rule.dry_run, rule.expired) {
             (Effect::Allow, _, true) => &mut self.expired_allow,
             (Effect::Deny, _, true) => return,
@@ -338,7 +349,7 @@ impl Best {
         *slot = Some(slot.map_or(index, |s| s.min(index)));
     }
 
-    fn verdict(self, policy: &CompiledPolicy) -> Verdict<'_> {
+    pub(super) fn verdict(self, policy: &CompiledPolicy) -> Verdict<'_> {
         let name = |i: u32| Some(policy.rules[i as usize].name.as_str());
         let (decision, reason, rule) = match (self.deny, self.allow, self.dry_run) {
             (Some(d), _, _) => (Decision::Deny, Reason::DenyRule, name(d)),

@@ -1,6 +1,6 @@
 //! Idle tracking for one connection, whatever it carries: [`Activity`] records when a byte
 //! last moved, [`Tracked`] wraps an I/O object to record it (PRODUCT.md §4: "idle connections
-//! closed"). Knows nothing of HTTP; the HTTP serving and, later, TCP tunnels reuse it.
+//! closed"). Knows nothing of HTTP: the HTTP serving and the TCP tunnels (`tunnel`) use it.
 
 use std::io;
 use std::pin::Pin;
@@ -45,7 +45,7 @@ impl Activity {
         }
     }
 
-    fn touch(&self) {
+    pub(super) fn touch(&self) {
         let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_ms.store(now, Ordering::Relaxed);
     }

@@ -17,6 +17,7 @@ use rustls::pki_types::UnixTime;
 use rustls::server::ServerConnection;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use super::context::Context;
 use super::exchange::Exchange;
@@ -94,27 +95,10 @@ impl serve::Listener for Inbound {
     async fn connection(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr, slot: Slot) {
         // Before the handshake: a publish while it runs is a change this connection sees.
         let changes = self.cx.live.policy_changes();
-        let handshake = self.acceptor.accept(tcp);
-        let tls = match tokio::time::timeout(self.cx.limits.tls_handshake, handshake).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(error)) => {
-                let reason = handshake_reason(&error);
-                self.cx.metrics.handshake_failure(reason);
-                tracing::debug!(%remote, reason, %error, "tls handshake failed");
-                return;
-            }
-            Err(_) => {
-                self.cx.metrics.handshake_failure("timeout");
-                tracing::debug!(%remote, "tls handshake timed out");
-                return;
-            }
-        };
-        let (_, session) = tls.get_ref();
-        let Some(peer) = self.peer_id(session) else {
-            tracing::warn!(%remote, "verified peer without a readable SPIFFE ID; closing");
+        let Some((tls, peer)) = handshake(&self.cx, &self.acceptor, tcp, remote).await else {
             return;
         };
-        let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+        let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
         tracing::debug!(%remote, source_id = %peer, "connection accepted");
         // The peer is fixed for the connection: its identity headers are built once.
         let Ok(headers) = IdentityHeaders::new(self.cx.own_id.as_str(), peer.as_str()) else {
@@ -131,6 +115,35 @@ impl serve::Listener for Inbound {
         let io = TokioIo::new(tls);
         connection::http(io, alpn.as_deref(), service, slot, &limits, cut).await;
     }
+}
+
+/// The mTLS handshake of an accepted connection (within `limits.tls_handshake`) and its
+/// peer's SPIFFE ID; `None` (counted in `tls_handshake_failures{reason}`) if it failed.
+pub(super) async fn handshake(
+    cx: &Context,
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    remote: SocketAddr,
+) -> Option<(TlsStream<TcpStream>, SpiffeId)> {
+    let tls = match tokio::time::timeout(cx.limits.tls_handshake, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            let reason = handshake_reason(&error);
+            cx.metrics.handshake_failure(reason);
+            tracing::debug!(%remote, reason, %error, "tls handshake failed");
+            return None;
+        }
+        Err(_) => {
+            cx.metrics.handshake_failure("timeout");
+            tracing::debug!(%remote, "tls handshake timed out");
+            return None;
+        }
+    };
+    let Some(peer) = peer_id(cx, tls.get_ref().1) else {
+        tracing::warn!(%remote, "verified peer without a readable SPIFFE ID; closing");
+        return None;
+    };
+    Some((tls, peer))
 }
 
 /// Resolves (and counts the cut) once a published policy revokes `peer`; never otherwise,
@@ -169,18 +182,16 @@ fn handshake_reason(error: &std::io::Error) -> &'static str {
     }
 }
 
-impl Inbound {
-    /// The SPIFFE ID of a verified peer's leaf (our verifier already applied every rule):
-    /// from the verifier's record of the chain it just checked, else read from the leaf.
-    fn peer_id(&self, session: &ServerConnection) -> Option<SpiffeId> {
-        let (leaf, intermediates) = session.peer_certificates()?.split_first()?;
-        let material = self.cx.live.tls().current();
-        let verified = material.client_verifier().verified_chains();
-        if let Some(id) = verified.get(leaf, intermediates, UnixTime::now()) {
-            return Some(id);
-        }
-        Svid::from_der(leaf, Role::Client, SystemTime::now())
-            .ok()
-            .map(|svid| svid.id)
+/// The SPIFFE ID of a verified peer's leaf (our verifier already applied every rule): from
+/// the verifier's record of the chain it just checked, else read from the leaf.
+fn peer_id(cx: &Context, session: &ServerConnection) -> Option<SpiffeId> {
+    let (leaf, intermediates) = session.peer_certificates()?.split_first()?;
+    let material = cx.live.tls().current();
+    let verified = material.client_verifier().verified_chains();
+    if let Some(id) = verified.get(leaf, intermediates, UnixTime::now()) {
+        return Some(id);
     }
+    Svid::from_der(leaf, Role::Client, SystemTime::now())
+        .ok()
+        .map(|svid| svid.id)
 }

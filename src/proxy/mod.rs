@@ -12,6 +12,9 @@
 //! - [`headers`]: PURE header rules (framing, hop-by-hop, identity headers, forwarded target).
 //! - [`upstream`]: where each side forwards (pooled clients, timeouts); [`respond`]: error →
 //!   status.
+//! - [`tcp`]: L4 listeners (PRODUCT.md §11), inbound and one per TCP destination, on the same
+//!   accept loop; [`tunnel`]: one TCP connection's decision, copy, re-decision on every
+//!   publish, and its open/close log lines.
 
 mod admission;
 pub mod connection;
@@ -24,9 +27,12 @@ pub mod outbound;
 pub mod request_id;
 pub mod respond;
 pub mod serve;
+pub mod tcp;
+pub mod tunnel;
 pub mod upstream;
 
 pub use context::Context;
 pub use inbound::Inbound;
 pub use outbound::{Outbound, OutboundError};
 pub use respond::{Body, ProxyError};
+pub use tcp::{TcpInbound, TcpOutbound};

@@ -41,7 +41,8 @@ impl RequestIds {
         }
     }
 
-    fn fresh(&self) -> HeaderValue {
+    /// A new id, whatever the caller sent (a TCP connection has no headers).
+    pub fn fresh(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let text = format!("{:08x}{n:016x}", self.prefix);
         // Invariant: hex digits are always a valid header value.

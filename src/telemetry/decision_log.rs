@@ -91,6 +91,64 @@ pub fn write(record: &DecisionRecord<'_>) {
     );
 }
 
+/// One TCP connection's line (PRODUCT.md §11): written at open with the decision, and, for a
+/// connection let through, again at close with its byte counts, duration and close reason.
+/// Method and path are empty: a connection has neither.
+#[derive(Debug, Clone)]
+pub struct ConnectionRecord<'a> {
+    /// The connection's id (as a request id names a request).
+    pub connection_id: &'a str,
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// `open` or `close`.
+    pub event: &'static str,
+    /// The calling identity.
+    pub source_id: &'a str,
+    /// The identity being reached.
+    pub destination_id: &'a str,
+    /// `allow`, `deny` or `would-deny`: at close, the last decision made (a re-decision that
+    /// closed it, or the one at open).
+    pub decision: &'static str,
+    /// The deciding rule, when a rule decided.
+    pub rule: Option<&'a str>,
+    /// Which step decided (`allow-rule`, `default-deny`, `revoked`, …).
+    pub reason: &'a str,
+    /// The version of the policy snapshot that made that decision.
+    pub policy_version: &'a str,
+    /// At close: bytes from the client towards the workload or destination, and back.
+    pub bytes: Option<(u64, u64)>,
+    /// At close: why (`finished`, `policy-revoked`, `idle-timeout`, `upstream-connect`, …).
+    pub close_reason: Option<&'a str>,
+    /// At close: since the connection was accepted.
+    pub duration: Option<Duration>,
+}
+
+/// Emits `record` as one decision event.
+pub fn write_connection(record: &ConnectionRecord<'_>) {
+    let duration = record
+        .duration
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    tracing::info!(
+        target: TARGET,
+        request_id = record.connection_id,
+        direction = record.direction.as_str(),
+        protocol = "tcp",
+        event = record.event,
+        source_id = record.source_id,
+        destination_id = record.destination_id,
+        method = "",
+        path = "",
+        decision = record.decision,
+        rule = record.rule,
+        reason = record.reason,
+        policy_version = record.policy_version,
+        bytes_in = record.bytes.map(|b| b.0),
+        bytes_out = record.bytes.map(|b| b.1),
+        close_reason = record.close_reason,
+        duration_ms = duration,
+    );
+}
+
 /// Which lines get written: every `deny` and `would-deny`; of the `allow`s, an evenly spread
 /// `allowed_sample_rate` fraction, at most `allowed_per_second` a second (ISSUE 6: "sampling or
 /// rate limiting for allowed requests configurable and denies always logged").

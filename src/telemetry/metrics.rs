@@ -24,6 +24,17 @@ pub struct RequestLabels {
     /// The deciding rule, or the reason no rule decided (`default-deny`, `revoked`,
     /// `unknown-destination`, `encoded-slash`, …).
     pub rule: String,
+    /// `http` (one count per request) or `tcp` (one per connection decided).
+    pub protocol: &'static str,
+}
+
+/// The bytes a TCP tunnel carried on one side of the sidecar.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct BytesLabels {
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+    /// `in` (from the client towards the workload or destination) or `out` (back).
+    pub flow: &'static str,
 }
 
 /// One label: the direction.
@@ -115,6 +126,7 @@ pub struct Metrics {
     loop_connections: Family<LoopLabels, Gauge>,
     connections_cut: Family<CutLabels, Counter>,
     pools_evicted: Family<ReasonLabel, Counter>,
+    tcp_bytes: Family<BytesLabels, Counter>,
 }
 
 /// Request durations: 0.25 ms to ~8 s.
@@ -144,7 +156,8 @@ impl Metrics {
         let requests = register(
             r,
             "requests",
-            "Requests decided, by direction, decision and deciding rule",
+            "Requests (HTTP) and connections (TCP) decided, by direction, decision, deciding \
+             rule and protocol",
             Family::default(),
         );
         let duration: DurationFamily = register(
@@ -220,6 +233,12 @@ impl Metrics {
             "Destination connection pools dropped (their connections closed), by reason",
             Family::default(),
         );
+        let tcp_bytes = register(
+            r,
+            "tcp_bytes",
+            "Bytes carried by TCP tunnels, by direction and flow (in: client to server)",
+            Family::default(),
+        );
         let per_direction = |d: Direction| DirectionLabel {
             direction: d.as_str(),
         };
@@ -239,6 +258,7 @@ impl Metrics {
             loop_connections,
             connections_cut,
             pools_evicted,
+            tcp_bytes,
         }
     }
 
@@ -255,9 +275,33 @@ impl Metrics {
             direction: direction.as_str(),
             decision,
             rule: rule.to_owned(),
+            protocol: "http",
         };
         self.requests.get_or_create(&labels).inc();
         self.durations[slot(direction)].observe(duration.as_secs_f64());
+    }
+
+    /// Counts one TCP connection decided on `direction` (at open, or a re-decision that
+    /// closed it).
+    pub fn tcp_decision(&self, direction: Direction, decision: &'static str, rule: &str) {
+        let labels = RequestLabels {
+            direction: direction.as_str(),
+            decision,
+            rule: rule.to_owned(),
+            protocol: "tcp",
+        };
+        self.requests.get_or_create(&labels).inc();
+    }
+
+    /// Adds a closed TCP tunnel's bytes: `bytes_in` from its client, `bytes_out` back.
+    pub fn tcp_bytes(&self, direction: Direction, bytes_in: u64, bytes_out: u64) {
+        for (flow, n) in [("in", bytes_in), ("out", bytes_out)] {
+            let labels = BytesLabels {
+                direction: direction.as_str(),
+                flow,
+            };
+            self.tcp_bytes.get_or_create(&labels).inc_by(n);
+        }
     }
 
     /// Counts an upstream failure of an allowed request.

@@ -66,6 +66,34 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// [`server_config`] for a TCP listener: the same verifier and certificate, no ALPN (the
+/// bytes inside are not HTTP; a client offering ALPN still connects).
+///
+/// # Errors
+/// As [`server_config`].
+pub fn tcp_server_config(
+    tls: &LiveTls,
+    options: TlsOptions,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = Arc::unwrap_or_clone(server_config(tls, options)?);
+    config.alpn_protocols.clear();
+    Ok(Arc::new(config))
+}
+
+/// [`client_config`] for a TCP destination: the server must prove `expected`; no ALPN.
+///
+/// # Errors
+/// As [`client_config`].
+pub fn tcp_client_config(
+    tls: &LiveTls,
+    expected: &SpiffeId,
+    options: TlsOptions,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut config = Arc::unwrap_or_clone(client_config(tls, expected, options)?);
+    config.alpn_protocols.clear();
+    Ok(Arc::new(config))
+}
+
 fn versions(options: TlsOptions) -> &'static [&'static SupportedProtocolVersion] {
     static TLS13_ONLY: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
     static TLS13_AND_12: [&SupportedProtocolVersion; 2] =

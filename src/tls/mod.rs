@@ -19,7 +19,7 @@ use rustls::CipherSuite;
 use rustls::crypto::CryptoProvider;
 
 pub use chains::{MAX_CHAINS, VerifiedChains};
-pub use config::{TlsOptions, client_config, server_config};
+pub use config::{TlsOptions, client_config, server_config, tcp_client_config, tcp_server_config};
 pub use credentials::{Credentials, read_file};
 pub use error::{TlsError, handshake_failure_reason};
 pub use material::{LiveTls, TlsMaterial};

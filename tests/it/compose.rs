@@ -223,7 +223,7 @@ fn every_outbound_destination_is_a_service_reached_through_its_inbound_sidecar()
         let callee = topology.inbound_sidecar_of(host);
         let callee =
             callee.unwrap_or_else(|| panic!("{at}: no inbound sidecar in {host}'s network"));
-        let inbound = callee.config.inbound.as_ref().unwrap();
+        let inbound = callee.config.inbound.first().unwrap();
         assert_eq!(
             destination.address.port(),
             inbound.listen.port(),
@@ -308,9 +308,9 @@ fn every_inbound_sidecar_forwards_to_its_app_on_loopback() {
     for sidecar in topology
         .sidecars
         .iter()
-        .filter(|s| s.config.inbound.is_some())
+        .filter(|s| !s.config.inbound.is_empty())
     {
-        let upstream = &sidecar.config.inbound.as_ref().unwrap().upstream;
+        let upstream = &sidecar.config.inbound.first().unwrap().upstream;
         assert_eq!(
             upstream.host(),
             "127.0.0.1",

@@ -23,3 +23,4 @@ mod policy_props;
 mod reach_props;
 mod reload;
 mod run;
+mod tcp;

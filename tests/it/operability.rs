@@ -184,7 +184,7 @@ async fn metrics_count_allows_and_denies_per_rule_after_a_scripted_set_of_reques
         count(
             &m,
             &format!(
-                "segward_requests_total{{direction=\"inbound\",decision=\"{decision}\",rule=\"{rule}\"}}"
+                "segward_requests_total{{direction=\"inbound\",decision=\"{decision}\",rule=\"{rule}\",protocol=\"http\"}}"
             ),
         )
     };

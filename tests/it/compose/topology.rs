@@ -81,7 +81,7 @@ impl Topology {
     pub(super) fn inbound_sidecar_of(&self, app: &str) -> Option<&Sidecar> {
         self.sidecars
             .iter()
-            .find(|s| s.app() == Some(app) && s.config.inbound.is_some())
+            .find(|s| s.app() == Some(app) && !s.config.inbound.is_empty())
     }
 
     /// The ID the mint script issues into the folder of the sidecar's `identity.cert`.
@@ -238,7 +238,10 @@ pub(super) fn listen_ports(config: &Config) -> Vec<u16> {
         .inbound
         .iter()
         .flat_map(|i| [i.listen.port(), i.upstream.port()]);
-    let outbound = config.outbound.iter().map(|o| o.listen.port());
+    let outbound = config.outbound.iter().flat_map(|o| {
+        let local = o.tcp.values().map(|d| d.local.port());
+        o.listen.map(|l| l.port()).into_iter().chain(local)
+    });
     inbound
         .chain(outbound)
         .chain([config.admin_listen.port()])

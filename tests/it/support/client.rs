@@ -147,6 +147,12 @@ impl MtlsClient {
         Ok(conn)
     }
 
+    /// TCP connect and TLS handshake only: the stream, for bytes that are not HTTP (L4
+    /// listeners). ALPN as configured.
+    pub async fn stream(&self, addr: SocketAddr) -> Result<TlsStream<TcpStream>, ClientError> {
+        tls_connect(addr, self.config.clone()).await
+    }
+
     /// One `GET target` on a fresh connection.
     pub async fn get(&self, addr: SocketAddr, target: &str) -> Result<Reply, ClientError> {
         self.connect(addr).await?.get(target).await

@@ -1,6 +1,7 @@
 //! Fixtures shared by the integration tests: a throwaway PKI ([`pki`]), a recording backend
 //! ([`backend`]), real TLS and plain HTTP clients ([`client`]),
-//! sidecars started from YAML configs ([`sidecar`]), and [`eventually`].
+//! sidecars started from YAML configs ([`sidecar`]), TCP servers for L4 tests ([`tcp`]), and
+//! [`eventually`].
 
 pub mod backend;
 pub mod client;
@@ -8,6 +9,7 @@ pub mod metrics;
 pub mod pki;
 pub mod policy_gen;
 pub mod sidecar;
+pub mod tcp;
 
 use std::time::Duration;
 

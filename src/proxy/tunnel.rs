@@ -1,0 +1,318 @@
+//! One TCP connection's life on either side (PRODUCT.md §11), after its identities are
+//! known: decide it once on the policy snapshot of now (no method, no path), and only if it
+//! is let through dial the far side — the workload or the destination — and copy bytes both
+//! ways, carrying half-close and respecting backpressure, until both sides are done, it idles
+//! past `limits.idle_timeout`, a published policy decides it again and denies it, or the
+//! drain ends. One decision-log line at open, one at close (bytes, duration, close reason).
+//! The listeners that reach here are [`super::tcp`]'s.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::context::Context;
+use super::idle::Activity;
+use super::serve::Slot;
+use crate::config::Mode;
+use crate::identity::SpiffeId;
+use crate::live::PolicyChanges;
+use crate::policy::{CompiledPolicy, Verdict};
+use crate::telemetry::decision_log::{self, ConnectionRecord, Direction};
+
+/// Each direction's copy buffer: large enough for a long stream to move in big writes.
+const BUFFER: usize = 64 * 1024;
+
+/// Why a tunnel closed, as the decision log and metrics name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// Both sides finished (each half-closed, then the other).
+    Finished,
+    /// A side failed (reset, broken pipe, TLS error).
+    Broken,
+    /// No byte moved for `limits.idle_timeout`.
+    Idle,
+    /// A published policy decided it again and denied it.
+    PolicyRevoked,
+    /// The sidecar is stopping and the drain timeout passed.
+    Shutdown,
+    /// The workload or destination could not be reached (refused, or connect timeout).
+    UpstreamConnect,
+    /// The destination's mTLS handshake failed (it did not prove its SPIFFE ID, …).
+    UpstreamTls,
+}
+
+impl Close {
+    /// The bounded word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Finished => "finished",
+            Self::Broken => "broken",
+            Self::Idle => "idle-timeout",
+            Self::PolicyRevoked => "policy-revoked",
+            Self::Shutdown => "shutdown",
+            Self::UpstreamConnect => "upstream-connect",
+            Self::UpstreamTls => "upstream-tls",
+        }
+    }
+}
+
+/// A decision about the connection, owned so that it outlives the snapshot that made it.
+struct Decided {
+    decision: &'static str,
+    reason: &'static str,
+    rule: Option<String>,
+    version: String,
+}
+
+impl Decided {
+    fn of(verdict: &Verdict<'_>, policy: &CompiledPolicy) -> Self {
+        Self {
+            decision: verdict.decision.as_str(),
+            reason: verdict.reason.as_str(),
+            rule: verdict.rule.map(str::to_owned),
+            version: policy.version().to_owned(),
+        }
+    }
+
+    fn rule_label(&self) -> &str {
+        self.rule.as_deref().unwrap_or(self.reason)
+    }
+}
+
+/// The parties of one TCP connection and where it is recorded.
+pub struct Parties<'a> {
+    /// The sidecar's shared state.
+    pub cx: &'a Context,
+    /// Inbound (peer → workload) or outbound (app → destination).
+    pub direction: Direction,
+    /// The calling identity.
+    pub source: &'a SpiffeId,
+    /// The identity being reached.
+    pub destination: &'a SpiffeId,
+}
+
+/// Serves one connection whose parties are known: decide, then (if let through) `dial` and
+/// copy. `changes` was taken before the handshake, so a publish during it is seen; `client`
+/// is the accepted side, `dial` is not started unless the connection is allowed.
+pub async fn run<C, U>(
+    parties: Parties<'_>,
+    changes: PolicyChanges,
+    client: C,
+    dial: impl Future<Output = Result<U, Close>>,
+    slot: Slot,
+) where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let id = parties.cx.ids.fresh();
+    let id = id.to_str().unwrap_or("-");
+    let record = Recorder {
+        parties: &parties,
+        id,
+        started,
+    };
+    // 1. Decide on the snapshot of now; nothing is dialed before.
+    let opened = {
+        let policy = parties.cx.live.policy();
+        let verdict = decide(&parties, &policy);
+        let decided = Decided::of(&verdict, &policy);
+        record.open(&decided);
+        verdict.lets_through().then_some(decided)
+    };
+    let Some(opened) = opened else {
+        // Dropping `client` closes it; the far side never saw a byte, nor a connection.
+        return;
+    };
+
+    // 2. Dial the far side.
+    let upstream = match dial.await {
+        Ok(upstream) => upstream,
+        Err(close) => {
+            parties
+                .cx
+                .metrics
+                .upstream_error(parties.direction, close.as_str());
+            record.close(&opened, close, (0, 0));
+            return;
+        }
+    };
+
+    // 3. Copy until done, idle, denied by a new policy, or drained.
+    let activity = Activity::new();
+    let mut client = Metered::new(client, activity.clone());
+    let mut upstream = upstream;
+    let limits = parties.cx.limits;
+    let mut shutdown = slot.shutdown().clone();
+    let drained = async move {
+        shutdown.wait().await;
+        tokio::time::sleep(limits.drain).await;
+    };
+    let (close, decided) = tokio::select! {
+        copied = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUFFER, BUFFER) => {
+            let close = if copied.is_ok() { Close::Finished } else { Close::Broken };
+            (close, opened)
+        }
+        () = activity.idle_for(limits.idle) => (Close::Idle, opened),
+        denied = redecide(&parties, changes) => (Close::PolicyRevoked, denied),
+        () = drained => (Close::Shutdown, opened),
+    };
+    if close == Close::PolicyRevoked {
+        parties
+            .cx
+            .metrics
+            .connection_cut(parties.direction, "policy-revoked");
+        parties
+            .cx
+            .metrics
+            .tcp_decision(parties.direction, decided.decision, decided.rule_label());
+    }
+    let bytes = (client.read, client.written);
+    parties
+        .cx
+        .metrics
+        .tcp_bytes(parties.direction, bytes.0, bytes.1);
+    record.close(&decided, close, bytes);
+    drop(slot);
+}
+
+/// The connection decided on `policy`; audit mode lets a deny through as `would-deny`.
+fn decide<'p>(parties: &Parties<'_>, policy: &'p CompiledPolicy) -> Verdict<'p> {
+    let verdict = policy.decide_connection(parties.source, parties.destination);
+    match parties.cx.mode {
+        Mode::Enforce => verdict,
+        Mode::Audit => verdict.audited(),
+    }
+}
+
+/// Resolves with the new decision once a published policy denies the connection: every
+/// publish (reload, expiry, containment) decides it again, one decision per publish.
+async fn redecide(parties: &Parties<'_>, mut changes: PolicyChanges) -> Decided {
+    while changes.changed().await {
+        let policy = parties.cx.live.policy();
+        let verdict = decide(parties, &policy);
+        if !verdict.lets_through() {
+            return Decided::of(&verdict, &policy);
+        }
+    }
+    std::future::pending().await
+}
+
+/// Writes a connection's decision-log lines and counts its decision.
+struct Recorder<'a> {
+    parties: &'a Parties<'a>,
+    id: &'a str,
+    started: Instant,
+}
+
+impl Recorder<'_> {
+    fn open(&self, decided: &Decided) {
+        let p = self.parties;
+        p.cx.metrics
+            .tcp_decision(p.direction, decided.decision, decided.rule_label());
+        self.write(decided, "open", None, None, None);
+    }
+
+    fn close(&self, decided: &Decided, close: Close, bytes: (u64, u64)) {
+        let elapsed = self.started.elapsed();
+        self.write(decided, "close", Some(bytes), Some(close), Some(elapsed));
+        tracing::debug!(
+            direction = self.parties.direction.as_str(),
+            reason = close.as_str(),
+            bytes_in = bytes.0,
+            bytes_out = bytes.1,
+            "tcp connection closed"
+        );
+    }
+
+    fn write(
+        &self,
+        decided: &Decided,
+        event: &'static str,
+        bytes: Option<(u64, u64)>,
+        close: Option<Close>,
+        duration: Option<Duration>,
+    ) {
+        let p = self.parties;
+        decision_log::write_connection(&ConnectionRecord {
+            connection_id: self.id,
+            direction: p.direction,
+            event,
+            source_id: p.source.as_str(),
+            destination_id: p.destination.as_str(),
+            decision: decided.decision,
+            rule: decided.rule.as_deref(),
+            reason: decided.reason,
+            policy_version: &decided.version,
+            bytes,
+            close_reason: close.map(Close::as_str),
+            duration,
+        });
+    }
+}
+
+/// The client side of a tunnel: counts the bytes read from it (`bytes_in`) and written to it
+/// (`bytes_out`), and records activity for the idle timeout.
+struct Metered<I> {
+    io: I,
+    activity: Activity,
+    read: u64,
+    written: u64,
+}
+
+impl<I> Metered<I> {
+    fn new(io: I, activity: Activity) -> Self {
+        Self {
+            io,
+            activity,
+            read: 0,
+            written: 0,
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Metered<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.io).poll_read(cx, buf);
+        let n = buf.filled().len().saturating_sub(before);
+        if n > 0 {
+            this.read += n as u64;
+            this.activity.touch();
+        }
+        poll
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Metered<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = poll {
+            this.written += n as u64;
+            this.activity.touch();
+        }
+        poll
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,191 @@
+//! L4 (TCP) mode through real sidecars (PRODUCT.md §11, issue 16): an app connects in plain
+//! TCP to its outbound sidecar's `local:` port, which dials the database sidecar over mTLS;
+//! that sidecar decides the connection once (no method, no path) and only then connects to
+//! the workload — an echo server that counts the connections reaching it. A denied identity
+//! never reaches it; a policy publish that denies an open connection closes it within 1 s
+//! while the other identities' connections carry on byte-exact.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use segward::app::Sidecar;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout};
+
+use crate::support::client::{Alpn, MtlsClient};
+use crate::support::metrics::scrape;
+use crate::support::pki::Pki;
+use crate::support::sidecar::{start, write_config, write_policy};
+use crate::support::tcp::Echo;
+
+const TD: &str = "example.org";
+const DB: &str = "spiffe://example.org/ns/prod/sa/ledger-db";
+const PAYMENTS: &str = "spiffe://example.org/ns/prod/sa/payments";
+const BATCH: &str = "spiffe://example.org/ns/prod/sa/batch";
+const CI: &str = "spiffe://example.org/ns/staging/sa/ci";
+
+/// "those now denied are closed within 1 s" (PRODUCT.md §11).
+const CUT_WITHIN: Duration = Duration::from_secs(1);
+
+const POLICY: &str = r#"
+segments:
+  prod: { identities: ["spiffe://example.org/ns/prod/sa/*"] }
+  staging: { identities: ["spiffe://example.org/ns/staging/**"] }
+  ledger-db: { identities: ["spiffe://example.org/ns/prod/sa/ledger-db"] }
+rules:
+  - { name: prod-uses-ledger-db, from: [prod], to: [ledger-db] }
+  # Names methods: an HTTP rule, so it never allows a TCP connection (fail closed).
+  - { name: staging-reads-ledger-db, from: [staging], to: [ledger-db], methods: [GET] }
+"#;
+
+/// The database sidecar (inbound TCP to an echo workload) and the payments app's sidecar
+/// (outbound TCP destination `ledger-db`).
+struct Fleet {
+    pki: Pki,
+    echo: Echo,
+    db: Sidecar,
+    db_policy: std::path::PathBuf,
+    app: Sidecar,
+}
+
+async fn fleet() -> Fleet {
+    let pki = Pki::new(&[TD]);
+    let echo = Echo::start().await;
+    let db_policy = write_policy(&pki, POLICY);
+    let inbound = format!(
+        "inbound:\n  - {{ listen: 127.0.0.1:0, upstream: {}, protocol: tcp }}\n",
+        echo.addr()
+    );
+    let db_cfg = write_config(&pki, &pki.issue(DB), &[TD], &db_policy, &inbound);
+    let db = start(&db_cfg, |_| {}).await;
+    let db_addr = db.inbound_addr().unwrap();
+    let outbound = format!(
+        "outbound:\n  destinations:\n    ledger-db:\n      address: {db_addr}\n      spiffe_id: {DB}\n      protocol: tcp\n      local: 127.0.0.1:0\n"
+    );
+    let app_policy = write_policy(&pki, POLICY);
+    let app_cfg = write_config(&pki, &pki.issue(PAYMENTS), &[TD], &app_policy, &outbound);
+    let app = start(&app_cfg, |_| {}).await;
+    Fleet {
+        pki,
+        echo,
+        db,
+        db_policy,
+        app,
+    }
+}
+
+impl Fleet {
+    /// A direct mTLS connection to the database sidecar as `id`.
+    async fn direct(&self, id: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let svid = self.pki.issue(id);
+        let client = MtlsClient::new(Some(&svid.pem), &self.pki.bundle_pems(), Alpn::None);
+        client
+            .stream(self.db.inbound_addr().unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// Publishes `policy` on the database sidecar, as an edit of its folder would.
+    async fn publish(&self, policy: &str) {
+        std::fs::write(self.db_policy.join("policy.yaml"), policy).unwrap();
+        let report = self.db.reload(true).await;
+        assert!(self.db.reload_status().policy_error.is_none(), "{report:?}");
+    }
+}
+
+/// Writes `bytes`, reads the same number back, and checks they are the same.
+async fn round_trip<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) {
+    stream.write_all(bytes).await.unwrap();
+    let mut back = vec![0u8; bytes.len()];
+    timeout(Duration::from_secs(10), stream.read_exact(&mut back))
+        .await
+        .expect("echo within 10 s")
+        .unwrap();
+    assert_eq!(back, bytes);
+}
+
+/// Whether the far side closed: a read gives EOF or an error (a reset) within `within`.
+async fn closed_within<S: AsyncRead + Unpin>(stream: &mut S, within: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        timeout(within, stream.read(&mut byte)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+fn local(app: &Sidecar) -> SocketAddr {
+    app.tcp_local_addr("ledger-db").unwrap()
+}
+
+#[tokio::test]
+async fn an_allowed_app_reaches_the_database_through_both_sidecars_and_half_close_is_carried() {
+    let f = fleet().await;
+    let mut app = TcpStream::connect(local(&f.app)).await.unwrap();
+    round_trip(&mut app, b"SELECT 1;").await;
+    round_trip(&mut app, &vec![7u8; 300_000]).await;
+    // The app shuts its write side; the echo workload sees EOF, closes, and the app reads
+    // EOF in turn: each half-close crossed both sidecars.
+    app.shutdown().await.unwrap();
+    assert!(closed_within(&mut app, Duration::from_secs(5)).await);
+    assert_eq!(f.echo.accepted(), 1);
+
+    let metrics = scrape(f.db.admin_addr()).await;
+    let allowed = "segward_requests_total{direction=\"inbound\",decision=\"allow\",rule=\"prod-uses-ledger-db\",protocol=\"tcp\"}";
+    assert_eq!(metrics.get(allowed), Some(&1.0), "{metrics:#?}");
+}
+
+#[tokio::test]
+async fn a_denied_identity_is_closed_before_any_byte_reaches_the_workload() {
+    let f = fleet().await;
+    // The staging CI identity: its only rule names methods, so no TCP rule allows it.
+    let mut ci = f.direct(CI).await;
+    let _ = ci.write_all(b"DROP TABLE ledger;").await;
+    assert!(closed_within(&mut ci, Duration::from_secs(5)).await);
+    // A client without a certificate fails the handshake.
+    let anonymous = MtlsClient::new(None, &f.pki.bundle_pems(), Alpn::None);
+    let mut stream = anonymous.stream(f.db.inbound_addr().unwrap()).await.ok();
+    if let Some(stream) = stream.as_mut() {
+        // TLS 1.3: the server's refusal arrives after the client finished.
+        assert!(closed_within(stream, Duration::from_secs(5)).await);
+    }
+    assert_eq!(f.echo.accepted(), 0, "nothing reached the workload");
+    let metrics = scrape(f.db.admin_addr()).await;
+    let denied = "segward_requests_total{direction=\"inbound\",decision=\"deny\",rule=\"default-deny\",protocol=\"tcp\"}";
+    assert_eq!(metrics.get(denied), Some(&1.0), "{metrics:#?}");
+}
+
+#[tokio::test]
+async fn revoking_an_identity_closes_its_open_connection_within_1s_and_spares_the_others() {
+    let f = fleet().await;
+    let mut payments = f.direct(PAYMENTS).await;
+    let mut batch = f.direct(BATCH).await;
+    let mut via_app = TcpStream::connect(local(&f.app)).await.unwrap();
+    round_trip(&mut payments, b"BEGIN;").await;
+    round_trip(&mut batch, b"BEGIN;").await;
+    round_trip(&mut via_app, b"BEGIN;").await;
+
+    let published = Instant::now();
+    f.publish(&format!("{POLICY}revoked: [\"{PAYMENTS}\"]\n"))
+        .await;
+    assert!(
+        closed_within(&mut payments, CUT_WITHIN).await,
+        "the revoked identity's connection is closed within 1 s"
+    );
+    // The app sidecar holds the payments SVID too: its tunnel to the database is cut.
+    assert!(closed_within(&mut via_app, CUT_WITHIN).await);
+    let cut_after = published.elapsed();
+    assert!(cut_after < CUT_WITHIN, "{cut_after:?}");
+    // The batch identity's connection carries on, byte-exact, and new ones open.
+    round_trip(&mut batch, &vec![42u8; 100_000]).await;
+    let mut again = f.direct(BATCH).await;
+    round_trip(&mut again, b"COMMIT;").await;
+    // A new connection as payments is refused.
+    let mut payments = f.direct(PAYMENTS).await;
+    let _ = payments.write_all(b"x").await;
+    assert!(closed_within(&mut payments, Duration::from_secs(5)).await);
+
+    let metrics = scrape(f.db.admin_addr()).await;
+    let cut = "segward_connections_cut_total{direction=\"inbound\",reason=\"policy-revoked\"}";
+    assert_eq!(metrics.get(cut), Some(&2.0), "{metrics:#?}");
+}
