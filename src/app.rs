@@ -243,9 +243,9 @@ impl Sidecar {
         Ok(())
     }
 
-    /// PRODUCT.md §11: allow rules naming methods or paths never match a TCP connection;
-    /// warn about those that would otherwise reach this sidecar's TCP listeners or TCP
-    /// destinations, once, at start-up.
+    /// PRODUCT.md §11: allow rules naming methods or paths never match a TCP connection, and
+    /// deny rules naming them match every one; warn about both kinds where they cover this
+    /// sidecar's TCP listeners or TCP destinations, once, at start-up.
     fn warn_http_only_allows(&self, config: &Config) {
         let policy = self.cx.live.policy();
         let tcp_inbound = config.inbound.iter().any(|l| l.protocol == Protocol::Tcp);
@@ -258,6 +258,14 @@ impl Sidecar {
                     destination_id = %id,
                     "allow rule names methods or paths, so it never allows a TCP connection \
                      to this destination"
+                );
+            }
+            for rule in policy.http_denies_matching_connections(id) {
+                tracing::warn!(
+                    rule,
+                    destination_id = %id,
+                    "deny rule names methods or paths, yet refuses every TCP connection it \
+                     covers to this destination (fail closed: a connection has neither)"
                 );
             }
         }

@@ -9,6 +9,7 @@
 
 mod blast;
 mod contain;
+mod ledger_db;
 mod scenarios;
 mod topology;
 mod workload;
@@ -55,6 +56,7 @@ async fn demo(keep: bool, capture: Capture) -> anyhow::Result<usize> {
     let fleet = Fleet::start(dir.clone()).await?;
     print_fleet(&fleet);
     let mut rows = scenarios::play(&fleet, &capture, &blast).await?;
+    rows.extend(ledger_db::play(&fleet, &capture).await?);
     let contained = contain::play(&fleet, &capture).await?;
     rows.extend(contained.rows);
     let failures = print_rows(&rows);
@@ -177,6 +179,16 @@ fn print_keep(fleet: &Fleet) {
         "  curl -X POST -x http://{} http://payments/v1/refunds   # as the agent's read identity: 403",
         outbound("agent-read")
     );
+    if let Some(db) = fleet
+        .sidecar("ledger")
+        .and_then(|s| s.tcp_local_addr("ledger-db"))
+    {
+        println!(
+            "  printf 'SELECT\\n' | nc {} {}   # the ledger's database, through the ledger's sidecar (L4)",
+            db.ip(),
+            db.port()
+        );
+    }
     println!("  curl http://{admin}/metrics                             # payments' sidecar");
     println!("  curl http://{admin}/policy");
     println!(
@@ -207,18 +219,26 @@ fn replace_file(file: &std::path::Path, text: &str) -> std::io::Result<()> {
 pub struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl Capture {
-    /// The deciding line of request `request_id`: a refusing line if any sidecar refused,
-    /// else the inbound sidecar's line.
-    fn deciding_line(&self, request_id: &str) -> Option<Value> {
+    /// Every decision line so far, parsed.
+    fn lines(&self) -> Vec<Value> {
         let bytes = self
             .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let mut lines: Vec<Value> = String::from_utf8_lossy(&bytes)
+        String::from_utf8_lossy(&bytes)
             .lines()
             .filter_map(|line| serde_json::from_str(line).ok())
-            .filter(|line: &Value| line["request_id"] == request_id)
+            .collect()
+    }
+
+    /// The deciding line of request `request_id`: a refusing line if any sidecar refused,
+    /// else the inbound sidecar's line.
+    fn deciding_line(&self, request_id: &str) -> Option<Value> {
+        let mut lines: Vec<Value> = self
+            .lines()
+            .into_iter()
+            .filter(|line| line["request_id"] == request_id)
             .collect();
         let deciding = lines
             .iter()

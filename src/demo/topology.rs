@@ -1,8 +1,10 @@
 //! The demo fleet on loopback: a throwaway PKI minted with `segward certs` code, the example
 //! policy copied to a scratch folder (so the demo can edit it live), three workloads behind
-//! inbound sidecars (payments, ledger, and staging-api, where the CI runner deploys) and one outbound sidecar per caller — frontend, the
-//! staging CI runner, an AI agent's read and write identities and two third-party
-//! integrations — all real `Sidecar`s started from YAML configs, in this process.
+//! inbound sidecars (payments, ledger, and staging-api, where the CI runner deploys), the
+//! ledger's database behind an inbound TCP sidecar (L4 mode), and one outbound sidecar per
+//! caller — frontend, the staging CI runner, an AI agent's read and write identities and two
+//! third-party integrations — all real `Sidecar`s started from YAML configs, in this process.
+//! Every caller, and the ledger, reaches the database through a `protocol: tcp` destination.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use super::ledger_db::{self, LedgerDb};
 use super::workload::Workload;
 use crate::app::Sidecar;
 use crate::certs;
@@ -44,6 +47,19 @@ pub const CALLEES: &[(&str, &str)] = &[
     ("staging-api", "spiffe://example.org/ns/staging/sa/api"),
 ];
 
+/// The database (name, SPIFFE ID), behind an inbound TCP sidecar.
+pub const DATABASE: (&str, &str) = ("ledger-db", "spiffe://example.org/ns/prod/sa/ledger-db");
+
+/// The SPIFFE ID of any demo workload by name ("" if there is none).
+pub fn id_of_any(name: &str) -> &'static str {
+    CALLERS
+        .iter()
+        .chain(CALLEES)
+        .chain([&DATABASE])
+        .find(|(n, _)| *n == name)
+        .map_or("", |(_, id)| id)
+}
+
 const TRUST_DOMAINS: [&str; 2] = ["example.org", "partner.example"];
 
 /// Every running part of the demo.
@@ -54,6 +70,8 @@ pub struct Fleet {
     pub policy_file: PathBuf,
     /// Callee workloads (kept alive while the fleet runs).
     pub workloads: Vec<Workload>,
+    /// The ledger's database (L4).
+    pub database: Option<LedgerDb>,
     /// (name, sidecar) for every callee (inbound) and caller (outbound).
     pub sidecars: Vec<(&'static str, Sidecar)>,
 }
@@ -74,26 +92,49 @@ impl Fleet {
             dir,
             policy_file,
             workloads: Vec::new(),
+            database: None,
             sidecars: Vec::new(),
         };
+        let database = fleet.start_database().await?;
         let mut inbound = Vec::new();
         for (name, _) in CALLEES {
             let workload = Workload::start(name).await?;
-            let listeners = format!(
+            let mut listeners = format!(
                 "inbound:\n  listen: 127.0.0.1:0\n  upstream: {}\n",
                 workload.addr()
             );
+            if *name == "ledger" {
+                // The ledger service uses its database: an outbound side with only it.
+                listeners.push_str("outbound:\n  destinations:\n");
+                listeners.push_str(&database_destination(database));
+            }
             let sidecar = fleet.start_sidecar(name, &listeners).await?;
             inbound.push((*name, sidecar.inbound_addr().context("inbound bound")?));
             fleet.workloads.push(workload);
             fleet.sidecars.push((name, sidecar));
         }
-        let outbound = outbound_block(&inbound);
+        let mut outbound = outbound_block(&inbound);
+        outbound.push_str(&database_destination(database));
         for (name, _) in CALLERS {
             let sidecar = fleet.start_sidecar(name, &outbound).await?;
             fleet.sidecars.push((name, sidecar));
         }
         Ok(fleet)
+    }
+
+    /// Starts the database and its inbound TCP sidecar; returns that sidecar's address.
+    async fn start_database(&mut self) -> anyhow::Result<SocketAddr> {
+        let (name, _) = DATABASE;
+        let database = LedgerDb::start().await?;
+        let listeners = format!(
+            "inbound:\n  - {{ listen: 127.0.0.1:0, upstream: {}, protocol: tcp }}\n",
+            database.addr()
+        );
+        let sidecar = self.start_sidecar(name, &listeners).await?;
+        let addr = sidecar.inbound_addr().context("database inbound bound")?;
+        self.database = Some(database);
+        self.sidecars.push((name, sidecar));
+        Ok(addr)
     }
 
     /// The sidecar of workload `name`.
@@ -129,7 +170,7 @@ fn mint(dir: &Path) -> anyhow::Result<()> {
     for td in TRUST_DOMAINS {
         certs::init(&TrustDomain::parse(td)?, &dir.join("ca").join(td), true)?;
     }
-    for (name, id) in CALLERS.iter().chain(CALLEES) {
+    for (name, id) in CALLERS.iter().chain(CALLEES).chain([&DATABASE]) {
         let id = SpiffeId::parse(id)?;
         let ca = dir.join("ca").join(id.trust_domain());
         let ttl = Duration::from_secs(3600);
@@ -168,4 +209,14 @@ fn outbound_block(inbound: &[(&str, SocketAddr)]) -> String {
         );
     }
     yaml
+}
+
+/// The `protocol: tcp` destination entry for the database at `addr` (an app connects to its
+/// sidecar's `local:` port, any free one here).
+fn database_destination(addr: SocketAddr) -> String {
+    format!(
+        "    {}:\n      address: {addr}\n      spiffe_id: {}\n      protocol: tcp\n      local: 127.0.0.1:0\n",
+        ledger_db::DESTINATION,
+        DATABASE.1
+    )
 }

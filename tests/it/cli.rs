@@ -37,8 +37,8 @@ fn the_shipped_policy_checks_ok_with_its_counts_and_version() {
     assert!(summary.starts_with("ok: policies/"), "{summary}");
     // The counts of policies/fleet.yaml.
     for count in [
-        "8 segments",
-        "10 rules",
+        "9 segments",
+        "11 rules",
         "1 revoked",
         "14 tests passed",
         "0 warnings",
@@ -56,8 +56,8 @@ fn the_shipped_policy_checks_ok_as_json() {
     let report = json(&out.stdout);
     assert_eq!(report["valid"], true);
     assert_eq!(report["errors"], Value::Array(vec![]));
-    assert_eq!(report["segments"], 8);
-    assert_eq!(report["rules"], 10);
+    assert_eq!(report["segments"], 9);
+    assert_eq!(report["rules"], 11);
     assert_eq!(report["tests"], 14);
     let version = report["version"].as_str().unwrap();
     assert!(version.starts_with("sha256:"), "{version}");
