@@ -74,6 +74,12 @@ impl PathError {
 pub struct NormalizedPath(String);
 
 impl NormalizedPath {
+    /// `/`, the root: what a TCP connection, which has no path, stands on where a path is
+    /// asked for (it matches no rule's `paths` by itself being chosen; rules check the mode).
+    pub fn root() -> Self {
+        Self("/".to_owned())
+    }
+
     /// The path as text, always starting with `/`.
     pub fn as_str(&self) -> &str {
         &self.0

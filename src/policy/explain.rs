@@ -23,6 +23,9 @@ pub enum Miss {
     Method,
     /// No pattern of `paths` matches the request's path.
     Path,
+    /// An allow rule naming `methods` or `paths`, asked about a TCP connection, which has
+    /// neither: it never allows one (PRODUCT.md §11).
+    Http,
 }
 
 /// How one candidate rule stands against the request.
@@ -49,6 +52,7 @@ impl Check {
             Self::Missed(Miss::Destination) => "destination",
             Self::Missed(Miss::Method) => "method",
             Self::Missed(Miss::Path) => "path",
+            Self::Missed(Miss::Http) => "http-only",
         }
     }
 }
@@ -82,13 +86,38 @@ impl CompiledPolicy {
             method: req.method,
             path: req.path,
             variant: variant.and_then(Result::ok),
+            connection: false,
         };
+        self.explain_facts(&facts, req.source, ambiguous)
+    }
+
+    /// [`Self::explain_rules`] for a TCP connection (PRODUCT.md §11): allow rules naming
+    /// methods or paths miss (`http-only`), deny rules match whatever they name. `req`'s
+    /// method and path are not read. Its verdict equals [`Self::decide_connection`]'s.
+    pub fn explain_connection_rules(&self, req: &Request<'_>) -> RuleExplanation<'_> {
+        let facts = Facts {
+            source: self.classifier.segment_ids(req.source),
+            destination: self.classifier.segment_ids(req.destination),
+            method: req.method,
+            path: req.path,
+            variant: None,
+            connection: true,
+        };
+        self.explain_facts(&facts, req.source, false)
+    }
+
+    fn explain_facts(
+        &self,
+        facts: &Facts<'_>,
+        source: &crate::identity::SpiffeId,
+        ambiguous: bool,
+    ) -> RuleExplanation<'_> {
         let candidates: Vec<_> = self
             .rules
             .iter()
             .filter_map(|rule| facts.candidate(self, rule))
             .collect();
-        let verdict = if self.classify(req.source).is_revoked() {
+        let verdict = if self.classify(source).is_revoked() {
             refused(Reason::Revoked)
         } else if ambiguous {
             refused(Reason::AmbiguousPath)
@@ -220,6 +249,9 @@ fn miss_text(miss: Miss, rule: &Rule, policy: &CompiledPolicy, req: &Request<'_>
             let names = names.into_iter().map(str::to_owned).collect();
             format!("method {} not in methods: {}", req.method, list(names))
         }
+        Miss::Http => {
+            "names methods or paths: an HTTP rule, it never allows a TCP connection".to_owned()
+        }
         Miss::Path => {
             let patterns = rule.paths.iter().flatten().map(|p| p.to_string()).collect();
             format!(
@@ -239,6 +271,8 @@ struct Facts<'a> {
     path: &'a NormalizedPath,
     /// The spelling a lenient upstream routes, when it differs and stays under the root.
     variant: Option<NormalizedPath>,
+    /// A TCP connection: no method, no path (`method` and `path` are not read).
+    connection: bool,
 }
 
 impl Facts<'_> {
@@ -261,6 +295,14 @@ impl Facts<'_> {
     /// Methods, then paths; deny rules also on the upstream spelling (it can add denials,
     /// never allows — as in `decide`).
     fn check_request(&self, rule: &Rule) -> Check {
+        if self.connection {
+            return match (rule.matches_connection(), rule.effect == Effect::Deny) {
+                (false, _) => Check::Missed(Miss::Http),
+                (true, _) if rule.expired => Check::Expired,
+                (true, true) if rule.dry_run => Check::DryRun,
+                (true, _) => Check::Matched,
+            };
+        }
         let bit = MethodBit::of(self.method);
         if !rule
             .methods

@@ -780,6 +780,68 @@ fn explain_of_a_logged_deny_shows_its_rule_and_why_the_allow_rule_did_not_decide
     assert!(allow.contains("policies/fleet.yaml:"), "{allow}");
 }
 
+const LEDGER_DB: &str = "spiffe://example.org/ns/prod/sa/ledger-db";
+
+#[test]
+fn explain_tcp_decides_a_connection_without_method_or_path_as_the_sidecar_does() {
+    // PRODUCT.md §11: the ledger's rule names no methods or paths, so it allows the
+    // connection; the staging guard rail is a deny, which applies to connections too.
+    let out = explain(LEDGER, LEDGER_DB, &["--tcp"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(field(&out.stdout, "decision"), "allow");
+    assert_eq!(field(&out.stdout, "rule"), "ledger-uses-its-database");
+    assert_eq!(
+        field(&out.stdout, "request"),
+        "TCP connection (no method, no path)"
+    );
+    let out = explain(CI_RUNNER, LEDGER_DB, &["--tcp", "--json"]);
+    let e = json(&out.stdout);
+    assert_eq!(
+        (&e["decision"], &e["rule"], &e["protocol"]),
+        (
+            &"deny".into(),
+            &"staging-never-reaches-prod".into(),
+            &"tcp".into()
+        )
+    );
+    // An allow rule written for HTTP (methods, paths) never allows a connection, and says
+    // so; a deny rule written for HTTP (`paths: [/admin/**]` on critical segments) refuses
+    // every connection it covers (fail closed).
+    let out = explain(FRONTEND, PAYMENTS, &["--tcp"]);
+    assert_eq!(field(&out.stdout, "decision"), "deny");
+    assert_eq!(field(&out.stdout, "rule"), "no-admin-api");
+    let allow = candidate_row(&out.stdout, "frontend-creates-charges");
+    assert!(allow.contains("an HTTP rule"), "{allow}");
+    // --tcp has no method or path to take.
+    let out = explain(LEDGER, LEDGER_DB, &["--tcp", "--method", "POST"]);
+    assert_eq!(out.code, 2, "{out:?}");
+}
+
+#[test]
+fn explain_of_a_logged_tcp_connection_re_decides_it_as_a_connection() {
+    let version = fleet_version();
+    let line = serde_json::json!({
+        "time": "2026-12-03T16:00:00.000000Z", "request_id": "c-1", "direction": "outbound",
+        "protocol": "tcp", "event": "open", "source_id": CI_RUNNER, "destination_id": LEDGER_DB,
+        "method": "", "path": "", "decision": "deny", "rule": "staging-never-reaches-prod",
+        "reason": "deny-rule", "policy_version": version,
+    })
+    .to_string();
+
+    let out = segward(&["policy", "explain", "policies/", "--log-line", &line]);
+
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(field(&out.stdout, "rule"), "staging-never-reaches-prod");
+    assert_eq!(
+        field(&out.stdout, "request"),
+        "TCP connection (no method, no path)"
+    );
+    assert!(
+        field(&out.stdout, "compared").starts_with("unchanged"),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn explain_by_request_id_picks_that_line_from_a_log_of_other_lines() {
     let version = fleet_version();

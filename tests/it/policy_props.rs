@@ -1,6 +1,8 @@
 //! Property tests of the policy engine (PRODUCT.md §3): random policies, written as YAML and
-//! run through parse → compile → decide, agree with a naive reference evaluator; and the
-//! decision never depends on rule order, segment order or how rules are split over files.
+//! run through parse → compile → decide, agree with a naive reference evaluator — for
+//! requests, and for TCP connections (§11: allow rules naming methods or paths never match,
+//! deny rules always do), where `explain --tcp`'s verdict must agree too; and the decision
+//! never depends on rule order, segment order or how rules are split over files.
 //!
 //! The reference below works on the generator's data, not on the YAML, and shares no code
 //! with `src/policy`: its own pattern matcher, segment membership, selectors and order, its
@@ -66,6 +68,51 @@ fn decide_agrees_with_a_naive_reading_of_section_3() {
         steps.iter().all(|&n| n > 0),
         "a §3 step never decided: {steps:?}"
     );
+}
+
+#[test]
+fn connections_agree_with_a_naive_reading_of_section_11_and_explain_agrees() {
+    // PRODUCT.md §11: "allow rules that name `methods` or `paths` do not match a TCP
+    // connection; deny rules that name them do" — steps 1–4 otherwise as for requests.
+    let cases = (policy(), vec(request_draft(), REQUESTS_PER_POLICY));
+    let steps: [Cell<usize>; STEPS] = Default::default();
+    let result = runner(256).run(&cases, |(spec, drafts)| {
+        let yaml = spec.to_yaml();
+        let compiled = compile_one(&yaml)?;
+        for req in drafts.iter().map(|d| d.resolve(&spec)) {
+            let want = connection_reference(&spec, &req);
+            let i = step_of(&want);
+            steps[i].set(steps[i].get() + 1);
+            let source = SpiffeId::parse(&req.source.to_string()).unwrap();
+            let destination = SpiffeId::parse(&req.destination.to_string()).unwrap();
+            let verdict = compiled.decide_connection(&source, &destination);
+            let got = (verdict.decision, verdict.rule_label().to_owned());
+            prop_assert_eq!(&got, &want, "connection {}\npolicy:\n{}", req, yaml);
+            let root = segward::path::NormalizedPath::root();
+            let explained = compiled.explain_connection_rules(&Request {
+                source: &source,
+                destination: &destination,
+                method: "",
+                path: &root,
+            });
+            prop_assert_eq!(
+                explained.verdict,
+                verdict,
+                "explain --tcp, policy:\n{}",
+                yaml
+            );
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let steps = steps.map(Cell::into_inner);
+    // Revoked, deny rule, allow, would-deny and default-deny all decided some connection
+    // (a connection has no path, so never `ambiguous-path`).
+    for step in [0, 2, 3, 4, 5] {
+        assert!(steps[step] > 0, "a §11 outcome never decided: {steps:?}");
+    }
 }
 
 /// Coverage counters: the six outcomes of [`step_of`], then these two.
@@ -213,6 +260,33 @@ fn reference(policy: &PolicySpec, req: &RequestSpec) -> (Decision, String) {
         };
     }
     // Step 4: "otherwise → deny (`default-deny`)".
+    (Decision::Deny, "default-deny".to_owned())
+}
+
+/// §3 steps for a TCP connection: a rule matches when its `from` and `to` select the parties,
+/// and, for an allow rule, it names neither methods nor paths.
+fn connection_reference(policy: &PolicySpec, req: &RequestSpec) -> (Decision, String) {
+    if policy.revoked.iter().any(|p| id_matches(p, &req.source)) {
+        return (Decision::Deny, "revoked".to_owned());
+    }
+    let mut matching: Vec<&RuleSpec> = policy
+        .rules
+        .iter()
+        .filter(|r| r.from.iter().any(|s| selects(policy, s, &req.source)))
+        .filter(|r| r.to.iter().any(|s| selects(policy, s, &req.destination)))
+        .filter(|r| r.deny || (r.methods.is_none() && r.paths.is_none()))
+        .collect();
+    matching.sort_by(|a, b| a.name.cmp(&b.name));
+    let first = |wanted: fn(&RuleSpec) -> bool| matching.iter().find(|r| wanted(r));
+    if let Some(deny) = first(|r| r.deny && !r.dry_run) {
+        return (Decision::Deny, deny.name.clone());
+    }
+    if let Some(allow) = first(|r| !r.deny) {
+        return match first(|r| r.deny && r.dry_run) {
+            Some(dry) => (Decision::WouldDeny, dry.name.clone()),
+            None => (Decision::Allow, allow.name.clone()),
+        };
+    }
     (Decision::Deny, "default-deny".to_owned())
 }
 

@@ -3,7 +3,8 @@
 //! that sidecar decides the connection once (no method, no path) and only then connects to
 //! the workload — an echo server that counts the connections reaching it. A denied identity
 //! never reaches it; a policy publish that denies an open connection closes it within 1 s
-//! while the other identities' connections carry on byte-exact.
+//! while the other identities' connections carry on byte-exact; so does the instant a
+//! time-boxed TCP exception expires.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -188,4 +189,52 @@ async fn revoking_an_identity_closes_its_open_connection_within_1s_and_spares_th
     let metrics = scrape(f.db.admin_addr()).await;
     let cut = "segward_connections_cut_total{direction=\"inbound\",reason=\"policy-revoked\"}";
     assert_eq!(metrics.get(cut), Some(&2.0), "{metrics:#?}");
+}
+
+#[tokio::test]
+async fn a_time_boxed_tcp_exception_closes_its_open_connection_when_it_expires() {
+    // PRODUCT.md §10–11: expiry is a policy change like any other; the tunnel opened under
+    // the exception is decided again at its instant, with no file change and no reload.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let at = now + 3;
+    let policy = format!(
+        "{POLICY}  - {{ name: ci-migration-window, from: [staging], to: [ledger-db], expires: \"{}\", owner: ana, ticket: DB-12 }}\n",
+        segward::policy::format_time(at as i64)
+    );
+    let pki = Pki::new(&[TD]);
+    let echo = Echo::start().await;
+    let folder = write_policy(&pki, &policy);
+    let inbound = format!(
+        "inbound:\n  - {{ listen: 127.0.0.1:0, upstream: {}, protocol: tcp }}\n",
+        echo.addr()
+    );
+    let cfg = write_config(&pki, &pki.issue(DB), &[TD], &folder, &inbound);
+    let db = start(&cfg, |_| {}).await;
+    let svid = pki.issue(CI);
+    let client = MtlsClient::new(Some(&svid.pem), &pki.bundle_pems(), Alpn::None);
+    let mut ci = client.stream(db.inbound_addr().unwrap()).await.unwrap();
+    round_trip(&mut ci, b"ALTER TABLE ledger ADD COLUMN memo text;").await;
+
+    // Open until the instant (bytes still flow a second before it) …
+    let expires = std::time::UNIX_EPOCH + Duration::from_secs(at);
+    if let Ok(left) = expires.duration_since(std::time::SystemTime::now()) {
+        tokio::time::sleep(left.saturating_sub(Duration::from_secs(1))).await;
+        round_trip(&mut ci, b"SELECT 1;").await;
+    }
+    // … then closed within 1 s of it.
+    let left = expires
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    assert!(
+        closed_within(&mut ci, left + CUT_WITHIN).await,
+        "closed within 1 s of `expires`"
+    );
+    let late = std::time::SystemTime::now()
+        .duration_since(expires)
+        .unwrap_or_default();
+    assert!(late < CUT_WITHIN, "closed {late:?} after the instant");
+    assert_eq!(echo.accepted(), 1);
 }

@@ -40,6 +40,14 @@ pub struct ExplainArgs {
     /// HTTP method, case-sensitive as on the wire (with --from/--to).
     #[arg(long, default_value = "GET", conflicts_with_all = ["log_line", "request_id"])]
     method: String,
+    /// Explain a TCP connection (L4 mode, with --from/--to): no method, no path — allow rules
+    /// naming methods or paths do not match, deny rules naming them do.
+    #[arg(
+        long,
+        requires = "from",
+        conflicts_with_all = ["method", "request_path", "log_line", "request_id"]
+    )]
+    tcp: bool,
     /// Request path (with --from/--to); normalized exactly as the proxy does; the query is
     /// ignored.
     #[arg(
@@ -79,11 +87,23 @@ pub(super) fn run(args: ExplainArgs) -> anyhow::Result<Outcome> {
     };
     let (asked, logged) = args.input()?;
     let req = asked.request();
-    let report = Report {
-        policy: &compiled,
-        req: &req,
-        explanation: compiled.explain(&req),
-        rules: compiled.explain_rules(&req),
+    let report = if asked.tcp {
+        let rules = compiled.explain_connection_rules(&req);
+        Report {
+            policy: &compiled,
+            req: &req,
+            explanation: connection_explanation(&compiled, &req, &rules),
+            rules,
+            tcp: true,
+        }
+    } else {
+        Report {
+            policy: &compiled,
+            req: &req,
+            explanation: compiled.explain(&req),
+            rules: compiled.explain_rules(&req),
+            tcp: false,
+        }
     };
     let version = compiled.version();
     let compared = logged
@@ -122,13 +142,13 @@ impl ExplainArgs {
             method: &self.method,
             path: &self.request_path,
         };
-        Ok((Asked::parse(&parties, &FLAGS)?, None))
+        Ok((Asked::parse(&parties, &FLAGS, self.tcp)?, None))
     }
 }
 
 /// The request recorded by a log line.
 fn from_line(line: LogLine) -> anyhow::Result<(Asked, Option<LogLine>)> {
-    let asked = Asked::parse(&line.parties()?, &LOGGED)?;
+    let asked = Asked::parse(&line.parties()?, &LOGGED, line.is_tcp())?;
     Ok((asked, Some(line)))
 }
 
@@ -157,16 +177,27 @@ struct Asked {
     destination: SpiffeId,
     method: String,
     path: NormalizedPath,
+    /// A TCP connection: `method` is empty and `path` the root, neither is read.
+    tcp: bool,
 }
 
 impl Asked {
     /// Validates the IDs and normalizes the path as the proxy does (the query is dropped).
-    fn parse(parties: &Parties<'_>, names: &Names) -> anyhow::Result<Self> {
+    fn parse(parties: &Parties<'_>, names: &Names, tcp: bool) -> anyhow::Result<Self> {
         let id = |name: &str, value: &str| {
             SpiffeId::parse(value).with_context(|| format!("{name} `{value}`"))
         };
         let source = id(names.source, parties.source)?;
         let destination = id(names.destination, parties.destination)?;
+        if tcp {
+            return Ok(Self {
+                source,
+                destination,
+                method: String::new(),
+                path: NormalizedPath::root(),
+                tcp,
+            });
+        }
         let without_query = parties.path.split('?').next().unwrap_or(parties.path);
         let path = normalize(without_query).with_context(|| {
             format!(
@@ -179,6 +210,7 @@ impl Asked {
             destination,
             method: parties.method.to_owned(),
             path,
+            tcp,
         })
     }
 
@@ -200,6 +232,29 @@ struct Report<'a, 'p> {
     explanation: Explanation<'p>,
     /// Decision path and candidate rules.
     rules: RuleExplanation<'p>,
+    /// A TCP connection rather than a request.
+    tcp: bool,
+}
+
+/// What `explain` reports for a request, for a TCP connection: the decision as the sidecar
+/// makes it, both parties' segments, and the rules that matched.
+fn connection_explanation<'p>(
+    policy: &'p CompiledPolicy,
+    req: &Request<'_>,
+    rules: &RuleExplanation<'p>,
+) -> Explanation<'p> {
+    let matched = rules
+        .candidates
+        .iter()
+        .filter(|c| matches!(c.check, Check::Matched | Check::DryRun))
+        .map(|c| c.rule)
+        .collect();
+    Explanation {
+        verdict: policy.decide_connection(req.source, req.destination),
+        source_segments: policy.segment_names(req.source),
+        destination_segments: policy.segment_names(req.destination),
+        matched,
+    }
 }
 
 impl Report<'_, '_> {
@@ -217,8 +272,9 @@ impl Report<'_, '_> {
             "policy_version": p.version(),
             "source_id": req.source.as_str(),
             "destination_id": req.destination.as_str(),
+            "protocol": if self.tcp { "tcp" } else { "http" },
             "method": req.method,
-            "path": req.path.as_str(),
+            "path": if self.tcp { "" } else { req.path.as_str() },
             "source_segments": e.source_segments,
             "destination_segments": e.destination_segments,
             "matched_rules": matched,
@@ -266,7 +322,7 @@ impl Report<'_, '_> {
         };
         let mut out = format!(
             "decision:       {}\nrule:           {}\nreason:         {}\n\
-             source:         {} ({})\ndestination:    {} ({})\nrequest:        {} {}\n\
+             source:         {} ({})\ndestination:    {} ({})\nrequest:        {}\n\
              policy version: {}\n",
             e.verdict.decision.as_str(),
             e.verdict.rule_label(),
@@ -275,8 +331,11 @@ impl Report<'_, '_> {
             segs(&e.source_segments),
             req.destination,
             segs(&e.destination_segments),
-            req.method,
-            req.path,
+            if self.tcp {
+                "TCP connection (no method, no path)".to_owned()
+            } else {
+                format!("{} {}", req.method, req.path)
+            },
             p.version(),
         );
         if e.matched.is_empty() {

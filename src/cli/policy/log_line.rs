@@ -24,6 +24,8 @@ pub(super) struct LogLine {
     pub reason: Option<String>,
     pub policy_version: Option<String>,
     pub status: Option<u16>,
+    /// `tcp` on a TCP connection's line (L4 mode); absent (HTTP) otherwise.
+    pub protocol: Option<String>,
     /// `FILE:LINE` of the line, when it was read from a log file.
     #[serde(skip)]
     pub at: Option<String>,
@@ -45,6 +47,11 @@ impl LogLine {
     pub(super) fn parse(text: &str) -> anyhow::Result<Self> {
         serde_json::from_str(text.trim())
             .map_err(|e| anyhow!("not a decision-log line: expected one JSON object ({e})"))
+    }
+
+    /// Whether the line records a TCP connection rather than a request.
+    pub(super) fn is_tcp(&self) -> bool {
+        self.protocol.as_deref() == Some("tcp")
     }
 
     /// The request the line records.
