@@ -6,7 +6,8 @@
 //!   `certs init|issue|inspect`, exit codes.
 //! - [`demo`]: `segward demo`, the scenarios on freshly minted identities.
 //! - [`app`]: the composition root of `segward run`: load (fail closed), bind, serve, drain.
-//! - [`proxy`]: the data plane — inbound (mTLS in) and outbound (mTLS out) request paths.
+//! - [`proxy`]: the data plane — inbound (mTLS in) and outbound (mTLS out) request paths, and
+//!   L4 (TCP) tunnels decided once per connection and again on every policy publish.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, `/policy`, `/reach` on the admin listener.
 //! - [`reload`]: the first load and every reload by the same steps (file watching, SIGHUP,
 //!   polling) keeping `live` current; `ReloadError` and the reload status.
@@ -16,11 +17,12 @@
 //! - [`workers`]: the event loops of `limits.worker_threads` (one thread and runtime each).
 //! - [`shutdown`]: the drain signal shared by listeners.
 //! - [`config`]: sidecar YAML (`RawConfig`) → `Config`: resolved paths, addresses, SPIFFE IDs,
-//!   limits (the event-loop count included).
+//!   listeners (HTTP or TCP) and TCP destinations, limits (the event-loop count included).
 //! - [`tls`]: rustls glue — PEM credentials, SPIFFE verifiers, server and client configs.
 //! - [`certs`]: rcgen PKI — throwaway CA, X509-SVID leaves, inspection.
-//! - [`policy`]: PURE. YAML policy → `CompiledPolicy` → `decide`; lints for `policy check`;
-//!   `reach` (blast radius, exact) and `diff`.
+//! - [`policy`]: PURE. YAML policy → `CompiledPolicy` → `decide` (a request) and
+//!   `decide_connection` (a TCP connection); lints for `policy check`; `reach` (blast radius,
+//!   exact) and `diff`.
 //! - [`path`]: PURE. The one request-path normalization, shared by policy and proxy.
 //! - [`identity`]: PURE. `SpiffeId` and X509-SVID leaf rules.
 
