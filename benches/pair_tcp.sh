@@ -22,7 +22,8 @@
 #           no tickets (src/tls/config.rs); HAProxy gets `no-tls-tickets` on both sides,
 #           `tune.ssl.cachesize 0` and `no-ssl-reuse` on its server line. The sanity step
 #           checks it (openssl s_client -reconnect must never report "Reused").
-# Same certificates for both (`segward certs`, ECDSA P-256), TLS 1.3 only.
+# Same certificates for both (`segward certs`, ECDSA P-256), TLS 1.3 only, the same cipher
+# (TLS_AES_128_GCM_SHA256: rustls's choice; HAProxy is told to use it too).
 # segward runs as shipped: the binary of scripts/build-release.sh, decision log on (stderr
 # to a scratch file removed afterwards), admin on. Loopback only; runs are interleaved chain
 # by chain, the order rotated every rep; every process started is stopped by PID.
@@ -180,6 +181,9 @@ write_haproxy() { # THREADS
   # no resumption anywhere: no tickets, no server-side session cache (and no-ssl-reuse below)
   ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets
   ssl-default-server-options ssl-min-ver TLSv1.3 no-tls-tickets
+  # the cipher rustls picks between segward's pair (OpenSSL's default would be AES-256-GCM)
+  ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256
+  ssl-default-server-ciphersuites TLS_AES_128_GCM_SHA256
   tune.ssl.cachesize 0
 defaults
   mode tcp
