@@ -24,3 +24,4 @@ mod reach_props;
 mod reload;
 mod run;
 mod tcp;
+mod tcp_limits;
