@@ -3,11 +3,9 @@
 //! exit code, its decision-log JSON lines on stderr and what reached the backend, and kills it
 //! by PID when the test ends. The last test drains an in-process `Sidecar` the same way.
 
-use std::fs::File;
-use std::io::{ErrorKind, Read as _, Seek as _};
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -19,14 +17,12 @@ use crate::support::backend::Backend;
 use crate::support::client::{Alpn, MtlsClient, Reply};
 use crate::support::eventually;
 use crate::support::pki::{Pki, SvidFiles};
+use crate::support::process::{Segward, WAIT};
 use crate::support::sidecar::{self, inbound_block, write_config, write_policy};
 
 const TD: &str = "example.org";
 const WEB: &str = "spiffe://example.org/ns/prod/sa/web";
 const API: &str = "spiffe://example.org/ns/prod/sa/api";
-
-/// How long a child may take to listen, or to exit once it should.
-const WAIT: Duration = Duration::from_secs(15);
 
 /// How long the slow backend takes to answer: long enough to SIGTERM mid-request.
 const SLOW: Duration = Duration::from_millis(800);
@@ -193,10 +189,7 @@ async fn decision_lines_reach_stderr_while_running_and_whole_in_bursts() {
         "no decision line within {wait:?}:\n{}",
         segward.stderr()
     );
-    assert!(
-        segward.child.try_wait().unwrap().is_none(),
-        "it must still run"
-    );
+    assert!(segward.is_running(), "it must still run");
 
     // ~200 lines of ~400 bytes: several batches' worth.
     for n in 0..200 {
@@ -333,110 +326,6 @@ async fn an_in_process_sidecar_drains_on_shutdown_then_stops_listening() {
 }
 
 // --- helpers -------------------------------------------------------------------------------
-
-/// A running `segward run --config FILE`, its stderr captured in a file; dropping it kills and
-/// reaps the process, so a failing test never leaves one behind.
-struct Segward {
-    child: Child,
-    stderr: File,
-}
-
-impl Segward {
-    /// Starts `segward run --config config` with the default log filter.
-    fn spawn(config: &Path) -> Segward {
-        Self::spawn_logging(config, None)
-    }
-
-    /// Starts `segward run --config config` with `SEGWARD_LOG=filter` (default if `None`).
-    fn spawn_logging(config: &Path, filter: Option<&str>) -> Segward {
-        let stderr = tempfile::tempfile().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_segward"));
-        match filter {
-            Some(filter) => command.env("SEGWARD_LOG", filter),
-            None => command.env_remove("SEGWARD_LOG"),
-        };
-        let child = command
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .env_remove("SEGWARD_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr.try_clone().unwrap())
-            .spawn()
-            .unwrap();
-        Segward { child, stderr }
-    }
-
-    /// Waits until `addr` accepts TCP connections; fails the test (with stderr) otherwise.
-    async fn until_listening(&mut self, addr: SocketAddr) {
-        let up = eventually(
-            WAIT,
-            || async move { TcpStream::connect(addr).await.is_ok() },
-        )
-        .await;
-        assert!(up, "segward never listened on {addr}:\n{}", self.stderr());
-    }
-
-    /// Sends SIGTERM, as Kubernetes and Docker do.
-    fn terminate(&self) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(status.success(), "kill -TERM {pid}: {status}");
-    }
-
-    /// SIGTERM, then the process must exit 0 within [`WAIT`]; returns all it wrote to stderr.
-    async fn stop(&mut self) -> String {
-        self.terminate();
-        let code = self.exit_code().await;
-        let stderr = self.stderr();
-        assert_eq!(code, 0, "{stderr}");
-        stderr
-    }
-
-    /// The exit code, once the process exits on its own within [`WAIT`].
-    async fn exit_code(&mut self) -> i32 {
-        self.exit_code_watching(None).await.0
-    }
-
-    /// Like [`Segward::exit_code`], also trying to connect to `watch` (if any) at each poll;
-    /// returns whether a connection ever succeeded.
-    async fn exit_code_watching(&mut self, watch: Option<SocketAddr>) -> (i32, bool) {
-        let (child, mut status, mut listened) = (&mut self.child, None, false);
-        let exited = eventually(WAIT, || {
-            status = status.or_else(|| child.try_wait().unwrap());
-            // A blocking connect is fine here: on loopback it is refused at once.
-            listened |= watch.is_some_and(|addr| std::net::TcpStream::connect(addr).is_ok());
-            let done = status.is_some();
-            async move { done }
-        })
-        .await;
-        assert!(
-            exited,
-            "segward still running after {WAIT:?}:\n{}",
-            self.stderr()
-        );
-        let status = status.unwrap();
-        let code = status.code();
-        (code.unwrap_or_else(|| panic!("killed: {status}")), listened)
-    }
-
-    /// Everything written to stderr so far.
-    fn stderr(&mut self) -> String {
-        self.stderr.rewind().unwrap();
-        let mut text = String::new();
-        self.stderr.read_to_string(&mut text).unwrap();
-        text
-    }
-}
-
-impl Drop for Segward {
-    fn drop(&mut self) {
-        // Errors mean it has exited and been reaped already: nothing left to clean up.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Starts `segward run` as api's inbound sidecar in front of `backend`, with `extra` config and
 /// `SEGWARD_LOG=log_filter` (default if `None`), once it listens; returns the PKI (keep it:

@@ -5,11 +5,7 @@
 //! database's sidecar with a TCP inbound listener — so that each process's memory can be read
 //! from /proc and its decision log from stderr; the limit stories run sidecars in process.
 
-use std::fs::File;
-use std::io::{Read as _, Seek as _};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -25,6 +21,7 @@ use crate::support::backend::Backend;
 use crate::support::client::{Alpn, MtlsClient, PlainClient};
 use crate::support::eventually;
 use crate::support::pki::Pki;
+use crate::support::process::{Segward, WAIT};
 use crate::support::sidecar::{start, write_config, write_policy};
 use crate::support::tcp::{Answerer, Echo, Pattern, Received, Script, read_pattern, write_pattern};
 
@@ -41,9 +38,6 @@ rules:
 "#;
 
 const MIB: u64 = 1024 * 1024;
-
-/// How long a child may take to be ready, or to exit once told to.
-const WAIT: Duration = Duration::from_secs(15);
 
 /// Seeds of what the app sends and what the workload answers: two different streams.
 const APP_SEED: u64 = 0x5E6_3A4D;
@@ -480,8 +474,8 @@ impl ProcessPair {
             "outbound:\n  destinations:\n    ledger-db:\n      address: {listen}\n      \
              spiffe_id: {DB}\n      protocol: tcp\n      local: {local}\n"
         );
-        let db = Segward::start(&pki, DB, &inbound).await;
-        let app = Segward::start(&pki, PAYMENTS, &outbound).await;
+        let db = start_process(&pki, DB, &inbound).await;
+        let app = start_process(&pki, PAYMENTS, &outbound).await;
         ProcessPair {
             _pki: pki,
             app,
@@ -509,92 +503,23 @@ impl ProcessPair {
     }
 }
 
-/// A running `segward run --config FILE`, stderr captured in a file; dropping it kills and
-/// reaps the process, so a failing test never leaves one behind.
-struct Segward {
-    child: Child,
-    stderr: File,
-}
-
-impl Segward {
-    /// Starts `id`'s sidecar with `listeners` and an admin port of its own; returns once
-    /// `/readyz` answers 200 (every listener is bound by then).
-    async fn start(pki: &Pki, id: &str, listeners: &str) -> Segward {
-        let admin = Backend::unused_addr();
-        let policy = write_policy(pki, POLICY);
-        let listeners = format!("{listeners}admin:\n  listen: {admin}\n");
-        let config = write_config(pki, &pki.issue(id), &[TD], &policy, &listeners);
-        let mut segward = Segward::spawn(&config);
-        let ready = eventually(WAIT, || async move {
-            let reply = PlainClient::get(admin, "/readyz").await;
-            reply.is_ok_and(|r| r.status == StatusCode::OK)
-        })
-        .await;
-        assert!(
-            ready,
-            "{id}'s sidecar never got ready:\n{}",
-            segward.stderr()
-        );
-        segward
-    }
-
-    fn spawn(config: &Path) -> Segward {
-        let stderr = tempfile::tempfile().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_segward"))
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .env_remove("SEGWARD_CONFIG")
-            .env_remove("SEGWARD_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr.try_clone().unwrap())
-            .spawn()
-            .unwrap();
-        Segward { child, stderr }
-    }
-
-    /// Its resident memory (VmRSS), bytes.
-    fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()));
-        let status = status.unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-        kib * 1024
-    }
-
-    /// SIGTERM; it must exit 0 within [`WAIT`]. Returns all it wrote to stderr.
-    async fn stop(&mut self) -> String {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(status.success(), "kill -TERM {pid}: {status}");
-        let child = &mut self.child;
-        let mut code = None;
-        let exited = eventually(WAIT, || {
-            code = code.or_else(|| child.try_wait().unwrap());
-            let done = code.is_some();
-            async move { done }
-        })
-        .await;
-        let stderr = self.stderr();
-        assert!(exited, "still running {WAIT:?} after SIGTERM:\n{stderr}");
-        assert_eq!(code.and_then(|c| c.code()), Some(0), "{stderr}");
-        stderr
-    }
-
-    /// Everything written to stderr so far.
-    fn stderr(&mut self) -> String {
-        self.stderr.rewind().unwrap();
-        let mut text = String::new();
-        self.stderr.read_to_string(&mut text).unwrap();
-        text
-    }
-}
-
-impl Drop for Segward {
-    fn drop(&mut self) {
-        // Errors mean it has exited and been reaped already.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `id`'s sidecar as a process with `listeners` and an admin port of its own; returns
+/// once `/readyz` answers 200 (every listener is bound by then).
+async fn start_process(pki: &Pki, id: &str, listeners: &str) -> Segward {
+    let admin = Backend::unused_addr();
+    let policy = write_policy(pki, POLICY);
+    let listeners = format!("{listeners}admin:\n  listen: {admin}\n");
+    let config = write_config(pki, &pki.issue(id), &[TD], &policy, &listeners);
+    let mut segward = Segward::spawn(&config);
+    let ready = eventually(WAIT, || async move {
+        let reply = PlainClient::get(admin, "/readyz").await;
+        reply.is_ok_and(|r| r.status == StatusCode::OK)
+    })
+    .await;
+    assert!(
+        ready,
+        "{id}'s sidecar never got ready:\n{}",
+        segward.stderr()
+    );
+    segward
 }

@@ -8,6 +8,7 @@ pub mod client;
 pub mod metrics;
 pub mod pki;
 pub mod policy_gen;
+pub mod process;
 pub mod sidecar;
 pub mod tcp;
 
