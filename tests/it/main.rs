@@ -20,6 +20,7 @@ mod loops;
 mod operability;
 mod outbound;
 mod policy_props;
+mod postgres;
 mod reach_props;
 mod reload;
 mod run;

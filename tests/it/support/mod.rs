@@ -1,13 +1,14 @@
 //! Fixtures shared by the integration tests: a throwaway PKI ([`pki`]), a recording backend
-//! ([`backend`]), real TLS and plain HTTP clients ([`client`]),
-//! sidecars started from YAML configs ([`sidecar`]), TCP servers for L4 tests ([`tcp`]), and
-//! [`eventually`].
+//! ([`backend`]), real TLS and plain HTTP clients ([`client`]), sidecars started from YAML
+//! configs ([`sidecar`]), TCP servers for L4 tests ([`tcp`]), a real PostgreSQL server
+//! ([`postgres`]), the real binary as a process ([`process`]), and [`eventually`].
 
 pub mod backend;
 pub mod client;
 pub mod metrics;
 pub mod pki;
 pub mod policy_gen;
+pub mod postgres;
 pub mod process;
 pub mod sidecar;
 pub mod tcp;
