@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::{Mutex, PoisonError};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
@@ -115,6 +116,7 @@ pub async fn run<C, U>(
         parties: &parties,
         id,
         started,
+        latest: Mutex::new(None),
     };
     // 1. Decide on the snapshot of now; nothing is dialed before.
     let opened = {
@@ -158,8 +160,18 @@ pub async fn run<C, U>(
             (close, opened)
         }
         () = activity.idle_for(limits.idle) => (Close::Idle, opened),
-        denied = redecide(&parties, changes) => (Close::PolicyRevoked, denied),
+        denied = redecide(&parties, changes, &record, opened.decision) => (Close::PolicyRevoked, denied),
         () = drained => (Close::Shutdown, opened),
+    };
+    // Audit mode: the close line carries the decision last made (perhaps `would-deny`).
+    let latest = record
+        .latest
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    let decided = match latest {
+        Some(latest) if close != Close::PolicyRevoked => latest,
+        _ => decided,
     };
     if close == Close::PolicyRevoked {
         parties
@@ -190,13 +202,27 @@ fn decide<'p>(parties: &Parties<'_>, policy: &'p CompiledPolicy) -> Verdict<'p> 
 }
 
 /// Resolves with the new decision once a published policy denies the connection: every
-/// publish (reload, expiry, containment) decides it again, one decision per publish.
-async fn redecide(parties: &Parties<'_>, mut changes: PolicyChanges) -> Decided {
+/// publish (reload, expiry, containment) decides it again, one decision per publish. In audit
+/// mode nothing is denied; a publish that turns the connection into `would-deny` (or back)
+/// is recorded as a `redecide` line and counted, as an audited request would be.
+async fn redecide(
+    parties: &Parties<'_>,
+    mut changes: PolicyChanges,
+    record: &Recorder<'_>,
+    mut last: &'static str,
+) -> Decided {
     while changes.changed().await {
         let policy = parties.cx.live.policy();
         let verdict = decide(parties, &policy);
         if !verdict.lets_through() {
             return Decided::of(&verdict, &policy);
+        }
+        let decision = verdict.decision.as_str();
+        if decision != last {
+            let decided = Decided::of(&verdict, &policy);
+            record.redecided(&decided);
+            record.keep(decided);
+            last = decision;
         }
     }
     std::future::pending().await
@@ -207,6 +233,8 @@ struct Recorder<'a> {
     parties: &'a Parties<'a>,
     id: &'a str,
     started: Instant,
+    /// The decision of the last publish that changed it without closing the connection.
+    latest: Mutex<Option<Decided>>,
 }
 
 impl Recorder<'_> {
@@ -215,6 +243,20 @@ impl Recorder<'_> {
         p.cx.metrics
             .tcp_decision(p.direction, decided.decision, decided.rule_label());
         self.write(decided, "open", None, None, None);
+    }
+
+    /// A publish changed the decision of a connection it let through (audit mode:
+    /// `allow` ↔ `would-deny`).
+    fn redecided(&self, decided: &Decided) {
+        let p = self.parties;
+        p.cx.metrics
+            .tcp_decision(p.direction, decided.decision, decided.rule_label());
+        self.write(decided, "redecide", None, None, None);
+    }
+
+    /// Remembers `decided` as the one the close line reports.
+    fn keep(&self, decided: Decided) {
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(decided);
     }
 
     fn close(&self, decided: &Decided, close: Close, bytes: (u64, u64)) {

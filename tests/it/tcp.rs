@@ -238,3 +238,39 @@ async fn a_time_boxed_tcp_exception_closes_its_open_connection_when_it_expires()
     assert!(late < CUT_WITHIN, "closed {late:?} after the instant");
     assert_eq!(echo.accepted(), 1);
 }
+
+#[tokio::test]
+async fn audit_mode_keeps_a_now_denied_connection_open_and_counts_it_would_deny() {
+    // `mode: audit` enforces nothing (PRODUCT.md §2): a publish that would deny an open
+    // connection closes nothing, but is recorded as the would-deny it would have been.
+    let pki = Pki::new(&[TD]);
+    let echo = Echo::start().await;
+    let folder = write_policy(&pki, POLICY);
+    let inbound = format!(
+        "mode: audit\ninbound:\n  - {{ listen: 127.0.0.1:0, upstream: {}, protocol: tcp }}\n",
+        echo.addr()
+    );
+    let cfg = write_config(&pki, &pki.issue(DB), &[TD], &folder, &inbound);
+    let db = start(&cfg, |_| {}).await;
+    let svid = pki.issue(PAYMENTS);
+    let client = MtlsClient::new(Some(&svid.pem), &pki.bundle_pems(), Alpn::None);
+    let mut payments = client.stream(db.inbound_addr().unwrap()).await.unwrap();
+    round_trip(&mut payments, b"BEGIN;").await;
+
+    std::fs::write(
+        folder.join("policy.yaml"),
+        format!("{POLICY}revoked: [\"{PAYMENTS}\"]\n"),
+    )
+    .unwrap();
+    db.reload(true).await;
+    assert!(
+        !closed_within(&mut payments, CUT_WITHIN).await,
+        "audit mode closes nothing"
+    );
+    round_trip(&mut payments, b"COMMIT;").await;
+    let metrics = scrape(db.admin_addr()).await;
+    let would = "segward_requests_total{direction=\"inbound\",decision=\"would-deny\",rule=\"revoked\",protocol=\"tcp\"}";
+    assert_eq!(metrics.get(would), Some(&1.0), "{metrics:#?}");
+    let cut = "segward_connections_cut_total{direction=\"inbound\",reason=\"policy-revoked\"}";
+    assert_eq!(metrics.get(cut), None, "{metrics:#?}");
+}
