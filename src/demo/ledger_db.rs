@@ -23,9 +23,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use super::Capture;
-use super::scenarios::{Row, wait_for};
+use super::scenarios::{Row, publish};
 use super::topology::{DATABASE, FLEET_POLICY, Fleet, id_of_any};
-use crate::policy;
 
 /// The TCP destination name every app uses for the database.
 pub const DESTINATION: &str = "ledger-db";
@@ -252,16 +251,6 @@ async fn revocation(fleet: &Fleet, capture: &Capture) -> anyhow::Result<Row> {
     })
 }
 
-/// Writes `text` as the fleet's policy and waits until every sidecar runs it.
-async fn publish(fleet: &Fleet, text: &str) -> anyhow::Result<bool> {
-    let version = policy::from_text("fleet.yaml", text)
-        .map_err(|e| anyhow::anyhow!("the demo's policy edit is invalid:\n{e}"))?
-        .version()
-        .to_owned();
-    super::replace_file(&fleet.policy_file, text)?;
-    Ok(wait_for(fleet, |s| s.live().policy().version() == version).await)
-}
-
 /// The deciding rule (with the sidecar that wrote it) and reason of the last TCP line from
 /// `app` to the database that `which` picks.
 fn decision(capture: &Capture, app: &str, which: impl Fn(&Value) -> bool) -> (String, String) {
@@ -272,15 +261,5 @@ fn decision(capture: &Capture, app: &str, which: impl Fn(&Value) -> bool) -> (St
             && l["destination_id"] == destination
             && which(l)
     });
-    let Some(line) = line else {
-        return ("(no decision line)".to_owned(), String::new());
-    };
-    let text = |key: &str| line[key].as_str().unwrap_or_default().to_owned();
-    let reason = text("reason");
-    let rule = if line["rule"].is_string() {
-        text("rule")
-    } else {
-        reason.clone()
-    };
-    (format!("{rule} ({})", text("direction")), reason)
+    super::rule_and_reason(line.as_ref())
 }

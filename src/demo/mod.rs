@@ -250,17 +250,7 @@ impl Capture {
 
     /// The deciding rule (with the deciding sidecar) and reason of request `request_id`.
     fn decision_of(&self, request_id: &str) -> (String, String) {
-        let Some(line) = self.deciding_line(request_id) else {
-            return ("(no decision line)".to_owned(), String::new());
-        };
-        let text = |key: &str| line[key].as_str().unwrap_or_default().to_owned();
-        let reason = text("reason");
-        let rule = if line["rule"].is_string() {
-            text("rule")
-        } else {
-            reason.clone()
-        };
-        (format!("{rule} ({})", text("direction")), reason)
+        rule_and_reason(self.deciding_line(request_id).as_ref())
     }
 
     /// The policy version that decided request `request_id`, if any policy did.
@@ -268,6 +258,22 @@ impl Capture {
         let line = self.deciding_line(request_id)?;
         line["policy_version"].as_str().map(str::to_owned)
     }
+}
+
+/// A decision line's deciding rule with the sidecar that wrote it (the reason when no rule
+/// decided), and its reason; a placeholder when there is no line.
+fn rule_and_reason(line: Option<&Value>) -> (String, String) {
+    let Some(line) = line else {
+        return ("(no decision line)".to_owned(), String::new());
+    };
+    let text = |key: &str| line[key].as_str().unwrap_or_default().to_owned();
+    let reason = text("reason");
+    let rule = if line["rule"].is_string() {
+        text("rule")
+    } else {
+        reason.clone()
+    };
+    (format!("{rule} ({})", text("direction")), reason)
 }
 
 impl std::io::Write for Capture {

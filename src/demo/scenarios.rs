@@ -229,12 +229,7 @@ async fn revocation(fleet: &Fleet, capture: &Capture) -> anyhow::Result<Row> {
         "revoked:\n",
         &format!("revoked:\n  - {}\n", id_of("partner-2")),
     );
-    let version = policy::from_text("fleet.yaml", &revoked)
-        .map_err(|e| anyhow::anyhow!("the revoking edit is invalid:\n{e}"))?
-        .version()
-        .to_owned();
-    super::replace_file(&fleet.policy_file, &revoked)?;
-    let reloaded = wait_for(fleet, |s| s.live().policy().version() == version).await;
+    let reloaded = publish(fleet, &revoked).await?;
     let after = send(&mut conn, "POST", target, false).await?;
     let (rule, reason) = capture.decision_of(&after.request_id);
     Ok(Row {
@@ -278,6 +273,20 @@ async fn broken_edit(fleet: &Fleet, capture: &Capture) -> anyhow::Result<Row> {
         reason: at,
         request_id: reply.request_id,
     })
+}
+
+/// Writes `text` as the fleet's policy and waits until every sidecar runs it; `false` if
+/// one did not within the reload window.
+///
+/// # Errors
+/// `text` does not compile, or the file cannot be written.
+pub(super) async fn publish(fleet: &Fleet, text: &str) -> anyhow::Result<bool> {
+    let version = policy::from_text("fleet.yaml", text)
+        .map_err(|e| anyhow::anyhow!("the demo's policy edit is invalid:\n{e}"))?
+        .version()
+        .to_owned();
+    super::replace_file(&fleet.policy_file, text)?;
+    Ok(wait_for(fleet, |s| s.live().policy().version() == version).await)
 }
 
 /// Waits until `check` holds for every sidecar.

@@ -246,7 +246,11 @@ fn reference(policy: &PolicySpec, req: &RequestSpec) -> (Decision, String) {
     let Ok(variant) = upstream_spelling_checked(req) else {
         return (Decision::Deny, "ambiguous-path".to_owned());
     };
-    let matching = matching_rules(policy, req, variant.as_deref());
+    steps_2_to_4(&matching_rules(policy, req, variant.as_deref()))
+}
+
+/// §3 steps 2–4 over the matching rules, sorted by name.
+fn steps_2_to_4(matching: &[&RuleSpec]) -> (Decision, String) {
     let first = |wanted: fn(&RuleSpec) -> bool| matching.iter().find(|r| wanted(r));
     // Step 2: "any matching `effect: deny` rule → deny (that rule)"; dry_run ones do not decide.
     if let Some(deny) = first(|r| r.deny && !r.dry_run) {
@@ -277,17 +281,7 @@ fn connection_reference(policy: &PolicySpec, req: &RequestSpec) -> (Decision, St
         .filter(|r| r.deny || (r.methods.is_none() && r.paths.is_none()))
         .collect();
     matching.sort_by(|a, b| a.name.cmp(&b.name));
-    let first = |wanted: fn(&RuleSpec) -> bool| matching.iter().find(|r| wanted(r));
-    if let Some(deny) = first(|r| r.deny && !r.dry_run) {
-        return (Decision::Deny, deny.name.clone());
-    }
-    if let Some(allow) = first(|r| !r.deny) {
-        return match first(|r| r.deny && r.dry_run) {
-            Some(dry) => (Decision::WouldDeny, dry.name.clone()),
-            None => (Decision::Allow, allow.name.clone()),
-        };
-    }
-    (Decision::Deny, "default-deny".to_owned())
+    steps_2_to_4(&matching)
 }
 
 /// Every rule matching the request, sorted by name (the tie-break between deciding rules).
