@@ -23,7 +23,7 @@ use topology::{
     listen_ports, mounts, published, root, run_args, text,
 };
 
-mod topology;
+pub(crate) mod topology;
 
 // --- the files refer to one another ---------------------------------------------------------
 

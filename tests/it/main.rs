@@ -16,6 +16,7 @@ mod expiry;
 mod fixtures_selftest;
 mod fleet;
 mod inbound;
+mod kubernetes;
 mod loops;
 mod operability;
 mod outbound;

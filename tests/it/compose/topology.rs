@@ -16,43 +16,43 @@ use segward::identity::{SpiffeId, TrustDomain};
 use segward::tls::Credentials;
 
 /// The repository root: docker-compose.yml's folder, against which its paths resolve.
-pub(super) const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+pub(crate) const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// Where a sidecar's config is mounted; the image's CMD reads it.
-pub(super) const CONFIG_MOUNT: &str = "/etc/segward/segward.yaml";
+pub(crate) const CONFIG_MOUNT: &str = "/etc/segward/segward.yaml";
 /// Where `./policies` is mounted in every sidecar.
-pub(super) const POLICY_MOUNT: &str = "/etc/segward/policies";
+pub(crate) const POLICY_MOUNT: &str = "/etc/segward/policies";
 /// Where the `certs` volume is mounted, and the mint script's `CERTS_DIR` default.
-pub(super) const CERTS_MOUNT: &str = "/certs";
+pub(crate) const CERTS_MOUNT: &str = "/certs";
 /// The admin port the image's HEALTHCHECK probes unless `SEGWARD_ADMIN_PORT` says otherwise.
-pub(super) const HEALTHCHECK_PORT: u16 = 9901;
+pub(crate) const HEALTHCHECK_PORT: u16 = 9901;
 
 // --- the topology, read from the files ------------------------------------------------------
 
 /// docker-compose.yml and everything it points at.
-pub(super) struct Topology {
+pub(crate) struct Topology {
     /// Service name → its YAML.
-    pub(super) services: serde_json::Map<String, Value>,
+    pub(crate) services: serde_json::Map<String, Value>,
     /// The services that run segward with a config from deploy/sidecars/.
-    pub(super) sidecars: Vec<Sidecar>,
+    pub(crate) sidecars: Vec<Sidecar>,
     /// Certificate folder (inside the container) → the SPIFFE ID the mint script issues there.
-    pub(super) minted: BTreeMap<PathBuf, SpiffeId>,
+    pub(crate) minted: BTreeMap<PathBuf, SpiffeId>,
 }
 
 /// One segward sidecar service.
-pub(super) struct Sidecar {
+pub(crate) struct Sidecar {
     /// Its compose service name.
-    pub(super) service: String,
+    pub(crate) service: String,
     /// `network_mode`, e.g. `service:payments`.
     network_mode: Option<String>,
     /// Its config file in the repository.
-    pub(super) file: PathBuf,
+    pub(crate) file: PathBuf,
     /// The config, paths as inside the container.
-    pub(super) config: Config,
+    pub(crate) config: Config,
 }
 
 impl Topology {
     /// Reads docker-compose.yml, the sidecar configs it mounts and the mint script.
-    pub(super) fn read() -> Topology {
+    pub(crate) fn read() -> Topology {
         let compose: Value = serde_saphyr::from_str(&text(&root("docker-compose.yml"))).unwrap();
         let services = compose["services"].as_object().expect("services:").clone();
         let sidecars = services
@@ -68,24 +68,24 @@ impl Topology {
     }
 
     /// The sidecar service names.
-    pub(super) fn names(&self) -> Vec<&str> {
+    pub(crate) fn names(&self) -> Vec<&str> {
         self.sidecars.iter().map(|s| s.service.as_str()).collect()
     }
 
     /// The sidecar service called `service`.
-    pub(super) fn sidecar(&self, service: &str) -> Option<&Sidecar> {
+    pub(crate) fn sidecar(&self, service: &str) -> Option<&Sidecar> {
         self.sidecars.iter().find(|s| s.service == service)
     }
 
     /// The sidecar with an inbound listener in `app`'s network namespace.
-    pub(super) fn inbound_sidecar_of(&self, app: &str) -> Option<&Sidecar> {
+    pub(crate) fn inbound_sidecar_of(&self, app: &str) -> Option<&Sidecar> {
         self.sidecars
             .iter()
             .find(|s| s.app() == Some(app) && !s.config.inbound.is_empty())
     }
 
     /// The ID the mint script issues into the folder of the sidecar's `identity.cert`.
-    pub(super) fn own_id(&self, sidecar: &Sidecar) -> &SpiffeId {
+    pub(crate) fn own_id(&self, sidecar: &Sidecar) -> &SpiffeId {
         let folder = sidecar.config.identity.cert.parent().unwrap();
         self.minted.get(folder).unwrap_or_else(|| {
             panic!(
@@ -97,7 +97,7 @@ impl Topology {
     }
 
     /// Every outbound destination: (caller, name, destination).
-    pub(super) fn destinations(&self) -> Vec<(&Sidecar, &str, &config::Destination)> {
+    pub(crate) fn destinations(&self) -> Vec<(&Sidecar, &str, &config::Destination)> {
         let with_outbound = self
             .sidecars
             .iter()
@@ -112,7 +112,7 @@ impl Topology {
     }
 
     /// App service → the sidecars sharing its network namespace.
-    pub(super) fn namespaces(&self) -> BTreeMap<&str, Vec<&Sidecar>> {
+    pub(crate) fn namespaces(&self) -> BTreeMap<&str, Vec<&Sidecar>> {
         let mut namespaces: BTreeMap<&str, Vec<&Sidecar>> = BTreeMap::new();
         for sidecar in &self.sidecars {
             namespaces
@@ -148,30 +148,30 @@ impl Sidecar {
     }
 
     /// The app service whose network namespace this sidecar shares.
-    pub(super) fn app(&self) -> Option<&str> {
+    pub(crate) fn app(&self) -> Option<&str> {
         self.network_mode.as_deref()?.strip_prefix("service:")
     }
 }
 
 /// One short-syntax `volumes:` entry, `SOURCE:TARGET[:ro]`.
-pub(super) struct Mount {
+pub(crate) struct Mount {
     /// A host path (bind mount) or a volume name.
-    pub(super) source: String,
+    pub(crate) source: String,
     /// The path in the container.
-    pub(super) target: String,
+    pub(crate) target: String,
     /// `:ro`.
-    pub(super) read_only: bool,
+    pub(crate) read_only: bool,
 }
 
 impl Mount {
     /// A host path (bind mount) rather than a named volume.
-    pub(super) fn is_bind(&self) -> bool {
+    pub(crate) fn is_bind(&self) -> bool {
         self.source.starts_with('.') || self.source.starts_with('/')
     }
 }
 
 /// A service's `volumes:`.
-pub(super) fn mounts(service: &Value) -> Vec<Mount> {
+pub(crate) fn mounts(service: &Value) -> Vec<Mount> {
     let Some(volumes) = service.get("volumes") else {
         return Vec::new();
     };
@@ -196,7 +196,7 @@ pub(super) fn mounts(service: &Value) -> Vec<Mount> {
 }
 
 /// The `entrypoint` and `command` words of a service.
-pub(super) fn run_args(service: &Value) -> Vec<String> {
+pub(crate) fn run_args(service: &Value) -> Vec<String> {
     let words = ["entrypoint", "command"]
         .into_iter()
         .filter_map(|key| service.get(key)?.as_array());
@@ -207,7 +207,7 @@ pub(super) fn run_args(service: &Value) -> Vec<String> {
 }
 
 /// `HOST_IP:HOST_PORT:CONTAINER_PORT` entries of `ports:`, as (host port, container port).
-pub(super) fn published(service: &Value) -> Vec<(u16, u16)> {
+pub(crate) fn published(service: &Value) -> Vec<(u16, u16)> {
     let Some(ports) = service.get("ports").and_then(Value::as_array) else {
         return Vec::new();
     };
@@ -225,7 +225,7 @@ pub(super) fn published(service: &Value) -> Vec<(u16, u16)> {
 }
 
 /// The admin port the image's HEALTHCHECK probes in this service.
-pub(super) fn healthcheck_port(service: &Value) -> u16 {
+pub(crate) fn healthcheck_port(service: &Value) -> u16 {
     let port = service
         .get("environment")
         .and_then(|e| e.get("SEGWARD_ADMIN_PORT"));
@@ -233,7 +233,7 @@ pub(super) fn healthcheck_port(service: &Value) -> u16 {
 }
 
 /// Every port a config listens on.
-pub(super) fn listen_ports(config: &Config) -> Vec<u16> {
+pub(crate) fn listen_ports(config: &Config) -> Vec<u16> {
     let inbound = config
         .inbound
         .iter()
@@ -281,16 +281,16 @@ fn minted(script: &str) -> BTreeMap<PathBuf, SpiffeId> {
 // --- the mint script, run for real ----------------------------------------------------------
 
 /// What deploy/mint-certs.sh wrote, run with the built binary into temporary folders.
-pub(super) struct Minted {
+pub(crate) struct Minted {
     /// `CA_DIR`: the CAs.
-    pub(super) ca: TempDir,
+    pub(crate) ca: TempDir,
     /// `CERTS_DIR`: what the `certs` volume holds.
-    pub(super) certs: TempDir,
+    pub(crate) certs: TempDir,
 }
 
 impl Minted {
     /// Runs the script once.
-    pub(super) fn new() -> Minted {
+    pub(crate) fn new() -> Minted {
         let minted = Minted {
             ca: TempDir::new().unwrap(),
             certs: TempDir::new().unwrap(),
@@ -300,7 +300,7 @@ impl Minted {
     }
 
     /// Runs the script (again): as `docker compose run --rm certs` does.
-    pub(super) fn run(&self) {
+    pub(crate) fn run(&self) {
         let out = Command::new("sh")
             .arg(root("deploy/mint-certs.sh"))
             .env("SEGWARD", env!("CARGO_BIN_EXE_segward"))
@@ -317,14 +317,14 @@ impl Minted {
     }
 
     /// A path inside the container's `/certs`, here.
-    pub(super) fn path(&self, inside: &Path) -> PathBuf {
+    pub(crate) fn path(&self, inside: &Path) -> PathBuf {
         self.certs
             .path()
             .join(inside.strip_prefix(CERTS_MOUNT).unwrap())
     }
 
     /// The sidecar's credentials, loaded as `segward run` loads them.
-    pub(super) fn credentials(&self, sidecar: &Sidecar) -> Credentials {
+    pub(crate) fn credentials(&self, sidecar: &Sidecar) -> Credentials {
         let identity = &sidecar.config.identity;
         let bundles: Vec<(TrustDomain, PathBuf)> = identity
             .bundles
@@ -338,11 +338,11 @@ impl Minted {
 }
 
 /// A path in the repository.
-pub(super) fn root(relative: &str) -> PathBuf {
+pub(crate) fn root(relative: &str) -> PathBuf {
     Path::new(ROOT).join(relative)
 }
 
 /// A file's text; panics naming the file.
-pub(super) fn text(path: &Path) -> String {
+pub(crate) fn text(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
