@@ -18,7 +18,9 @@ use crate::support::eventually;
 use crate::support::metrics::scrape;
 use crate::support::pki::Pki;
 use crate::support::postgres::{Postgres, connect};
-use crate::support::sidecar::{start, write_config, write_policy};
+use crate::support::sidecar::{
+    ANY_PORT, start, tcp_inbound_block, tcp_outbound_block, write_config, write_policy,
+};
 
 const TD: &str = "example.org";
 const LEDGER_DB: &str = "spiffe://example.org/ns/prod/sa/ledger-db";
@@ -66,10 +68,7 @@ async fn fleet() -> Fleet {
     let pki = Pki::new(&[TD]);
     let pg = Postgres::start().await;
     let db_policy = write_policy(&pki, POLICY);
-    let inbound = format!(
-        "inbound:\n  - {{ listen: 127.0.0.1:0, upstream: {}, protocol: tcp }}\n",
-        pg.addr()
-    );
+    let inbound = tcp_inbound_block(ANY_PORT, pg.addr());
     let db_cfg = write_config(&pki, &pki.issue(LEDGER_DB), &[TD], &db_policy, &inbound);
     let db = start(&db_cfg, |_| {}).await;
     let db_addr = db.inbound_addr().unwrap();
@@ -86,9 +85,7 @@ async fn fleet() -> Fleet {
 
 /// An app's sidecar as `id` under `policy`, with the TCP destination `ledger-db`.
 async fn app(pki: &Pki, id: &str, policy: &str, db_addr: SocketAddr) -> Sidecar {
-    let outbound = format!(
-        "outbound:\n  destinations:\n    ledger-db:\n      address: {db_addr}\n      spiffe_id: {LEDGER_DB}\n      protocol: tcp\n      local: 127.0.0.1:0\n"
-    );
+    let outbound = tcp_outbound_block(db_addr, LEDGER_DB, ANY_PORT);
     let policy = write_policy(pki, policy);
     let cfg = write_config(pki, &pki.issue(id), &[TD], &policy, &outbound);
     start(&cfg, |_| {}).await

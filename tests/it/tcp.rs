@@ -17,7 +17,9 @@ use tokio::time::{Instant, timeout};
 use crate::support::client::{Alpn, MtlsClient};
 use crate::support::metrics::scrape;
 use crate::support::pki::Pki;
-use crate::support::sidecar::{start, write_config, write_policy};
+use crate::support::sidecar::{
+    ANY_PORT, start, tcp_inbound_block, tcp_outbound_block, write_config, write_policy,
+};
 use crate::support::tcp::Echo;
 
 const TD: &str = "example.org";
@@ -54,16 +56,11 @@ async fn fleet() -> Fleet {
     let pki = Pki::new(&[TD]);
     let echo = Echo::start().await;
     let db_policy = write_policy(&pki, POLICY);
-    let inbound = format!(
-        "inbound:\n  - {{ listen: 127.0.0.1:0, upstream: {}, protocol: tcp }}\n",
-        echo.addr()
-    );
+    let inbound = tcp_inbound_block(ANY_PORT, echo.addr());
     let db_cfg = write_config(&pki, &pki.issue(DB), &[TD], &db_policy, &inbound);
     let db = start(&db_cfg, |_| {}).await;
     let db_addr = db.inbound_addr().unwrap();
-    let outbound = format!(
-        "outbound:\n  destinations:\n    ledger-db:\n      address: {db_addr}\n      spiffe_id: {DB}\n      protocol: tcp\n      local: 127.0.0.1:0\n"
-    );
+    let outbound = tcp_outbound_block(db_addr, DB, ANY_PORT);
     let app_policy = write_policy(&pki, POLICY);
     let app_cfg = write_config(&pki, &pki.issue(PAYMENTS), &[TD], &app_policy, &outbound);
     let app = start(&app_cfg, |_| {}).await;
@@ -207,10 +204,7 @@ async fn a_time_boxed_tcp_exception_closes_its_open_connection_when_it_expires()
     let pki = Pki::new(&[TD]);
     let echo = Echo::start().await;
     let folder = write_policy(&pki, &policy);
-    let inbound = format!(
-        "inbound:\n  - {{ listen: 127.0.0.1:0, upstream: {}, protocol: tcp }}\n",
-        echo.addr()
-    );
+    let inbound = tcp_inbound_block(ANY_PORT, echo.addr());
     let cfg = write_config(&pki, &pki.issue(DB), &[TD], &folder, &inbound);
     let db = start(&cfg, |_| {}).await;
     let svid = pki.issue(CI);
@@ -246,10 +240,7 @@ async fn audit_mode_keeps_a_now_denied_connection_open_and_counts_it_would_deny(
     let pki = Pki::new(&[TD]);
     let echo = Echo::start().await;
     let folder = write_policy(&pki, POLICY);
-    let inbound = format!(
-        "mode: audit\ninbound:\n  - {{ listen: 127.0.0.1:0, upstream: {}, protocol: tcp }}\n",
-        echo.addr()
-    );
+    let inbound = format!("mode: audit\n{}", tcp_inbound_block(ANY_PORT, echo.addr()));
     let cfg = write_config(&pki, &pki.issue(DB), &[TD], &folder, &inbound);
     let db = start(&cfg, |_| {}).await;
     let svid = pki.issue(PAYMENTS);

@@ -22,7 +22,9 @@ use crate::support::client::{Alpn, MtlsClient, PlainClient};
 use crate::support::eventually;
 use crate::support::pki::Pki;
 use crate::support::process::{Segward, WAIT};
-use crate::support::sidecar::{start, write_config, write_policy};
+use crate::support::sidecar::{
+    ANY_PORT, start, tcp_inbound_block, tcp_outbound_block, write_config, write_policy,
+};
 use crate::support::tcp::{Answerer, Echo, Pattern, Received, Script, read_pattern, write_pattern};
 
 const TD: &str = "example.org";
@@ -434,10 +436,7 @@ impl InProcess {
         let pki = Pki::new(&[TD]);
         let echo = Echo::start().await;
         let policy = write_policy(&pki, POLICY);
-        let inbound = format!(
-            "inbound:\n  - {{ listen: 127.0.0.1:0, upstream: {}, protocol: tcp }}\n",
-            echo.addr()
-        );
+        let inbound = tcp_inbound_block(ANY_PORT, echo.addr());
         let config = write_config(&pki, &pki.issue(DB), &[TD], &policy, &inbound);
         let sidecar = start(&config, |config| tune(&mut config.limits)).await;
         InProcess { pki, echo, sidecar }
@@ -468,12 +467,8 @@ impl ProcessPair {
     async fn start(workload: SocketAddr) -> ProcessPair {
         let pki = Pki::new(&[TD]);
         let (listen, local) = (Backend::unused_addr(), Backend::unused_addr());
-        let inbound =
-            format!("inbound:\n  - {{ listen: {listen}, upstream: {workload}, protocol: tcp }}\n");
-        let outbound = format!(
-            "outbound:\n  destinations:\n    ledger-db:\n      address: {listen}\n      \
-             spiffe_id: {DB}\n      protocol: tcp\n      local: {local}\n"
-        );
+        let inbound = tcp_inbound_block(listen, workload);
+        let outbound = tcp_outbound_block(listen, DB, local);
         let db = start_process(&pki, DB, &inbound).await;
         let app = start_process(&pki, PAYMENTS, &outbound).await;
         ProcessPair {

@@ -60,6 +60,25 @@ pub fn inbound_block(upstream: SocketAddr) -> String {
     format!("inbound:\n  listen: 127.0.0.1:0\n  upstream: {upstream}\n")
 }
 
+/// An `inbound:` list with one `protocol: tcp` listener on `listen` in front of `upstream`
+/// (PRODUCT.md §11).
+pub fn tcp_inbound_block(listen: SocketAddr, upstream: SocketAddr) -> String {
+    format!("inbound:\n  - {{ listen: {listen}, upstream: {upstream}, protocol: tcp }}\n")
+}
+
+/// An `outbound:` block with the one `protocol: tcp` destination `ledger-db` at `address`,
+/// proving `spiffe_id`, reached by the app on `local`.
+pub fn tcp_outbound_block(address: SocketAddr, spiffe_id: &str, local: SocketAddr) -> String {
+    format!(
+        "outbound:\n  destinations:\n    ledger-db:\n      address: {address}\n      \
+         spiffe_id: {spiffe_id}\n      protocol: tcp\n      local: {local}\n"
+    )
+}
+
+/// `127.0.0.1:0`: a port the OS picks at bind.
+pub const ANY_PORT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
 /// The `outbound:` block routing each `(name, address, spiffe_id)`.
 pub fn outbound_block(destinations: &[(&str, SocketAddr, &str)]) -> String {
     let mut yaml = String::from("outbound:\n  listen: 127.0.0.1:0\n  destinations:\n");
