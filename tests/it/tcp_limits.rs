@@ -13,7 +13,7 @@ use std::time::Duration;
 use http::StatusCode;
 use segward::app::Sidecar;
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
@@ -25,7 +25,10 @@ use crate::support::process::{Segward, WAIT};
 use crate::support::sidecar::{
     ANY_PORT, start, tcp_inbound_block, tcp_outbound_block, write_config, write_policy,
 };
-use crate::support::tcp::{Answerer, Echo, Pattern, Received, Script, read_pattern, write_pattern};
+use crate::support::tcp::{
+    Answerer, Echo, Pattern, Received, Script, closed_within, read_pattern, round_trip,
+    write_pattern,
+};
 
 const TD: &str = "example.org";
 const DB: &str = "spiffe://example.org/ns/prod/sa/ledger-db";
@@ -401,27 +404,6 @@ async fn exchange(app: &mut TcpStream, len: u64) -> Received {
     timeout(TRANSFER, exchange)
         .await
         .unwrap_or_else(|_| panic!("{}", over()))
-}
-
-/// Writes `bytes`, reads the same number back, and checks they are the same.
-async fn round_trip<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) {
-    stream.write_all(bytes).await.unwrap();
-    let mut back = vec![0u8; bytes.len()];
-    timeout(Duration::from_secs(10), stream.read_exact(&mut back))
-        .await
-        .expect("echo within 10 s")
-        .unwrap();
-    assert_eq!(back, bytes);
-}
-
-/// How long until the far side closed (a read gives EOF or an error), if within `within`.
-async fn closed_within<S: AsyncRead + Unpin>(stream: &mut S, within: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    let mut byte = [0u8; 1];
-    match timeout(within, stream.read(&mut byte)).await {
-        Ok(Ok(0) | Err(_)) => Some(started.elapsed()),
-        _ => None,
-    }
 }
 
 /// The database's sidecar in process, inbound TCP to an [`Echo`], its limits tuned.

@@ -3,7 +3,8 @@
 //! - [`Echo`] echoes every byte back until its client half-closes, then closes its side;
 //! - [`Answerer`] reads a seeded [`Pattern`] to EOF checking every byte, and only then answers
 //!   with a pattern of its own and closes; it reads nothing while its gate is shut, so a test
-//!   can stall it to build backpressure.
+//!   can stall it to build backpressure;
+//! - [`round_trip`] and [`closed_within`]: what a client checks on a tunnel.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::{Duration, Instant, timeout};
 
 /// The echo workload; stops when dropped.
 pub struct Echo {
@@ -287,4 +289,28 @@ async fn answer(
     write_pattern(&mut stream, script.answer, script.answer_len, &written).await?;
     stream.shutdown().await?;
     Ok(received)
+}
+
+/// Writes `bytes`, reads the same number back, and checks they are the same.
+pub async fn round_trip<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) {
+    stream.write_all(bytes).await.unwrap();
+    let mut back = vec![0u8; bytes.len()];
+    timeout(Duration::from_secs(10), stream.read_exact(&mut back))
+        .await
+        .expect("echo within 10 s")
+        .unwrap();
+    assert_eq!(back, bytes);
+}
+
+/// How long until the far side closed (a read gives EOF or an error), if within `within`.
+pub async fn closed_within<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    within: Duration,
+) -> Option<Duration> {
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    match timeout(within, stream.read(&mut byte)).await {
+        Ok(Ok(0) | Err(_)) => Some(started.elapsed()),
+        _ => None,
+    }
 }
