@@ -1,13 +1,14 @@
 //! The admin listener (PRODUCT.md §6), loopback by default: `/healthz` (alive), `/readyz`
-//! (200 once certificate, bundles and policy are loaded and the listeners bound; 503 before
-//! and while draining), `/metrics` (Prometheus text), `/policy` (JSON: version, loaded_at,
+//! (200 once certificate, bundles and policy are loaded and the listeners bound; 503 before —
+//! also while waiting for the first SVID of the SPIFFE Workload API, PRODUCT.md §12 — while
+//! draining, and once our certificate has expired), `/metrics` (Prometheus text), `/policy` (JSON: version, loaded_at,
 //! files, counts, last reload errors), `/reach` (the blast radius of the policy in force,
 //! PRODUCT.md §9, as `policy reach --json`). It reads `live`, the reload status and the
 //! metrics; it never writes them.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -43,11 +44,17 @@ pub struct Readiness(AtomicU8);
 
 const READY: u8 = 1;
 const DRAINING: u8 = 2;
+const AWAITING_SVID: u8 = 3;
 
 impl Readiness {
     /// Everything loaded and every listener bound.
     pub fn set_ready(&self) {
         self.0.store(READY, Ordering::Relaxed);
+    }
+
+    /// Listening on admin only, waiting for the first X509-SVID of the Workload API.
+    pub fn set_awaiting_svid(&self) {
+        self.0.store(AWAITING_SVID, Ordering::Relaxed);
     }
 
     /// Shutting down: load balancers should stop sending traffic.
@@ -64,6 +71,9 @@ impl Readiness {
         match self.0.load(Ordering::Relaxed) {
             READY => "ready\n",
             DRAINING => "draining\n",
+            AWAITING_SVID => {
+                "starting: waiting for the first X509-SVID from the SPIFFE Workload API\n"
+            }
             _ => "starting\n",
         }
     }
@@ -72,28 +82,34 @@ impl Readiness {
 /// The admin endpoints of one sidecar.
 #[derive(Debug)]
 pub struct Admin {
-    live: Arc<Live>,
-    status: Arc<StatusBoard>,
+    /// The live state and the reload status, once the first load is done.
+    loaded: OnceLock<Loaded>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     reach_gate: Arc<Semaphore>,
 }
 
+#[derive(Debug)]
+struct Loaded {
+    live: Arc<Live>,
+    status: Arc<StatusBoard>,
+}
+
 impl Admin {
-    /// Endpoints reporting `live`, the reload `status`, `metrics` and `readiness`.
-    pub fn new(
-        live: Arc<Live>,
-        status: Arc<StatusBoard>,
-        metrics: Arc<Metrics>,
-        readiness: Arc<Readiness>,
-    ) -> Self {
+    /// Endpoints reporting `metrics` and `readiness`; the state-reading endpoints answer 503
+    /// until [`Admin::attach`].
+    pub fn new(metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> Self {
         Self {
-            live,
-            status,
+            loaded: OnceLock::new(),
             metrics,
             readiness,
             reach_gate: Arc::new(Semaphore::new(REACH_CONCURRENCY)),
         }
+    }
+
+    /// Endpoints reporting `live` and the reload `status` as well (the first call counts).
+    pub fn attach(&self, live: Arc<Live>, status: Arc<StatusBoard>) {
+        let _ = self.loaded.set(Loaded { live, status });
     }
 
     /// Serves HTTP/1.1 on `listener` until `shutdown`.
@@ -130,24 +146,37 @@ impl Admin {
         if head.method != Method::GET && head.method != Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
         }
-        match head.uri.path() {
-            "/healthz" => text(StatusCode::OK, "ok\n"),
-            "/readyz" if self.readiness.is_ready() => text(StatusCode::OK, "ready\n"),
-            "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, self.readiness.word()),
-            "/metrics" => self.metrics(),
-            "/policy" => self.policy(),
-            "/reach" => reach(&self.reach_gate, self.live.policy(), head.uri.query()).await,
-            _ => text(
-                StatusCode::NOT_FOUND,
-                "not found; try /healthz /readyz /metrics /policy /reach\n",
+        let path = head.uri.path();
+        if path == "/healthz" {
+            return text(StatusCode::OK, "ok\n");
+        }
+        let Some(loaded) = self.loaded.get() else {
+            return match path {
+                "/readyz" | "/metrics" | "/policy" | "/reach" => {
+                    text(StatusCode::SERVICE_UNAVAILABLE, self.readiness.word())
+                }
+                _ => not_found(),
+            };
+        };
+        match path {
+            "/readyz" if !self.readiness.is_ready() => {
+                text(StatusCode::SERVICE_UNAVAILABLE, self.readiness.word())
+            }
+            "/readyz" if own_certificate_expired(&loaded.live) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: our X509-SVID has expired and no fresh one has arrived\n",
             ),
+            "/readyz" => text(StatusCode::OK, "ready\n"),
+            "/metrics" => self.metrics(&loaded.live),
+            "/policy" => policy(loaded),
+            "/reach" => reach(&self.reach_gate, loaded.live.policy(), head.uri.query()).await,
+            _ => not_found(),
         }
     }
 
-    fn metrics(&self) -> Response<Full<Bytes>> {
-        let policy = self.live.policy();
-        let expires =
-            self.live.tls().current().credentials().not_after() - crate::policy::unix_now();
+    fn metrics(&self, live: &Live) -> Response<Full<Bytes>> {
+        let policy = live.policy();
+        let expires = live.tls().current().credentials().not_after() - crate::policy::unix_now();
         let next_change = policy
             .next_change()
             .map_or(-1, |t| (t - crate::policy::unix_now()).max(0));
@@ -159,30 +188,42 @@ impl Admin {
         );
         response
     }
+}
 
-    fn policy(&self) -> Response<Full<Bytes>> {
-        let policy = self.live.policy();
-        let status = self.status.read();
-        let error = |part| status.error(part).map(ToString::to_string);
-        let reason = |part| status.error(part).map(ReloadError::reason);
-        let loaded_at = OffsetDateTime::from(status.policy_loaded_at)
-            .format(&Rfc3339)
-            .unwrap_or_default();
-        let body = json!({
-            "version": policy.version(),
-            "loaded_at": loaded_at,
-            "files": policy.files(),
-            "segments": policy.segments().len(),
-            "rules": policy.rules().len(),
-            "tests": policy.test_count(),
-            "exceptions": policy.rules().iter().filter(|r| r.is_exception() && !r.expired).count(),
-            "next_expiry": policy.next_change().map(crate::policy::format_time),
-            "last_reload_error": { "policy": error(Part::Policy), "tls": error(Part::Tls) },
-            "last_reload_reason": { "policy": reason(Part::Policy), "tls": reason(Part::Tls) },
-            "reloads": { "ok": status.reloads_ok, "failed": status.reloads_failed },
-        });
-        json(StatusCode::OK, body.to_string())
-    }
+/// Whether the SVID in force is past its notAfter (peers refuse it: not ready).
+fn own_certificate_expired(live: &Live) -> bool {
+    live.tls().current().credentials().not_after() <= crate::policy::unix_now()
+}
+
+fn not_found() -> Response<Full<Bytes>> {
+    text(
+        StatusCode::NOT_FOUND,
+        "not found; try /healthz /readyz /metrics /policy /reach\n",
+    )
+}
+
+fn policy(loaded: &Loaded) -> Response<Full<Bytes>> {
+    let policy = loaded.live.policy();
+    let status = loaded.status.read();
+    let error = |part| status.error(part).map(ToString::to_string);
+    let reason = |part| status.error(part).map(ReloadError::reason);
+    let loaded_at = OffsetDateTime::from(status.policy_loaded_at)
+        .format(&Rfc3339)
+        .unwrap_or_default();
+    let body = json!({
+        "version": policy.version(),
+        "loaded_at": loaded_at,
+        "files": policy.files(),
+        "segments": policy.segments().len(),
+        "rules": policy.rules().len(),
+        "tests": policy.test_count(),
+        "exceptions": policy.rules().iter().filter(|r| r.is_exception() && !r.expired).count(),
+        "next_expiry": policy.next_change().map(crate::policy::format_time),
+        "last_reload_error": { "policy": error(Part::Policy), "tls": error(Part::Tls) },
+        "last_reload_reason": { "policy": reason(Part::Policy), "tls": reason(Part::Tls) },
+        "reloads": { "ok": status.reloads_ok, "failed": status.reloads_failed },
+    });
+    json(StatusCode::OK, body.to_string())
 }
 
 /// `/reach?from=SEL&to=SEL` on `policy` (the snapshot in force): 200 with exactly what

@@ -1,7 +1,9 @@
-//! The composition root of `segward run` (PRODUCT.md §1, §4 "fail closed", §5, §6 SIGTERM):
-//! config → reload triggers installed → the reloader's first load (credentials and policy,
-//! each checked before any socket opens) → bind → one task per listener and one running the
-//! reloads → shutdown and drain. Tests and the demo start sidecars the same way, on
+//! The composition root of `segward run` (PRODUCT.md §1, §4 "fail closed", §5, §6 SIGTERM,
+//! §12): config → reload triggers installed (and the Workload API client started, when the
+//! identity comes from SPIRE) → admin bound, `/readyz` 503 → the reloader's first load
+//! (policy, then credentials from files or the first valid SVID of the Workload API, each
+//! checked before any data-plane socket opens) → bind → one task per listener, one running
+//! the reloads, one applying Workload API updates → shutdown and drain. Tests and the demo start sidecars the same way, on
 //! 127.0.0.1:0.
 
 use std::collections::BTreeMap;
@@ -23,7 +25,7 @@ use crate::reload::{ReadHook, ReloadError, ReloadStatus, Reloader, Report, Sourc
 use crate::shutdown::{self, Shutdown, Trigger};
 use crate::telemetry::decision_log::Sampler;
 use crate::telemetry::metrics::Metrics;
-use crate::tls::{self, TlsError, TlsOptions};
+use crate::tls::{self, TlsError, TlsOptions, workload_api};
 use crate::workers::{Workers, WorkersError};
 
 /// Why a sidecar did not start; every variant names the file or address at fault.
@@ -105,18 +107,44 @@ impl Sidecar {
         // built is an event that waits for the reload loop, not a change recorded as seen.
         let triggers = Triggers::install(&sources.folders(), config.reload);
         let metrics = Arc::new(Metrics::new());
-        let reloader = Reloader::start(sources, metrics.clone(), hook)
+        let readiness = Arc::new(Readiness::default());
+        let (trigger, shutdown) = shutdown::channel();
+        let mut tasks = Vec::new();
+        // The Workload API client runs from the start: the first load waits for its SVID.
+        let mut svids = config.identity.workload_api().map(|api| {
+            let (svids, task) =
+                workload_api::spawn(api.endpoint.clone(), api.backoff, shutdown.clone());
+            tasks.push(task);
+            tracing::info!(
+                endpoint = %api.endpoint,
+                named_by = api.named_by,
+                "waiting for the first X509-SVID from the SPIFFE Workload API; /readyz says 503 \
+                 and no data-plane listener is open until it arrives"
+            );
+            readiness.set_awaiting_svid();
+            svids
+        });
+        // Admin first: /healthz answers and /readyz says 503 while the first load runs, which
+        // with the Workload API lasts until the agent has issued our SVID.
+        let (admin_trigger, admin_shutdown) = shutdown::channel();
+        let admin_listener = bind("admin.listen".to_owned(), config.admin_listen).await?;
+        let admin_addr = admin_listener.local_addr().unwrap_or(config.admin_listen);
+        let admin = Arc::new(Admin::new(metrics.clone(), readiness.clone()));
+        let admin_task = tokio::spawn(admin.clone().serve(admin_listener, admin_shutdown));
+        let reloader = Reloader::start(sources, metrics.clone(), hook, svids.as_mut())
             .await
             .map_err(StartError::Load)?;
         let reloader = Arc::new(reloader);
         let live = reloader.live().clone();
-        let readiness = Arc::new(Readiness::default());
-        let (admin_trigger, admin_shutdown) = shutdown::channel();
-        let admin_listener = bind("admin.listen".to_owned(), config.admin_listen).await?;
-        let admin_addr = admin_listener.local_addr().unwrap_or(config.admin_listen);
-        let status = reloader.status().clone();
-        let admin = Admin::new(live.clone(), status, metrics.clone(), readiness.clone());
-        let admin_task = tokio::spawn(Arc::new(admin).serve(admin_listener, admin_shutdown));
+        admin.attach(live.clone(), reloader.status().clone());
+        if let Some(mut svids) = svids {
+            let reloader = reloader.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(update) = svids.next().await {
+                    reloader.apply_svid(update).await;
+                }
+            }));
+        }
 
         let own_id = live.tls().current().credentials().id().clone();
         let log = config.decision_log;
@@ -129,7 +157,6 @@ impl Sidecar {
             sampler: Sampler::new(log.allowed_sample_rate, log.allowed_per_second),
             ids: RequestIds::new(),
         });
-        let (trigger, shutdown) = shutdown::channel();
         let mut sidecar = Sidecar {
             cx,
             readiness,
@@ -139,7 +166,7 @@ impl Sidecar {
             admin_addr,
             reloader: reloader.clone(),
             trigger,
-            tasks: Vec::new(),
+            tasks,
             workers: Some(
                 Workers::start(config.limits.worker_threads).map_err(StartError::Workers)?,
             ),

@@ -47,7 +47,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<Outcome> {
-    let sidecar = match Sidecar::start(&config).await {
+    // Start-up can wait (for the first SVID of the Workload API): SIGTERM ends that wait too.
+    let started = tokio::select! {
+        started = Sidecar::start(&config) => started,
+        signal = terminated() => {
+            signal.context("waiting for SIGTERM")?;
+            tracing::info!("stopped before start-up completed");
+            return Ok(Outcome::Success);
+        }
+    };
+    let sidecar = match started {
         Ok(sidecar) => sidecar,
         Err(error) => {
             eprintln!("error: {error}");

@@ -212,6 +212,48 @@ pub enum ConfigError {
         /// The config file.
         file: String,
     },
+    /// PRODUCT.md §12: the identity comes from files or from the Workload API, never both.
+    #[error(
+        "{file}: {files} and {workload_api} both name an identity source; keep the files \
+         (cert, key, bundles) or the SPIFFE Workload API, not both"
+    )]
+    TwoIdentitySources {
+        /// The config file.
+        file: String,
+        /// The first file key given, e.g. `identity.cert`.
+        files: &'static str,
+        /// `identity.workload_api` or `SPIFFE_ENDPOINT_SOCKET`.
+        workload_api: &'static str,
+    },
+    /// No identity source at all.
+    #[error(
+        "{file}: identity: no identity source; give cert, key and bundles, or \
+         workload_api: unix:///path/to/agent.sock (or set SPIFFE_ENDPOINT_SOCKET)"
+    )]
+    NoIdentity {
+        /// The config file.
+        file: String,
+    },
+    /// Files named in part: the certificate without its key, or the other way round.
+    #[error("{file}: {key}: missing; file-based identity needs cert, key and bundles")]
+    MissingIdentityFile {
+        /// The config file.
+        file: String,
+        /// `identity.cert` or `identity.key`.
+        key: &'static str,
+    },
+    /// The Workload API socket URI does not follow the SPIFFE Workload Endpoint rules.
+    #[error("{file}: {key}: `{value}` {problem}")]
+    BadWorkloadApi {
+        /// The config file.
+        file: String,
+        /// `identity.workload_api` or `SPIFFE_ENDPOINT_SOCKET`.
+        key: &'static str,
+        /// The value as given.
+        value: String,
+        /// What is wrong, with the accepted forms.
+        problem: String,
+    },
     /// An empty path would silently mean the config file's folder.
     #[error("{file}: {key}: empty path")]
     EmptyPath {
@@ -243,6 +285,10 @@ impl ConfigError {
             Self::HttpWithoutListen { .. } => "http-without-listen",
             Self::NoBundles { .. } => "no-bundles",
             Self::EmptyPath { .. } => "empty-path",
+            Self::TwoIdentitySources { .. } => "two-identity-sources",
+            Self::NoIdentity { .. } => "no-identity",
+            Self::MissingIdentityFile { .. } => "missing-identity-file",
+            Self::BadWorkloadApi { .. } => "bad-workload-api",
             Self::BadLimit { .. } => "bad-limit",
             Self::BadEnv { .. } => "bad-env",
         }

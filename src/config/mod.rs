@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::identity::{SpiffeId, TrustDomain};
+use crate::identity::SpiffeId;
 
 /// A config file larger than this is refused; a real one is a few hundred bytes.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -35,7 +35,9 @@ const NO_FILE: &str = "<config>";
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    /// The sidecar's own SVID and the trust bundles it accepts.
+    /// The sidecar's own SVID and the trust bundles it accepts: files, or the Workload API
+    /// (absent: `SPIFFE_ENDPOINT_SOCKET` must name the Workload API).
+    #[serde(default)]
     pub identity: RawIdentity,
     /// A policy file or a folder of `*.yaml` files.
     pub policy: PathBuf,
@@ -60,18 +62,6 @@ pub struct RawConfig {
     /// Sampling of allowed requests in the decision log; all logged when absent.
     #[serde(default)]
     pub decision_log: RawDecisionLog,
-}
-
-/// `identity:` — certificate, key and trust bundles.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawIdentity {
-    /// PEM: the leaf and its intermediates.
-    pub cert: PathBuf,
-    /// PEM: the leaf's private key.
-    pub key: PathBuf,
-    /// Trust domain → CA bundle; several mean federation.
-    pub bundles: BTreeMap<String, PathBuf>,
 }
 
 /// One `inbound:` listener — where to listen for mTLS and where the local workload is.
@@ -142,8 +132,8 @@ pub enum Mode {
 /// or [`Config::load`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Certificate, key and bundles, paths resolved.
-    pub identity: Identity,
+    /// Certificate, key and bundles (paths resolved), or the Workload API endpoint.
+    pub identity: IdentitySource,
     /// The policy file or folder, resolved.
     pub policy: PathBuf,
     /// The inbound listeners, in the order written (empty: no inbound side).
@@ -185,17 +175,6 @@ impl Default for ReloadTiming {
             poll: Duration::from_secs(10),
         }
     }
-}
-
-/// The sidecar's credentials and trust bundles.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// PEM certificate chain.
-    pub cert: PathBuf,
-    /// PEM private key.
-    pub key: PathBuf,
-    /// Trust domain → CA bundle file; never empty.
-    pub bundles: BTreeMap<TrustDomain, PathBuf>,
 }
 
 /// One inbound listener: mTLS in, plain to the local workload.
@@ -362,7 +341,21 @@ fn resolve(raw: RawConfig, base_dir: &Path, file: &str) -> Result<Config, Config
     // The one value the environment supplies; read here so that runtime code obeys a
     // resolved count and never looks at the environment itself.
     let threads_env = std::env::var(THREADS_ENV).ok();
-    let identity = resolve_identity(raw.identity, base_dir, file)?;
+    let endpoint_env = std::env::var(ENDPOINT_ENV).ok();
+    resolve_with_env(raw, base_dir, file, threads_env, endpoint_env)
+}
+
+/// [`resolve`] with the environment's values passed in (tests set them without touching the
+/// process environment).
+fn resolve_with_env(
+    raw: RawConfig,
+    base_dir: &Path,
+    file: &str,
+    threads_env: Option<String>,
+    endpoint_env: Option<String>,
+) -> Result<Config, ConfigError> {
+    let identity =
+        identity::resolve_identity(raw.identity, endpoint_env.as_deref(), base_dir, file)?;
     let policy = resolve_path(&raw.policy, base_dir, "policy", file)?;
 
     let inbound = match raw.inbound {
@@ -410,33 +403,6 @@ fn resolve(raw: RawConfig, base_dir: &Path, file: &str) -> Result<Config, Config
         reload: ReloadTiming::default(),
         warnings,
     })
-}
-
-fn resolve_identity(
-    raw: RawIdentity,
-    base_dir: &Path,
-    file: &str,
-) -> Result<Identity, ConfigError> {
-    let cert = resolve_path(&raw.cert, base_dir, "identity.cert", file)?;
-    let key = resolve_path(&raw.key, base_dir, "identity.key", file)?;
-    if raw.bundles.is_empty() {
-        return Err(ConfigError::NoBundles {
-            file: file.to_owned(),
-        });
-    }
-    let mut bundles = BTreeMap::new();
-    for (name, path) in &raw.bundles {
-        let key_path = format!("identity.bundles.{name}");
-        let td = TrustDomain::parse(name).map_err(|problem| ConfigError::BadTrustDomain {
-            file: file.to_owned(),
-            key: key_path.clone(),
-            value: name.clone(),
-            problem,
-        })?;
-        let path = resolve_path(path, base_dir, &key_path, file)?;
-        bundles.insert(td, path);
-    }
-    Ok(Identity { cert, key, bundles })
 }
 
 /// Every listening address with the key that set it, in config order (the first key to take
@@ -603,11 +569,15 @@ fn is_destination_name(name: &str) -> bool {
 
 mod authority;
 mod error;
+mod identity;
 mod limits;
 mod listeners;
 
 pub use authority::{Authority, AuthorityError};
 pub use error::ConfigError;
+pub use identity::{
+    Backoff, ENDPOINT_ENV, Identity, IdentitySource, RawIdentity, WorkloadApi, WorkloadEndpoint,
+};
 pub use limits::{
     DecisionLogSettings, Limits, MAX_LOOPS, RawDecisionLog, RawLimits, THREADS_ENV, parse_duration,
     resolve_decision_log, resolve_limits,
@@ -619,3 +589,6 @@ mod tests;
 
 #[cfg(test)]
 mod tcp_tests;
+
+#[cfg(test)]
+mod identity_tests;

@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::identity::SpiffeIdError;
+use crate::identity::{SpiffeIdError, TrustDomain};
 
 /// PRODUCT.md §2's example, verbatim.
 const EXAMPLE: &str = "\
@@ -68,11 +68,17 @@ fn the_product_example_parses_and_resolves_paths_against_the_files_folder() {
     let config = result.unwrap(); // §2.a
     let base = dir.path();
     // §2.b
-    assert_eq!(config.identity.cert, base.join("certs/payments/svid.pem"));
-    assert_eq!(config.identity.key, base.join("certs/payments/svid.key"));
+    assert_eq!(
+        config.identity.files().unwrap().cert,
+        base.join("certs/payments/svid.pem")
+    );
+    assert_eq!(
+        config.identity.files().unwrap().key,
+        base.join("certs/payments/svid.key")
+    );
     let td = TrustDomain::parse("example.org").unwrap();
     assert_eq!(
-        config.identity.bundles.get(&td),
+        config.identity.files().unwrap().bundles.get(&td),
         Some(&base.join("certs/bundle.pem"))
     );
     assert_eq!(config.policy, base.join("policies/"));
@@ -113,7 +119,10 @@ fn the_product_example_parses_and_resolves_paths_against_the_files_folder() {
 fn absolute_paths_are_kept_as_written() {
     let text = MINIMAL.replace("cert: svid.pem", "cert: /etc/segward/svid.pem");
     let config = load_ok(&text);
-    assert_eq!(config.identity.cert, Path::new("/etc/segward/svid.pem"));
+    assert_eq!(
+        config.identity.files().unwrap().cert,
+        Path::new("/etc/segward/svid.pem")
+    );
 }
 
 #[test]
@@ -603,6 +612,22 @@ fn every_error_has_a_distinct_reason() {
             value: f(),
             problem: f(),
         },
+        ConfigError::TwoIdentitySources {
+            file: f(),
+            files: "k",
+            workload_api: "k",
+        },
+        ConfigError::NoIdentity { file: f() },
+        ConfigError::MissingIdentityFile {
+            file: f(),
+            key: "k",
+        },
+        ConfigError::BadWorkloadApi {
+            file: f(),
+            key: "k",
+            value: f(),
+            problem: f(),
+        },
     ];
     let mut reasons: Vec<_> = errors.iter().map(ConfigError::reason).collect();
     reasons.sort_unstable();
@@ -631,7 +656,11 @@ fn with_file(mut err: ConfigError, name: &str) -> ConfigError {
         | ConfigError::NoBundles { file }
         | ConfigError::EmptyPath { file, .. }
         | ConfigError::BadLimit { file, .. }
-        | ConfigError::BadEnv { file, .. } => file,
+        | ConfigError::BadEnv { file, .. }
+        | ConfigError::TwoIdentitySources { file, .. }
+        | ConfigError::NoIdentity { file }
+        | ConfigError::MissingIdentityFile { file, .. }
+        | ConfigError::BadWorkloadApi { file, .. } => file,
     };
     name.clone_into(file);
     err

@@ -74,6 +74,9 @@ pub enum ReloadError {
         /// The sidecar's own ID.
         own: SpiffeId,
     },
+    /// PRODUCT.md §12: the Workload API client stopped (shutdown) before a valid SVID came.
+    #[error("no X509-SVID arrived from the SPIFFE Workload API before it stopped")]
+    NoSvid,
     /// The work thread reading or building `part` panicked; nothing was published.
     #[error("{part} load failed: {message}")]
     Panicked {
@@ -91,9 +94,10 @@ impl ReloadError {
             Self::PolicyUnreadable(_) | Self::EmptyPolicyFile { .. } | Self::InvalidPolicy(_) => {
                 Part::Policy
             }
-            Self::TlsUnreadable(_) | Self::InvalidTls(_) | Self::IdentityChanged { .. } => {
-                Part::Tls
-            }
+            Self::TlsUnreadable(_)
+            | Self::InvalidTls(_)
+            | Self::IdentityChanged { .. }
+            | Self::NoSvid => Part::Tls,
             Self::Panicked { part, .. } => *part,
         }
     }
@@ -107,6 +111,7 @@ impl ReloadError {
             Self::TlsUnreadable(_) => "tls-unreadable",
             Self::InvalidTls(_) => "invalid-tls",
             Self::IdentityChanged { .. } => "identity-changed",
+            Self::NoSvid => "no-svid",
             Self::Panicked { .. } => "panicked",
         }
     }
@@ -132,6 +137,7 @@ mod tests {
                 found: id.clone(),
                 own: id,
             },
+            ReloadError::NoSvid,
             ReloadError::Panicked {
                 part: Part::Tls,
                 message: "m".into(),
@@ -139,7 +145,7 @@ mod tests {
         ];
         let parts: Vec<_> = errors.iter().map(ReloadError::part).collect();
         use Part::{Policy, Tls};
-        assert_eq!(parts, [Policy, Policy, Policy, Tls, Tls, Tls, Tls]);
+        assert_eq!(parts, [Policy, Policy, Policy, Tls, Tls, Tls, Tls, Tls]);
         let mut reasons: Vec<_> = errors.iter().map(ReloadError::reason).collect();
         reasons.sort_unstable();
         reasons.dedup();

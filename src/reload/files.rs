@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use ring::digest::{Context, SHA256};
 
-use super::Sources;
 use super::error::{Part, ReloadError};
+use super::{Sources, TlsPaths};
 use crate::identity::TrustDomain;
 use crate::policy::PolicySource;
 use crate::tls::{TlsError, read_file};
@@ -66,7 +66,7 @@ pub(super) async fn read_policy(sources: &Sources) -> Result<PolicyFiles, Reload
 
 /// Reads the certificate, key and bundle files; a missing bundle file counts as a distinct
 /// (absent) state rather than an error — what it means is the builder's call.
-pub(super) async fn read_tls(sources: &Sources) -> Result<TlsFiles, ReloadError> {
+pub(super) async fn read_tls(sources: &TlsPaths) -> Result<TlsFiles, ReloadError> {
     let sources = sources.clone();
     blocking(Part::Tls, move || {
         let mut hash = Context::new(&SHA256);

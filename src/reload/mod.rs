@@ -27,6 +27,7 @@ use crate::identity::{SpiffeId, TrustDomain};
 use crate::live::Live;
 use crate::policy::{CompiledPolicy, PolicySource, compile};
 use crate::telemetry::metrics::Metrics;
+use crate::tls::workload_api::{SvidUpdates, Update};
 use crate::tls::{Credentials, LiveTls};
 
 /// The files a sidecar's state is built from, as named by its config.
@@ -34,6 +35,14 @@ use crate::tls::{Credentials, LiveTls};
 pub struct Sources {
     /// The policy file or folder.
     pub policy: PathBuf,
+    /// The certificate, key and bundle files; `None` when the SPIFFE Workload API delivers
+    /// them (PRODUCT.md §12).
+    pub tls: Option<TlsPaths>,
+}
+
+/// The files of a file-based identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsPaths {
     /// Our SVID chain.
     pub cert: PathBuf,
     /// Its private key.
@@ -47,9 +56,11 @@ impl Sources {
     pub fn new(config: &Config) -> Self {
         Self {
             policy: config.policy.clone(),
-            cert: config.identity.cert.clone(),
-            key: config.identity.key.clone(),
-            bundles: config.identity.bundles.clone().into_iter().collect(),
+            tls: config.identity.files().map(|files| TlsPaths {
+                cert: files.cert.clone(),
+                key: files.key.clone(),
+                bundles: files.bundles.clone().into_iter().collect(),
+            }),
         }
     }
 
@@ -62,9 +73,11 @@ impl Sources {
         } else {
             vec![parent(&self.policy)]
         };
-        folders.push(parent(&self.cert));
-        folders.push(parent(&self.key));
-        folders.extend(self.bundles.iter().map(|(_, file)| parent(file)));
+        if let Some(tls) = &self.tls {
+            folders.push(parent(&tls.cert));
+            folders.push(parent(&tls.key));
+            folders.extend(tls.bundles.iter().map(|(_, file)| parent(file)));
+        }
         folders.sort();
         folders.dedup();
         folders
@@ -141,35 +154,47 @@ enum Stage {
 impl Reloader {
     /// The first load: reads every source once and builds the first state from those bytes,
     /// recording their hashes as seen, so a write landing after the read is a change the next
-    /// trigger picks up. `hook` runs between the read and the build (tests only).
+    /// trigger picks up. `hook` runs between the read and the build (tests only). Without TLS
+    /// files, the credentials are the first valid update of `svids` (the Workload API):
+    /// refused ones are logged and counted, and the wait goes on.
     ///
     /// # Errors
     /// The first part that is unreadable or invalid: nothing starts without a valid policy,
-    /// certificate, key and bundles (fail closed).
+    /// certificate, key and bundles (fail closed); [`ReloadError::NoSvid`] when the Workload
+    /// API client stopped before a valid SVID arrived.
     pub async fn start(
         sources: Sources,
         metrics: Arc<Metrics>,
         hook: Option<ReadHook>,
+        svids: Option<&mut SvidUpdates>,
     ) -> Result<Self, ReloadError> {
         let policy_files = files::read_policy(&sources).await?;
-        let tls_files = files::read_tls(&sources).await?;
+        let tls_files = match &sources.tls {
+            Some(paths) => Some(files::read_tls(paths).await?),
+            None => None,
+        };
         if let Some(hook) = hook {
             hook();
         }
         let seen = Seen {
             policy: Some(policy_files.digest),
-            tls: Some(tls_files.digest),
+            tls: tls_files.as_ref().map(|files| files.digest),
         };
         let texts = Arc::new(policy_files.texts);
         let policy = build_policy(texts.clone()).await?;
-        let credentials = build_credentials(tls_files, Stage::Start).await?;
+        let status = Arc::new(StatusBoard::new());
+        let credentials = match (tls_files, svids) {
+            (Some(files), _) => build_credentials(files, Stage::Start).await?,
+            (None, Some(svids)) => first_svid(svids, &status, &metrics).await?,
+            (None, None) => return Err(ReloadError::NoSvid),
+        };
         let tls = LiveTls::new(credentials).map_err(ReloadError::InvalidTls)?;
         let own_id = tls.current().credentials().id().clone();
         Ok(Self {
             sources,
             live: Arc::new(Live::new(policy, tls)),
             metrics,
-            status: Arc::new(StatusBoard::new()),
+            status,
             own_id,
             seen: Mutex::new(seen),
             texts: std::sync::Mutex::new(texts),
@@ -237,7 +262,11 @@ impl Reloader {
 
     /// `Ok(true)` when new TLS material was published.
     async fn reload_tls(&self, seen: &mut Seen, force: bool) -> Result<bool, ReloadError> {
-        let files = files::read_tls(&self.sources).await?;
+        let Some(paths) = &self.sources.tls else {
+            // The Workload API pushes its updates ([`Reloader::apply_svid`]).
+            return Ok(false);
+        };
+        let files = files::read_tls(paths).await?;
         if !force && seen.tls == Some(files.digest) {
             return Ok(false);
         }
@@ -259,25 +288,86 @@ impl Reloader {
         Ok(true)
     }
 
+    /// Publishes one SPIFFE Workload API update like a file rotation: the next handshake
+    /// presents the new SVID and trusts the new bundles; open connections carry on. A refused
+    /// update, or one naming another SPIFFE ID, leaves the material in force.
+    pub async fn apply_svid(&self, update: Update) -> Change {
+        let _one_at_a_time = self.seen.lock().await;
+        let outcome = update
+            .map_err(ReloadError::InvalidTls)
+            .and_then(|credentials| {
+                if credentials.id() != &self.own_id {
+                    return Err(ReloadError::IdentityChanged {
+                        file: "the SPIFFE Workload API".to_owned(),
+                        found: credentials.id().clone(),
+                        own: self.own_id.clone(),
+                    });
+                }
+                let not_after = credentials.not_after();
+                self.live
+                    .tls()
+                    .publish(credentials)
+                    .map_err(ReloadError::InvalidTls)?;
+                tracing::info!(
+                    spiffe_id = %self.own_id,
+                    not_after = %crate::policy::format_time(not_after),
+                    "X509-SVID and bundles from the SPIFFE Workload API in force"
+                );
+                Ok(true)
+            });
+        let change = change(outcome);
+        self.record(Part::Tls, &change);
+        change
+    }
+
     /// Keeps the outcome in the status; counts and logs it unless it is a rejection already
     /// recorded.
     fn record(&self, part: Part, change: &Change) {
-        let outcome = match change {
-            Change::Unchanged => return,
-            Change::Applied => Ok(()),
-            Change::Rejected(error) => Err(error),
-        };
-        if !self.status.note(part, outcome) {
-            return;
-        }
-        let rejected = outcome.err().map(ReloadError::reason);
-        self.metrics.reload(part.as_str(), rejected);
-        if let Err(error) = outcome {
-            tracing::warn!(
-                %error,
-                reason = error.reason(),
-                "{part} reload rejected; the last good {part} stays in force"
-            );
+        record(&self.status, &self.metrics, part, change);
+    }
+}
+
+fn record(status: &StatusBoard, metrics: &Metrics, part: Part, change: &Change) {
+    let outcome = match change {
+        Change::Unchanged => return,
+        Change::Applied => Ok(()),
+        Change::Rejected(error) => Err(error),
+    };
+    if !status.note(part, outcome) {
+        return;
+    }
+    let rejected = outcome.err().map(ReloadError::reason);
+    metrics.reload(part.as_str(), rejected);
+    if let Err(error) = outcome {
+        tracing::warn!(
+            %error,
+            reason = error.reason(),
+            "{part} reload rejected; the last good {part} stays in force"
+        );
+    }
+}
+
+/// Waits for the first valid SVID of the Workload API; refused ones are recorded as
+/// rejected TLS reloads (the wait goes on).
+async fn first_svid(
+    svids: &mut SvidUpdates,
+    status: &StatusBoard,
+    metrics: &Metrics,
+) -> Result<Credentials, ReloadError> {
+    loop {
+        match svids.next().await {
+            Some(Ok(credentials)) => {
+                tracing::info!(
+                    spiffe_id = %credentials.id(),
+                    "first X509-SVID from the SPIFFE Workload API"
+                );
+                return Ok(credentials);
+            }
+            Some(Err(error)) => {
+                let refused = Change::Rejected(ReloadError::InvalidTls(error));
+                record(status, metrics, Part::Tls, &refused);
+            }
+            None => return Err(ReloadError::NoSvid),
         }
     }
 }

@@ -171,9 +171,64 @@ fn build(
     let chain = certificates(&cert)?.ok_or_else(|| TlsError::NoCertificate {
         file: cert.file.clone(),
     })?;
-    let own = own_svid(&cert.file, &chain[0], now)?;
     let private_key = private_key(&key)?;
-    let certified = certified_key(&cert, &key, chain.clone(), &private_key)?;
+    let mut roots = Vec::with_capacity(bundles.len());
+    for (trust_domain, pem) in bundles {
+        let certs = certificates(&pem)?.unwrap_or_default();
+        roots.push(Bundle {
+            trust_domain: trust_domain.clone(),
+            source: pem.file,
+            certs,
+        });
+    }
+    assemble(&cert.file, chain, &key.file, private_key, roots, now)
+}
+
+/// One trust domain's CA certificates and the name errors give their source.
+#[derive(Debug)]
+pub struct Bundle {
+    /// The trust domain the CAs sign for.
+    pub trust_domain: TrustDomain,
+    /// A file path or a `<label>`, named in errors.
+    pub source: String,
+    /// The CA certificates (DER); empty is an error.
+    pub certs: Vec<CertificateDer<'static>>,
+}
+
+impl Credentials {
+    /// The checks of [`Credentials::load`] on DER material, as the SPIFFE Workload API
+    /// delivers it: `chain` (leaf first) and PKCS#8 `key` named `cert_source` and
+    /// `key_source` in errors.
+    ///
+    /// # Errors
+    /// As [`Credentials::from_pem`].
+    pub fn from_der(
+        (cert_source, chain): (&str, Vec<CertificateDer<'static>>),
+        (key_source, key): (&str, PrivateKeyDer<'static>),
+        bundles: Vec<Bundle>,
+        now: SystemTime,
+    ) -> Result<Credentials, TlsError> {
+        if chain.is_empty() {
+            return Err(TlsError::NoCertificate {
+                file: cert_source.to_owned(),
+            });
+        }
+        assemble(cert_source, chain, key_source, key, bundles, now)
+    }
+}
+
+/// Every check on parsed material: the leaf is an X509-SVID for both roles, the key is its
+/// own, each bundle is non-empty and usable, one per trust domain, at least one.
+fn assemble(
+    cert_source: &str,
+    chain: Vec<CertificateDer<'static>>,
+    key_source: &str,
+    private_key: PrivateKeyDer<'static>,
+    bundles: Vec<Bundle>,
+    now: SystemTime,
+) -> Result<Credentials, TlsError> {
+    let own = own_svid(cert_source, &chain[0], now)?;
+    let certified = certified_key(cert_source, key_source, chain.clone(), &private_key)?;
     Ok(Credentials {
         chain,
         key: private_key,
@@ -213,8 +268,8 @@ fn private_key(pem: &Pem<'_>) -> Result<PrivateKeyDer<'static>, TlsError> {
 
 /// Loads the key with the provider and checks that its public key is the leaf's.
 fn certified_key(
-    cert: &Pem<'_>,
-    key: &Pem<'_>,
+    cert: &str,
+    key: &str,
     chain: Vec<CertificateDer<'static>>,
     private_key: &PrivateKeyDer<'static>,
 ) -> Result<CertifiedKey, TlsError> {
@@ -222,49 +277,48 @@ fn certified_key(
         .key_provider
         .load_private_key(private_key.clone_key())
         .map_err(|e| TlsError::UnsupportedKey {
-            file: key.file.clone(),
+            file: key.to_owned(),
             problem: e.to_string(),
         })?;
     let certified = CertifiedKey::new(chain, signing_key);
     // Fail closed: a key whose public half cannot be compared counts as a mismatch.
     certified.keys_match().map_err(|_| TlsError::KeyMismatch {
-        cert: cert.file.clone(),
-        key: key.file.clone(),
+        cert: cert.to_owned(),
+        key: key.to_owned(),
     })?;
     Ok(certified)
 }
 
 /// One non-empty root store per trust domain; at least one trust domain.
-fn trust_bundles(
-    bundles: Vec<(&TrustDomain, Pem<'_>)>,
-) -> Result<BTreeMap<String, Arc<RootCertStore>>, TlsError> {
+fn trust_bundles(bundles: Vec<Bundle>) -> Result<BTreeMap<String, Arc<RootCertStore>>, TlsError> {
     if bundles.is_empty() {
         return Err(TlsError::NoBundles);
     }
     let mut stores = BTreeMap::new();
-    for (trust_domain, pem) in bundles {
-        let store = root_store(trust_domain, &pem)?;
+    for bundle in bundles {
+        let trust_domain = bundle.trust_domain.to_string();
+        let store = root_store(bundle)?;
         if stores
-            .insert(trust_domain.to_string(), Arc::new(store))
+            .insert(trust_domain.clone(), Arc::new(store))
             .is_some()
         {
-            return Err(TlsError::DuplicateBundle {
-                trust_domain: trust_domain.to_string(),
-            });
+            return Err(TlsError::DuplicateBundle { trust_domain });
         }
     }
     Ok(stores)
 }
 
-fn root_store(trust_domain: &TrustDomain, pem: &Pem<'_>) -> Result<RootCertStore, TlsError> {
-    let certs = certificates(pem)?.ok_or_else(|| TlsError::EmptyBundle {
-        file: pem.file.clone(),
-        trust_domain: trust_domain.to_string(),
-    })?;
+fn root_store(bundle: Bundle) -> Result<RootCertStore, TlsError> {
+    if bundle.certs.is_empty() {
+        return Err(TlsError::EmptyBundle {
+            file: bundle.source,
+            trust_domain: bundle.trust_domain.to_string(),
+        });
+    }
     let mut store = RootCertStore::empty();
-    for cert in certs {
+    for cert in bundle.certs {
         store.add(cert).map_err(|e| TlsError::BadTrustAnchor {
-            file: pem.file.clone(),
+            file: bundle.source.clone(),
             problem: e.to_string(),
         })?;
     }

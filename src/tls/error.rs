@@ -85,6 +85,13 @@ pub enum TlsError {
     /// Fail closed: with no bundle no peer could ever be verified.
     #[error("no trust bundle configured; at least one trust domain's bundle is needed")]
     NoBundles,
+    /// A SPIFFE Workload API response that cannot be our identity: no SVID, DER that does
+    /// not parse, an `spiffe_id` that is not the leaf's, an empty or misnamed bundle.
+    #[error("SPIFFE Workload API response refused: {problem}")]
+    BadSvidResponse {
+        /// What is wrong with it.
+        problem: String,
+    },
     /// rustls refused to build a config or verifier (a bug or an unusable provider).
     #[error("cannot build the TLS configuration: {problem}")]
     Config {
@@ -126,6 +133,7 @@ impl TlsError {
             Self::BadTrustAnchor { .. } => "bad-trust-anchor",
             Self::DuplicateBundle { .. } => "duplicate-bundle",
             Self::NoBundles => "no-bundles",
+            Self::BadSvidResponse { .. } => "bad-svid-response",
             Self::Config { .. } => "config",
             Self::PeerSvid(error) => error.reason(),
             Self::UnknownTrustDomain { .. } => "unknown-trust-domain",

@@ -12,6 +12,7 @@ mod credentials;
 mod error;
 mod material;
 mod verify;
+pub mod workload_api;
 
 use std::sync::{Arc, OnceLock};
 
@@ -20,7 +21,7 @@ use rustls::crypto::CryptoProvider;
 
 pub use chains::{MAX_CHAINS, VerifiedChains};
 pub use config::{TlsOptions, client_config, server_config, tcp_client_config, tcp_server_config};
-pub use credentials::{Credentials, read_file};
+pub use credentials::{Bundle, Credentials, read_file};
 pub use error::{TlsError, handshake_failure_reason};
 pub use material::{LiveTls, TlsMaterial};
 pub use verify::{SpiffeClientVerifier, SpiffeServerVerifier};
