@@ -110,7 +110,7 @@ fn every_sidecar_config_is_valid_and_reads_the_mounted_policy_and_certificates()
             "{}: no CA key",
             sidecar.service
         );
-        let identity = &sidecar.config.identity;
+        let identity = sidecar.config.identity.files().unwrap();
         let files = [&identity.cert, &identity.key]
             .into_iter()
             .chain(identity.bundles.values());
@@ -176,7 +176,7 @@ fn every_sidecar_identity_is_minted_for_it_and_belongs_to_a_policy_segment() {
 
     let mut used = BTreeSet::new();
     for sidecar in &topology.sidecars {
-        let identity = &sidecar.config.identity;
+        let identity = sidecar.config.identity.files().unwrap();
         assert_eq!(
             identity.cert.parent(),
             identity.key.parent(),
@@ -252,12 +252,24 @@ fn callers_and_callees_hold_each_others_trust_bundles() {
             trust_domain(&destination.spiffe_id),
         );
         assert!(
-            caller.config.identity.bundles.contains_key(&callee_td),
+            caller
+                .config
+                .identity
+                .files()
+                .unwrap()
+                .bundles
+                .contains_key(&callee_td),
             "{} cannot verify {name}'s server certificate: no {callee_td} bundle",
             caller.service
         );
         assert!(
-            callee.config.identity.bundles.contains_key(&caller_td),
+            callee
+                .config
+                .identity
+                .files()
+                .unwrap()
+                .bundles
+                .contains_key(&caller_td),
             "{} cannot verify {}'s client certificate: no {caller_td} bundle",
             callee.service,
             caller.service
@@ -343,7 +355,7 @@ fn the_minted_certificates_load_for_every_sidecar_config_and_a_second_run_keeps_
             "{}",
             sidecar.service
         );
-        for (td, bundle) in &sidecar.config.identity.bundles {
+        for (td, bundle) in &sidecar.config.identity.files().unwrap().bundles {
             let ca_bundle = pki.ca.path().join(td.as_str()).join("bundle.pem");
             assert_eq!(
                 fs::read(pki.path(bundle)).unwrap(),

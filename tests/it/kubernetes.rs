@@ -80,7 +80,7 @@ fn the_base_pod_matches_its_sidecar_config_and_reads_the_csi_driver_spiffe_files
     pod.check();
 
     let (_, config) = pod.sidecars().pop().unwrap();
-    let identity = pod.volume_mount_of(&config.identity.cert);
+    let identity = pod.volume_mount_of(&config.identity.files().unwrap().cert);
     assert_eq!(
         pod.volume(&identity)["csi"]["driver"],
         "spiffe.csi.cert-manager.io"
@@ -91,11 +91,18 @@ fn the_base_pod_matches_its_sidecar_config_and_reads_the_csi_driver_spiffe_files
         "the key is readable by the sidecar's group"
     );
     let file = |p: &Path| p.file_name().unwrap().to_str().unwrap().to_owned();
-    let bundles: Vec<String> = config.identity.bundles.values().map(|b| file(b)).collect();
+    let bundles: Vec<String> = config
+        .identity
+        .files()
+        .unwrap()
+        .bundles
+        .values()
+        .map(|b| file(b))
+        .collect();
     assert_eq!(
         (
-            file(&config.identity.cert),
-            file(&config.identity.key),
+            file(&config.identity.files().unwrap().cert),
+            file(&config.identity.files().unwrap().key),
             bundles
         ),
         ("tls.crt".into(), "tls.key".into(), vec!["ca.crt".into()]),
@@ -103,9 +110,11 @@ fn the_base_pod_matches_its_sidecar_config_and_reads_the_csi_driver_spiffe_files
     );
     for path in config
         .identity
+        .files()
+        .unwrap()
         .bundles
         .values()
-        .chain([&config.identity.key])
+        .chain([&config.identity.files().unwrap().key])
     {
         assert_eq!(pod.volume_mount_of(path), identity, "{}", path.display());
     }
@@ -123,18 +132,11 @@ fn the_spire_component_changes_only_the_identity_to_the_mounted_agent_socket() {
     let base =
         &Kustomization::read("deploy/kubernetes/base").generated("segward-config")["segward.yaml"];
 
-    // Until the Workload API client (issue 17 part 1) lands, `workload_api` is the one key
-    // segward refuses (its identity comes first, so a typo in it fails here); the rest must
-    // equal the base's config, which loads in full.
-    match config::parse_yaml("spire/segward.yaml", spire) {
-        Ok(raw) => {
-            Config::from_raw(raw, Path::new("/")).unwrap();
-        }
-        Err(e) => assert!(
-            e.to_string().contains("unknown field `workload_api`"),
-            "{e}"
-        ),
-    }
+    // The SPIRE variant's config loads in full, its identity from the agent's socket.
+    let raw = config::parse_yaml("spire/segward.yaml", spire).unwrap();
+    let loaded = Config::from_raw(raw, Path::new("/")).unwrap();
+    let api = loaded.identity.workload_api().expect("identity from the Workload API");
+    assert_eq!(api.named_by, "identity.workload_api");
     let (mut spire, mut base) = (yaml(spire), yaml(base));
     let socket = spire["identity"]["workload_api"]
         .as_str()
@@ -158,6 +160,7 @@ fn the_spire_component_changes_only_the_identity_to_the_mounted_agent_socket() {
         format!("unix://{}/spire-agent.sock", mount.as_str().unwrap()),
         "the socket is in the mounted volume"
     );
+    assert_eq!(api.endpoint.to_string(), socket);
     assert_eq!(value("/volumes/2")["csi"]["driver"], "csi.spiffe.io");
 }
 
@@ -192,8 +195,8 @@ fn the_demo_overlay_runs_every_compose_sidecar_in_its_workloads_pod_with_its_min
                 Some(name(deployment)),
                 "{file}: in its workload's pod"
             );
-            let folder = config.identity.cert.parent().unwrap();
-            let svid = pod.volume_mount_of(&config.identity.cert);
+            let folder = config.identity.files().unwrap().cert.parent().unwrap();
+            let svid = pod.volume_mount_of(&config.identity.files().unwrap().cert);
             assert_eq!(
                 pod.volume(&svid)["secret"]["secretName"],
                 format!(
@@ -202,7 +205,7 @@ fn the_demo_overlay_runs_every_compose_sidecar_in_its_workloads_pod_with_its_min
                 ),
                 "{file}: the Secret secrets.sh makes from mint-certs.sh's folder"
             );
-            for (td, bundle) in &config.identity.bundles {
+            for (td, bundle) in &config.identity.files().unwrap().bundles {
                 assert_eq!(
                     bundle,
                     &Path::new(CERTS_MOUNT).join(format!("bundles/{td}.pem"))

@@ -27,3 +27,4 @@ mod reload;
 mod run;
 mod tcp;
 mod tcp_limits;
+mod workload_api;

@@ -17,12 +17,11 @@ use segward::config::Config;
 use segward::reload::{Change, ReadHook, ReloadError};
 use segward::tls::TlsError;
 use tokio::time::Instant;
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::support::backend::Backend;
 use crate::support::client::{Alpn, Conn, MtlsClient};
 use crate::support::eventually;
-use crate::support::pki::{Pki, SvidFiles};
+use crate::support::pki::{Pki, SvidFiles, serial};
 use crate::support::sidecar::{inbound_block, start, write_config, write_policy};
 
 const WEB: &str = "spiffe://example.org/ns/prod/sa/web";
@@ -153,11 +152,6 @@ fn copy_by_rename(from: &Path, to: &Path) {
     let temp = to.with_extension("new");
     fs::copy(from, &temp).unwrap();
     fs::rename(&temp, to).unwrap();
-}
-
-fn serial(der: &[u8]) -> Vec<u8> {
-    let (_, cert) = X509Certificate::from_der(der).unwrap();
-    cert.raw_serial().to_vec()
 }
 
 /// Whether the client sees `conn` closed within 1 s ("closed within 1 s", PRODUCT.md §10).

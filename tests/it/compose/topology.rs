@@ -86,7 +86,14 @@ impl Topology {
 
     /// The ID the mint script issues into the folder of the sidecar's `identity.cert`.
     pub(crate) fn own_id(&self, sidecar: &Sidecar) -> &SpiffeId {
-        let folder = sidecar.config.identity.cert.parent().unwrap();
+        let folder = sidecar
+            .config
+            .identity
+            .files()
+            .unwrap()
+            .cert
+            .parent()
+            .unwrap();
         self.minted.get(folder).unwrap_or_else(|| {
             panic!(
                 "{}: deploy/mint-certs.sh issues nothing into {}",
@@ -325,7 +332,7 @@ impl Minted {
 
     /// The sidecar's credentials, loaded as `segward run` loads them.
     pub(crate) fn credentials(&self, sidecar: &Sidecar) -> Credentials {
-        let identity = &sidecar.config.identity;
+        let identity = sidecar.config.identity.files().unwrap();
         let bundles: Vec<(TrustDomain, PathBuf)> = identity
             .bundles
             .iter()

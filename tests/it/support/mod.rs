@@ -1,7 +1,7 @@
 //! Fixtures shared by the integration tests: a throwaway PKI ([`pki`]), a recording backend
 //! ([`backend`]), real TLS and plain HTTP clients ([`client`]), sidecars started from YAML
 //! configs ([`sidecar`]), TCP servers for L4 tests ([`tcp`]), a real PostgreSQL server
-//! ([`postgres`]), the real binary as a process ([`process`]), and [`eventually`].
+//! ([`postgres`]), a stand-in SPIRE agent speaking the Workload API ([`spire`]), the real binary as a process ([`process`]), and [`eventually`].
 
 pub mod backend;
 pub mod client;
@@ -11,6 +11,7 @@ pub mod policy_gen;
 pub mod postgres;
 pub mod process;
 pub mod sidecar;
+pub mod spire;
 pub mod tcp;
 
 use std::time::Duration;

@@ -153,6 +153,13 @@ impl Pki {
     }
 }
 
+/// The serial number of a DER certificate: which of several SVIDs a peer presented.
+pub fn serial(der: &[u8]) -> Vec<u8> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der).unwrap();
+    cert.raw_serial().to_vec()
+}
+
 fn spiffe_id(id: &str) -> SpiffeId {
     SpiffeId::parse(id).unwrap_or_else(|e| panic!("bad SPIFFE ID {id}: {e}"))
 }

@@ -31,12 +31,23 @@ impl Segward {
 
     /// Starts `segward run --config config` with `SEGWARD_LOG=filter` (default if `None`).
     pub fn spawn_logging(config: &Path, filter: Option<&str>) -> Segward {
-        let stderr = tempfile::tempfile().unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_segward"));
         match filter {
             Some(filter) => command.env("SEGWARD_LOG", filter),
             None => command.env_remove("SEGWARD_LOG"),
         };
+        Self::spawn_command(command, config)
+    }
+
+    /// Starts `segward run --config config` with the variables `env` set as well.
+    pub fn spawn_with_env(config: &Path, env: &[(&str, &str)]) -> Segward {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_segward"));
+        command.env_remove("SEGWARD_LOG").envs(env.iter().copied());
+        Self::spawn_command(command, config)
+    }
+
+    fn spawn_command(mut command: Command, config: &Path) -> Segward {
+        let stderr = tempfile::tempfile().unwrap();
         let child = command
             .arg("run")
             .arg("--config")

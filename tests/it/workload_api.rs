@@ -1,0 +1,387 @@
+//! Identity from the SPIFFE Workload API (PRODUCT.md §12, ISSUE 17): a sidecar configured with
+//! `identity: { workload_api: unix:///… }` against the stand-in agent of `support::spire` —
+//! the real gRPC protocol from the official proto on a real Unix socket, rcgen-minted SVIDs.
+//! What the sidecar presents is read off real mTLS handshakes (the leaf's serial); what it
+//! trusts, from whether a real client of another trust domain gets through.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use http::StatusCode;
+use segward::app::Sidecar;
+use segward::config::{Backoff, Config, IdentitySource};
+use segward::reload::{Part, ReloadError};
+use segward::tls::workload_api::{self, pb};
+use tokio::task::JoinHandle;
+
+use crate::support::backend::Backend;
+use crate::support::client::{Alpn, ClientError, Conn, MtlsClient, PlainClient};
+use crate::support::eventually;
+use crate::support::pki::{Pki, serial};
+use crate::support::process::{Segward, WAIT};
+use crate::support::sidecar::write_policy;
+use crate::support::spire::{Agent, response};
+
+const API: &str = "spiffe://example.org/ns/prod/sa/api";
+const WEB: &str = "spiffe://example.org/ns/prod/sa/web";
+const PARTNER: &str = "spiffe://partner.net/integrations/crm";
+
+const POLICY: &str = r#"
+segments:
+  web: { identities: ["spiffe://example.org/ns/prod/sa/web"] }
+  api: { identities: ["spiffe://example.org/ns/prod/sa/api"] }
+  partner: { identities: ["spiffe://partner.net/**"] }
+rules:
+  - name: web-calls-api
+    from: [web]
+    to: [api]
+  - name: partner-calls-api
+    from: [partner]
+    to: [api]
+"#;
+
+/// How long an update pushed on the stream may take to reach the next handshake.
+const WITHIN: Duration = Duration::from_secs(5);
+
+/// A port free right now, for listeners that must be known before the sidecar has started.
+fn free_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// api's PKI (example.org and partner.net), its backend and its stand-in agent.
+struct World {
+    pki: Pki,
+    agent: Agent,
+    backend: Backend,
+    inbound: SocketAddr,
+    admin: SocketAddr,
+    config: std::path::PathBuf,
+}
+
+impl World {
+    async fn new() -> World {
+        let pki = Pki::new(&["example.org", "partner.net"]);
+        let agent = Agent::start(pki.dir());
+        let backend = Backend::start().await;
+        let (inbound, admin) = (free_port(), free_port());
+        let policy = write_policy(&pki, POLICY);
+        let yaml = format!(
+            "identity:\n  workload_api: {}\npolicy: {}\ninbound:\n  listen: {inbound}\n  \
+             upstream: {}\nadmin:\n  listen: {admin}\n",
+            agent.uri(),
+            policy.display(),
+            backend.addr()
+        );
+        let config = pki.dir().join("segward-workload-api.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        World {
+            pki,
+            agent,
+            backend,
+            inbound,
+            admin,
+            config,
+        }
+    }
+
+    /// The config, with reconnect delays short enough for a test.
+    fn config(&self) -> Config {
+        let mut config = Config::load(&self.config).unwrap();
+        let IdentitySource::WorkloadApi(api) = &mut config.identity else {
+            panic!("not a Workload API config");
+        };
+        api.backoff = Backoff {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(400),
+        };
+        config
+    }
+
+    /// A fresh SVID for api as the agent would send it, trusting only example.org.
+    fn svid_for(&self, id: &str) -> (Vec<u8>, pb::X509svidResponse) {
+        let svid = self.pki.issue(id);
+        let response = response(id, &svid.pem, self.pki.ca("example.org"), &[]);
+        (serial(&svid.pem.der), response)
+    }
+
+    /// Pushes an SVID for api and starts the sidecar; returns it with the SVID's serial.
+    async fn started(&self) -> (Sidecar, Vec<u8>) {
+        let (serial, response) = self.svid_for(API);
+        self.agent.push(response);
+        (start(&self.config()).await, serial)
+    }
+
+    async fn connect(&self, id: &str) -> Result<Conn, ClientError> {
+        let svid = self.pki.issue(id);
+        let client = MtlsClient::new(Some(&svid.pem), &self.pki.bundle_pems(), Alpn::H1);
+        client.connect(self.inbound).await
+    }
+
+    /// The serial of the SVID the sidecar presents on a new handshake.
+    async fn presented(&self) -> Vec<u8> {
+        serial(self.connect(WEB).await.unwrap().peer_leaf().unwrap())
+    }
+
+    async fn readyz(&self) -> (StatusCode, String) {
+        let reply = PlainClient::get(self.admin, "/readyz").await.unwrap();
+        (reply.status, reply.text())
+    }
+}
+
+#[tokio::test]
+async fn start_up_waits_for_the_first_svid_with_readyz_503_and_no_listener() {
+    let world = World::new().await;
+    let config = world.config();
+    let starting: JoinHandle<Sidecar> =
+        tokio::spawn(async move { Sidecar::start(&config).await.unwrap() });
+    // The agent has issued nothing yet: admin answers, readiness says why it waits …
+    let admin_up = eventually(WAIT, || async {
+        PlainClient::get(world.admin, "/readyz").await.is_ok()
+    })
+    .await;
+    assert!(admin_up, "the admin listener never came up");
+    let (status, text) = world.readyz().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(text.contains("waiting for the first X509-SVID"), "{text}");
+    // … and the data plane is not listening (fail closed), so no peer can get in.
+    assert!(matches!(
+        world.connect(WEB).await,
+        Err(ClientError::Connect(_))
+    ));
+    assert!(!starting.is_finished());
+    assert!(
+        world.agent.accepted_calls() >= 1,
+        "the sidecar never called the agent"
+    );
+
+    let (issued, svid) = world.svid_for(API);
+    world.agent.push(svid);
+    let sidecar = tokio::time::timeout(WAIT, starting).await.unwrap().unwrap();
+    assert_eq!(sidecar.id().as_str(), API);
+    assert_eq!(world.readyz().await.0, StatusCode::OK);
+    let mut conn = world.connect(WEB).await.unwrap();
+    assert_eq!(serial(conn.peer_leaf().unwrap()), issued);
+    assert_eq!(conn.get("/v1/ping").await.unwrap().status, StatusCode::OK);
+    assert_eq!(world.backend.requests().len(), 1);
+    // Every call the sidecar made carried `workload.spiffe.io: true`.
+    assert_eq!(world.agent.refused_calls(), 0);
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rotation_pushed_on_the_stream_is_presented_on_the_next_handshake_while_an_open_connection_continues()
+ {
+    let world = World::new().await;
+    let (sidecar, first) = world.started().await;
+    let mut open = world.connect(WEB).await.unwrap();
+    assert_eq!(serial(open.peer_leaf().unwrap()), first);
+    assert_eq!(open.get("/v1/a").await.unwrap().status, StatusCode::OK);
+
+    let (rotated, svid) = world.svid_for(API);
+    assert_ne!(rotated, first);
+    world.agent.push(svid);
+    let presented = eventually(WITHIN, || async { world.presented().await == rotated }).await;
+    assert!(presented, "the rotated SVID never reached a new handshake");
+    // The connection opened before the rotation carries on, on its handshake's SVID.
+    assert_eq!(open.get("/v1/b").await.unwrap().status, StatusCode::OK);
+    assert_eq!(serial(open.peer_leaf().unwrap()), first);
+    assert_eq!(sidecar.reload_status().tls_error, None);
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bundle_update_on_the_stream_adds_a_federated_trust_domain() {
+    let world = World::new().await;
+    let (sidecar, _) = world.started().await;
+    // example.org only: partner.net's CA is not trusted yet.
+    let refused = world.connect(PARTNER).await;
+    let refused = match refused {
+        Err(error) => Some(error),
+        Ok(mut conn) => conn.get("/v1/a").await.err(),
+    };
+    assert!(
+        refused.is_some(),
+        "partner.net got in before its bundle came"
+    );
+    assert!(world.backend.requests().is_empty());
+
+    // The agent federates with partner.net: same SVID, one more bundle.
+    let svid = world.pki.issue(API);
+    let federated = [("spiffe://partner.net", world.pki.ca("partner.net"))];
+    world.agent.push(response(
+        API,
+        &svid.pem,
+        world.pki.ca("example.org"),
+        &federated,
+    ));
+    let admitted = eventually(WITHIN, || async {
+        match world.connect(PARTNER).await {
+            Ok(mut conn) => conn
+                .get("/v1/a")
+                .await
+                .is_ok_and(|reply| reply.status == StatusCode::OK),
+            Err(_) => false,
+        }
+    })
+    .await;
+    assert!(admitted, "the federated bundle never applied");
+    assert_eq!(world.backend.requests().len(), 1);
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_agent_going_away_keeps_the_last_svid_and_coming_back_delivers_the_next() {
+    let mut world = World::new().await;
+    let (sidecar, first) = world.started().await;
+    let calls = world.agent.accepted_calls();
+    world.agent.stop().await;
+    // Gone: the material in force stays, traffic and readiness with it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(world.presented().await, first);
+    let mut conn = world.connect(WEB).await.unwrap();
+    assert_eq!(conn.get("/v1/a").await.unwrap().status, StatusCode::OK);
+    assert_eq!(world.readyz().await.0, StatusCode::OK);
+
+    // Back, with a rotated SVID: the sidecar reconnects on its own and takes it.
+    let (rotated, svid) = world.svid_for(API);
+    world.agent.push(svid);
+    world.agent.restart();
+    let presented = eventually(WITHIN, || async { world.presented().await == rotated }).await;
+    assert!(
+        presented,
+        "no reconnect: the SVID served after the restart never arrived"
+    );
+    assert!(world.agent.accepted_calls() > calls);
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_svid_naming_another_spiffe_id_is_refused_and_the_old_one_stays() {
+    let world = World::new().await;
+    let (sidecar, first) = world.started().await;
+    let (_, other) = world.svid_for(WEB);
+    world.agent.push(other);
+    let refused = eventually(WITHIN, || async {
+        sidecar.reload_status().tls_error.is_some()
+    })
+    .await;
+    assert!(refused, "the SVID for another identity was not refused");
+    let status = sidecar.reload_status();
+    let Some(ReloadError::IdentityChanged { found, own, .. }) = status.error(Part::Tls) else {
+        panic!("{:?}", status.tls_error);
+    };
+    assert_eq!((found.as_str(), own.as_str()), (WEB, API));
+    assert_eq!(world.presented().await, first);
+    assert_eq!(sidecar.id().as_str(), API);
+    // A well-formed response whose spiffe_id is not its certificate's is refused too.
+    let svid = world.pki.issue(API);
+    let mut lying = response(API, &svid.pem, world.pki.ca("example.org"), &[]);
+    lying.svids[0].spiffe_id = WEB.to_owned();
+    world.agent.push(lying);
+    let refused = eventually(WITHIN, || async {
+        matches!(
+            sidecar.reload_status().tls_error,
+            Some(ReloadError::InvalidTls(_))
+        )
+    })
+    .await;
+    assert!(refused, "{:?}", sidecar.reload_status().tls_error);
+    assert_eq!(world.presented().await, first);
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_agent_refuses_calls_without_the_security_header_and_the_sidecar_sends_it() {
+    let world = World::new().await;
+    let (sidecar, _) = world.started().await;
+    assert!(world.agent.accepted_calls() >= 1);
+    assert_eq!(world.agent.refused_calls(), 0);
+    // The same client code, without the metadata: refused, as SPIRE refuses it.
+    let endpoint = segward::config::WorkloadEndpoint::parse(&world.agent.uri()).unwrap();
+    let mut connection = workload_api::connect(&endpoint).await.unwrap();
+    let bare = tonic::Request::new(pb::X509svidRequest {});
+    let status = connection.client().fetch_x509svid(bare).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(world.agent.refused_calls(), 1);
+    // With it, served.
+    let served = connection
+        .client()
+        .fetch_x509svid(workload_api::fetch_request())
+        .await;
+    assert!(served.is_ok());
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn readyz_turns_503_once_the_last_svid_expires_without_a_successor() {
+    let mut world = World::new().await;
+    let id = segward::identity::SpiffeId::parse(API).unwrap();
+    let short = world
+        .pki
+        .ca("example.org")
+        .issue(&id, Duration::from_secs(3), &["localhost".to_owned()])
+        .unwrap();
+    world
+        .agent
+        .push(response(API, &short, world.pki.ca("example.org"), &[]));
+    let sidecar = start(&world.config()).await;
+    assert_eq!(world.readyz().await.0, StatusCode::OK);
+    world.agent.stop().await;
+    let expired = eventually(Duration::from_secs(10), || async {
+        world.readyz().await.0 == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    assert!(expired, "readyz still 200 after the SVID expired");
+    assert!(world.readyz().await.1.contains("expired"));
+    sidecar.shutdown().await;
+}
+
+/// Starts a sidecar; it must be up within [`WAIT`] (a start-up that waits for an SVID it
+/// never accepts fails the test instead of hanging it).
+async fn start(config: &Config) -> Sidecar {
+    let started = tokio::time::timeout(WAIT, Sidecar::start(config)).await;
+    started.expect("no SVID accepted within WAIT").unwrap()
+}
+
+/// The binary, identity from `SPIFFE_ENDPOINT_SOCKET` (no `identity:` section at all): it
+/// waits for the agent, serves once the SVID comes, and a SIGTERM during the wait exits 0.
+#[tokio::test]
+async fn segward_run_takes_the_agent_from_spiffe_endpoint_socket() {
+    let world = World::new().await;
+    let text = std::fs::read_to_string(&world.config).unwrap();
+    let without_identity: String = text
+        .lines()
+        .filter(|line| !line.starts_with("identity:") && !line.contains("workload_api:"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let config = world.pki.dir().join("segward-env.yaml");
+    std::fs::write(&config, without_identity).unwrap();
+
+    // SIGTERM while waiting for the first SVID: a clean exit.
+    let mut waiting = spawn_with_endpoint(&config, &world.agent.uri());
+    wait_until_admin_answers(&mut waiting, world.admin).await;
+    assert_eq!(world.readyz().await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(waiting.stop().await.matches("panicked").count(), 0);
+
+    let (issued, svid) = world.svid_for(API);
+    world.agent.push(svid);
+    let mut segward = spawn_with_endpoint(&config, &world.agent.uri());
+    segward.until_listening(world.inbound).await;
+    assert_eq!(world.presented().await, issued);
+    assert_eq!(world.readyz().await.0, StatusCode::OK);
+    segward.stop().await;
+}
+
+fn spawn_with_endpoint(config: &Path, uri: &str) -> Segward {
+    Segward::spawn_with_env(config, &[("SPIFFE_ENDPOINT_SOCKET", uri)])
+}
+
+async fn wait_until_admin_answers(segward: &mut Segward, admin: SocketAddr) {
+    let up = eventually(WAIT, || async {
+        PlainClient::get(admin, "/readyz").await.is_ok()
+    })
+    .await;
+    assert!(up, "admin never answered:\n{}", segward.stderr());
+}
