@@ -16,7 +16,9 @@ use crate::telemetry::logging;
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The sidecar configuration (YAML; PRODUCT.md §2). Relative paths in it resolve against
-    /// its folder.
+    /// its folder. The identity is `identity: {cert, key, bundles}` files, or a SPIRE agent:
+    /// `identity: {workload_api: unix:///…}`, or no identity section and the
+    /// SPIFFE_ENDPOINT_SOCKET variable (then /readyz is 503 until the first SVID arrives).
     #[arg(long, short, env = "SEGWARD_CONFIG", value_name = "FILE")]
     config: PathBuf,
 }

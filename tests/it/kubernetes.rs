@@ -135,7 +135,10 @@ fn the_spire_component_changes_only_the_identity_to_the_mounted_agent_socket() {
     // The SPIRE variant's config loads in full, its identity from the agent's socket.
     let raw = config::parse_yaml("spire/segward.yaml", spire).unwrap();
     let loaded = Config::from_raw(raw, Path::new("/")).unwrap();
-    let api = loaded.identity.workload_api().expect("identity from the Workload API");
+    let api = loaded
+        .identity
+        .workload_api()
+        .expect("identity from the Workload API");
     assert_eq!(api.named_by, "identity.workload_api");
     let (mut spire, mut base) = (yaml(spire), yaml(base));
     let socket = spire["identity"]["workload_api"]
