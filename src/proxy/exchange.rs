@@ -28,6 +28,8 @@ pub(super) struct Exchange<'a> {
     /// The normalized path once accepted; the raw one if it was refused.
     path: String,
     source_id: &'a str,
+    /// Inbound: the peer's `IP:port`, formatted once per connection.
+    peer_addr: Option<&'a str>,
     /// `None` if no destination was found for the request (outbound).
     destination_id: Option<&'a str>,
     policy_version: &'a str,
@@ -53,10 +55,17 @@ impl<'a> Exchange<'a> {
             method: req.method().clone(),
             path: String::new(),
             source_id,
+            peer_addr: None,
             destination_id,
             policy_version: policy.version(),
             verdict: None,
         }
+    }
+
+    /// Names the peer's address in the decision log (inbound).
+    pub(super) fn with_peer_addr(mut self, addr: &'a str) -> Self {
+        self.peer_addr = Some(addr);
+        self
     }
 
     /// Normalizes the request's path once (PRODUCT.md §4); a refused path is kept raw for
@@ -150,6 +159,7 @@ impl<'a> Exchange<'a> {
         decision_log::write(&DecisionRecord {
             request_id: self.request_id.to_str().unwrap_or("-"),
             direction: self.direction,
+            peer_addr: self.peer_addr,
             source_id: Some(self.source_id),
             destination_id: self.destination_id,
             method: self.method.as_str(),

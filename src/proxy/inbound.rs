@@ -66,7 +66,8 @@ impl Inbound {
         let policy = cx.live.policy();
         let (source, destination) = (peer.id.as_str(), Some(cx.own_id.as_str()));
         let mut exchange =
-            Exchange::start(cx, Direction::Inbound, &req, &policy, source, destination);
+            Exchange::start(cx, Direction::Inbound, &req, &policy, source, destination)
+                .with_peer_addr(&peer.addr);
         let outcome = async {
             // 1–2. Validate and decide: ingress rules, the peer is the source and we are the
             // destination.
@@ -105,7 +106,11 @@ impl serve::Listener for Inbound {
             tracing::warn!(%remote, "peer SPIFFE ID is not a header value; closing");
             return;
         };
-        let peer = Arc::new(Peer { id: peer, headers });
+        let peer = Arc::new(Peer {
+            id: peer,
+            headers,
+            addr: remote.to_string().into_boxed_str(),
+        });
         let limits = self.cx.limits;
         let cut = revoked(self.cx.clone(), changes, peer.clone());
         let service = service_fn(move |req| {
@@ -169,6 +174,8 @@ pub struct Peer {
     pub id: SpiffeId,
     /// `x-spiffe-id` and XFCC for this peer, built once per connection.
     pub headers: IdentityHeaders,
+    /// The connection's remote `IP:port`, for the decision log.
+    pub addr: Box<str>,
 }
 
 /// The bounded reason of a failed handshake (`tls_handshake_failures{reason}`).

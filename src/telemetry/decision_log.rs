@@ -45,6 +45,8 @@ pub struct DecisionRecord<'a> {
     pub request_id: &'a str,
     /// Inbound or outbound.
     pub direction: Direction,
+    /// Inbound: the peer's address (`IP:port`) as this sidecar's socket saw it.
+    pub peer_addr: Option<&'a str>,
     /// The calling identity.
     pub source_id: Option<&'a str>,
     /// The identity being reached.
@@ -76,6 +78,7 @@ pub fn write(record: &DecisionRecord<'_>) {
         target: TARGET,
         request_id = record.request_id,
         direction = record.direction.as_str(),
+        peer_addr = record.peer_addr,
         source_id = record.source_id,
         destination_id = record.destination_id,
         method = record.method,

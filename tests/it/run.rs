@@ -151,6 +151,12 @@ async fn every_request_gets_one_decision_line_and_the_query_is_never_logged() {
     assert!(deny["time"].is_string(), "{deny}");
     assert!(deny["duration_ms"].is_number(), "{deny}");
     assert!(deny.get("error").is_none(), "{deny}");
+    // The peer's address as the sidecar's socket saw it: the client's own port, not ours.
+    let peer: SocketAddr = deny["peer_addr"].as_str().unwrap().parse().unwrap();
+    assert!(
+        peer.ip().is_loopback() && peer.port() != listen.port(),
+        "{deny}"
+    );
 
     assert_eq!(allow["decision"], "allow", "{allow}");
     assert_eq!(allow["rule"], "web-reads-api", "{allow}");

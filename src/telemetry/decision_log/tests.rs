@@ -36,6 +36,7 @@ fn record() -> DecisionRecord<'static> {
     DecisionRecord {
         request_id: "00ab-1",
         direction: Direction::Inbound,
+        peer_addr: Some("10.89.0.7:51234"),
         source_id: Some("spiffe://example.org/ns/prod/sa/frontend"),
         destination_id: Some("spiffe://example.org/ns/prod/sa/payments"),
         method: "POST",
@@ -72,6 +73,7 @@ fn one_json_line_carries_every_field_of_product_section_6() {
     assert!(line["time"].as_str().unwrap().ends_with('Z'), "{line}");
     assert_eq!(line["request_id"], "00ab-1");
     assert_eq!(line["direction"], "inbound");
+    assert_eq!(line["peer_addr"], "10.89.0.7:51234");
     assert_eq!(
         line["source_id"],
         "spiffe://example.org/ns/prod/sa/frontend"
@@ -94,6 +96,7 @@ fn one_json_line_carries_every_field_of_product_section_6() {
 fn absent_ids_and_rule_are_left_out_and_hostile_text_is_escaped() {
     let mut r = record();
     r.source_id = None;
+    r.peer_addr = None;
     r.rule = None;
     r.policy_version = None;
     r.path = "/a\"b\\c\n{\"x\":1}";
@@ -108,6 +111,7 @@ fn absent_ids_and_rule_are_left_out_and_hostile_text_is_escaped() {
     let line: Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(line["path"], "/a\"b\\c\n{\"x\":1}");
     assert!(line.get("source_id").is_none());
+    assert!(line.get("peer_addr").is_none());
     assert!(line.get("rule").is_none());
     assert!(line.get("policy_version").is_none());
     assert!(line.get("x").is_none());
