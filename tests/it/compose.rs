@@ -40,7 +40,9 @@ fn every_file_the_compose_file_references_is_in_the_repository() {
                 mount.source
             );
         }
-        if let Some(context) = service.get("build").and_then(Value::as_str) {
+        let build = service.get("build");
+        let context = build.and_then(|b| b.as_str().or_else(|| b["context"].as_str()));
+        if let Some(context) = context {
             let dockerfile = root(context).join("Dockerfile");
             assert!(dockerfile.is_file(), "{name}: no {}", dockerfile.display());
         }
@@ -499,18 +501,39 @@ fn revoking_the_partner_applies_but_revoking_the_agent_alone_breaks_the_policys_
 #[test]
 fn the_dockerfile_builds_in_stages_and_runs_segward_as_a_non_root_user_with_a_health_check() {
     let dockerfile = instructions(&text(&root("Dockerfile")));
-    let runtime = runtime_stage(&dockerfile);
-    let build = &dockerfile[..dockerfile.len() - runtime.len()];
+    let runtime = stage(&dockerfile, "runtime");
+    let build = stage(&dockerfile, "build");
 
-    // Multi-stage: built in a Rust image, run from a small one that copies the binary out.
-    let build_from = args(build, "FROM").pop().expect("a build stage");
-    assert!(build_from.starts_with("rust:"), "{build_from}");
+    // One slim runtime; two ways to put the binary in: built from source in a Rust image
+    // (the default: the last stage), or the host's build (no Rust image, no BuildKit: it
+    // comes before the build stage, where the legacy builder stops).
     assert!(
         !runtime[0].1.starts_with("rust:"),
         "small runtime: {}",
         runtime[0].1
     );
-    let stage = build_from.rsplit(' ').next().unwrap();
+    assert!(build[0].1.starts_with("rust:"), "{}", build[0].1);
+    let last = last_stage(&dockerfile);
+    assert_eq!(last[0].1, "runtime AS from-source", "from source by default");
+    assert!(
+        args(last, "COPY")
+            .iter()
+            .any(|c| c.starts_with("--from=build "))
+    );
+    let host = stage(&dockerfile, "host-binary");
+    assert_eq!(host[0].1, "runtime AS host-binary");
+    assert_eq!(
+        args(host, "COPY"),
+        ["target/docker/segward /usr/local/bin/segward"]
+    );
+    let position = |name: &str| {
+        let named = format!(" AS {name}");
+        dockerfile
+            .iter()
+            .position(|(k, a)| k == "FROM" && a.ends_with(&named))
+    };
+    assert!(position("host-binary") < position("build"));
+
     // The release build is scripts/build-release.sh: the static artifact benches/pair.sh
     // measures, built with the release profile from the lock file for this machine.
     let script = "scripts/build-release.sh";
@@ -526,11 +549,14 @@ fn the_dockerfile_builds_in_stages_and_runs_segward_as_a_non_root_user_with_a_he
         "{built}"
     );
     assert!(built.contains("target-feature=+crt-static"), "{built}");
-    let copy = format!("--from={stage} ");
-    assert!(
-        args(runtime, "COPY").iter().any(|c| c.starts_with(&copy)),
-        "{runtime:?}"
-    );
+    // The dependency layer stubs every declared bench, or cargo refuses the manifest.
+    let manifest = text(&root("Cargo.toml"));
+    let stubs = args(build, "RUN").join(" ");
+    for bench in manifest.split("[[bench]]").skip(1) {
+        let name = bench.split('"').nth(1).unwrap();
+        let stubbed = stubs.contains(&format!(" {name} ")) || stubs.contains(&format!(" {name};"));
+        assert!(stubbed, "bench {name} has no stub in the dependency layer");
+    }
 
     let user = args(runtime, "USER")
         .pop()
@@ -551,7 +577,7 @@ fn the_dockerfile_builds_in_stages_and_runs_segward_as_a_non_root_user_with_a_he
 fn the_image_prepares_the_volumes_the_certs_job_writes_as_its_user() {
     let topology = Topology::read();
     let dockerfile = instructions(&text(&root("Dockerfile")));
-    let runtime_runs = args(runtime_stage(&dockerfile), "RUN");
+    let runtime_runs = args(stage(&dockerfile, "runtime"), "RUN");
 
     let writable = mounts(&topology.services["certs"])
         .into_iter()
@@ -577,7 +603,7 @@ fn the_build_context_leaves_out_build_output_git_and_keys_but_not_the_sources() 
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| l.trim_end_matches('/').to_owned())
         .collect();
-    for needed in ["target", ".git", "certs/*"] {
+    for needed in ["target/*", ".git", "certs/*"] {
         assert!(
             ignored.iter().any(|i| i == needed),
             "{needed} not in .dockerignore"
@@ -596,6 +622,8 @@ fn the_build_context_leaves_out_build_output_git_and_keys_but_not_the_sources() 
             );
         }
     }
+    // target/ is left out but for the host-built binary the host-binary stage copies.
+    assert!(ignored.iter().any(|i| i == "!target/docker"), "{ignored:?}");
 }
 
 // --- reading the policy and the Dockerfile --------------------------------------------------
@@ -631,11 +659,25 @@ fn args<'d>(stage: &'d [(String, String)], keyword: &str) -> Vec<&'d str> {
     matching.map(|(_, a)| a.as_str()).collect()
 }
 
-/// The instructions of the last stage, its `FROM` included: what the image runs.
-fn runtime_stage(dockerfile: &[(String, String)]) -> &[(String, String)] {
+/// The instructions of the last stage, its `FROM` included: what `docker build` makes.
+fn last_stage(dockerfile: &[(String, String)]) -> &[(String, String)] {
     let last_from = dockerfile
         .iter()
         .rposition(|(k, _)| k == "FROM")
         .expect("a FROM");
     &dockerfile[last_from..]
+}
+
+/// The instructions of the stage `FROM … AS name`, its `FROM` included.
+fn stage<'d>(dockerfile: &'d [(String, String)], name: &str) -> &'d [(String, String)] {
+    let named = format!(" AS {name}");
+    let start = dockerfile
+        .iter()
+        .position(|(k, a)| k == "FROM" && a.ends_with(&named))
+        .unwrap_or_else(|| panic!("no stage {name}"));
+    let end = dockerfile[start + 1..]
+        .iter()
+        .position(|(k, _)| k == "FROM")
+        .map_or(dockerfile.len(), |i| start + 1 + i);
+    &dockerfile[start..end]
 }
