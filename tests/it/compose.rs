@@ -514,7 +514,10 @@ fn the_dockerfile_builds_in_stages_and_runs_segward_as_a_non_root_user_with_a_he
     );
     assert!(build[0].1.starts_with("rust:"), "{}", build[0].1);
     let last = last_stage(&dockerfile);
-    assert_eq!(last[0].1, "runtime AS from-source", "from source by default");
+    assert_eq!(
+        last[0].1, "runtime AS from-source",
+        "from source by default"
+    );
     assert!(
         args(last, "COPY")
             .iter()
