@@ -10,7 +10,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use rustls::pki_types::ServerName;
-use serde_json::Value;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use segward::identity::{SpiffeId, TrustDomain};
