@@ -81,10 +81,12 @@ fn good_leaf_passes_as_client_and_server_with_its_id_and_window() {
     }
 }
 
-#[test]
-fn every_leaf_rule_rejects_with_its_own_variant() {
-    type Tweak = fn(&mut CertificateParams);
-    let rows: &[(&str, Tweak, Role, SvidError)] = &[
+type Tweak = fn(&mut CertificateParams);
+
+/// One leaf per rule, each breaking only that rule, with the role it is tried in and the
+/// variant it must be refused with.
+fn rejected_rows() -> Vec<(&'static str, Tweak, Role, SvidError)> {
+    vec![
         // 2. SAN rules
         (
             "second SAN extension",
@@ -192,21 +194,24 @@ fn every_leaf_rule_rejects_with_its_own_variant() {
             Role::Server,
             SvidError::Expired,
         ),
-    ];
-    for (rule, tweak, role, expected) in rows {
-        let der = mint_with(*tweak);
+    ]
+}
+
+#[test]
+fn every_leaf_rule_rejects_with_its_own_variant() {
+    for (rule, tweak, role, expected) in rejected_rows() {
+        let der = mint_with(tweak);
         assert_eq!(
-            Svid::from_der(&der, *role, now()),
+            Svid::from_der(&der, role, now()),
             Err(expected.clone()),
             "{rule}"
         );
     }
 }
 
-#[test]
-fn leaves_without_eku_or_with_any_eku_or_extra_dns_sans_pass_both_roles() {
-    type Tweak = fn(&mut CertificateParams);
-    let rows: &[(&str, Tweak)] = &[
+/// Leaves that look unusual but pass every rule, in both roles.
+fn passing_rows() -> Vec<(&'static str, Tweak)> {
+    vec![
         ("no EKU at all", |p| p.extended_key_usages.clear()),
         ("anyExtendedKeyUsage", |p| {
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::Any]
@@ -218,9 +223,13 @@ fn leaves_without_eku_or_with_any_eku_or_extra_dns_sans_pass_both_roles() {
         ("keyEncipherment beside digitalSignature", |p| {
             p.key_usages.push(KeyUsagePurpose::KeyEncipherment)
         }),
-    ];
-    for (case, tweak) in rows {
-        let der = mint_with(*tweak);
+    ]
+}
+
+#[test]
+fn leaves_without_eku_or_with_any_eku_or_extra_dns_sans_pass_both_roles() {
+    for (case, tweak) in passing_rows() {
+        let der = mint_with(tweak);
         for role in [Role::Client, Role::Server] {
             let svid = Svid::from_der(&der, role, now());
             assert_eq!(svid.map(|s| s.id.to_string()), Ok(ID.to_owned()), "{case}");
@@ -288,5 +297,34 @@ fn every_variant_has_its_own_kebab_case_reason() {
             reason.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
             "{reason}"
         );
+    }
+}
+
+/// Writes every leaf of these tables (good, passing-but-odd, and one per broken rule) as DER
+/// into `$SEGWARD_FUZZ_SEEDS` — the seeds of the `svid_der` fuzz target (fuzz/seeds/svid_der,
+/// checked in). Run: `SEGWARD_FUZZ_SEEDS=fuzz/seeds/svid_der cargo test --lib write_fuzz_seeds
+/// -- --ignored`.
+#[test]
+#[ignore = "writes fuzz seeds; run by hand when the leaf rules change"]
+fn write_fuzz_seeds() {
+    let dir = std::path::PathBuf::from(
+        std::env::var_os("SEGWARD_FUZZ_SEEDS").expect("set SEGWARD_FUZZ_SEEDS to a folder"),
+    );
+    std::fs::create_dir_all(&dir).unwrap();
+    let slug = |name: &str| -> String {
+        name.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect()
+    };
+    std::fs::write(dir.join("good.der"), mint(&good_params())).unwrap();
+    for (case, tweak) in passing_rows() {
+        std::fs::write(dir.join(format!("ok-{}.der", slug(case))), mint_with(tweak)).unwrap();
+    }
+    for (rule, tweak, _, _) in rejected_rows() {
+        std::fs::write(
+            dir.join(format!("bad-{}.der", slug(rule))),
+            mint_with(tweak),
+        )
+        .unwrap();
     }
 }
