@@ -70,6 +70,43 @@ impl Ca {
         })
     }
 
+    /// An intermediate signing CA issued by this one, as SPIRE with an upstream authority
+    /// deploys it: CA:true, keyCertSign + cRLSign, URI SAN `spiffe://<td>` of this CA's first
+    /// trust domain, valid as long as [`CA_LIFETIME`]; `alter` may change the parameters
+    /// first (tests mint CA:false or keyCertSign-less "intermediates" on purpose). Leaves it
+    /// signs carry it as their chain (`chain_pem` = leaf, intermediate); the bundle stays
+    /// this CA's certificate.
+    ///
+    /// # Errors
+    /// [`CertsError::Generate`] if rcgen fails.
+    pub fn intermediate(
+        &self,
+        alter: impl FnOnce(&mut CertificateParams),
+    ) -> Result<Ca, CertsError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        let trust_domain = self.trust_domains.first().cloned().unwrap_or_default();
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("segward intermediate CA {trust_domain}"),
+        );
+        if let Ok(td) = TrustDomain::parse(&trust_domain) {
+            params.subject_alt_names = vec![uri_san(&td.id())?];
+        }
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        (params.not_before, params.not_after) = window(CA_LIFETIME)?;
+        alter(&mut params);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Ca {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            issuer: Issuer::new(params, key),
+            trust_domains: self.trust_domains.clone(),
+        })
+    }
+
     /// Loads `ca.pem` and `ca.key` from `dir`, checking that they belong together and that the
     /// key is ECDSA P-256 (PRODUCT.md §1: "Keys are ECDSA P-256").
     ///

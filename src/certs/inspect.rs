@@ -1,5 +1,7 @@
-//! `certs inspect` (PRODUCT.md §1): what the first certificate of a PEM file says, and whether
-//! it passes the X509-SVID leaf rules of `identity::Svid` (PRODUCT.md §4) in either role.
+//! `certs inspect` (PRODUCT.md §1): what the first certificate of a PEM file says, whether it
+//! passes the X509-SVID leaf rules of `identity::Svid` (PRODUCT.md §4) in either role, and
+//! whether every certificate after it is a signing certificate (X509-SVID §4.1/§4.3: CA:true
+//! and keyCertSign) — the same rules the handshake applies to a peer's intermediates.
 
 use std::fmt;
 use std::fs;
@@ -13,7 +15,7 @@ use x509_parser::time::ASN1Time;
 
 use super::{CertsError, bad_file, certificates, io_error};
 use crate::identity::svid::unix_seconds;
-use crate::identity::{Role, SpiffeId, Svid};
+use crate::identity::{Role, SpiffeId, Svid, check_signing_certificate};
 
 /// What `certs inspect` reports about the first certificate of a PEM file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -42,6 +44,9 @@ pub struct Inspection {
     pub client_check: String,
     /// `ok`, or why the leaf fails the X509-SVID rules as a server.
     pub server_check: String,
+    /// `ok` when every certificate after the first is a signing certificate (CA:true and
+    /// keyCertSign), else which one is not and why.
+    pub chain_check: String,
 }
 
 /// `certs inspect`: reads the PEM certificates in `pem_path` and reports on the first,
@@ -55,7 +60,27 @@ pub fn inspect(pem_path: &Path, now: SystemTime) -> Result<Inspection, CertsErro
     let leaf = &ders[0]; // Invariant: `certificates` returns at least one.
     let (_, cert) = x509_parser::parse_x509_certificate(leaf)
         .map_err(|e| bad_file(pem_path, format!("first certificate does not parse: {e}")))?;
-    Ok(Inspection::of(&cert, leaf, ders.len(), now))
+    let mut inspection = Inspection::of(&cert, leaf, ders.len(), now);
+    inspection.chain_check = chain_check(&ders[1..]);
+    Ok(inspection)
+}
+
+/// `ok`, or the first certificate after the leaf that is not a signing certificate: its
+/// position in the file (the leaf is 1), its subject, and the rule it breaks.
+fn chain_check(signers: &[Vec<u8>]) -> String {
+    for (index, der) in signers.iter().enumerate() {
+        if let Err(error) = check_signing_certificate(der) {
+            let subject = x509_parser::parse_x509_certificate(der)
+                .map(|(_, cert)| cert.subject().to_string())
+                .unwrap_or_default();
+            let position = index + 2;
+            return match subject.as_str() {
+                "" => format!("certificate {position}: {error}"),
+                subject => format!("certificate {position} ({subject}): {error}"),
+            };
+        }
+    }
+    PASSED.to_owned()
 }
 
 impl Inspection {
@@ -63,6 +88,12 @@ impl Inspection {
     /// inbound peer or as a server); `certs inspect` exits 1 when it passes in neither.
     pub fn is_svid(&self) -> bool {
         self.client_check == PASSED || self.server_check == PASSED
+    }
+
+    /// Whether the file holds a usable SVID chain: the leaf passes in a role
+    /// ([`Self::is_svid`]) and every later certificate is a signing certificate.
+    pub fn is_valid(&self) -> bool {
+        self.is_svid() && self.chain_check == PASSED
     }
 
     fn of(cert: &X509Certificate<'_>, der: &[u8], chain_len: usize, now: SystemTime) -> Self {
@@ -89,6 +120,7 @@ impl Inspection {
             dns_names,
             client_check: check(Role::Client),
             server_check: check(Role::Server),
+            chain_check: PASSED.to_owned(),
         }
     }
 }
@@ -120,7 +152,8 @@ impl fmt::Display for Inspection {
         writeln!(f, "certificates  {} in the file", self.chain_len)?;
         writeln!(f, "DNS names     {}", or_none(&self.dns_names.join(", ")))?;
         writeln!(f, "client check  {}", self.client_check)?;
-        writeln!(f, "server check  {}", self.server_check)
+        writeln!(f, "server check  {}", self.server_check)?;
+        writeln!(f, "chain check   {}", self.chain_check)
     }
 }
 

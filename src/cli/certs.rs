@@ -45,9 +45,11 @@ pub enum CertsCommand {
         dns: Vec<String>,
     },
     /// Show a certificate's SPIFFE ID, validity and whether it passes the X509-SVID rules;
-    /// exits 1 if it passes them in neither role (client nor server).
+    /// exits 1 if it passes them in neither role (client nor server), or if a certificate
+    /// after it is not a signing certificate (CA:true and keyCertSign, X509-SVID §4.1/§4.3).
     Inspect {
-        /// A PEM file; the first certificate is inspected, the rest counted as the chain.
+        /// A PEM file; the first certificate is inspected as the leaf, every later one
+        /// checked as a signing certificate of its chain.
         file: PathBuf,
         /// Print as JSON on stdout.
         #[arg(long)]
@@ -103,6 +105,11 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<Outcome> {
             if !inspection.is_svid() {
                 let why = &inspection.client_check;
                 eprintln!("error: {}: not a valid X509-SVID: {why}", file.display());
+                return Ok(Outcome::Invalid);
+            }
+            if !inspection.is_valid() {
+                let why = &inspection.chain_check;
+                eprintln!("error: {}: the chain is not valid: {why}", file.display());
                 return Ok(Outcome::Invalid);
             }
         }

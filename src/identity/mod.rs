@@ -1,4 +1,5 @@
-//! Workload identity: SPIFFE IDs and X509-SVID leaf rules (PRODUCT.md §4).
+//! Workload identity: SPIFFE IDs, X509-SVID leaf rules and the signing-certificate rules of
+//! an SVID's chain (PRODUCT.md §4, X509-SVID §4).
 //! PURE: std, thiserror and x509-parser only — no I/O, no async, no TLS stack.
 #![warn(missing_docs)]
 
@@ -6,4 +7,4 @@ pub mod spiffe_id;
 pub mod svid;
 
 pub use spiffe_id::{SpiffeId, SpiffeIdError, TrustDomain};
-pub use svid::{Role, Svid, SvidError};
+pub use svid::{Role, Svid, SvidError, check_signing_certificate};

@@ -89,6 +89,16 @@ pub enum SvidError {
     /// Validity window: the current time is after notAfter.
     #[error("certificate has expired (notAfter is in the past)")]
     Expired,
+    /// A signing certificate of the chain (an intermediate): "Signing certificates MUST set
+    /// the `cA` field to `true`" (X509-SVID §4.1).
+    #[error(
+        "a signing certificate of the chain is not a CA (basicConstraints CA:true is required)"
+    )]
+    SignerNotCa,
+    /// A signing certificate of the chain: "Signing certificates MUST set `keyCertSign`"
+    /// (X509-SVID §4.3); a keyUsage extension without it, or none at all, breaks that.
+    #[error("a signing certificate of the chain lacks keyUsage keyCertSign")]
+    SignerWithoutKeyCertSign,
 }
 
 impl SvidError {
@@ -110,6 +120,8 @@ impl SvidError {
             Self::MissingServerAuth => "missing-server-auth",
             Self::NotYetValid => "not-yet-valid",
             Self::Expired => "expired",
+            Self::SignerNotCa => "signer-not-ca",
+            Self::SignerWithoutKeyCertSign => "signer-without-key-cert-sign",
         }
     }
 }
@@ -133,6 +145,33 @@ impl Svid {
             not_after,
         })
     }
+}
+
+/// The X509-SVID rules for a signing certificate, one that issued the leaf or another signing
+/// certificate of its chain (PRODUCT.md §4 "signing certificates must be CAs"; X509-SVID
+/// §4.1 and §4.3): it parses, basicConstraints says CA:true, keyUsage sets keyCertSign.
+/// webpki's path validation requires CA:true of intermediates but not keyCertSign, so the
+/// verifiers and `certs inspect` call this on every intermediate before it.
+///
+/// # Errors
+/// [`SvidError::Malformed`], [`SvidError::SignerNotCa`] or
+/// [`SvidError::SignerWithoutKeyCertSign`].
+pub fn check_signing_certificate(der: &[u8]) -> Result<(), SvidError> {
+    let cert = parse(der)?;
+    match check_not_ca(&cert) {
+        Err(SvidError::IsCa) => {}
+        Ok(()) => return Err(SvidError::SignerNotCa),
+        Err(malformed) => return Err(malformed),
+    }
+    let usage = cert
+        .key_usage()
+        .map_err(|e| extension_error("keyUsage", &e))?
+        .ok_or(SvidError::SignerWithoutKeyCertSign)?
+        .value;
+    if !usage.key_cert_sign() {
+        return Err(SvidError::SignerWithoutKeyCertSign);
+    }
+    Ok(())
 }
 
 /// `time` as whole seconds since the Unix epoch (negative before it), saturating.

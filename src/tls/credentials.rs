@@ -5,15 +5,17 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls::RootCertStore;
+use rustls::client::verify_server_cert_signed_by_trust_anchor;
 use rustls::pki_types::pem::{self, PemObject};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::ParsedCertificate;
 use rustls::sign::CertifiedKey;
 
 use super::{TlsError, crypto_provider};
-use crate::identity::{Role, SpiffeId, Svid, TrustDomain};
+use crate::identity::{Role, SpiffeId, Svid, TrustDomain, check_signing_certificate};
 
 /// Checked TLS material: a leaf that is an X509-SVID for both roles, the key that belongs to
 /// it, and one non-empty bundle per trust domain. Its only constructors check all of that.
@@ -218,7 +220,8 @@ impl Credentials {
 }
 
 /// Every check on parsed material: the leaf is an X509-SVID for both roles, the key is its
-/// own, each bundle is non-empty and usable, one per trust domain, at least one.
+/// own, each bundle is non-empty and usable, one per trust domain, at least one, and our
+/// chain verifies against our own trust domain's bundle ([`check_own_chain`]).
 fn assemble(
     cert_source: &str,
     chain: Vec<CertificateDer<'static>>,
@@ -229,14 +232,57 @@ fn assemble(
 ) -> Result<Credentials, TlsError> {
     let own = own_svid(cert_source, &chain[0], now)?;
     let certified = certified_key(cert_source, key_source, chain.clone(), &private_key)?;
+    let bundles = trust_bundles(bundles)?;
+    check_own_chain(cert_source, &chain, &own.id, &bundles, now)?;
     Ok(Credentials {
         chain,
         key: private_key,
         certified: Arc::new(certified),
         id: own.id,
         not_after: own.not_after,
-        bundles: trust_bundles(bundles)?,
+        bundles,
     })
+}
+
+/// Our chain as our peers will check it, at start-up and at every rotation: each
+/// intermediate a signing certificate (CA:true, keyCertSign), and the whole chain verifying
+/// by webpki against the bundle of our own trust domain at `now`.
+fn check_own_chain(
+    file: &str,
+    chain: &[CertificateDer<'static>],
+    id: &SpiffeId,
+    bundles: &BTreeMap<String, Arc<RootCertStore>>,
+    now: SystemTime,
+) -> Result<(), TlsError> {
+    for (index, der) in chain.iter().enumerate().skip(1) {
+        check_signing_certificate(der).map_err(|error| TlsError::OwnSigner {
+            file: file.to_owned(),
+            position: index + 1,
+            error,
+        })?;
+    }
+    let trust_domain = id.trust_domain();
+    let roots = bundles
+        .get(trust_domain)
+        .ok_or_else(|| TlsError::OwnTrustDomainUnbundled {
+            file: file.to_owned(),
+            trust_domain: trust_domain.to_owned(),
+        })?;
+    let untrusted = |problem: String| TlsError::OwnChainUntrusted {
+        file: file.to_owned(),
+        trust_domain: trust_domain.to_owned(),
+        problem,
+    };
+    let parsed = ParsedCertificate::try_from(&chain[0]).map_err(|e| untrusted(e.to_string()))?;
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    verify_server_cert_signed_by_trust_anchor(
+        &parsed,
+        roots,
+        &chain[1..],
+        UnixTime::since_unix_epoch(since_epoch),
+        crypto_provider().signature_verification_algorithms.all,
+    )
+    .map_err(|e| untrusted(e.to_string()))
 }
 
 /// Every CERTIFICATE block of `pem`, in order; `None` when there is none.

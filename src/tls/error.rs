@@ -92,6 +92,55 @@ pub enum TlsError {
         /// What is wrong with it.
         problem: String,
     },
+    /// Our own chain, certificate `position` (2 is the first after the leaf), is not a
+    /// signing certificate: X509-SVID §4.1/§4.3 want CA:true and keyCertSign.
+    #[error(
+        "{file}: certificate {position} of the chain is not a valid signing certificate: {error}"
+    )]
+    OwnSigner {
+        /// The certificate file (or Workload API label).
+        file: String,
+        /// 1-based position in the file; the leaf is 1.
+        position: usize,
+        /// The signing-certificate rule it broke.
+        error: SvidError,
+    },
+    /// Our own chain must verify against our own trust domain's bundle, as every peer in it
+    /// will check it: an SVID from another CA, a missing intermediate or a stale bundle
+    /// would otherwise start and fail every handshake.
+    #[error(
+        "{file}: our own chain does not verify against the bundle of our trust domain \
+         {trust_domain}: {problem}; peers would refuse every handshake"
+    )]
+    OwnChainUntrusted {
+        /// The certificate file (or Workload API label).
+        file: String,
+        /// Our trust domain.
+        trust_domain: String,
+        /// What webpki reported.
+        problem: String,
+    },
+    /// No bundle for our own trust domain: neither our chain nor any peer of our own trust
+    /// domain could be verified.
+    #[error(
+        "{file}: no trust bundle for our own trust domain {trust_domain}; configure one \
+         (trust_bundles.{trust_domain}) so our chain can be checked"
+    )]
+    OwnTrustDomainUnbundled {
+        /// The certificate file (or Workload API label).
+        file: String,
+        /// Our trust domain.
+        trust_domain: String,
+    },
+    /// A peer's chain holds an intermediate that is not a signing certificate (CA:true and
+    /// keyCertSign, X509-SVID §4.1/§4.3); webpki alone would accept one without keyCertSign.
+    #[error("peer chain certificate {position} is not a valid signing certificate: {error}")]
+    PeerSigner {
+        /// 1-based position in the presented chain; the leaf is 1.
+        position: usize,
+        /// The signing-certificate rule it broke.
+        error: SvidError,
+    },
     /// rustls refused to build a config or verifier (a bug or an unusable provider).
     #[error("cannot build the TLS configuration: {problem}")]
     Config {
@@ -134,6 +183,10 @@ impl TlsError {
             Self::DuplicateBundle { .. } => "duplicate-bundle",
             Self::NoBundles => "no-bundles",
             Self::BadSvidResponse { .. } => "bad-svid-response",
+            Self::OwnSigner { .. } => "own-chain-signer",
+            Self::OwnChainUntrusted { .. } => "own-chain-untrusted",
+            Self::OwnTrustDomainUnbundled { .. } => "own-trust-domain-unbundled",
+            Self::PeerSigner { error, .. } => error.reason(),
             Self::Config { .. } => "config",
             Self::PeerSvid(error) => error.reason(),
             Self::UnknownTrustDomain { .. } => "unknown-trust-domain",

@@ -666,3 +666,209 @@ mod verified_chains {
         assert!(chains.get(&one_more, &[], UnixTime::now()).is_some());
     }
 }
+
+/// Chains, not just leaves: our own chain must verify against our own trust domain's bundle
+/// when it is loaded (start-up, every rotation), and every intermediate — ours or a peer's —
+/// must be a signing certificate (X509-SVID §4.1/§4.3: CA:true, keyCertSign).
+mod chains_of_signers {
+    use rcgen::CertificateParams;
+    use rustls::server::WebPkiClientVerifier;
+
+    use super::*;
+    use rustls::pki_types::UnixTime;
+
+    fn load(svid: &IssuedSvid, bundles: &[(&str, &Ca)]) -> Result<Credentials, TlsError> {
+        let bundles: Vec<_> = bundles
+            .iter()
+            .map(|(name, ca)| (td(name), ca.cert_pem()))
+            .collect();
+        Credentials::from_pem(&svid.chain_pem, &svid.key_pem, &bundles, SystemTime::now())
+    }
+
+    fn without_key_cert_sign(params: &mut CertificateParams) {
+        params.key_usages = vec![KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    }
+
+    fn without_key_usage(params: &mut CertificateParams) {
+        params.key_usages.clear();
+    }
+
+    fn not_a_ca(params: &mut CertificateParams) {
+        params.is_ca = IsCa::ExplicitNoCa;
+    }
+
+    /// The leaf's chain as a peer presents it.
+    fn chain(svid: &IssuedSvid) -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_slice_iter(svid.chain_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn an_own_chain_through_an_intermediate_loads_against_the_root_bundle() {
+        let root = Ca::new(&td("a.org")).unwrap();
+        let intermediate = root.intermediate(|_| {}).unwrap();
+        let api = issue(&intermediate, "spiffe://a.org/api");
+        assert_eq!(chain(&api).len(), 2, "leaf, then the intermediate");
+        let creds = load(&api, &[("a.org", &root)]).unwrap();
+        assert_eq!(creds.id(), &id("spiffe://a.org/api"));
+    }
+
+    #[test]
+    fn an_own_chain_that_does_not_verify_against_its_own_bundle_is_refused() {
+        let root = Ca::new(&td("a.org")).unwrap();
+        let intermediate = root.intermediate(|_| {}).unwrap();
+        let stranger = Ca::new(&td("a.org")).unwrap();
+        let other_td = Ca::new(&td("b.org")).unwrap();
+        let untrusted = |error: TlsError| {
+            assert!(
+                matches!(&error, TlsError::OwnChainUntrusted { trust_domain, .. } if trust_domain == "a.org"),
+                "{error:?}"
+            );
+            assert_eq!(error.reason(), "own-chain-untrusted");
+            assert!(error.to_string().contains("<certificate>"), "{error}");
+        };
+        // Signed by another a.org CA than the bundle's (a re-keyed CA, a stale bundle).
+        let foreign = issue(&stranger, "spiffe://a.org/api");
+        untrusted(load(&foreign, &[("a.org", &root)]).unwrap_err());
+        // Issued by the intermediate, but the intermediate left out of the file.
+        let mut bare = issue(&intermediate, "spiffe://a.org/api");
+        bare.chain_pem = bare.cert_pem.clone();
+        untrusted(load(&bare, &[("a.org", &root)]).unwrap_err());
+        // Our trust domain has no bundle at all: only b.org's.
+        let good = issue(&root, "spiffe://a.org/api");
+        let error = load(&good, &[("b.org", &other_td)]).unwrap_err();
+        assert_eq!(
+            error,
+            TlsError::OwnTrustDomainUnbundled {
+                file: "<certificate>".into(),
+                trust_domain: "a.org".into()
+            }
+        );
+        // The same material through the SPIFFE Workload API path (rotation from SPIRE).
+        let bundle = Bundle {
+            trust_domain: td("a.org"),
+            source: "<bundle a.org>".into(),
+            certs: vec![CertificateDer::from(root.cert_der().to_vec())],
+        };
+        let key = PrivateKeyDer::from_pem_slice(foreign.key_pem.as_bytes()).unwrap();
+        let error = Credentials::from_der(
+            ("<workload api svid>", chain(&foreign)),
+            ("<workload api key>", key),
+            vec![bundle],
+            SystemTime::now(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&error, TlsError::OwnChainUntrusted { file, .. } if file == "<workload api svid>"),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn an_own_chain_with_an_intermediate_that_is_no_signing_certificate_is_refused() {
+        let root = Ca::new(&td("a.org")).unwrap();
+        type Alter = fn(&mut CertificateParams);
+        let rows: [(Alter, SvidError); 3] = [
+            (not_a_ca, SvidError::SignerNotCa),
+            (without_key_cert_sign, SvidError::SignerWithoutKeyCertSign),
+            (without_key_usage, SvidError::SignerWithoutKeyCertSign),
+        ];
+        for (alter, expected) in rows {
+            let intermediate = root.intermediate(alter).unwrap();
+            let api = issue(&intermediate, "spiffe://a.org/api");
+            let error = load(&api, &[("a.org", &root)]).unwrap_err();
+            assert_eq!(
+                error,
+                TlsError::OwnSigner {
+                    file: "<certificate>".into(),
+                    position: 2,
+                    error: expected,
+                }
+            );
+            assert!(error.to_string().contains("certificate 2"), "{error}");
+        }
+    }
+
+    /// webpki's path validation alone takes an intermediate without keyCertSign (it checks
+    /// CA:true only): why the verifiers run `check_signing_certificate` first.
+    #[test]
+    fn webpki_alone_would_accept_an_intermediate_without_key_cert_sign() {
+        let root = Ca::new(&td("a.org")).unwrap();
+        let intermediate = root.intermediate(without_key_cert_sign).unwrap();
+        let web = chain(&issue(&intermediate, "spiffe://a.org/web"));
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(root.cert_der().to_vec()))
+            .unwrap();
+        let parsed = rustls::server::ParsedCertificate::try_from(&web[0]).unwrap();
+        let webpki = rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &parsed,
+            &roots,
+            &web[1..],
+            UnixTime::now(),
+            crypto_provider().signature_verification_algorithms.all,
+        );
+        assert!(webpki.is_ok(), "webpki now refuses it itself: {webpki:?}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_chain_through_a_bad_intermediate_fails_the_inbound_handshake() {
+        let (root, server) = server_in_a();
+        let good = root.intermediate(|_| {}).unwrap();
+        let web = issue(&good, "spiffe://a.org/web");
+        let outcome = handshake(server.clone(), raw_client(&web, &root, false)).await;
+        assert_eq!(outcome.server.unwrap(), id("spiffe://a.org/web"));
+
+        type Alter = fn(&mut CertificateParams);
+        let rows: [(Alter, SvidError); 2] = [
+            (not_a_ca, SvidError::SignerNotCa),
+            (without_key_cert_sign, SvidError::SignerWithoutKeyCertSign),
+        ];
+        for (alter, expected) in rows {
+            let intermediate = root.intermediate(alter).unwrap();
+            let web = issue(&intermediate, "spiffe://a.org/web");
+            let outcome = handshake(server.clone(), raw_client(&web, &root, false)).await;
+            let error = tls_error(&outcome.server.unwrap_err());
+            assert_eq!(
+                error,
+                TlsError::PeerSigner {
+                    position: 2,
+                    error: expected.clone()
+                }
+            );
+            assert_eq!(error.reason(), expected.reason());
+            assert!(outcome.client.is_err(), "the client saw the refusal");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outbound_server_presenting_a_bad_intermediate_is_refused() {
+        let root = Ca::new(&td("a.org")).unwrap();
+        let intermediate = root.intermediate(without_key_cert_sign).unwrap();
+        let api = issue(&intermediate, "spiffe://a.org/api");
+        // A server that presents whatever it holds (our own loader would refuse this chain).
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(root.cert_der().to_vec()))
+            .unwrap();
+        let clients = WebPkiClientVerifier::builder_with_provider(roots.into(), crypto_provider())
+            .build()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(api.key_pem.as_bytes()).unwrap();
+        let server = ServerConfig::builder_with_provider(crypto_provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_client_cert_verifier(clients)
+            .with_single_cert(chain(&api), key)
+            .unwrap();
+        let web = credentials(&issue(&root, "spiffe://a.org/web"), &[("a.org", &root)]);
+        let client = client_config(&web, &id("spiffe://a.org/api"), TlsOptions::default());
+        let outcome = handshake(Arc::new(server), client.unwrap()).await;
+        let expected = TlsError::PeerSigner {
+            position: 2,
+            error: SvidError::SignerWithoutKeyCertSign,
+        };
+        assert_eq!(tls_error(&outcome.client.unwrap_err()), expected);
+    }
+}

@@ -669,6 +669,7 @@ fn certs_inspect_as_json_shows_the_issued_svid_passes_both_roles() {
     assert_eq!(report["chain_len"], 2);
     assert_eq!(report["client_check"], "ok");
     assert_eq!(report["server_check"], "ok");
+    assert_eq!(report["chain_check"], "ok", "the CA after the leaf signs");
     let expires_in = report["expires_in_secs"].as_i64().unwrap();
     assert!(
         (2 * 3600 - 600..=2 * 3600).contains(&expires_in),
@@ -732,6 +733,60 @@ fn certs_inspect_of_an_expired_svid_exits_1_and_says_it_expired() {
     assert_eq!(report["spiffe_id"], PAYMENTS);
     assert!(report["expires_in_secs"].as_i64().unwrap() < 0, "{report}");
     assert!(out.stderr.contains("expired"), "{out:?}");
+}
+
+/// X509-SVID §4.1/§4.3: every certificate after the leaf is a signing certificate. A chain
+/// whose intermediate is CA:false, or lacks keyCertSign, is reported and exits 1 — with the
+/// leaf itself passing both roles.
+#[test]
+fn certs_inspect_checks_every_signing_certificate_of_the_chain() {
+    let dir = TempDir::new().unwrap();
+    let root = segward::certs::Ca::new(&"example.org".parse().unwrap()).unwrap();
+    let id = PAYMENTS.parse().unwrap();
+    type Alter = fn(&mut rcgen::CertificateParams);
+    let rows: [(&str, Alter, Option<&str>); 3] = [
+        ("good", |_| {}, None),
+        (
+            "ca-false",
+            |p| p.is_ca = rcgen::IsCa::ExplicitNoCa,
+            Some("is not a CA"),
+        ),
+        (
+            "no-key-cert-sign",
+            |p| p.key_usages = vec![rcgen::KeyUsagePurpose::CrlSign],
+            Some("lacks keyUsage keyCertSign"),
+        ),
+    ];
+    for (name, alter, problem) in rows {
+        let intermediate = root.intermediate(alter).unwrap();
+        let svid = intermediate
+            .issue(&id, Duration::from_secs(3600), &[])
+            .unwrap();
+        let file = dir.path().join(format!("{name}.pem"));
+        fs::write(&file, &svid.chain_pem).unwrap();
+
+        let out = segward(&["certs", "inspect", s(&file), "--json"]);
+
+        let report = json(&out.stdout);
+        assert_eq!(report["client_check"], "ok", "{name}: {report}");
+        assert_eq!(report["server_check"], "ok", "{name}: {report}");
+        assert_eq!(report["chain_len"], 2, "{name}: {report}");
+        let chain_check = report["chain_check"].as_str().unwrap();
+        match problem {
+            None => {
+                assert_eq!(out.code, 0, "{name}: {out:?}");
+                assert_eq!(chain_check, "ok");
+            }
+            Some(problem) => {
+                assert_eq!(out.code, 1, "{name}: {out:?}");
+                assert!(chain_check.starts_with("certificate 2 ("), "{chain_check}");
+                assert!(chain_check.contains("intermediate CA"), "{chain_check}");
+                assert!(chain_check.contains(problem), "{chain_check}");
+                assert!(out.stderr.contains(s(&file)), "{out:?}");
+                assert!(out.stderr.contains(problem), "{out:?}");
+            }
+        }
+    }
 }
 
 #[test]

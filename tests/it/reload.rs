@@ -355,6 +355,32 @@ async fn a_certificate_that_does_not_match_its_key_is_rejected_and_the_old_pair_
 }
 
 #[tokio::test]
+async fn a_rotated_svid_from_another_ca_is_rejected_and_the_old_pair_stays() {
+    let api = Api::start(|_| {}).await;
+    let before = serial(api.connect(WEB, Alpn::H1).await.peer_leaf().unwrap());
+
+    // A whole new pair for our ID, but from a CA our own trust domain's bundle does not hold:
+    // every peer would refuse it, so the sidecar keeps the pair it has.
+    let stranger = Pki::new(&["example.org"]);
+    let foreign = stranger.issue(API);
+    copy_by_rename(&foreign.key, &api.svid.key);
+    copy_by_rename(&foreign.cert, &api.svid.cert);
+
+    let failed = || async { api.sidecar.reload_status().tls_error.is_some() };
+    assert!(eventually(WITHIN, failed).await);
+    let error = api.sidecar.reload_status().tls_error.unwrap();
+    assert!(
+        matches!(
+            error,
+            ReloadError::InvalidTls(TlsError::OwnChainUntrusted { .. })
+        ),
+        "{error:?}"
+    );
+    let now = serial(api.connect(WEB, Alpn::H1).await.peer_leaf().unwrap());
+    assert_eq!(now, before);
+}
+
+#[tokio::test]
 async fn a_replaced_bundle_applies_to_new_handshakes() {
     let api = Api::start(|_| {}).await;
     let mut open = api.connect(PARTNER, Alpn::H1).await;

@@ -71,6 +71,27 @@ async fn a_key_that_does_not_match_the_certificate_exits_1_naming_the_key() {
 }
 
 #[tokio::test]
+async fn an_svid_that_does_not_verify_against_our_own_bundle_exits_1_naming_it() {
+    let pki = Pki::new(&[TD]);
+    // Signed by another CA of our trust domain than the one our bundle holds.
+    let stranger = Pki::new(&[TD]);
+    let foreign = stranger.issue(API);
+    let listen = Backend::unused_addr();
+    let policy = write_policy(&pki, POLICY);
+    let listeners = inbound(listen, Backend::unused_addr());
+    let config = write_config(&pki, &foreign, &[TD], &policy, &listeners);
+
+    let (code, stderr) = fails_to_start(&config, listen).await;
+
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(s(&foreign.cert)), "{stderr}");
+    assert!(
+        stderr.contains("does not verify against the bundle of our trust domain"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn a_policy_with_a_yaml_error_exits_1_at_its_file_line_col() {
     let pki = Pki::new(&[TD]);
     let api = pki.issue(API);

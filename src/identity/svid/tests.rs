@@ -289,6 +289,8 @@ fn every_variant_has_its_own_kebab_case_reason() {
         SvidError::MissingServerAuth,
         SvidError::NotYetValid,
         SvidError::Expired,
+        SvidError::SignerNotCa,
+        SvidError::SignerWithoutKeyCertSign,
     ];
     let reasons: HashSet<&str> = all.iter().map(SvidError::reason).collect();
     assert_eq!(reasons.len(), all.len());
@@ -327,4 +329,70 @@ fn write_fuzz_seeds() {
         )
         .unwrap();
     }
+}
+
+#[test]
+fn signing_certificates_need_ca_true_and_key_cert_sign() {
+    let ca = |key_usages: Vec<KeyUsagePurpose>, is_ca: IsCa| {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = is_ca;
+        params.key_usages = key_usages;
+        params
+            .self_signed(&KeyPair::generate().unwrap())
+            .unwrap()
+            .der()
+            .to_vec()
+    };
+    let unconstrained = || IsCa::Ca(BasicConstraints::Unconstrained);
+    let rows: Vec<(&str, Vec<u8>, Result<(), SvidError>)> = vec![
+        (
+            "CA:true, keyCertSign",
+            ca(vec![KeyUsagePurpose::KeyCertSign], unconstrained()),
+            Ok(()),
+        ),
+        (
+            "CA:true, keyCertSign + cRLSign + digitalSignature",
+            ca(
+                vec![
+                    KeyUsagePurpose::KeyCertSign,
+                    KeyUsagePurpose::CrlSign,
+                    KeyUsagePurpose::DigitalSignature,
+                ],
+                unconstrained(),
+            ),
+            Ok(()),
+        ),
+        (
+            "CA:false",
+            ca(vec![KeyUsagePurpose::KeyCertSign], IsCa::ExplicitNoCa),
+            Err(SvidError::SignerNotCa),
+        ),
+        (
+            "no basicConstraints",
+            ca(vec![KeyUsagePurpose::KeyCertSign], IsCa::NoCa),
+            Err(SvidError::SignerNotCa),
+        ),
+        (
+            "CA:true, cRLSign only",
+            ca(vec![KeyUsagePurpose::CrlSign], unconstrained()),
+            Err(SvidError::SignerWithoutKeyCertSign),
+        ),
+        (
+            "CA:true, no keyUsage",
+            ca(vec![], unconstrained()),
+            Err(SvidError::SignerWithoutKeyCertSign),
+        ),
+        (
+            "an X509-SVID leaf",
+            mint(&good_params()),
+            Err(SvidError::SignerNotCa),
+        ),
+    ];
+    for (case, der, expected) in rows {
+        assert_eq!(check_signing_certificate(&der), expected, "{case}");
+    }
+    assert!(matches!(
+        check_signing_certificate(b"garbage"),
+        Err(SvidError::Malformed(_))
+    ));
 }
