@@ -5,7 +5,7 @@
 //! ([`attacker`]), and the one lock ([`SERIAL`]) that keeps scenarios from overlapping: they
 //! measure CPU and memory, so they must never share the machine with each other.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use crate::support::backend::Backend;
 use crate::support::client::{Alpn, ClientError, Conn, MtlsClient, PlainClient};
 use crate::support::eventually;
+use crate::support::metrics::{count, scrape};
 use crate::support::pki::Pki;
 use crate::support::process::{Segward, WAIT};
 use crate::support::sidecar::{write_config, write_policy};
@@ -90,6 +91,7 @@ pub struct Target {
     pub workload: Workload,
     pub segward: Segward,
     pub inbound: SocketAddr,
+    pub admin: SocketAddr,
 }
 
 impl Target {
@@ -121,6 +123,7 @@ impl Target {
             workload,
             segward,
             inbound,
+            admin,
         }
     }
 
@@ -138,6 +141,44 @@ impl Target {
     pub fn usage(&self) -> Usage {
         Usage::of(self.segward.pid())
     }
+
+    /// `/metrics`, parsed.
+    pub async fn metrics(&self) -> BTreeMap<String, f64> {
+        scrape(self.admin).await
+    }
+
+    /// One series of `/metrics` (0 if absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        count(&self.metrics().await, series)
+    }
+
+    /// Fails the test unless this process and segward may each open `n` file descriptors
+    /// (soft `RLIMIT_NOFILE`): a flood that runs out of them would measure the wrong thing.
+    pub fn need_fds(&self, n: u64) {
+        for (who, pid) in [("the test", "self".to_owned()), ("segward", self.pid())] {
+            let soft = open_files_limit(&pid);
+            assert!(
+                soft >= n,
+                "{who} may open {soft} files, this scenario needs {n}: raise the soft limit \
+                 (`ulimit -n {n}`) before `cargo test`"
+            );
+        }
+    }
+
+    fn pid(&self) -> String {
+        self.segward.pid().to_string()
+    }
+}
+
+/// The soft "Max open files" of process `pid` (or `self`), from `/proc/<pid>/limits`.
+fn open_files_limit(pid: &str) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let soft = line.split_whitespace().nth(3).unwrap();
+    soft.parse().unwrap_or(u64::MAX)
 }
 
 // --- the workload behind the sidecar ---------------------------------------------------------
@@ -410,6 +451,11 @@ impl Probe {
         let (addr, flag, record) = (target.inbound, stop.clone(), seen.clone());
         let task = tokio::spawn(async move { probe(client, addr, conn, &flag, &record).await });
         Probe { stop, seen, task }
+    }
+
+    /// What it saw since it started or since the last lap; it goes on probing.
+    pub fn lap(&self) -> Latency {
+        std::mem::take(&mut *self.seen.lock().unwrap())
     }
 
     /// Stops probing; what it saw since it started or since the last lap.

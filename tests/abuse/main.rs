@@ -16,6 +16,7 @@
 mod support;
 
 mod baseline;
+mod conn_floods;
 mod frames;
 mod h2_floods;
 mod h2_flow;
