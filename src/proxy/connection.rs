@@ -2,16 +2,19 @@
 //! request heads limited in size (431) and in time (slowloris), idle connections closed,
 //! HTTP/2 streams capped and rapid resets bounded. Shutdown, idleness and a cut (its peer was
 //! revoked, PRODUCT.md §10) close it gracefully — HTTP/2 GOAWAY, HTTP/1.1 after the in-flight
-//! response — a cut within [`CUT_GRACE`]. The accept loop that hands connections here is
-//! [`super::serve`].
+//! response — a cut within [`CUT_GRACE`]. Its reads are charged to its task's budget by the
+//! byte (`super::fair`), so a peer flooding cheap frames yields the event loop to the other
+//! connections every 64 KiB. The accept loop that hands connections here is [`super::serve`].
 
 use std::future::Future;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
+use super::fair::Fair;
 use super::idle::Activity;
 use super::respond::Body;
 use super::serve::Slot;
@@ -36,7 +39,7 @@ pub async fn http<I, S>(
     limits: &Limits,
     cut: impl Future<Output = ()> + Send,
 ) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
             http::Request<hyper::body::Incoming>,
             Response = http::Response<Body>,
@@ -47,7 +50,8 @@ pub async fn http<I, S>(
 {
     let builder = builder(limits, alpn);
     let activity = Activity::new();
-    let connection = builder.serve_connection(activity.track(io), service);
+    let io = activity.track(TokioIo::new(Fair::new(io)));
+    let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     tokio::pin!(cut);
     // Armed by the cut only; until then it never fires.

@@ -11,7 +11,6 @@ use std::time::SystemTime;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use rustls::ServerConfig;
 use rustls::pki_types::UnixTime;
 use rustls::server::ServerConnection;
@@ -117,8 +116,7 @@ impl serve::Listener for Inbound {
             let (this, peer) = (self.clone(), peer.clone());
             async move { Ok::<_, Infallible>(this.handle(req, &peer).await) }
         });
-        let io = TokioIo::new(tls);
-        connection::http(io, alpn.as_deref(), service, slot, &limits, cut).await;
+        connection::http(tls, alpn.as_deref(), service, slot, &limits, cut).await;
     }
 }
 

@@ -4,7 +4,8 @@
 //!
 //! - [`serve`]: the accept loop any listener reuses: connection limit, event loops, drain.
 //! - [`connection`]: HTTP/1.1 + HTTP/2 serving of one connection and its graceful close
-//!   (drain, idle, cut); `idle`: idle tracking.
+//!   (drain, idle, cut); `idle`: idle tracking; `fair`: reads charged to the task's budget,
+//!   so that a flooding peer yields its event loop to the other connections.
 //! - [`inbound`] / [`outbound`]: the two request paths, as phased async functions; the
 //!   checks both make (validate, decide) are `admission`, the record of each `exchange`.
 //!   After a policy publish, inbound cuts a now-revoked peer's connection and outbound drops
@@ -20,6 +21,7 @@ mod admission;
 pub mod connection;
 pub mod context;
 mod exchange;
+mod fair;
 pub mod headers;
 mod idle;
 pub mod inbound;

@@ -16,7 +16,6 @@ use http::uri::Authority;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
 
@@ -189,7 +188,7 @@ impl serve::Listener for Outbound {
         });
         // The local app is ours: a publish never cuts its connections.
         let cut = std::future::pending();
-        connection::http(TokioIo::new(tcp), None, service, slot, &limits, cut).await;
+        connection::http(tcp, None, service, slot, &limits, cut).await;
     }
 }
 

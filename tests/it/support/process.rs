@@ -119,9 +119,14 @@ impl Segward {
         self.child.try_wait().unwrap().is_none()
     }
 
+    /// Its process id (for reading `/proc/<pid>/…`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Its resident memory (VmRSS), bytes.
     pub fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()));
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()));
         let status = status.unwrap();
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
         let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
