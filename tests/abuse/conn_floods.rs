@@ -33,7 +33,7 @@ use tokio::time::{Instant, timeout};
 use tokio_rustls::client::TlsStream;
 
 use crate::harness::{
-    ATTACKER, KIB, MIB, PROBE_PATH, Probe, SERIAL, Target, WEB, attacker, bound, figures, ms,
+    ATTACKER, Bound, KIB, MIB, PROBE_PATH, Probe, SERIAL, Target, WEB, attacker, bound, figures, ms,
 };
 use crate::support::client::{Alpn, MtlsClient};
 use crate::support::eventually;
@@ -45,20 +45,20 @@ use crate::support::metrics::{count, scrape};
 // of them delays every other connection. Figures are maxima over 5-10 runs each.
 
 /// On its open connection while the listener is full: release 5-9 ms, debug 7-18 ms.
-const HELD_PROBE_MAX: Duration = bound(100, 100);
+const HELD_PROBE_MAX: Bound = bound(100, 100);
 
 /// On its open connection while the 500 are served, [`LIMIT`] - 1 handshakes at a time:
 /// release 35-45 ms, debug 120-285 ms.
-const DRAINING_MAX: Duration = bound(100, 500);
+const DRAINING_MAX: Bound = bound(100, 500);
 
 /// On its open connection during the handshake flood (a third of the stallers send a
 /// ClientHello the server answers at once: key exchange, signature): release 5-16 ms, debug
 /// 71-163 ms.
-const HANDSHAKE_PROBE_MAX: Duration = bound(100, 250);
+const HANDSHAKE_PROBE_MAX: Bound = bound(100, 250);
 
 /// A new client's handshake and request during the handshake flood: release 12-20 ms, debug
 /// 26-220 ms.
-const FRESH_MAX: Duration = bound(100, 300);
+const FRESH_MAX: Bound = bound(100, 300);
 
 /// CPU segward may spend on one scenario: a few hundred handshakes (debug build, about 1 ms
 /// each)...
@@ -414,8 +414,8 @@ async fn past_max_connections_clients_wait_in_the_backlog_and_are_all_served_onc
         "{most_active} connections active at once"
     );
     after.assert_bounded(&before, CPU_MS, RSS_KIB);
-    while_held.assert_served(HELD_PROBE_MAX);
-    while_draining.assert_served(DRAINING_MAX);
+    while_held.assert_served(HELD_PROBE_MAX.get());
+    while_draining.assert_served(DRAINING_MAX.get());
 }
 
 /// Scrapes `series` every 20 ms, keeping the largest value in `most`.
@@ -535,9 +535,9 @@ async fn stalled_handshakes_are_cut_at_the_handshake_timeout_and_counted() {
         "{} fresh clients",
         fresh_latency.len()
     );
-    assert!(fresh_max < FRESH_MAX, "fresh client {fresh_max:?}");
+    assert!(fresh_max < FRESH_MAX.get(), "fresh client {fresh_max:?}");
     after.assert_bounded(&before, CPU_MS, RSS_KIB);
-    latency.assert_served(HANDSHAKE_PROBE_MAX);
+    latency.assert_served(HANDSHAKE_PROBE_MAX.get());
 }
 
 /// A TLS 1.3 client config for writing ClientHellos (it never gets to verify anything).

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::{Read as _, Seek as _};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -23,6 +23,15 @@ pub struct Segward {
     stderr: File,
 }
 
+/// The segward binary these tests run: `$SEGWARD_BIN` when set (CI points the abuse tests at
+/// the release artifact of `scripts/build-release.sh`), else the one cargo built for this run.
+pub fn binary() -> PathBuf {
+    std::env::var_os("SEGWARD_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_segward")),
+        PathBuf::from,
+    )
+}
+
 impl Segward {
     /// Starts `segward run --config config` with the default log filter.
     pub fn spawn(config: &Path) -> Segward {
@@ -31,7 +40,7 @@ impl Segward {
 
     /// Starts `segward run --config config` with `SEGWARD_LOG=filter` (default if `None`).
     pub fn spawn_logging(config: &Path, filter: Option<&str>) -> Segward {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_segward"));
+        let mut command = Command::new(binary());
         match filter {
             Some(filter) => command.env("SEGWARD_LOG", filter),
             None => command.env_remove("SEGWARD_LOG"),
@@ -41,7 +50,7 @@ impl Segward {
 
     /// Starts `segward run --config config` with the variables `env` set as well.
     pub fn spawn_with_env(config: &Path, env: &[(&str, &str)]) -> Segward {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_segward"));
+        let mut command = Command::new(binary());
         command.env_remove("SEGWARD_LOG").envs(env.iter().copied());
         Self::spawn_command(command, config)
     }
