@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use x509_parser::certificate::X509Certificate;
 use x509_parser::error::X509Error;
-use x509_parser::extensions::{GeneralName, ParsedExtension, X509Extension};
+use x509_parser::extensions::{GeneralName, KeyUsage, ParsedExtension, X509Extension};
 use x509_parser::oid_registry::OID_X509_EXT_BASIC_CONSTRAINTS;
 use x509_parser::prelude::FromDer;
 
@@ -163,12 +163,7 @@ pub fn check_signing_certificate(der: &[u8]) -> Result<(), SvidError> {
         Ok(()) => return Err(SvidError::SignerNotCa),
         Err(malformed) => return Err(malformed),
     }
-    let usage = cert
-        .key_usage()
-        .map_err(|e| extension_error("keyUsage", &e))?
-        .ok_or(SvidError::SignerWithoutKeyCertSign)?
-        .value;
-    if !usage.key_cert_sign() {
+    if !key_usage(&cert, SvidError::SignerWithoutKeyCertSign)?.key_cert_sign() {
         return Err(SvidError::SignerWithoutKeyCertSign);
     }
     Ok(())
@@ -249,11 +244,7 @@ fn check_not_ca(cert: &X509Certificate<'_>) -> Result<(), SvidError> {
 
 /// keyUsage must be present, with digitalSignature and without keyCertSign or cRLSign.
 fn check_key_usage(cert: &X509Certificate<'_>) -> Result<(), SvidError> {
-    let usage = cert
-        .key_usage()
-        .map_err(|e| extension_error("keyUsage", &e))?
-        .ok_or(SvidError::MissingKeyUsage)?
-        .value;
+    let usage = key_usage(cert, SvidError::MissingKeyUsage)?;
     if !usage.digital_signature() {
         return Err(SvidError::MissingDigitalSignature);
     }
@@ -264,6 +255,18 @@ fn check_key_usage(cert: &X509Certificate<'_>) -> Result<(), SvidError> {
         return Err(SvidError::CrlSign);
     }
     Ok(())
+}
+
+/// The keyUsage extension; `missing` when there is none.
+fn key_usage<'c>(
+    cert: &'c X509Certificate<'_>,
+    missing: SvidError,
+) -> Result<&'c KeyUsage, SvidError> {
+    Ok(cert
+        .key_usage()
+        .map_err(|e| extension_error("keyUsage", &e))?
+        .ok_or(missing)?
+        .value)
 }
 
 /// An EKU, when present, must allow the purpose of `role` (anyExtendedKeyUsage allows all).
