@@ -15,7 +15,7 @@ use x509_parser::time::ASN1Time;
 
 use super::{CertsError, bad_file, certificates, io_error};
 use crate::identity::svid::unix_seconds;
-use crate::identity::{Role, SpiffeId, Svid, check_signing_certificate};
+use crate::identity::{Role, SpiffeId, Svid, check_signers};
 
 /// What `certs inspect` reports about the first certificate of a PEM file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -60,27 +60,22 @@ pub fn inspect(pem_path: &Path, now: SystemTime) -> Result<Inspection, CertsErro
     let leaf = &ders[0]; // Invariant: `certificates` returns at least one.
     let (_, cert) = x509_parser::parse_x509_certificate(leaf)
         .map_err(|e| bad_file(pem_path, format!("first certificate does not parse: {e}")))?;
-    let mut inspection = Inspection::of(&cert, leaf, ders.len(), now);
-    inspection.chain_check = chain_check(&ders[1..]);
-    Ok(inspection)
+    Ok(Inspection::of(&cert, &ders, now))
 }
 
 /// `ok`, or the first certificate after the leaf that is not a signing certificate: its
 /// position in the file (the leaf is 1), its subject, and the rule it breaks.
-fn chain_check(signers: &[Vec<u8>]) -> String {
-    for (index, der) in signers.iter().enumerate() {
-        if let Err(error) = check_signing_certificate(der) {
-            let subject = x509_parser::parse_x509_certificate(der)
-                .map(|(_, cert)| cert.subject().to_string())
-                .unwrap_or_default();
-            let position = index + 2;
-            return match subject.as_str() {
-                "" => format!("certificate {position}: {error}"),
-                subject => format!("certificate {position} ({subject}): {error}"),
-            };
-        }
+fn chain_check(ders: &[Vec<u8>]) -> String {
+    let Err((position, error)) = check_signers(&ders[1..]) else {
+        return PASSED.to_owned();
+    };
+    let subject = x509_parser::parse_x509_certificate(&ders[position - 1])
+        .map(|(_, cert)| cert.subject().to_string())
+        .unwrap_or_default();
+    match subject.as_str() {
+        "" => format!("certificate {position}: {error}"),
+        subject => format!("certificate {position} ({subject}): {error}"),
     }
-    PASSED.to_owned()
 }
 
 impl Inspection {
@@ -96,7 +91,9 @@ impl Inspection {
         self.is_svid() && self.chain_check == PASSED
     }
 
-    fn of(cert: &X509Certificate<'_>, der: &[u8], chain_len: usize, now: SystemTime) -> Self {
+    /// The report on `cert`, the first of `ders` (every certificate of the file, DER).
+    fn of(cert: &X509Certificate<'_>, ders: &[Vec<u8>], now: SystemTime) -> Self {
+        let der = &ders[0];
         let (uris, dns_names) = san_names(cert);
         let not_after = cert.validity().not_after;
         let check = |role| match Svid::from_der(der, role, now) {
@@ -116,11 +113,11 @@ impl Inspection {
             not_after: rfc3339(not_after),
             expires_in_secs: not_after.timestamp().saturating_sub(unix_seconds(now)),
             is_ca: cert.is_ca(),
-            chain_len,
+            chain_len: ders.len(),
             dns_names,
             client_check: check(Role::Client),
             server_check: check(Role::Server),
-            chain_check: PASSED.to_owned(),
+            chain_check: chain_check(ders),
         }
     }
 }

@@ -7,4 +7,4 @@ pub mod spiffe_id;
 pub mod svid;
 
 pub use spiffe_id::{SpiffeId, SpiffeIdError, TrustDomain};
-pub use svid::{Role, Svid, SvidError, check_signing_certificate};
+pub use svid::{Role, Svid, SvidError, check_signers, check_signing_certificate};

@@ -169,6 +169,18 @@ pub fn check_signing_certificate(der: &[u8]) -> Result<(), SvidError> {
     Ok(())
 }
 
+/// [`check_signing_certificate`] on every certificate after the leaf, in order: the one check
+/// of a chain's signers that the verifiers, our own chain and `certs inspect` share.
+///
+/// # Errors
+/// The first signer that fails: its 1-based position in the chain (the leaf is 1, so the
+/// first signer is 2) and the rule it breaks.
+pub fn check_signers<D: AsRef<[u8]>>(signers: &[D]) -> Result<(), (usize, SvidError)> {
+    signers.iter().enumerate().try_for_each(|(index, der)| {
+        check_signing_certificate(der.as_ref()).map_err(|error| (index + 2, error))
+    })
+}
+
 /// `time` as whole seconds since the Unix epoch (negative before it), saturating.
 pub(crate) fn unix_seconds(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {

@@ -15,7 +15,7 @@ use rustls::server::ParsedCertificate;
 use rustls::sign::CertifiedKey;
 
 use super::{TlsError, crypto_provider};
-use crate::identity::{Role, SpiffeId, Svid, TrustDomain, check_signing_certificate};
+use crate::identity::{Role, SpiffeId, Svid, TrustDomain, check_signers};
 
 /// Checked TLS material: a leaf that is an X509-SVID for both roles, the key that belongs to
 /// it, and one non-empty bundle per trust domain. Its only constructors check all of that.
@@ -254,13 +254,11 @@ fn check_own_chain(
     bundles: &BTreeMap<String, Arc<RootCertStore>>,
     now: SystemTime,
 ) -> Result<(), TlsError> {
-    for (index, der) in chain.iter().enumerate().skip(1) {
-        check_signing_certificate(der).map_err(|error| TlsError::OwnSigner {
-            file: file.to_owned(),
-            position: index + 1,
-            error,
-        })?;
-    }
+    check_signers(&chain[1..]).map_err(|(position, error)| TlsError::OwnSigner {
+        file: file.to_owned(),
+        position,
+        error,
+    })?;
     let trust_domain = id.trust_domain();
     let roots = bundles
         .get(trust_domain)

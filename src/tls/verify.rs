@@ -1,7 +1,7 @@
 //! SPIFFE-aware certificate verifiers (PRODUCT.md §4). Both follow one order:
 //! 1. the leaf must pass the X509-SVID rules ([`Svid::from_der`]) for the peer's role, and
 //!    every intermediate presented the signing-certificate rules (CA:true, keyCertSign:
-//!    [`check_signing_certificate`]; webpki does not check keyCertSign);
+//!    [`check_signers`]; webpki does not check keyCertSign);
 //! 2. the trust domain of the peer's own SPIFFE ID picks the bundle — "a CA of one trust
 //!    domain cannot vouch for another", so an unknown trust domain fails;
 //! 3. only then webpki path validation runs, against that bundle alone;
@@ -31,7 +31,7 @@ use rustls::{
 
 use super::chains::VerifiedChains;
 use super::{LiveTls, TlsError};
-use crate::identity::{Role, SpiffeId, Svid, check_signing_certificate};
+use crate::identity::{Role, SpiffeId, Svid, check_signers};
 
 /// Verifies inbound peers' client certificates: X509-SVID rules, then the webpki client
 /// verifier (clientAuth EKU) of the peer's own trust domain. A certificate is mandatory.
@@ -116,7 +116,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
             return Ok(ClientCertVerified::assertion());
         }
         let svid = peer_svid(end_entity, Role::Client, now)?;
-        check_signers(intermediates)?;
+        peer_signers(intermediates)?;
         let webpki = self
             .by_trust_domain
             .get(svid.id.trust_domain())
@@ -165,7 +165,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
             Some(id) => id,
             None => {
                 let svid = peer_svid(end_entity, Role::Server, now)?;
-                check_signers(intermediates)?;
+                peer_signers(intermediates)?;
                 let roots = material
                     .credentials()
                     .bundles()
@@ -223,16 +223,9 @@ fn peer_svid(leaf: &CertificateDer<'_>, role: Role, now: UnixTime) -> Result<Svi
 
 /// Every intermediate the peer presented must be a signing certificate (CA:true and
 /// keyCertSign): webpki checks CA:true on the path it builds, but not keyCertSign.
-fn check_signers(intermediates: &[CertificateDer<'_>]) -> Result<(), Error> {
-    for (index, der) in intermediates.iter().enumerate() {
-        check_signing_certificate(der).map_err(|error| {
-            reject(TlsError::PeerSigner {
-                position: index + 2,
-                error,
-            })
-        })?;
-    }
-    Ok(())
+fn peer_signers(intermediates: &[CertificateDer<'_>]) -> Result<(), Error> {
+    check_signers(intermediates)
+        .map_err(|(position, error)| reject(TlsError::PeerSigner { position, error }))
 }
 
 fn unknown_trust_domain(id: &SpiffeId) -> Error {
