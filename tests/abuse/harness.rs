@@ -32,7 +32,7 @@ use crate::support::client::{Alpn, ClientError, Conn, MtlsClient, PlainClient};
 use crate::support::eventually;
 use crate::support::metrics::{count, scrape};
 use crate::support::pki::Pki;
-use crate::support::process::{Segward, WAIT};
+use crate::support::process::{Segward, WAIT, status, status_kib};
 use crate::support::sidecar::{write_config, write_policy};
 
 /// Held by each scenario for its whole run: no two ever measure at the same time.
@@ -383,15 +383,11 @@ impl Usage {
         let (_, rest) = stat.rsplit_once(')').unwrap();
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let kib = |key: &str| -> u64 {
-            let line = status.lines().find(|l| l.starts_with(key)).unwrap();
-            line.split_whitespace().nth(1).unwrap().parse().unwrap()
-        };
+        let status = status(pid);
         Usage {
             cpu_ms: ticks * 1000 / clock_ticks(),
-            rss_kib: kib("VmRSS:"),
-            hwm_kib: kib("VmHWM:"),
+            rss_kib: status_kib(&status, "VmRSS:"),
+            hwm_kib: status_kib(&status, "VmHWM:"),
         }
     }
 

@@ -32,6 +32,17 @@ pub fn binary() -> PathBuf {
     )
 }
 
+/// `/proc/<pid>/status` of a running process.
+pub fn status(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap()
+}
+
+/// The value of a `kB` line of a `/proc/<pid>/status` text, e.g. `VmRSS:` or `VmHWM:`.
+pub fn status_kib(status: &str, key: &str) -> u64 {
+    let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 impl Segward {
     /// Starts `segward run --config config` with the default log filter.
     pub fn spawn(config: &Path) -> Segward {
@@ -135,11 +146,7 @@ impl Segward {
 
     /// Its resident memory (VmRSS), bytes.
     pub fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()));
-        let status = status.unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-        kib * 1024
+        status_kib(&status(self.pid()), "VmRSS:") * 1024
     }
 
     /// Everything written to stderr so far.
