@@ -23,6 +23,7 @@
 //! - [`policy`]: PURE. YAML policy → `CompiledPolicy` → `decide` (a request) and
 //!   `decide_connection` (a TCP connection); lints for `policy check`; `reach` (blast radius,
 //!   exact) and `diff`.
+//! - [`duration`]: PURE. The one grammar of typed durations (`24h`, `500ms`), per caller's units.
 //! - [`path`]: PURE. The one request-path normalization, shared by policy and proxy.
 //! - [`identity`]: PURE. `SpiffeId` and X509-SVID leaf rules.
 
@@ -32,6 +33,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod duration;
 pub mod identity;
 pub mod live;
 pub mod path;

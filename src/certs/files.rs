@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{
-    BUNDLE_FILE, CA_CERT_FILE, CA_KEY_FILE, Ca, CertsError, MAX_TTL, SVID_CERT_FILE, SVID_KEY_FILE,
+    BUNDLE_FILE, CA_CERT_FILE, CA_KEY_FILE, Ca, CertsError, SVID_CERT_FILE, SVID_KEY_FILE,
     certificate_blocks, io_error, svid_params,
 };
+use crate::duration;
 use crate::identity::{SpiffeId, TrustDomain};
 
 /// The files `init` writes.
@@ -106,39 +107,23 @@ pub fn issue(
 }
 
 /// Parses a TTL such as `90s`, `30m`, `24h` or `7d`: a positive whole number and one unit,
-/// at most [`MAX_TTL`].
+/// at most [`MAX_TTL`] (the grammar of [`crate::duration::TTL`]).
 ///
 /// # Errors
 /// [`CertsError::BadTtl`] saying what is wrong.
 pub fn parse_ttl(input: &str) -> Result<Duration, CertsError> {
-    let bad = |problem| CertsError::BadTtl {
+    use crate::duration::DurationError as E;
+    duration::parse(input, &duration::TTL).map_err(|e| CertsError::BadTtl {
         input: input.to_owned(),
-        problem,
-    };
-    let unit_secs: u64 = match input.chars().last() {
-        None => return Err(bad("empty; write a number and a unit, e.g. 24h")),
-        Some('s') => 1,
-        Some('m') => 60,
-        Some('h') => 3600,
-        Some('d') => 86_400,
-        Some(c) if c.is_ascii_digit() => return Err(bad("missing unit; end with s, m, h or d")),
-        Some(_) => return Err(bad("unknown unit; use s, m, h or d (e.g. 24h)")),
-    };
-    // Invariant: the unit matched above is one ASCII byte, so this slices at a char boundary.
-    let number = &input[..input.len() - 1];
-    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad("expected a whole number before the unit, e.g. 24h"));
-    }
-    let too_long = || bad("too long; the longest TTL is 3650d");
-    let secs = number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit_secs));
-    match secs.ok_or_else(too_long)? {
-        0 => Err(bad("must be longer than zero")),
-        secs if secs > MAX_TTL.as_secs() => Err(too_long()),
-        secs => Ok(Duration::from_secs(secs)),
-    }
+        problem: match e {
+            E::Empty => "empty; write a number and a unit, e.g. 24h",
+            E::MissingUnit => "missing unit; end with s, m, h or d",
+            E::UnknownUnit => "unknown unit; use s, m, h or d (e.g. 24h)",
+            E::NotWholeNumber => "expected a whole number before the unit, e.g. 24h",
+            E::Zero => "must be longer than zero",
+            E::TooLong => "too long; the longest TTL is 3650d",
+        },
+    })
 }
 
 const SECRET_MODE: u32 = 0o600;

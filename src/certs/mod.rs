@@ -33,7 +33,7 @@ pub const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 /// Lifetime of a CA made by [`Ca::new`].
 pub const CA_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
 /// The longest TTL [`parse_ttl`] accepts: 3650 days.
-pub const MAX_TTL: Duration = Duration::from_secs(3650 * 86_400);
+pub const MAX_TTL: Duration = crate::duration::TTL.max;
 
 /// Why a certs command failed; file problems name the file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

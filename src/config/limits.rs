@@ -256,19 +256,10 @@ pub fn resolve_decision_log(
     Ok(settings)
 }
 
-/// `500ms`, `10s`, `2m`, `1h`: a positive whole number and a unit, at most a day.
+/// `500ms`, `10s`, `2m`, `1h`: a positive whole number and a unit, at most a day (the
+/// grammar of [`crate::duration::TIMEOUT`]).
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.checked_mul(60)?),
-        "h" => Duration::from_secs(n.checked_mul(3600)?),
-        _ => return None,
-    };
-    (!duration.is_zero() && duration <= Duration::from_secs(86_400)).then_some(duration)
+    crate::duration::parse(text, &crate::duration::TIMEOUT).ok()
 }
 
 #[cfg(test)]
