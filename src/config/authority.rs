@@ -4,8 +4,6 @@
 use std::fmt;
 use std::net::Ipv6Addr;
 
-use super::is_destination_name;
-
 /// A `host:port` to connect to: a DNS name, an IPv4 address or a bracketed IPv6 address,
 /// and a port, nothing else (no scheme, no path, no userinfo). The host is stored lower case
 /// and, for IPv6, without brackets.
@@ -119,4 +117,20 @@ impl fmt::Display for Authority {
             write!(f, "{}:{}", self.host, self.port)
         }
     }
+}
+
+/// DNS-ish: dot-separated labels of ASCII letters, digits and `-`, each 1–63 bytes, not
+/// starting or ending with `-`; at most 253 bytes in all.
+pub(super) fn is_destination_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }

@@ -2,6 +2,8 @@
 //! a slow or hostile client from starving the sidecar, and how many allowed requests the
 //! decision log writes. Every knob has a safe default; a config may set any subset.
 
+use std::fmt;
+use std::ops::{Bound, RangeBounds};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -135,54 +137,60 @@ pub fn resolve_limits(
     threads_env: Option<&str>,
 ) -> Result<Limits, ConfigError> {
     let mut limits = Limits::default();
-    let bad = |key: &str, value: String, problem: &str| ConfigError::BadLimit {
-        file: file.to_owned(),
-        key: format!("limits.{key}"),
-        value,
-        problem: problem.to_owned(),
-    };
     if let Some(n) = raw.max_connections {
-        if n == 0 || n > 1_000_000 {
-            return Err(bad(
-                "max_connections",
-                n.to_string(),
-                "must be 1 to 1000000",
-            ));
-        }
-        limits.max_connections = n as usize;
+        limits.max_connections = within(file, "max_connections", n, 1..=1_000_000)? as usize;
     }
     if let Some(n) = raw.max_header_bytes {
-        if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&n) {
-            return Err(bad(
-                "max_header_bytes",
-                n.to_string(),
-                "must be 8192 to 16777216",
-            ));
-        }
-        limits.max_header_bytes = n as usize;
+        let range = MIN_HEADER_BYTES..=MAX_HEADER_BYTES;
+        limits.max_header_bytes = within(file, "max_header_bytes", n, range)? as usize;
     }
     if let Some(n) = raw.h2_max_concurrent_streams {
-        if n == 0 {
-            return Err(bad(
-                "h2_max_concurrent_streams",
-                n.to_string(),
-                "must be at least 1",
-            ));
-        }
-        limits.h2_max_concurrent_streams = n;
+        limits.h2_max_concurrent_streams = within(file, "h2_max_concurrent_streams", n, 1..)?;
     }
-    limits.worker_threads = match (raw.worker_threads, threads_env) {
+    limits.worker_threads = worker_threads(raw.worker_threads, threads_env, file)?;
+    resolve_timeouts(raw, &mut limits, file)?;
+    Ok(limits)
+}
+
+/// `limits.<key>` must lie in `range`; the error says the range as the config spells it.
+fn within<T, R>(file: &str, key: &str, n: T, range: R) -> Result<T, ConfigError>
+where
+    T: PartialOrd + fmt::Display + Copy,
+    R: RangeBounds<T> + fmt::Debug,
+{
+    if range.contains(&n) {
+        return Ok(n);
+    }
+    let problem = match (range.start_bound(), range.end_bound()) {
+        (Bound::Included(lo), Bound::Included(hi)) => format!("must be {lo} to {hi}"),
+        (Bound::Included(lo), _) => format!("must be at least {lo}"),
+        _ => format!("must be in {range:?}"),
+    };
+    Err(bad_limit(file, key, n.to_string(), &problem))
+}
+
+/// The event-loop count: the config's key, else `TOKIO_WORKER_THREADS`, else 1.
+fn worker_threads(
+    configured: Option<u32>,
+    threads_env: Option<&str>,
+    file: &str,
+) -> Result<usize, ConfigError> {
+    match (configured, threads_env) {
         (Some(n), _) => loops(&n.to_string())
-            .ok_or_else(|| bad("worker_threads", n.to_string(), &loops_problem()))?,
+            .ok_or_else(|| bad_limit(file, "worker_threads", n.to_string(), &loops_problem())),
         (None, Some(text)) => loops(text).ok_or_else(|| ConfigError::BadEnv {
             file: file.to_owned(),
             variable: THREADS_ENV,
             value: text.to_owned(),
             problem: format!("{} (or unset)", loops_problem()),
-        })?,
-        (None, None) => 1,
-    };
-    let durations = [
+        }),
+        (None, None) => Ok(1),
+    }
+}
+
+/// The `limits.*_timeout` keys, each read by the one duration grammar.
+fn resolve_timeouts(raw: &RawLimits, limits: &mut Limits, file: &str) -> Result<(), ConfigError> {
+    let timeouts = [
         (
             "header_read_timeout",
             &raw.header_read_timeout,
@@ -206,18 +214,24 @@ pub fn resolve_limits(
         ),
         ("drain_timeout", &raw.drain_timeout, &mut limits.drain),
     ];
-    for (key, text, slot) in durations {
+    for (key, text, slot) in timeouts {
         if let Some(text) = text {
             *slot = parse_duration(text).ok_or_else(|| {
-                bad(
-                    key,
-                    text.clone(),
-                    "is not a duration; write e.g. 500ms, 10s, 2m or 1h",
-                )
+                let problem = "is not a duration; write e.g. 500ms, 10s, 2m or 1h";
+                bad_limit(file, key, text.clone(), problem)
             })?;
         }
     }
-    Ok(limits)
+    Ok(())
+}
+
+fn bad_limit(file: &str, key: &str, value: String, problem: &str) -> ConfigError {
+    ConfigError::BadLimit {
+        file: file.to_owned(),
+        key: format!("limits.{key}"),
+        value,
+        problem: problem.to_owned(),
+    }
 }
 
 /// An event-loop count from 1 to [`MAX_LOOPS`].

@@ -3,7 +3,6 @@
 //! resolves paths against the config file's folder and parses addresses and IDs, so runtime
 //! code never sees a string it would still have to check ("Parse, don't validate").
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
 use std::io::Read;
@@ -12,8 +11,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-
-use crate::identity::SpiffeId;
 
 /// A config file larger than this is refused; a real one is a few hundred bytes.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -75,34 +72,6 @@ pub struct RawInbound {
     /// `http` (default) or `tcp`.
     #[serde(default)]
     pub protocol: Protocol,
-}
-
-/// `outbound:` — where the local app sends plain requests, and where they may go.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawOutbound {
-    /// `IP:port` to accept plain HTTP on; needed only when there are HTTP destinations.
-    #[serde(default)]
-    pub listen: Option<String>,
-    /// Name (matched against the request's authority host) → destination.
-    #[serde(default)]
-    pub destinations: BTreeMap<String, RawDestination>,
-}
-
-/// One entry of `outbound.destinations`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDestination {
-    /// `host:port` to connect to.
-    pub address: String,
-    /// The SPIFFE ID the server must prove.
-    pub spiffe_id: String,
-    /// `http` (default) or `tcp`.
-    #[serde(default)]
-    pub protocol: Protocol,
-    /// TCP only: the `IP:port` the local app connects to for this destination.
-    #[serde(default)]
-    pub local: Option<String>,
 }
 
 /// `admin:` — the admin listener.
@@ -186,55 +155,6 @@ pub struct Inbound {
     pub upstream: Authority,
     /// HTTP (per request) or TCP (per connection).
     pub protocol: Protocol,
-}
-
-/// Plain in from the local app, mTLS out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outbound {
-    /// Where to accept plain HTTP; `None` when there are only TCP destinations.
-    pub listen: Option<SocketAddr>,
-    /// Lower-case name → HTTP destination (reached through `listen`).
-    pub destinations: BTreeMap<String, Destination>,
-    /// Lower-case name → TCP destination (each reached through its own `local`).
-    pub tcp: BTreeMap<String, TcpDestination>,
-}
-
-impl Outbound {
-    /// The destination a request's authority host names, compared case-insensitively
-    /// (PRODUCT.md §2: "matched against the request's authority host"). `None` means deny.
-    pub fn destination(&self, host: &str) -> Option<&Destination> {
-        self.destinations.get(destination_key(host).as_ref())
-    }
-}
-
-/// The key a request's host is looked up under among the destinations: destination names
-/// compare case-insensitively, and are stored lower case (allocates only for upper case).
-pub fn destination_key(host: &str) -> std::borrow::Cow<'_, str> {
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        std::borrow::Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        std::borrow::Cow::Borrowed(host)
-    }
-}
-
-/// Where an outbound request for one name goes, and whom the server must prove to be.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Destination {
-    /// Where to connect.
-    pub address: Authority,
-    /// The SPIFFE ID the server's certificate must carry; always has a path.
-    pub spiffe_id: SpiffeId,
-}
-
-/// Where the app's connections to one `local:` port go (PRODUCT.md §11).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TcpDestination {
-    /// Where the app connects, plain.
-    pub local: SocketAddr,
-    /// Where to connect with mTLS.
-    pub address: Authority,
-    /// The SPIFFE ID the server's certificate must carry; always has a path.
-    pub spiffe_id: SpiffeId,
 }
 
 /// A legal setting an operator should look at.
@@ -433,95 +353,6 @@ fn listen_keys(
     keys
 }
 
-fn resolve_outbound(raw: RawOutbound, file: &str) -> Result<Outbound, ConfigError> {
-    let listen = match &raw.listen {
-        None => None,
-        Some(listen) => Some(parse_listen(listen, "outbound.listen", file)?),
-    };
-    let mut destinations: BTreeMap<String, Destination> = BTreeMap::new();
-    let mut tcp: BTreeMap<String, TcpDestination> = BTreeMap::new();
-    let mut spelled: BTreeMap<String, String> = BTreeMap::new();
-    for (name, dest) in raw.destinations {
-        let prefix = format!("outbound.destinations.{name}");
-        if !is_destination_name(&name) {
-            return Err(ConfigError::BadDestinationName {
-                file: file.to_owned(),
-                key: prefix,
-                name,
-            });
-        }
-        let lower = name.to_ascii_lowercase();
-        if let Some(first) = spelled.get(&lower) {
-            return Err(ConfigError::DuplicateDestination {
-                file: file.to_owned(),
-                key: prefix,
-                name,
-                first: first.clone(),
-            });
-        }
-        let address =
-            Authority::parse(&dest.address).map_err(|problem| ConfigError::BadAuthority {
-                file: file.to_owned(),
-                key: format!("{prefix}.address"),
-                value: dest.address.clone(),
-                problem,
-            })?;
-        let spiffe_key = format!("{prefix}.spiffe_id");
-        let spiffe_id =
-            SpiffeId::parse(&dest.spiffe_id).map_err(|problem| ConfigError::BadSpiffeId {
-                file: file.to_owned(),
-                key: spiffe_key.clone(),
-                value: dest.spiffe_id.clone(),
-                problem,
-            })?;
-        if spiffe_id.path().is_empty() {
-            return Err(ConfigError::SpiffeIdWithoutPath {
-                file: file.to_owned(),
-                key: spiffe_key,
-                value: dest.spiffe_id,
-            });
-        }
-        match (dest.protocol, &dest.local) {
-            (Protocol::Http, None) => {
-                if listen.is_none() {
-                    return Err(ConfigError::HttpWithoutListen {
-                        file: file.to_owned(),
-                        key: prefix,
-                    });
-                }
-                destinations.insert(lower.clone(), Destination { address, spiffe_id });
-            }
-            (Protocol::Http, Some(_)) => {
-                return Err(ConfigError::LocalOnHttp {
-                    file: file.to_owned(),
-                    key: format!("{prefix}.local"),
-                });
-            }
-            (Protocol::Tcp, None) => {
-                return Err(ConfigError::TcpWithoutLocal {
-                    file: file.to_owned(),
-                    key: prefix,
-                });
-            }
-            (Protocol::Tcp, Some(local)) => {
-                let local = parse_listen(local, &format!("{prefix}.local"), file)?;
-                let destination = TcpDestination {
-                    local,
-                    address,
-                    spiffe_id,
-                };
-                tcp.insert(lower.clone(), destination);
-            }
-        }
-        spelled.insert(lower, name);
-    }
-    Ok(Outbound {
-        listen,
-        destinations,
-        tcp,
-    })
-}
-
 fn resolve_path(
     path: &Path,
     base_dir: &Path,
@@ -551,27 +382,12 @@ fn parse_listen(value: &str, key: &str, file: &str) -> Result<SocketAddr, Config
         })
 }
 
-/// DNS-ish: dot-separated labels of ASCII letters, digits and `-`, each 1–63 bytes, not
-/// starting or ending with `-`; at most 253 bytes in all.
-fn is_destination_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}
-
 mod authority;
 mod error;
 mod identity;
 mod limits;
 mod listeners;
+mod outbound;
 
 pub use authority::{Authority, AuthorityError};
 pub use error::ConfigError;
@@ -583,12 +399,10 @@ pub use limits::{
     resolve_decision_log, resolve_limits,
 };
 pub use listeners::{Protocol, RawInbounds};
+use outbound::resolve_outbound;
+pub use outbound::{
+    Destination, Outbound, RawDestination, RawOutbound, TcpDestination, destination_key,
+};
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-mod tcp_tests;
-
-#[cfg(test)]
-mod identity_tests;

@@ -7,6 +7,10 @@
 //!   §4.a TLS 1.3 by default, 1.2 only when enabled;
 //!   §4.b admin listens on loopback by default.
 
+// Config sections with many cases of their own, as child files of these tests.
+mod identity;
+mod tcp;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -4,7 +4,7 @@
 
 use std::fs;
 
-use super::*;
+use crate::config::*;
 
 const HEAD: &str = "\
 identity:

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::*;
+use crate::config::*;
 
 const REST: &str = "\
 policy: policy.yaml
