@@ -46,6 +46,18 @@ impl Ca {
     /// # Errors
     /// [`CertsError::Generate`] if rcgen fails.
     pub fn new(trust_domain: &TrustDomain) -> Result<Ca, CertsError> {
+        Self::root(trust_domain, |_| {})
+    }
+
+    /// A self-signed root CA for `trust_domain` as [`Ca::new`] makes it, altered by `alter`
+    /// before signing (tests: roots as other CAs make them, e.g. without keyUsage).
+    ///
+    /// # Errors
+    /// As [`Ca::new`].
+    pub fn root(
+        trust_domain: &TrustDomain,
+        alter: impl FnOnce(&mut CertificateParams),
+    ) -> Result<Ca, CertsError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
@@ -61,6 +73,7 @@ impl Ca {
             KeyUsagePurpose::DigitalSignature,
         ];
         (params.not_before, params.not_after) = window(CA_LIFETIME)?;
+        alter(&mut params);
         let cert = params.self_signed(&key)?;
         Ok(Ca {
             cert_pem: cert.pem(),

@@ -172,12 +172,30 @@ pub fn check_signing_certificate(der: &[u8]) -> Result<(), SvidError> {
 /// [`check_signing_certificate`] on every certificate after the leaf, in order: the one check
 /// of a chain's signers that the verifiers, our own chain and `certs inspect` share.
 ///
+/// A self-signed certificate in the chain (the root, which `certs issue` and many CAs append)
+/// is a trust anchor, not a signing certificate of the chain: RFC 5280 §6.1 takes the anchor
+/// as input (its name and key), and go-spiffe and webpki accept a root without keyUsage. It is
+/// exempt only when its signature verifies under its own key — a certificate that merely
+/// names itself as issuer is checked like any intermediate. That signature is checked only
+/// for a certificate that fails the signer rules, so an honest chain pays nothing for it.
+///
 /// # Errors
 /// The first signer that fails: its 1-based position in the chain (the leaf is 1, so the
 /// first signer is 2) and the rule it breaks.
 pub fn check_signers<D: AsRef<[u8]>>(signers: &[D]) -> Result<(), (usize, SvidError)> {
     signers.iter().enumerate().try_for_each(|(index, der)| {
-        check_signing_certificate(der.as_ref()).map_err(|error| (index + 2, error))
+        match check_signing_certificate(der.as_ref()) {
+            Err(_) if is_self_signed(der.as_ref()) => Ok(()),
+            checked => checked.map_err(|error| (index + 2, error)),
+        }
+    })
+}
+
+/// Whether `der` is a trust anchor's certificate: it names itself as issuer and its
+/// signature verifies under its own public key.
+fn is_self_signed(der: &[u8]) -> bool {
+    parse(der).is_ok_and(|cert| {
+        cert.subject().as_raw() == cert.issuer().as_raw() && cert.verify_signature(None).is_ok()
     })
 }
 

@@ -789,6 +789,41 @@ fn certs_inspect_checks_every_signing_certificate_of_the_chain() {
     }
 }
 
+/// RFC 5280 §6.1: the self-signed root at the end of svid.pem is the trust anchor, not a
+/// signing certificate of the chain; a root without keyUsage (as many CAs make them) leaves a
+/// valid SVID valid, while an intermediate under it must still carry keyCertSign.
+#[test]
+fn certs_inspect_takes_a_root_without_key_usage_as_the_trust_anchor() {
+    let dir = TempDir::new().unwrap();
+    let td = "example.org".parse().unwrap();
+    let root = segward::certs::Ca::root(&td, |p| p.key_usages.clear()).unwrap();
+    let id = PAYMENTS.parse().unwrap();
+    let hour = Duration::from_secs(3600);
+    let direct = root.issue(&id, hour, &[]).unwrap();
+    let bare_intermediate = root.intermediate(|p| p.key_usages.clear()).unwrap();
+    let under_bare = bare_intermediate.issue(&id, hour, &[]).unwrap();
+    let rows = [
+        ("root", format!("{}", direct.chain_pem), 0, "ok"),
+        (
+            "bare-intermediate",
+            format!("{}{}", under_bare.chain_pem, root.cert_pem()),
+            1,
+            "certificate 2 (",
+        ),
+    ];
+    for (name, chain, code, chain_check) in rows {
+        let file = dir.path().join(format!("{name}.pem"));
+        fs::write(&file, chain).unwrap();
+
+        let out = segward(&["certs", "inspect", s(&file), "--json"]);
+
+        assert_eq!(out.code, code, "{name}: {out:?}");
+        let report = json(&out.stdout);
+        let found = report["chain_check"].as_str().unwrap();
+        assert!(found.starts_with(chain_check), "{name}: {report}");
+    }
+}
+
 #[test]
 fn certs_inspect_refuses_a_file_without_a_certificate() {
     let dir = TempDir::new().unwrap();

@@ -60,6 +60,10 @@ impl Api {
 
     async fn start_with(backend: Backend, extra_yaml: &str) -> Api {
         let pki = Pki::new(&["example.org", "partner.net", "other.org"]);
+        Api::start_in(pki, backend, extra_yaml).await
+    }
+
+    async fn start_in(pki: Pki, backend: Backend, extra_yaml: &str) -> Api {
         let svid = pki.issue(API);
         let policy = write_policy(&pki, POLICY);
         let listeners = format!("{}{extra_yaml}", inbound_block(backend.addr()));
@@ -128,6 +132,24 @@ async fn an_allowed_request_reaches_the_backend_with_the_verified_identity() {
         seen[0].headers["x-request-id"],
         reply.headers["x-request-id"]
     );
+}
+
+/// RFC 5280 §6.1: a root CA is a trust anchor, not a signer of the chain. Roots made by
+/// other CAs may carry no keyUsage at all; a sidecar whose own chain and whose peer's chain
+/// end in such a root (both bundled) serves the request like any other.
+#[tokio::test]
+async fn roots_without_key_usage_are_trust_anchors_for_the_sidecar_and_its_peers() {
+    let pki = Pki::with_roots(&["example.org", "partner.net", "other.org"], |root| {
+        root.key_usages.clear();
+    });
+    let api = Api::start_in(pki, Backend::start().await, "").await;
+    let web = api.pki.issue(WEB);
+    assert_eq!(web.pem.chain_pem.matches("BEGIN CERTIFICATE").count(), 2);
+
+    let reply = api.get(&web, "/v1/charges").await;
+
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_eq!(api.seen(), ["/v1/charges"]);
 }
 
 #[tokio::test]

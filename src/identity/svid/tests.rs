@@ -396,3 +396,56 @@ fn signing_certificates_need_ca_true_and_key_cert_sign() {
         Err(SvidError::Malformed(_))
     ));
 }
+
+/// RFC 5280 §6.1: the trust anchor is input, not a signer of the chain. A self-signed root
+/// without keyUsage (as many CAs outside segward make them) is accepted at the end of a
+/// chain; an intermediate without keyCertSign is not, nor is a certificate that only names
+/// itself as issuer but was signed by another key.
+#[test]
+fn a_self_signed_root_is_a_trust_anchor_and_exempt_from_the_signer_rules() {
+    let named = |name: &str, key_usages: Vec<KeyUsagePurpose>| {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = key_usages;
+        params
+    };
+    let root_key = KeyPair::generate().unwrap();
+    let bare_root = named("Root", vec![]).self_signed(&root_key).unwrap();
+    let issuer = Issuer::new(named("Root", vec![]), root_key);
+    let bare_intermediate = named("Intermediate", vec![])
+        .signed_by(&KeyPair::generate().unwrap(), &issuer)
+        .unwrap();
+    // Subject and issuer both "Root", but signed by the real root's key, not its own.
+    let self_issued = named("Root", vec![])
+        .signed_by(&KeyPair::generate().unwrap(), &issuer)
+        .unwrap();
+    let good_intermediate = named("Good", vec![KeyUsagePurpose::KeyCertSign])
+        .signed_by(&KeyPair::generate().unwrap(), &issuer)
+        .unwrap();
+    let der = |c: &rcgen::Certificate| c.der().to_vec();
+    let rows: Vec<(&str, Vec<Vec<u8>>, Result<(), (usize, SvidError)>)> = vec![
+        ("root alone", vec![der(&bare_root)], Ok(())),
+        (
+            "intermediate, then root",
+            vec![der(&good_intermediate), der(&bare_root)],
+            Ok(()),
+        ),
+        (
+            "intermediate without keyUsage",
+            vec![der(&bare_intermediate), der(&bare_root)],
+            Err((2, SvidError::SignerWithoutKeyCertSign)),
+        ),
+        (
+            "self-issued, not self-signed",
+            vec![der(&good_intermediate), der(&self_issued)],
+            Err((3, SvidError::SignerWithoutKeyCertSign)),
+        ),
+    ];
+    for (case, chain, expected) in rows {
+        assert_eq!(check_signers(&chain), expected, "{case}");
+    }
+}

@@ -42,13 +42,19 @@ pub struct SvidFiles {
 impl Pki {
     /// A fresh CA for each trust domain, its certificate written to `<dir>/bundles/<td>.pem`.
     pub fn new(trust_domains: &[&str]) -> Pki {
+        Pki::with_roots(trust_domains, |_| {})
+    }
+
+    /// As [`Pki::new`], each root CA altered by `alter` before it is signed (roots made as
+    /// other CAs make them, e.g. without a keyUsage extension).
+    pub fn with_roots(trust_domains: &[&str], alter: fn(&mut CertificateParams)) -> Pki {
         let dir = TempDir::new().unwrap();
         let bundles = dir.path().join("bundles");
         fs::create_dir(&bundles).unwrap();
         let cas = trust_domains
             .iter()
             .map(|td| {
-                let ca = Ca::new(&TrustDomain::parse(td).unwrap()).unwrap();
+                let ca = Ca::root(&TrustDomain::parse(td).unwrap(), alter).unwrap();
                 fs::write(bundles.join(format!("{td}.pem")), ca.cert_pem()).unwrap();
                 (td.to_string(), ca)
             })
