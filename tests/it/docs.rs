@@ -27,10 +27,15 @@ fn root() -> PathBuf {
 
 /// The Markdown files whose examples and links are checked.
 fn pages() -> Vec<PathBuf> {
-    let mut pages: Vec<PathBuf> = ["README.md", "ARCHITECTURE.md", "CONTRIBUTING.md", "SECURITY.md"]
-        .iter()
-        .map(|p| root().join(p))
-        .collect();
+    let mut pages: Vec<PathBuf> = [
+        "README.md",
+        "ARCHITECTURE.md",
+        "CONTRIBUTING.md",
+        "SECURITY.md",
+    ]
+    .iter()
+    .map(|p| root().join(p))
+    .collect();
     let mut docs: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -47,7 +52,12 @@ enum Step {
     /// A file written into the scratch folder.
     Fixture { path: String, text: String },
     /// A command, the exit code it must end with, and its expected output lines.
-    Run { line: usize, args: Vec<String>, status: i32, expected: Vec<String> },
+    Run {
+        line: usize,
+        args: Vec<String>,
+        status: i32,
+        expected: Vec<String>,
+    },
 }
 
 /// The steps of `text`: fixtures and ```` ```console ```` commands, in order.
@@ -58,7 +68,10 @@ fn steps(text: &str) -> Vec<Step> {
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i].trim_end();
-        if let Some(path) = line.strip_prefix("<!-- file: ").and_then(|r| r.strip_suffix(" -->")) {
+        if let Some(path) = line
+            .strip_prefix("<!-- file: ")
+            .and_then(|r| r.strip_suffix(" -->"))
+        {
             fixture = Some(path.to_owned());
         } else if let Some(lang) = line.strip_prefix("```") {
             let start = i + 1;
@@ -88,7 +101,11 @@ fn console(body: &[&str], first: usize) -> Vec<Step> {
     let mut i = 0;
     while i < body.len() {
         let Some(command) = body[i].strip_prefix("$ ") else {
-            panic!("line {}: a console block line outside a command: {}", first + i, body[i]);
+            panic!(
+                "line {}: a console block line outside a command: {}",
+                first + i,
+                body[i]
+            );
         };
         let line = first + i;
         let mut command = command.trim_end().to_owned();
@@ -108,8 +125,17 @@ fn console(body: &[&str], first: usize) -> Vec<Step> {
             i += 1;
         }
         let args = words(&command);
-        assert_eq!(args.first().map(String::as_str), Some("segward"), "line {line}: {command}");
-        steps.push(Step::Run { line, args: args[1..].to_vec(), status, expected });
+        assert_eq!(
+            args.first().map(String::as_str),
+            Some("segward"),
+            "line {line}: {command}"
+        );
+        steps.push(Step::Run {
+            line,
+            args: args[1..].to_vec(),
+            status,
+            expected,
+        });
     }
     steps
 }
@@ -144,7 +170,10 @@ fn line_matches(pattern: &str, actual: &str) -> bool {
         return pattern == actual;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !actual.starts_with(first) || actual.len() < first.len() + last.len() || !actual.ends_with(last) {
+    if !actual.starts_with(first)
+        || actual.len() < first.len() + last.len()
+        || !actual.ends_with(last)
+    {
         return false;
     }
     let mut rest = &actual[first.len()..actual.len() - last.len()];
@@ -165,7 +194,8 @@ fn lines_match(expected: &[String], actual: &[&str]) -> bool {
             (0..=actual.len()).any(|skip| lines_match(rest, &actual[skip..]))
         }
         Some((first, rest)) => {
-            actual.first().is_some_and(|a| line_matches(first, a)) && lines_match(rest, &actual[1..])
+            actual.first().is_some_and(|a| line_matches(first, a))
+                && lines_match(rest, &actual[1..])
         }
     }
 }
@@ -197,7 +227,12 @@ fn run_page(page: &Path) -> Vec<String> {
                 std::fs::create_dir_all(target.parent().unwrap()).unwrap();
                 std::fs::write(target, text).unwrap();
             }
-            Step::Run { line, args, status, expected } => {
+            Step::Run {
+                line,
+                args,
+                status,
+                expected,
+            } => {
                 let out = Command::new(env!("CARGO_BIN_EXE_segward"))
                     .args(&args)
                     .current_dir(scratch.path())
@@ -235,11 +270,22 @@ fn every_console_example_in_the_docs_runs_with_the_output_shown() {
     let mut commands = 0;
     for page in pages() {
         let text = std::fs::read_to_string(&page).unwrap();
-        commands += steps(&text).iter().filter(|s| matches!(s, Step::Run { .. })).count();
+        commands += steps(&text)
+            .iter()
+            .filter(|s| matches!(s, Step::Run { .. }))
+            .count();
         failures.extend(run_page(&page));
     }
-    assert!(commands >= 20, "only {commands} console commands found in the docs");
-    assert!(failures.is_empty(), "{} example(s) drifted:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        commands >= 20,
+        "only {commands} console commands found in the docs"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} example(s) drifted:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// GitHub's anchor of a heading: lower case, punctuation dropped, spaces to `-`.
@@ -276,7 +322,11 @@ fn anchors(page: &Path) -> Vec<String> {
         if let Some(heading) = line.strip_prefix('#') {
             let base = slug(heading.trim_start_matches('#'));
             let count = seen.entry(base.clone()).or_default();
-            anchors.push(if *count == 0 { base } else { format!("{base}-{count}") });
+            anchors.push(if *count == 0 {
+                base
+            } else {
+                format!("{base}-{count}")
+            });
             *count += 1;
         }
     }
@@ -304,7 +354,11 @@ fn every_relative_link_in_the_docs_resolves() {
         for (n, line) in prose(&text) {
             for target in link_targets(line) {
                 let (path, anchor) = target.split_once('#').unwrap_or((target, ""));
-                let file = if path.is_empty() { page.clone() } else { page.parent().unwrap().join(path) };
+                let file = if path.is_empty() {
+                    page.clone()
+                } else {
+                    page.parent().unwrap().join(path)
+                };
                 if !file.exists() {
                     broken.push(format!("{name}:{n}: {target}: no such file"));
                 } else if !anchor.is_empty() && !anchors(&file).iter().any(|a| a == anchor) {
@@ -321,7 +375,13 @@ fn the_readme_test_command_is_the_one_ci_runs() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
     // The README's first shell block holds the two commands: the demo, then the tests.
-    let block = readme.split("```sh\n").nth(1).unwrap().split("```").next().unwrap();
+    let block = readme
+        .split("```sh\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
     let commands: Vec<&str> = block
         .lines()
         .map(|l| l.split('#').next().unwrap().trim())
@@ -337,12 +397,18 @@ fn the_readme_test_command_is_the_one_ci_runs() {
 
 #[test]
 fn the_docs_runner_matches_wildcards_and_parses_commands() {
-    assert!(line_matches("contained c-[..]: wrote [..].yaml", "contained c-1: wrote a/b.yaml"));
+    assert!(line_matches(
+        "contained c-[..]: wrote [..].yaml",
+        "contained c-1: wrote a/b.yaml"
+    ));
     assert!(!line_matches("a[..]b", "ab-"));
     let expected = ["x".to_owned(), "...".to_owned(), "z".to_owned()];
     assert!(lines_match(&expected, &["x", "1", "2", "z"]));
     assert!(!lines_match(&expected, &["x", "y"]));
-    assert_eq!(words(r#"segward a 'b c' "d\"e" f\ g"#), ["segward", "a", "b c", "d\"e", "f g"]);
+    assert_eq!(
+        words(r#"segward a 'b c' "d\"e" f\ g"#),
+        ["segward", "a", "b c", "d\"e", "f g"]
+    );
     assert_eq!(slug("Decision order"), "decision-order");
     assert_eq!(slug("L4 (TCP) mode"), "l4-tcp-mode");
 }

@@ -20,9 +20,8 @@ const REQUIRE: &str = "SEGWARD_REQUIRE_COMPONENTS";
 /// `SEGWARD_REQUIRE_COMPONENTS=1`, else writes one skip line straight to stderr (libtest does
 /// not capture that, so a passing run still shows it) and returns `false`.
 pub fn chromium_or_skip(test: &str) -> bool {
-    let on_path = std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join("chromium").is_file())
-    });
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("chromium").is_file()));
     if on_path {
         return true;
     }
