@@ -19,9 +19,10 @@ pub fn present_or_skip(test: &str, component: &str, here: bool) -> bool {
     if std::env::var_os(REQUIRE).is_some_and(|v| v == "1") {
         panic!("{test}: {component} is missing, and {REQUIRE}=1; scripts/test.sh installs it");
     }
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: {component} is missing; scripts/test.sh installs it and runs the tests"
+    // One write of the whole line, so parallel tests' output cannot split it.
+    let line = format!(
+        "SKIPPED {test}: {component} is missing; scripts/test.sh installs it and runs the tests\n"
     );
+    let _ = std::io::stderr().write_all(line.as_bytes());
     false
 }

@@ -29,10 +29,12 @@ pub fn chromium_or_skip(test: &str) -> bool {
     if std::env::var_os(REQUIRE).is_some_and(|v| v == "1") {
         panic!("{test}: {missing}, and {REQUIRE}=1; scripts/test.sh installs it");
     }
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: {missing}; scripts/test.sh installs it and runs the tests"
+    // One write of the whole line, so parallel tests' output cannot split it.
+    let line = format!(
+        "SKIPPED cli::policy::report::tests::{test}: {missing}; scripts/test.sh installs it \
+         and runs the tests\n"
     );
+    let _ = std::io::stderr().write_all(line.as_bytes());
     false
 }
 
