@@ -11,6 +11,7 @@ mod compose;
 mod contain;
 mod containment_conns;
 mod demo;
+mod docs;
 mod exceptions;
 mod expiry;
 mod fixtures_selftest;

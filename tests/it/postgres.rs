@@ -64,6 +64,16 @@ struct Fleet {
     _pki: Pki,
 }
 
+/// Whether Debian's PostgreSQL server is here for `test` (else it skips or, in CI, fails).
+fn postgres_or_skip(test: &str) -> bool {
+    let here = crate::support::postgres::installed();
+    crate::support::component::present_or_skip(
+        test,
+        "PostgreSQL (Debian package `postgresql`)",
+        here,
+    )
+}
+
 async fn fleet() -> Fleet {
     let pki = Pki::new(&[TD]);
     let pg = Postgres::start().await;
@@ -145,6 +155,11 @@ async fn backend_alive(observer: &Client, pid: i32) -> bool {
 
 #[tokio::test]
 async fn prod_reads_and_writes_the_ledger_and_staging_never_reaches_the_server() {
+    if !postgres_or_skip(
+        "postgres::prod_reads_and_writes_the_ledger_and_staging_never_reaches_the_server",
+    ) {
+        return;
+    }
     let f = fleet().await;
     let payments = f.session(&f.payments, "payments").await.unwrap();
     let sum: i32 = payments
@@ -218,6 +233,11 @@ async fn prod_reads_and_writes_the_ledger_and_staging_never_reaches_the_server()
 
 #[tokio::test]
 async fn revoking_prod_mid_session_ends_its_session_within_1s_and_the_other_carries_on() {
+    if !postgres_or_skip(
+        "postgres::revoking_prod_mid_session_ends_its_session_within_1s_and_the_other_carries_on",
+    ) {
+        return;
+    }
     let f = fleet().await;
     let superuser = f.pg.superuser().await;
     let payments = f.session(&f.payments, "payments").await.unwrap();

@@ -1,10 +1,12 @@
 //! Fixtures shared by the integration tests: a throwaway PKI ([`pki`]), a recording backend
 //! ([`backend`]), real TLS and plain HTTP clients ([`client`]), sidecars started from YAML
 //! configs ([`sidecar`]), TCP servers for L4 tests ([`tcp`]), a real PostgreSQL server
-//! ([`postgres`]), a stand-in SPIRE agent speaking the Workload API ([`spire`]), the real binary as a process ([`process`]), and [`eventually`].
+//! ([`postgres`]), a stand-in SPIRE agent speaking the Workload API ([`spire`]), the real binary as a process ([`process`]), what a test does when a system component is missing
+//! ([`component`]), and [`eventually`].
 
 pub mod backend;
 pub mod client;
+pub mod component;
 pub mod metrics;
 pub mod pki;
 pub mod policy_gen;

@@ -1,5 +1,5 @@
 //! A real PostgreSQL server for L4 tests (issue 16), from Debian's `postgresql` package
-//! (`.ci/run` installs it when missing): `initdb` into a temporary folder, `postgres` on a free
+//! (`scripts/test.sh` installs it when missing): `initdb` into a temporary folder, `postgres` on a free
 //! 127.0.0.1 port with trust auth and `log_connections=on`, run as a non-root user (as the
 //! `postgres` user through `runuser` when the tests run as root), stopped by PID when dropped.
 //! [`connect`] opens a `tokio-postgres` session through any address: the server's or a sidecar's.
@@ -195,9 +195,25 @@ async fn over(tcp: TcpStream, application: &str) -> Result<Client, tokio_postgre
     Ok(client)
 }
 
-/// The newest installed major version's `bin` folder; panics, naming `.ci/run`, if none.
+/// The newest installed major version's `bin` folder; panics, naming `scripts/test.sh`, if none.
 fn binaries() -> PathBuf {
-    let newest = fs::read_dir(INSTALL_ROOT)
+    newest_binaries().unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL is not installed: no {INSTALL_ROOT}/*/bin/{{initdb,postgres}}. The \
+             PostgreSQL test needs Debian's `postgresql` package, which `scripts/test.sh` \
+             installs when missing (or: apt-get install postgresql)"
+        )
+    })
+}
+
+/// Whether Debian's `postgresql` server binaries are installed (see [`binaries`]).
+pub fn installed() -> bool {
+    newest_binaries().is_some()
+}
+
+/// The `bin` folder of the newest installed major version that has `initdb` and `postgres`.
+fn newest_binaries() -> Option<PathBuf> {
+    fs::read_dir(INSTALL_ROOT)
         .into_iter()
         .flatten()
         .filter_map(|entry| {
@@ -206,15 +222,8 @@ fn binaries() -> PathBuf {
             let bin = entry.path().join("bin");
             (bin.join("initdb").is_file() && bin.join("postgres").is_file()).then_some((major, bin))
         })
-        .max_by_key(|(major, _)| *major);
-    match newest {
-        Some((_, bin)) => bin,
-        None => panic!(
-            "PostgreSQL is not installed: no {INSTALL_ROOT}/*/bin/{{initdb,postgres}}. The \
-             PostgreSQL test needs Debian's `postgresql` package, which `.ci/run` installs \
-             when missing (or: apt-get install postgresql)"
-        ),
-    }
+        .max_by_key(|(major, _)| *major)
+        .map(|(_, bin)| bin)
 }
 
 /// Whether this process runs as root (then the server must run as [`SERVER_USER`]).

@@ -1,14 +1,42 @@
 //! Test-only: opens a rendered report in Debian's headless chromium (a fresh profile per run,
 //! killed after [`TIMEOUT`]) to dump the DOM after its JS ran or to take a screenshot, and reads
-//! start tags back out of the dumped DOM without a parser crate.
+//! start tags back out of the dumped DOM without a parser crate. [`chromium_or_skip`] decides
+//! what a test does on a machine without chromium: skip, saying so, or (under
+//! `SEGWARD_REQUIRE_COMPONENTS=1`, which CI and `scripts/test.sh` set) fail.
 
 use std::fs::File;
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The longest one chromium run may take before it is killed and the test fails.
 const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The variable under which a missing component fails the test instead of skipping it.
+const REQUIRE: &str = "SEGWARD_REQUIRE_COMPONENTS";
+
+/// Whether `test` can drive chromium. Without it on `PATH`: panics under
+/// `SEGWARD_REQUIRE_COMPONENTS=1`, else writes one skip line straight to stderr (libtest does
+/// not capture that, so a passing run still shows it) and returns `false`.
+pub fn chromium_or_skip(test: &str) -> bool {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("chromium").is_file()));
+    if on_path {
+        return true;
+    }
+    let missing = "chromium is not on PATH (Debian package `chromium`)";
+    if std::env::var_os(REQUIRE).is_some_and(|v| v == "1") {
+        panic!("{test}: {missing}, and {REQUIRE}=1; scripts/test.sh installs it");
+    }
+    // One write of the whole line, so parallel tests' output cannot split it.
+    let line = format!(
+        "SKIPPED cli::policy::report::tests::{test}: {missing}; scripts/test.sh installs it \
+         and runs the tests\n"
+    );
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    false
+}
 
 /// The DOM of `page` opened at `#hash`, serialized after its scripts ran.
 pub fn dump_dom(page: &Path, hash: &str) -> String {
@@ -53,7 +81,7 @@ fn run(dir: &Path, args: &[String], stdout: &Path) {
         .unwrap_or_else(|e| {
             panic!(
                 "cannot start `chromium` ({e}): the report's browser test needs it; \
-                 install it with `apt-get install -y chromium` (or run .ci/run, which does)"
+                 scripts/test.sh installs it"
             )
         });
     let deadline = Instant::now() + TIMEOUT;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::browser::{Tag, dump_dom, screenshot, tags_with};
+use super::browser::{Tag, chromium_or_skip, dump_dom, screenshot, tags_with};
 use super::*;
 
 const PROD: &str = "spiffe://example.org/ns/prod/sa";
@@ -175,6 +175,9 @@ fn hostile_policy_text_cannot_leave_the_data_block() {
 
 #[test]
 fn chromium_shows_hostile_policy_text_as_text() {
+    if !chromium_or_skip("chromium_shows_hostile_policy_text_as_text") {
+        return;
+    }
     let (_dir, path) = page(&hostile_fleet());
     let dom = dump_dom(&path, &format!("search={EVIL}"));
     // The page's own two scripts and nothing injected; the hostile node drawn and found.
@@ -212,6 +215,9 @@ fn summary(dom: &str) -> Tag {
 
 #[test]
 fn chromium_draws_every_node_and_one_line_per_node_pair() {
+    if !chromium_or_skip("chromium_draws_every_node_and_one_line_per_node_pair") {
+        return;
+    }
     let data = fleet();
     let (_dir, path) = page(&data);
     let dom = dump_dom(&path, "");
@@ -240,6 +246,9 @@ fn chromium_draws_every_node_and_one_line_per_node_pair() {
 
 #[test]
 fn chromium_highlights_blast_radius_and_callers_of_a_search() {
+    if !chromium_or_skip("chromium_highlights_blast_radius_and_callers_of_a_search") {
+        return;
+    }
     let ci = "spiffe://example.org/ns/staging/sa/ci-runner";
     // (search, selected node, reach, callers)
     let table: [(&str, &str, &[&str], &[&str]); 5] = [
@@ -295,6 +304,9 @@ fn chromium_highlights_blast_radius_and_callers_of_a_search() {
 
 #[test]
 fn chromium_screenshot_is_a_full_size_png() {
+    if !chromium_or_skip("chromium_screenshot_is_a_full_size_png") {
+        return;
+    }
     let (dir, path) = page(&fleet());
     let png = dir.path().join("report.png");
     screenshot(&path, "search=frontend", &png, (1400, 900));
@@ -316,6 +328,9 @@ fn chromium_screenshot_is_a_full_size_png() {
 /// `reach --from` / `--to` that segment answer.
 #[test]
 fn chromium_shows_the_shipped_policy_reach_exactly() {
+    if !chromium_or_skip("chromium_shows_the_shipped_policy_reach_exactly") {
+        return;
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     let compiled = crate::policy::load(&root).unwrap();
     let data = build(&compiled, "policies/", "env").unwrap();
