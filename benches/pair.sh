@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The sidecar-pair load benchmark (ISSUE 8, PRODUCT.md §7): segward's pair measured in the
 # same run as the HAProxy and nginx pairs and a direct client -> backend baseline, by the
-# shared peer benchmark (../shared/bench/run.sh: wrk keep-alive at 16 and 64 connections,
+# peer benchmark (benches/peers/run.sh, vendored unchanged but for this path: wrk keep-alive at 16 and 64 connections,
 # a new-connection mTLS run against each inbound, CPU per request, p50/p99, idle and peak
 # RSS; loopback only; every process it starts is stopped by PID).
 #
@@ -20,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-bench=${PEERBENCH:-$root/../shared/bench/run.sh}
+bench=${PEERBENCH:-$root/benches/peers/run.sh}
 [ -f "$bench" ] || { echo "peer benchmark not found at $bench (set PEERBENCH)" >&2; exit 2; }
 
 # The release artifact, as the Dockerfile builds it (static-pie on Linux).

@@ -43,7 +43,7 @@ CHAINS=${PT_CHAINS:-"direct segward haproxy"}
 (( STREAM_MIB >= 1024 && STREAM_MIB <= 8192 )) || { echo "PT_STREAM_MIB: 1024..8192" >&2; exit 2; }
 (( CONN_SECS <= 10 && CONN_CLIENTS <= 256 && REPS <= 10 )) || { echo "bounds: PT_CONN_SECS<=10 PT_CONN_CLIENTS<=256 PT_REPS<=10" >&2; exit 2; }
 
-# Ports apart from ../shared/bench/run.sh's (18xxx), so both can run on one machine.
+# Ports apart from benches/peers/run.sh's (18xxx), so both can run on one machine.
 P_BACKEND=28080
 P_SW_OUT=28401 P_SW_IN=28443 P_SW_ADM_IN=28491 P_SW_ADM_OUT=28492
 P_HA_OUT=28501 P_HA_IN=28543
