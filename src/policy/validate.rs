@@ -13,7 +13,9 @@ use super::error::{PolicyError, PolicyErrorKind, PolicyErrors};
 use super::load::{PolicySource, SourceFile};
 use super::method::MethodSet;
 use super::pattern::{IdentityPattern, PathPattern, PatternError};
-use super::source::{Effect, RevokedDoc, RevokedEntryDoc, RuleDoc, SelectorDoc, Spanned};
+use super::source::{
+    Effect, LabelMap, RevokedDoc, RevokedEntryDoc, RevokedScopeDoc, RuleDoc, SelectorDoc, Spanned,
+};
 
 /// A policy's validated parts, ready to index.
 pub(super) struct Parts {
@@ -217,22 +219,7 @@ impl<'a> Validator<'a> {
             for entry in &file.doc.revoked {
                 let at = Self::loc(f, entry);
                 let revocation = match &entry.value {
-                    RevokedDoc::Plain(text) => match IdentityPattern::parse(text) {
-                        Ok(p) => Some(Revocation {
-                            scope: text.clone(),
-                            patterns: vec![p],
-                            reason: None,
-                            since: None,
-                            until: None,
-                            lifted: false,
-                            suspend_tests: false,
-                            at,
-                        }),
-                        Err(e) => {
-                            self.error(at, e.into());
-                            None
-                        }
-                    },
+                    RevokedDoc::Plain(text) => self.revoked_plain(at, text),
                     RevokedDoc::Entry(doc) => self.revoked_entry(f, at, doc, segments, names),
                 };
                 out.extend(revocation);
@@ -241,6 +228,27 @@ impl<'a> Validator<'a> {
         out
     }
 
+    /// `- spiffe://…`: an ID or pattern, with no record.
+    fn revoked_plain(&mut self, at: Loc, text: &str) -> Option<Revocation> {
+        match IdentityPattern::parse(text) {
+            Ok(p) => Some(Revocation {
+                scope: text.to_owned(),
+                patterns: vec![p],
+                reason: None,
+                since: None,
+                until: None,
+                lifted: false,
+                suspend_tests: false,
+                at,
+            }),
+            Err(e) => {
+                self.error(at, e.into());
+                None
+            }
+        }
+    }
+
+    /// `- { identity | segment | labels, reason, since, until, suspend_tests }`.
     fn revoked_entry(
         &mut self,
         f: usize,
@@ -249,16 +257,38 @@ impl<'a> Validator<'a> {
         segments: &[Segment],
         names: &FxHashMap<&str, u32>,
     ) -> Option<Revocation> {
-        let given = [
-            doc.identity.is_some(),
-            doc.segment.is_some(),
-            doc.labels.is_some(),
-        ];
-        let count = given.iter().filter(|g| **g).count();
-        if count != 1 {
-            self.error(at, PolicyErrorKind::RevokedScope(count));
-            return None;
-        }
+        let scope = match doc.scope() {
+            Ok(scope) => scope,
+            Err(count) => {
+                self.error(at, PolicyErrorKind::RevokedScope(count));
+                return None;
+            }
+        };
+        let (since, until) = self.revoked_window(f, doc)?;
+        let (scope, patterns) = match scope {
+            RevokedScopeDoc::Identity(id) => self.revoked_identity(f, id)?,
+            RevokedScopeDoc::Segment(name) => self.revoked_segment(f, name, segments, names)?,
+            RevokedScopeDoc::Labels(labels) => self.revoked_labels(f, labels, segments)?,
+        };
+        Some(Revocation {
+            scope,
+            patterns,
+            reason: doc.reason.clone(),
+            since,
+            until,
+            lifted: false,
+            suspend_tests: doc.suspend_tests,
+            at,
+        })
+    }
+
+    /// An entry's `since` and `until` as unix seconds (`None` where absent or invalid, which
+    /// is reported); `None` for the entry when it ends before it began.
+    fn revoked_window(
+        &mut self,
+        f: usize,
+        doc: &RevokedEntryDoc,
+    ) -> Option<(Option<i64>, Option<i64>)> {
         let since = self.timestamp(f, "since", doc.since.as_ref());
         let until = self.timestamp(f, "until", doc.until.as_ref());
         if let (Some(Some(s)), Some(Some(u)), Some(until_doc)) = (since, until, &doc.until)
@@ -273,71 +303,77 @@ impl<'a> Validator<'a> {
             );
             return None;
         }
-        let (scope, patterns) = if let Some(id) = &doc.identity {
-            match IdentityPattern::parse(&id.value) {
-                Ok(p) => (id.value.clone(), vec![p]),
-                Err(e) => {
-                    self.error(Self::loc(f, id), e.into());
-                    return None;
-                }
+        Some((since.flatten(), until.flatten()))
+    }
+
+    /// `identity:`: the pattern, scoped by its text.
+    fn revoked_identity(
+        &mut self,
+        f: usize,
+        id: &Spanned<String>,
+    ) -> Option<(String, Vec<IdentityPattern>)> {
+        match IdentityPattern::parse(&id.value) {
+            Ok(p) => Some((id.value.clone(), vec![p])),
+            Err(e) => {
+                self.error(Self::loc(f, id), e.into());
+                None
             }
-        } else if let Some(name) = &doc.segment {
-            let Some(&s) = names.get(name.value.as_str()) else {
-                let hint = did_you_mean(&name.value, names.keys().copied());
-                self.error(
-                    Self::loc(f, name),
-                    PolicyErrorKind::UnknownSegment(name.value.clone(), hint),
-                );
-                return None;
-            };
-            let patterns = segments[s as usize].identities.clone();
-            (format!("segment: {}", name.value), patterns)
-        } else {
-            let labels = doc.labels.as_ref()?;
-            let text = labels
-                .value
-                .0
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            if labels.value.0.is_empty() {
-                self.error(Self::loc(f, labels), PolicyErrorKind::EmptyLabelSelector);
-                return None;
-            }
-            let members: Vec<&Segment> = segments
-                .iter()
-                .filter(|s| {
-                    labels
-                        .value
-                        .0
-                        .iter()
-                        .all(|(k, v)| s.labels.get(k) == Some(v))
-                })
-                .collect();
-            if members.is_empty() {
-                self.error(
-                    Self::loc(f, labels),
-                    PolicyErrorKind::RevokedLabelsMatchNothing(format!("{{ {text} }}")),
-                );
-                return None;
-            }
-            let patterns = members
-                .iter()
-                .flat_map(|s| s.identities.iter().cloned())
-                .collect();
-            (format!("labels: {{ {text} }}"), patterns)
+        }
+    }
+
+    /// `segment:`: the segment's identity patterns.
+    fn revoked_segment(
+        &mut self,
+        f: usize,
+        name: &Spanned<String>,
+        segments: &[Segment],
+        names: &FxHashMap<&str, u32>,
+    ) -> Option<(String, Vec<IdentityPattern>)> {
+        let Some(&s) = names.get(name.value.as_str()) else {
+            let hint = did_you_mean(&name.value, names.keys().copied());
+            self.error(
+                Self::loc(f, name),
+                PolicyErrorKind::UnknownSegment(name.value.clone(), hint),
+            );
+            return None;
         };
-        Some(Revocation {
-            scope,
-            patterns,
-            reason: doc.reason.clone(),
-            since: since.flatten(),
-            until: until.flatten(),
-            lifted: false,
-            suspend_tests: doc.suspend_tests,
-            at,
-        })
+        let patterns = segments[s as usize].identities.clone();
+        Some((format!("segment: {}", name.value), patterns))
+    }
+
+    /// `labels:`: the identity patterns of every segment carrying all the labels.
+    fn revoked_labels(
+        &mut self,
+        f: usize,
+        labels: &Spanned<LabelMap>,
+        segments: &[Segment],
+    ) -> Option<(String, Vec<IdentityPattern>)> {
+        let map = &labels.value.0;
+        if map.is_empty() {
+            self.error(Self::loc(f, labels), PolicyErrorKind::EmptyLabelSelector);
+            return None;
+        }
+        let text = map
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let members: Vec<&Segment> = segments
+            .iter()
+            .filter(|s| map.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+            .collect();
+        if members.is_empty() {
+            self.error(
+                Self::loc(f, labels),
+                PolicyErrorKind::RevokedLabelsMatchNothing(format!("{{ {text} }}")),
+            );
+            return None;
+        }
+        let patterns = members
+            .iter()
+            .flat_map(|s| s.identities.iter().cloned())
+            .collect();
+        Some((format!("labels: {{ {text} }}"), patterns))
     }
 
     /// An RFC 3339 field as unix seconds: `None` when absent, `Some(None)` when invalid
