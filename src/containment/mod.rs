@@ -7,7 +7,7 @@
 //! mini-redis).
 //!
 //! - [`Plan::new`] → [`Plan::write`]: contain. [`release`]: lift.
-//! - [`file`]: the file itself (id, name, YAML, scopes read back). [`ContainError`]: why not.
+//! - [`mod@file`]: the file itself (id, name, YAML, scopes read back). [`ContainError`]: why not.
 
 mod error;
 pub mod file;
