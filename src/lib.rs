@@ -5,6 +5,8 @@
 //! - [`cli`]: clap commands `policy check|explain|reach|diff|report|contain|release`,
 //!   `certs init|issue|inspect`, exit codes.
 //! - [`demo`]: `segward demo`, the scenarios on freshly minted identities.
+//! - [`containment`]: incident containment as a library operation — plan, write and release
+//!   a containment file in the policy folder; the CLI and the demo only display it.
 //! - [`app`]: the composition root of `segward run`: load (fail closed), bind, serve, drain.
 //! - [`proxy`]: the data plane — inbound (mTLS in) and outbound (mTLS out) request paths, and
 //!   L4 (TCP) tunnels decided once per connection and again on every policy publish.
@@ -16,6 +18,7 @@
 //! - [`telemetry`]: the decision log and process log set-up.
 //! - [`workers`]: the event loops of `limits.worker_threads` (one thread and runtime each).
 //! - [`shutdown`]: the drain signal shared by listeners.
+//! - [`atomic_file`]: the one atomic, durable file write (temp, fsync, rename, fsync folder).
 //! - [`config`]: sidecar YAML (`RawConfig`) → `Config`: resolved paths, addresses, SPIFFE IDs,
 //!   listeners (HTTP or TCP) and TCP destinations, limits (the event-loop count included).
 //! - [`tls`]: rustls glue — PEM credentials, SPIFFE verifiers, server and client configs.
@@ -29,9 +32,11 @@
 
 pub mod admin;
 pub mod app;
+pub mod atomic_file;
 pub mod certs;
 pub mod cli;
 pub mod config;
+pub mod containment;
 pub mod demo;
 pub mod duration;
 pub mod identity;

@@ -1,9 +1,8 @@
 //! `certs init` and `certs issue` (PRODUCT.md §1): the CA and SVID files, written atomically
 //! with keys created 0600, and the `--ttl` syntax ([`parse_ttl`]).
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use super::{
     BUNDLE_FILE, CA_CERT_FILE, CA_KEY_FILE, Ca, CertsError, SVID_CERT_FILE, SVID_KEY_FILE,
     certificate_blocks, io_error, svid_params,
 };
+use crate::atomic_file::AtomicWrite;
 use crate::duration;
 use crate::identity::{SpiffeId, TrustDomain};
 
@@ -107,7 +107,7 @@ pub fn issue(
 }
 
 /// Parses a TTL such as `90s`, `30m`, `24h` or `7d`: a positive whole number and one unit,
-/// at most [`MAX_TTL`] (the grammar of [`crate::duration::TTL`]).
+/// at most [`super::MAX_TTL`] (the grammar of [`crate::duration::TTL`]).
 ///
 /// # Errors
 /// [`CertsError::BadTtl`] saying what is wrong.
@@ -159,25 +159,11 @@ fn create_dir(dir: &Path) -> Result<(), CertsError> {
     fs::create_dir_all(dir).map_err(|e| io_error(dir, &e))
 }
 
-/// Writes `contents` to a new sibling file created with `mode` (so a key is never readable
-/// by others, not even briefly), then renames it over `path`: readers see old or new, whole.
+/// Writes `contents` as `path` with `mode` (so a key is never readable by others, not even
+/// briefly), atomically: readers see the old file or the new one, whole.
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), CertsError> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let written = write_new(&tmp, contents, mode).and_then(|()| fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp); // Best effort: the error below is what matters.
-    }
-    written.map_err(|e| io_error(path, &e))
-}
-
-fn write_new(path: &Path, contents: &str, mode: u32) -> io::Result<()> {
-    let _ = fs::remove_file(path); // A leftover from a crashed run would block create_new.
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
+    AtomicWrite::new()
         .mode(mode)
-        .open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()
+        .write(path, contents)
+        .map_err(|e| io_error(path, &e))
 }

@@ -12,7 +12,6 @@ use crate::policy::{self, CompiledPolicy, PolicyErrors};
 
 mod compare;
 mod contain;
-mod containment;
 mod diff;
 mod explain;
 mod log_line;

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use anyhow::Context as _;
 
-use super::scenarios::Row;
+use super::act::Row;
 use crate::path::normalize;
 use crate::policy::diff::{Change, Diff, diff};
 use crate::policy::reach::ANY_DESTINATION;

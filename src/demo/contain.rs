@@ -1,8 +1,8 @@
 //! The leaked CI token, contained (PRODUCT.md §10, ISSUE 15): the demo plays the operator of
 //! `segward policy contain --identity 'spiffe://example.org/ns/staging/**' --until 1h
-//! --suspend-tests`. It makes the same containment file, with [`crate::policy::containment`],
-//! checks it by compiling the folder with it, and writes it into the live policy folder
-//! atomically (a temporary file, then a rename). Then it shows what every sidecar does with
+//! --suspend-tests`. It plans, writes and releases the containment with the same library
+//! calls as that command ([`crate::containment`]): the file checked by compiling the folder
+//! with it, written into the live policy folder atomically. Then it shows what every sidecar does with
 //! it: the CI runner's next request on its open connection is refused, the frontend and the
 //! agent carry on over theirs without a failed request (and payments' sidecar closes none of
 //! its connections), and once the file is removed the runner works again on a new
@@ -17,16 +17,13 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
-use hyper::client::conn::http1::SendRequest;
-use time::OffsetDateTime;
 
 use super::Capture;
+use super::act::{Conn, Reply, Row, connect, send, wait_for, write_policy};
 use super::blast::{LEAKED, change_line};
-use super::scenarios::{Row, connect, send, wait_for};
 use super::topology::{FLEET_POLICY, Fleet};
-use crate::policy::containment::{Containment, ContainmentId, Scope};
-use crate::policy::diff::diff;
-use crate::policy::{self, CompiledPolicy, PolicySource, Reach, Selector};
+use crate::containment::{self, Asked, Order, Plan};
+use crate::policy::CompiledPolicy;
 
 /// The request the runner normally makes: deploy to staging (`ci-deploys-to-staging`).
 const RUNNER: (&str, &str, &str, &str) = (
@@ -81,117 +78,155 @@ pub async fn play(fleet: &Fleet, capture: &Capture) -> anyhow::Result<Contained>
         .policy_file
         .parent()
         .context("the policy file has a folder")?;
-    super::replace_file(&fleet.policy_file, FLEET_POLICY)?;
-    let shipped = compile(&[("fleet.yaml", FLEET_POLICY)])?;
-    let restored = applied(fleet, &shipped).await;
+    write_policy(fleet, FLEET_POLICY)?;
+    // The file `policy contain` would write, checked against the folder.
+    let plan = Plan::new(dir, &order(), containment::now()).context("planning the containment")?;
+    let restored = applied(fleet, &plan.before).await;
+    let open = Open::connect(fleet).await?;
+    // Contain: written atomically, then in force on every sidecar.
+    let started = Instant::now();
+    let written = plan.write().context("writing the containment")?;
+    let in_force = applied(fleet, &plan.after).await;
+    let took = started.elapsed();
+    let mut rows = open.after(fleet, capture, restored, in_force).await?;
+    rows.push(release(fleet, capture, dir, &plan).await?);
+    let name = written
+        .file
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy();
+    let text = report(&plan, &name, took);
+    Ok(Contained { rows, text })
+}
 
-    // Open connections, and what they get before.
-    let (caller, method, target, _) = RUNNER;
-    let mut runner = connect(fleet, caller).await?;
-    let runner_before = send(&mut runner, method, target, false).await?;
-    let mut bystanders = Vec::new();
-    for (caller, method, target, _) in BYSTANDERS {
-        let mut conn = connect(fleet, caller).await?;
-        let before = statuses(&mut conn, method, target).await?;
-        bystanders.push((conn, before));
-    }
-    let cut_before = cut_total(fleet, "payments").await?;
-
-    // Contain: the file `policy contain` would write, checked, then written atomically.
-    let now = OffsetDateTime::now_utc();
-    let now = now.replace_nanosecond(0).unwrap_or(now);
-    let pid = std::process::id().to_be_bytes();
-    let containment = Containment {
-        id: ContainmentId::new(now, [pid[2], pid[3]]),
-        scope: Scope::Identity(LEAKED.to_owned()),
+/// What the operator asks `policy contain` for.
+fn order() -> Order {
+    Order {
+        scope: Asked::Identity(LEAKED.to_owned()),
         reason: REASON.to_owned(),
-        since: now,
-        until: Some(now + time::Duration::hours(1)),
+        until: Some("1h".to_owned()),
+        suspend_tests: true,
         writer: WRITER,
         author: "operator@demo".to_owned(),
-        suspend_tests: true,
-    };
-    let name = containment.id.file_name();
-    let yaml = containment.to_yaml(&dir.display().to_string());
-    let contained = compile(&[("fleet.yaml", FLEET_POLICY), (&name, &yaml)])?;
-    let started = Instant::now();
-    write_atomically(dir, &name, &yaml)?;
-    let in_force = applied(fleet, &contained).await;
-    let took = started.elapsed();
+    }
+}
 
-    // The runner's next request on its open connection; then the bystanders'.
-    let runner_after = send(&mut runner, method, target, false).await.ok();
-    let mut rows = vec![runner_row(
-        capture,
-        &runner_before,
-        runner_after.as_ref(),
-        restored && in_force,
-    )];
-    let cut = cut_total(fleet, "payments").await? - cut_before;
-    for ((caller, method, target, rule), (mut conn, before)) in
-        BYSTANDERS.into_iter().zip(bystanders)
-    {
-        let after = statuses(&mut conn, method, target).await?;
-        let (decided, reason) = after.last().map_or_else(
-            || (String::new(), String::new()),
-            |(_, id)| capture.decision_of(id),
-        );
-        let all_ok = |s: &[(StatusCode, String)]| {
-            s.len() == ROUNDS && s.iter().all(|(status, _)| *status == StatusCode::OK)
-        };
-        rows.push(Row {
-            what: format!(
-                "contain ns/staging/**: {caller} → {method} {}",
-                short(target)
-            ),
-            expected: format!("{ROUNDS}×200, same connection: {ROUNDS}×200, 0 cut"),
-            got: format!(
-                "{}, then {}, {cut} cut (payments)",
-                summary(&before),
-                summary(&after)
-            ),
-            ok: in_force
-                && all_ok(&before)
-                && all_ok(&after)
-                && cut == 0
-                && decided.starts_with(rule),
-            rule: decided,
-            reason,
-            request_id: after.last().map(|(_, id)| id.clone()).unwrap_or_default(),
-        });
+/// The connections open before the containment, and what they got.
+struct Open {
+    runner: Conn,
+    runner_before: Reply,
+    bystanders: Vec<(Conn, Vec<(StatusCode, String)>)>,
+    cut_before: u64,
+}
+
+impl Open {
+    /// Opens the runner's and the bystanders' connections and sends their requests.
+    async fn connect(fleet: &Fleet) -> anyhow::Result<Open> {
+        let (caller, method, target, _) = RUNNER;
+        let mut runner = connect(fleet, caller).await?;
+        let runner_before = send(&mut runner, method, target, false).await?;
+        let mut bystanders = Vec::new();
+        for (caller, method, target, _) in BYSTANDERS {
+            let mut conn = connect(fleet, caller).await?;
+            let before = statuses(&mut conn, method, target).await?;
+            bystanders.push((conn, before));
+        }
+        let cut_before = cut_total(fleet, "payments").await?;
+        Ok(Open {
+            runner,
+            runner_before,
+            bystanders,
+            cut_before,
+        })
     }
 
-    // Release: remove the file; the runner works again, on a new connection.
-    std::fs::remove_file(dir.join(&name)).with_context(|| format!("removing {name}"))?;
-    let released = applied(fleet, &shipped).await;
+    /// The runner's next request on its open connection; then the bystanders'.
+    async fn after(
+        mut self,
+        fleet: &Fleet,
+        capture: &Capture,
+        restored: bool,
+        in_force: bool,
+    ) -> anyhow::Result<Vec<Row>> {
+        let (_, method, target, _) = RUNNER;
+        let runner_after = send(&mut self.runner, method, target, false).await.ok();
+        let mut rows = vec![runner_row(
+            capture,
+            &self.runner_before,
+            runner_after.as_ref(),
+            restored && in_force,
+        )];
+        let cut = cut_total(fleet, "payments").await? - self.cut_before;
+        for (bystander, (mut conn, before)) in BYSTANDERS.into_iter().zip(self.bystanders) {
+            let after = statuses(&mut conn, bystander.1, bystander.2).await?;
+            rows.push(bystander_row(
+                capture, bystander, &before, &after, cut, in_force,
+            ));
+        }
+        Ok(rows)
+    }
+}
+
+/// A bystander's row: all 200 before and after on the same connection, none cut.
+fn bystander_row(
+    capture: &Capture,
+    (caller, method, target, rule): (&str, &str, &str, &str),
+    before: &[(StatusCode, String)],
+    after: &[(StatusCode, String)],
+    cut: u64,
+    in_force: bool,
+) -> Row {
+    let (decided, reason) = after.last().map_or_else(
+        || (String::new(), String::new()),
+        |(_, id)| capture.decision_of(id),
+    );
+    let all_ok = |s: &[(StatusCode, String)]| {
+        s.len() == ROUNDS && s.iter().all(|(status, _)| *status == StatusCode::OK)
+    };
+    Row {
+        what: format!(
+            "contain ns/staging/**: {caller} → {method} {}",
+            short(target)
+        ),
+        expected: format!("{ROUNDS}×200, same connection: {ROUNDS}×200, 0 cut"),
+        got: format!(
+            "{}, then {}, {cut} cut (payments)",
+            summary(before),
+            summary(after)
+        ),
+        ok: in_force && all_ok(before) && all_ok(after) && cut == 0 && decided.starts_with(rule),
+        rule: decided,
+        reason,
+        request_id: after.last().map(|(_, id)| id.clone()).unwrap_or_default(),
+    }
+}
+
+/// Release, as `policy release` does it: the file removed; the runner works again, on a new
+/// connection.
+async fn release(fleet: &Fleet, capture: &Capture, dir: &Path, plan: &Plan) -> anyhow::Result<Row> {
+    let (caller, method, target, rule) = RUNNER;
+    containment::release(dir, plan.containment.id.as_str()).context("releasing")?;
+    let released = applied(fleet, &plan.before).await;
     let mut fresh = connect(fleet, caller).await?;
     let again = send(&mut fresh, method, target, false).await?;
-    let (rule, reason) = capture.decision_of(&again.request_id);
-    rows.push(Row {
+    let (decided, reason) = capture.decision_of(&again.request_id);
+    Ok(Row {
         what: format!(
             "release ns/staging/**: {caller} → {method} {}",
             short(target)
         ),
         expected: "file removed, new connection: 200".to_owned(),
         got: format!("removed, {}", again.status.as_u16()),
-        ok: released && again.status == StatusCode::OK && rule.starts_with(RUNNER.3),
-        rule,
+        ok: released && again.status == StatusCode::OK && decided.starts_with(rule),
+        rule: decided,
         reason,
         request_id: again.request_id,
-    });
-
-    let text = report(&containment, &name, &shipped, &contained, took)?;
-    Ok(Contained { rows, text })
+    })
 }
 
 /// The runner's row: 200 before; after, 403 `revoked` on the same connection, or the
 /// connection closed.
-fn runner_row(
-    capture: &Capture,
-    before: &super::scenarios::Reply,
-    after: Option<&super::scenarios::Reply>,
-    in_force: bool,
-) -> Row {
+fn runner_row(capture: &Capture, before: &Reply, after: Option<&Reply>, in_force: bool) -> Row {
     let (caller, method, target, rule) = RUNNER;
     let (decided, reason) = after.map_or_else(
         || ("(connection closed)".to_owned(), "revoked".to_owned()),
@@ -218,15 +253,8 @@ fn runner_row(
 }
 
 /// The printed block: the file, the classes it hit, the reach it removed, the versions.
-fn report(
-    containment: &Containment,
-    name: &str,
-    before: &CompiledPolicy,
-    after: &CompiledPolicy,
-    took: Duration,
-) -> anyhow::Result<String> {
-    let (old, new) = (leaked_reach(before)?, leaked_reach(after)?);
-    let change = diff(&old, &new);
+fn report(plan: &Plan, name: &str, took: Duration) -> String {
+    let change = &plan.change.diff;
     let mut out = format!(
         "containment of the leaked CI token: policy contain --identity '{LEAKED}' --until 1h \
          --suspend-tests\n"
@@ -236,10 +264,10 @@ fn report(
         "  wrote policies/{name} (temp + rename), in force on every sidecar in {} ms:",
         took.as_millis()
     );
-    if let Some(entry) = containment_entry(containment) {
+    if let Some(entry) = revoked_entry(&plan.yaml) {
         let _ = writeln!(out, "    {entry}");
     }
-    let _ = writeln!(out, "  hits: {}", new.revoked_sources.join(", "));
+    let _ = writeln!(out, "  hits: {}", plan.change.revoked_after.join(", "));
     out.push_str("  removed (policy reach --from the scope, before → after):\n");
     for pair in &change.changes {
         let _ = writeln!(out, "    {}", change_line(pair));
@@ -249,35 +277,22 @@ fn report(
         "  policy {} → {}; {} test(s) suspended while it lasts (policy check lists them)",
         change.old_version,
         change.new_version,
-        after.suspended_tests().len()
+        plan.after.suspended_tests().len()
     );
     let _ = writeln!(
         out,
         "  released by removing the file (segward policy release policies/ {}): policy back to {}",
-        containment.id.as_str(),
+        plan.containment.id.as_str(),
         change.old_version
     );
-    Ok(out)
+    out
 }
 
 /// The file's `revoked:` entry line.
-fn containment_entry(containment: &Containment) -> Option<String> {
-    containment
-        .to_yaml("")
-        .lines()
+fn revoked_entry(yaml: &str) -> Option<String> {
+    yaml.lines()
         .find(|l| l.trim_start().starts_with("- {"))
         .map(|l| l.trim().to_owned())
-}
-
-/// Everything [`LEAKED`] can reach, to anyone.
-fn leaked_reach(policy: &CompiledPolicy) -> anyhow::Result<Reach> {
-    let from = Selector::parse(policy, LEAKED)?;
-    Ok(policy.reach((LEAKED, &from), ("*", &Selector::Any))?)
-}
-
-fn compile(texts: &[(&str, &str)]) -> anyhow::Result<CompiledPolicy> {
-    let source = PolicySource::from_texts(texts.iter().copied())?;
-    policy::compile(&source).map_err(|e| anyhow::anyhow!("the contained policy is invalid:\n{e}"))
 }
 
 /// Waits until every sidecar enforces `policy` (by version) with no reload error.
@@ -291,7 +306,7 @@ async fn applied(fleet: &Fleet, policy: &CompiledPolicy) -> bool {
 
 /// `ROUNDS` requests on `conn`: (status, request id) each.
 async fn statuses(
-    conn: &mut SendRequest<Full<Bytes>>,
+    conn: &mut Conn,
     method: &str,
     target: &str,
 ) -> anyhow::Result<Vec<(StatusCode, String)>> {
@@ -318,14 +333,6 @@ fn summary(statuses: &[(StatusCode, String)]) -> String {
 /// `host/path` without the scheme.
 fn short(target: &str) -> &str {
     target.strip_prefix("http://").unwrap_or(target)
-}
-
-/// The file as an operator's tool writes it: a temporary file beside it, named with a
-/// leading `.` so the policy loader skips it, then a rename.
-fn write_atomically(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
-    let temp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&temp, text)?;
-    std::fs::rename(&temp, dir.join(name))
 }
 
 /// `segward_connections_cut_total` of `name`'s sidecar, from its admin `/metrics`.

@@ -7,8 +7,10 @@
 //! `cli` turns that into the exit code. Nothing here imports `cli`. `--keep` leaves the fleet
 //! running.
 
+mod act;
 mod blast;
 mod contain;
+mod l4;
 mod ledger_db;
 mod scenarios;
 mod topology;
@@ -24,8 +26,8 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 
 use crate::telemetry::decision_log::DecisionLayer;
+use act::Row;
 use blast::BlastRadius;
-use scenarios::Row;
 use topology::Fleet;
 
 pub use topology::FLEET_POLICY;
@@ -56,7 +58,7 @@ async fn demo(keep: bool, capture: Capture) -> anyhow::Result<usize> {
     let fleet = Fleet::start(dir.clone()).await?;
     print_fleet(&fleet);
     let mut rows = scenarios::play(&fleet, &capture, &blast).await?;
-    rows.extend(ledger_db::play(&fleet, &capture).await?);
+    rows.extend(l4::play(&fleet, &capture).await?);
     let contained = contain::play(&fleet, &capture).await?;
     rows.extend(contained.rows);
     let failures = print_rows(&rows);
@@ -64,7 +66,7 @@ async fn demo(keep: bool, capture: Capture) -> anyhow::Result<usize> {
     print!("\n{}", contained.text);
     if keep {
         // The story edited the policy; put the shipped one back for exploring.
-        replace_file(&fleet.policy_file, FLEET_POLICY)?;
+        act::write_policy(&fleet, FLEET_POLICY)?;
         print_keep(&fleet);
         tokio::signal::ctrl_c()
             .await
@@ -204,14 +206,6 @@ fn print_keep(fleet: &Fleet) {
         fleet.policy_file.display()
     );
     let _ = std::io::stdout().flush();
-}
-
-/// Writes `text` to `file` the way editors save: a temporary file beside it, then a rename,
-/// so a watcher never sees it half-written.
-fn replace_file(file: &std::path::Path, text: &str) -> std::io::Result<()> {
-    let temp = file.with_extension("yaml.tmp");
-    std::fs::write(&temp, text)?;
-    std::fs::rename(&temp, file)
 }
 
 /// The decision log of every sidecar of the demo, kept in memory.

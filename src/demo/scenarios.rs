@@ -3,39 +3,12 @@
 //! workload. What happened is read from the response and from the decision log line with the
 //! response's `x-request-id` — the same way an operator goes from a 403 to its reason.
 
-use std::time::Duration;
-
-use anyhow::Context as _;
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt as _, Full};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
-use serde_json::Value;
-use tokio::net::TcpStream;
+use http::StatusCode;
 
 use super::Capture;
+use super::act::{Row, connect, publish, send, wait_for, write_policy};
 use super::blast::BlastRadius;
-use super::topology::{CALLERS, Fleet};
-use crate::policy;
-
-/// One step's result, as printed.
-pub struct Row {
-    /// What was tried, e.g. `frontend → POST payments /v1/charges`.
-    pub what: String,
-    /// What should happen.
-    pub expected: String,
-    /// What happened.
-    pub got: String,
-    /// The deciding rule (and which sidecar decided).
-    pub rule: String,
-    /// The decision log's reason.
-    pub reason: String,
-    /// Whether it behaved as expected.
-    pub ok: bool,
-    /// The `x-request-id` of the request the row reads its decision from ("" if none).
-    pub request_id: String,
-}
+use super::topology::{Fleet, id_of_any as id_of};
 
 /// A request step: `caller` sends `method url` through its outbound sidecar.
 struct Step {
@@ -149,12 +122,6 @@ const STEPS: &[(&str, Step)] = &[
     ),
 ];
 
-/// The identity the forging caller claims.
-const FORGED_ID: &str = "spiffe://example.org/ns/prod/sa/frontend";
-
-/// How long a policy edit may take to reach every sidecar.
-const RELOAD_WITHIN: Duration = Duration::from_secs(5);
-
 /// The step whose refusal the blast radius of the leaked staging token explains.
 const STAGING_STEP: &str = "staging → prod";
 
@@ -252,7 +219,7 @@ async fn broken_edit(fleet: &Fleet, capture: &Capture) -> anyhow::Result<Row> {
         "{}\nrules: [ {{ name: oops\n",
         super::topology::FLEET_POLICY
     );
-    super::replace_file(&fleet.policy_file, &broken)?;
+    write_policy(fleet, &broken)?;
     let rejected = wait_for(fleet, |s| s.reload_status().policy_error.is_some()).await;
     let mut conn = connect(fleet, "frontend").await?;
     let reply = send(&mut conn, "POST", "http://payments/v1/charges", false).await?;
@@ -275,97 +242,7 @@ async fn broken_edit(fleet: &Fleet, capture: &Capture) -> anyhow::Result<Row> {
     })
 }
 
-/// Writes `text` as the fleet's policy and waits until every sidecar runs it; `false` if
-/// one did not within the reload window.
-///
-/// # Errors
-/// `text` does not compile, or the file cannot be written.
-pub(super) async fn publish(fleet: &Fleet, text: &str) -> anyhow::Result<bool> {
-    let version = policy::from_text("fleet.yaml", text)
-        .map_err(|e| anyhow::anyhow!("the demo's policy edit is invalid:\n{e}"))?
-        .version()
-        .to_owned();
-    super::replace_file(&fleet.policy_file, text)?;
-    Ok(wait_for(fleet, |s| s.live().policy().version() == version).await)
-}
-
-/// Waits until `check` holds for every sidecar.
-pub(super) async fn wait_for(fleet: &Fleet, check: impl Fn(&crate::app::Sidecar) -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + RELOAD_WITHIN;
-    loop {
-        if fleet.sidecars.iter().all(|(_, s)| check(s)) {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-pub(super) fn id_of(name: &str) -> &'static str {
-    CALLERS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map_or("", |(_, id)| id)
-}
-
 /// `host/path` without the scheme, clipped to `max` characters.
 fn short(target: &str, max: usize) -> String {
     super::clip(target.strip_prefix("http://").unwrap_or(target), max)
-}
-
-/// What a step's response said.
-pub(super) struct Reply {
-    pub(super) status: StatusCode,
-    pub(super) request_id: String,
-    seen_id: Option<String>,
-}
-
-/// A keep-alive HTTP/1.1 connection from `caller`'s app to its outbound sidecar.
-pub(super) async fn connect(
-    fleet: &Fleet,
-    caller: &str,
-) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-    let addr = fleet
-        .sidecar(caller)
-        .and_then(|s| s.outbound_addr())
-        .with_context(|| format!("{caller} has no outbound sidecar"))?;
-    let tcp = TcpStream::connect(addr).await?;
-    let (sender, connection) = http1::handshake(TokioIo::new(tcp)).await?;
-    tokio::spawn(connection);
-    Ok(sender)
-}
-
-/// `method target` (absolute-form, as an `http_proxy` client sends it).
-pub(super) async fn send(
-    conn: &mut SendRequest<Full<Bytes>>,
-    method: &str,
-    target: &str,
-    forged: bool,
-) -> anyhow::Result<Reply> {
-    let mut req = Request::builder().method(method).uri(target);
-    if forged {
-        req = req.header("x-spiffe-id", FORGED_ID);
-    }
-    conn.ready().await?;
-    let response = conn
-        .send_request(req.body(Full::new(Bytes::new()))?)
-        .await?;
-    let status = response.status();
-    let request_id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = response.into_body().collect().await?.to_bytes();
-    let seen_id = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v["x-spiffe-id"].as_str().map(str::to_owned));
-    Ok(Reply {
-        status,
-        request_id,
-        seen_id,
-    })
 }

@@ -17,6 +17,7 @@ use anyhow::Context as _;
 use super::ledger_db::{self, LedgerDb};
 use super::workload::Workload;
 use crate::app::Sidecar;
+use crate::atomic_file::AtomicWrite;
 use crate::certs;
 use crate::config::Config;
 use crate::identity::{SpiffeId, TrustDomain};
@@ -87,7 +88,7 @@ impl Fleet {
         let policy_dir = dir.join("policies");
         fs::create_dir_all(&policy_dir)?;
         let policy_file = policy_dir.join("fleet.yaml");
-        fs::write(&policy_file, FLEET_POLICY)?;
+        AtomicWrite::new().write(&policy_file, FLEET_POLICY)?;
         let mut fleet = Fleet {
             dir,
             policy_file,
@@ -148,7 +149,7 @@ impl Fleet {
     /// Writes `name`'s config and starts its sidecar.
     async fn start_sidecar(&self, name: &str, listeners: &str) -> anyhow::Result<Sidecar> {
         let file = self.dir.join(format!("{name}.yaml"));
-        fs::write(&file, config_yaml(name, listeners))?;
+        AtomicWrite::new().write(&file, config_yaml(name, listeners))?;
         let mut config = Config::load(&file)?;
         // A demo edit should show within a blink, not a debounce later.
         config.reload.debounce = Duration::from_millis(50);

@@ -9,7 +9,6 @@ pub mod classify;
 pub mod compile;
 pub mod compiled;
 pub mod connection;
-pub mod containment;
 pub mod decide;
 pub mod diff;
 pub mod error;

@@ -119,6 +119,31 @@ pub struct RevokedEntryDoc {
     pub suspend_tests: bool,
 }
 
+/// What a `revoked:` map entry revokes: the one of `identity`, `segment`, `labels` it gives.
+#[derive(Debug, Clone, Copy)]
+pub enum RevokedScopeDoc<'a> {
+    /// `identity:`: an exact SPIFFE ID or an ID pattern.
+    Identity(&'a Spanned<String>),
+    /// `segment:`: every identity of this segment.
+    Segment(&'a Spanned<String>),
+    /// `labels:`: every identity of the segments carrying all these labels.
+    Labels(&'a Spanned<LabelMap>),
+}
+
+impl RevokedEntryDoc {
+    /// The entry's scope; `Err(n)` when it gives `n` scope keys instead of exactly one.
+    pub fn scope(&self) -> Result<RevokedScopeDoc<'_>, usize> {
+        match (&self.identity, &self.segment, &self.labels) {
+            (Some(id), None, None) => Ok(RevokedScopeDoc::Identity(id)),
+            (None, Some(name), None) => Ok(RevokedScopeDoc::Segment(name)),
+            (None, None, Some(labels)) => Ok(RevokedScopeDoc::Labels(labels)),
+            (i, s, l) => {
+                Err(usize::from(i.is_some()) + usize::from(s.is_some()) + usize::from(l.is_some()))
+            }
+        }
+    }
+}
+
 /// A label map read as text values (`tier: 1` is `"1"`).
 #[derive(Debug, Default)]
 pub struct LabelMap(pub BTreeMap<String, String>);

@@ -13,7 +13,9 @@ use super::error::{PolicyError, PolicyErrorKind, PolicyErrors};
 use super::load::{PolicySource, SourceFile};
 use super::method::MethodSet;
 use super::pattern::{IdentityPattern, PathPattern, PatternError};
-use super::source::{Effect, RevokedDoc, RevokedEntryDoc, RuleDoc, SelectorDoc, Spanned};
+use super::source::{Effect, RuleDoc, SelectorDoc, Spanned};
+
+mod revoked;
 
 /// A policy's validated parts, ready to index.
 pub(super) struct Parts {
@@ -208,136 +210,6 @@ impl<'a> Validator<'a> {
             }
         }
         out
-    }
-
-    /// Every `revoked:` entry, resolved to the identity patterns it revokes.
-    fn revoked(&mut self, segments: &[Segment], names: &FxHashMap<&str, u32>) -> Vec<Revocation> {
-        let mut out = Vec::new();
-        for (f, file) in self.each_file() {
-            for entry in &file.doc.revoked {
-                let at = Self::loc(f, entry);
-                let revocation = match &entry.value {
-                    RevokedDoc::Plain(text) => match IdentityPattern::parse(text) {
-                        Ok(p) => Some(Revocation {
-                            scope: text.clone(),
-                            patterns: vec![p],
-                            reason: None,
-                            since: None,
-                            until: None,
-                            lifted: false,
-                            suspend_tests: false,
-                            at,
-                        }),
-                        Err(e) => {
-                            self.error(at, e.into());
-                            None
-                        }
-                    },
-                    RevokedDoc::Entry(doc) => self.revoked_entry(f, at, doc, segments, names),
-                };
-                out.extend(revocation);
-            }
-        }
-        out
-    }
-
-    fn revoked_entry(
-        &mut self,
-        f: usize,
-        at: Loc,
-        doc: &RevokedEntryDoc,
-        segments: &[Segment],
-        names: &FxHashMap<&str, u32>,
-    ) -> Option<Revocation> {
-        let given = [
-            doc.identity.is_some(),
-            doc.segment.is_some(),
-            doc.labels.is_some(),
-        ];
-        let count = given.iter().filter(|g| **g).count();
-        if count != 1 {
-            self.error(at, PolicyErrorKind::RevokedScope(count));
-            return None;
-        }
-        let since = self.timestamp(f, "since", doc.since.as_ref());
-        let until = self.timestamp(f, "until", doc.until.as_ref());
-        if let (Some(Some(s)), Some(Some(u)), Some(until_doc)) = (since, until, &doc.until)
-            && u <= s
-        {
-            let text = |t: &Option<Spanned<String>>| {
-                t.as_ref().map(|x| x.value.clone()).unwrap_or_default()
-            };
-            self.error(
-                Self::loc(f, until_doc),
-                PolicyErrorKind::UntilBeforeSince(text(&doc.until), text(&doc.since)),
-            );
-            return None;
-        }
-        let (scope, patterns) = if let Some(id) = &doc.identity {
-            match IdentityPattern::parse(&id.value) {
-                Ok(p) => (id.value.clone(), vec![p]),
-                Err(e) => {
-                    self.error(Self::loc(f, id), e.into());
-                    return None;
-                }
-            }
-        } else if let Some(name) = &doc.segment {
-            let Some(&s) = names.get(name.value.as_str()) else {
-                let hint = did_you_mean(&name.value, names.keys().copied());
-                self.error(
-                    Self::loc(f, name),
-                    PolicyErrorKind::UnknownSegment(name.value.clone(), hint),
-                );
-                return None;
-            };
-            let patterns = segments[s as usize].identities.clone();
-            (format!("segment: {}", name.value), patterns)
-        } else {
-            let labels = doc.labels.as_ref()?;
-            let text = labels
-                .value
-                .0
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            if labels.value.0.is_empty() {
-                self.error(Self::loc(f, labels), PolicyErrorKind::EmptyLabelSelector);
-                return None;
-            }
-            let members: Vec<&Segment> = segments
-                .iter()
-                .filter(|s| {
-                    labels
-                        .value
-                        .0
-                        .iter()
-                        .all(|(k, v)| s.labels.get(k) == Some(v))
-                })
-                .collect();
-            if members.is_empty() {
-                self.error(
-                    Self::loc(f, labels),
-                    PolicyErrorKind::RevokedLabelsMatchNothing(format!("{{ {text} }}")),
-                );
-                return None;
-            }
-            let patterns = members
-                .iter()
-                .flat_map(|s| s.identities.iter().cloned())
-                .collect();
-            (format!("labels: {{ {text} }}"), patterns)
-        };
-        Some(Revocation {
-            scope,
-            patterns,
-            reason: doc.reason.clone(),
-            since: since.flatten(),
-            until: until.flatten(),
-            lifted: false,
-            suspend_tests: doc.suspend_tests,
-            at,
-        })
     }
 
     /// An RFC 3339 field as unix seconds: `None` when absent, `Some(None)` when invalid

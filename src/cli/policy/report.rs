@@ -13,6 +13,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{Outcome, report_invalid};
+use crate::atomic_file::AtomicWrite;
 use crate::policy::lint::{self, DEFAULT_BOUNDARY_LABEL, LintOptions};
 use crate::policy::{self, CompiledPolicy, Methods, ReachError, Selector};
 
@@ -124,7 +125,8 @@ pub(super) fn run(args: ReportArgs) -> anyhow::Result<Outcome> {
         &args.boundary_label,
     )?;
     let html = render(&data);
-    std::fs::write(&args.out, &html)
+    AtomicWrite::new()
+        .write(&args.out, &html)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     eprintln!(
         "wrote {} ({} bytes): {} nodes, {} edges, {} findings",

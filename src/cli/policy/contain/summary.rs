@@ -3,8 +3,7 @@
 
 use serde_json::json;
 
-use super::ReachChange;
-use crate::policy::containment::{Containment, ContainmentId, Scope, rfc3339};
+use crate::containment::{Containment, ContainmentId, ReachChange, Scope, rfc3339};
 use crate::policy::diff::{Change, Diff, PairChange};
 use crate::policy::reach::UNSEGMENTED;
 use crate::policy::{CompiledPolicy, Edge};

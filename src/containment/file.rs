@@ -1,14 +1,16 @@
-//! The containment file (PRODUCT.md §10), as `segward policy contain` writes it and `segward
-//! demo` plays it: its id (`c-20261203-1330-7f3a`), its name (`contain-<ID>.yaml`), its YAML
-//! — a comment header and a `revoked:` list of one `{ identity | segment | labels, reason,
-//! since, until, suspend_tests }` entry — and the scopes read back from such a file. One
-//! writer for every caller. PURE: no I/O; writing the file atomically is the caller's.
+//! The containment file (PRODUCT.md §10): its id (`c-20261203-1330-7f3a`), its name
+//! (`contain-<ID>.yaml`), its YAML — a comment header and a `revoked:` list of one
+//! `{ identity | segment | labels, reason, since, until, suspend_tests }` entry — and the
+//! scopes read back from such a file with the policy's own parse of `revoked:`. No I/O.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Deserialize;
 use time::OffsetDateTime;
+
+use super::ContainError;
+use crate::policy::load::parse_doc;
+use crate::policy::source::{RevokedDoc, RevokedScopeDoc};
 
 /// A containment's id: `c-` + UTC date and minute + 4 hex digits, e.g. `c-20261203-1330-7f3a`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +34,10 @@ impl ContainmentId {
 
     /// Reads an id as `policy release` is given it; anything else (a path, a file name, `..`)
     /// is refused, so the file it names is always directly inside the policy folder.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    ///
+    /// # Errors
+    /// [`ContainError::NotAnId`], with a hint when given a file name.
+    pub fn parse(text: &str) -> Result<Self, ContainError> {
         let b = text.as_bytes();
         let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
         let hex = |r: std::ops::Range<usize>| {
@@ -56,10 +61,7 @@ impl ContainmentId {
             Some(id) => format!("; give the id alone: {id}"),
             None => String::new(),
         };
-        Err(format!(
-            "`{text}` is not a containment id (like c-20261203-1330-7f3a, as `policy contain` \
-             printed it){hint}"
-        ))
+        Err(ContainError::NotAnId(text.to_owned(), hint))
     }
 
     /// The id's text.
@@ -184,49 +186,26 @@ impl Containment {
 
 /// `2026-12-03T13:30:00Z`: UTC, whole seconds (sub-second digits are dropped).
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    super::validate::format_time(t.unix_timestamp())
+    crate::policy::format_time(t.unix_timestamp())
 }
 
 /// The scopes a containment file revokes, as `policy reach` selectors: `identity`, `segment`
-/// and `labels` entries and plain strings. `None` when the file (perhaps edited by hand) is
-/// not in that shape; the caller then compares the whole reach.
+/// and `labels` entries and plain strings, read as the policy reads `revoked:`. `None` when
+/// the file (perhaps edited by hand) is not in that shape; the caller then compares the
+/// whole reach.
 pub fn scopes_in(text: &str) -> Option<Vec<String>> {
-    #[derive(Deserialize)]
-    struct Doc {
-        #[serde(default)]
-        revoked: Vec<Entry>,
-    }
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Entry {
-        Plain(String),
-        Map {
-            identity: Option<String>,
-            segment: Option<String>,
-            labels: Option<BTreeMap<String, String>>,
+    let doc = parse_doc("", text).ok()?;
+    let scope = |entry: &RevokedDoc| match entry {
+        RevokedDoc::Plain(id) => Some(id.clone()),
+        RevokedDoc::Entry(doc) => match doc.scope().ok()? {
+            RevokedScopeDoc::Identity(id) => Some(id.value.clone()),
+            RevokedScopeDoc::Segment(name) => Some(name.value.clone()),
+            RevokedScopeDoc::Labels(labels) => {
+                Some(Scope::Labels(labels.value.0.clone()).selector_text())
+            }
         },
-    }
-    let doc: Doc = serde_saphyr::from_str(text).ok()?;
-    let scope = |e: Entry| match e {
-        Entry::Plain(id) => Some(id),
-        Entry::Map {
-            identity: Some(id),
-            segment: None,
-            labels: None,
-        } => Some(id),
-        Entry::Map {
-            identity: None,
-            segment: Some(name),
-            labels: None,
-        } => Some(name),
-        Entry::Map {
-            identity: None,
-            segment: None,
-            labels: Some(labels),
-        } => Some(Scope::Labels(labels).selector_text()),
-        Entry::Map { .. } => None,
     };
-    let scopes: Option<Vec<String>> = doc.revoked.into_iter().map(scope).collect();
+    let scopes: Option<Vec<String>> = doc.revoked.iter().map(|e| scope(&e.value)).collect();
     scopes.filter(|s| !s.is_empty())
 }
 
@@ -268,5 +247,4 @@ fn one_line(text: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "containment_tests.rs"]
 mod tests;

@@ -1,3 +1,6 @@
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 
 use super::*;
@@ -42,7 +45,9 @@ fn release_refuses_anything_that_is_not_an_id() {
     ] {
         assert!(ContainmentId::parse(text).is_err(), "{text:?}");
     }
-    let hint = ContainmentId::parse("contain-c-20261203-1330-7f3a.yaml").unwrap_err();
+    let hint = ContainmentId::parse("contain-c-20261203-1330-7f3a.yaml")
+        .unwrap_err()
+        .to_string();
     assert!(
         hint.ends_with("give the id alone: c-20261203-1330-7f3a"),
         "{hint}"
