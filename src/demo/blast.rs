@@ -13,8 +13,7 @@ use anyhow::Context as _;
 
 use super::scenarios::Row;
 use crate::path::normalize;
-use crate::policy::diff::{Change, Diff, diff};
-use crate::policy::reach::ANY_DESTINATION;
+use crate::policy::analysis::{ANY_DESTINATION, Change, Diff, diff};
 use crate::policy::{CompiledPolicy, Edge, Party, PolicySource, Reach, Selector, compile};
 
 /// Every identity a leaked staging token could be.
@@ -67,7 +66,8 @@ impl BlastRadius {
         let before_into_prod = into_prod(&before, &before_reach).count();
         let (from, to, method, path) = REFUSED;
         let path = normalize(path).context("the refused request's path")?;
-        let pair = after.reach(
+        let pair = crate::policy::reach(
+            &after,
             (from, &Selector::parse(&after, from)?),
             (to, &Selector::parse(&after, to)?),
         )?;
@@ -174,7 +174,7 @@ pub fn edge_line(edge: &Edge) -> String {
     line
 }
 
-pub(super) fn change_line(change: &crate::policy::diff::PairChange) -> String {
+pub(super) fn change_line(change: &crate::policy::analysis::PairChange) -> String {
     let list = |edges: &[Edge]| {
         let parts: Vec<String> = edges.iter().map(Edge::requests).collect();
         if parts.is_empty() {
@@ -214,7 +214,11 @@ fn without_guard_rail(policy_text: &str) -> anyhow::Result<PolicySource> {
 /// Everything [`LEAKED`] can reach, to anyone.
 fn leaked_reach(policy: &CompiledPolicy) -> anyhow::Result<Reach> {
     let from = Selector::parse(policy, LEAKED)?;
-    Ok(policy.reach((LEAKED, &from), ("*", &Selector::Any))?)
+    Ok(crate::policy::reach(
+        policy,
+        (LEAKED, &from),
+        ("*", &Selector::Any),
+    )?)
 }
 
 /// The edges of `reach` from a staging class into a prod segment (a folded edge to every

@@ -24,8 +24,8 @@ use super::Capture;
 use super::blast::{LEAKED, change_line};
 use super::scenarios::{Row, connect, send, wait_for};
 use super::topology::{FLEET_POLICY, Fleet};
+use crate::policy::analysis::diff;
 use crate::policy::containment::{Containment, ContainmentId, Scope};
-use crate::policy::diff::diff;
 use crate::policy::{self, CompiledPolicy, PolicySource, Reach, Selector};
 
 /// The request the runner normally makes: deploy to staging (`ci-deploys-to-staging`).
@@ -272,7 +272,11 @@ fn containment_entry(containment: &Containment) -> Option<String> {
 /// Everything [`LEAKED`] can reach, to anyone.
 fn leaked_reach(policy: &CompiledPolicy) -> anyhow::Result<Reach> {
     let from = Selector::parse(policy, LEAKED)?;
-    Ok(policy.reach((LEAKED, &from), ("*", &Selector::Any))?)
+    Ok(policy::reach(
+        policy,
+        (LEAKED, &from),
+        ("*", &Selector::Any),
+    )?)
 }
 
 fn compile(texts: &[(&str, &str)]) -> anyhow::Result<CompiledPolicy> {

@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 
 use super::containment::{parse_until, write_new};
 use super::{Outcome, report_invalid};
+use crate::policy::analysis::{Diff, diff};
 use crate::policy::containment::{Containment, ContainmentId, Scope, scopes_in};
-use crate::policy::diff::{Diff, diff};
 use crate::policy::{self, CompiledPolicy, Edge, PolicyErrors, PolicySource, Reach, Selector};
 use summary::{ContainReport, ReleaseReport};
 
@@ -219,9 +219,7 @@ fn reach_change(
 fn reach_from(policy: &CompiledPolicy, scopes: &[String]) -> anyhow::Result<Reach> {
     let mut all: Option<Reach> = None;
     for scope in scopes {
-        let reach = policy
-            .reach_texts(scope, "*")
-            .map_err(|m| anyhow::anyhow!("{m}"))?;
+        let reach = policy::reach_texts(policy, scope, "*").map_err(|m| anyhow::anyhow!("{m}"))?;
         match &mut all {
             None => all = Some(reach),
             Some(r) => {

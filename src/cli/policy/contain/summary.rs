@@ -4,9 +4,8 @@
 use serde_json::json;
 
 use super::ReachChange;
+use crate::policy::analysis::{Change, Diff, PairChange, UNSEGMENTED};
 use crate::policy::containment::{Containment, ContainmentId, Scope, rfc3339};
-use crate::policy::diff::{Change, Diff, PairChange};
-use crate::policy::reach::UNSEGMENTED;
 use crate::policy::{CompiledPolicy, Edge};
 
 /// What `contain` prints.
