@@ -122,14 +122,7 @@ pub fn build(
         boundary_label: boundary_label.to_owned(),
         ..LintOptions::default()
     };
-    let findings = lint::lint_with_reach(compiled, &options, Some(&reach))
-        .into_iter()
-        .map(|l| Finding {
-            kind: l.kind.to_owned(),
-            at: l.at,
-            message: l.message,
-        })
-        .collect();
+    let findings = lint::lint_with_reach(compiled, &options, Some(&reach));
     Ok(ReportData {
         policy_version: compiled.version().to_owned(),
         boundary_label: boundary_label.to_owned(),
@@ -137,8 +130,18 @@ pub fn build(
         segments: compiled.segments().iter().map(SegmentInfo::of).collect(),
         nodes: nodes.list,
         edges,
-        findings,
+        findings: findings.into_iter().map(Finding::of).collect(),
     })
+}
+
+impl Finding {
+    fn of(lint: lint::Lint) -> Self {
+        Self {
+            kind: lint.kind.to_owned(),
+            at: lint.at,
+            message: lint.message,
+        }
+    }
 }
 
 impl SegmentInfo {

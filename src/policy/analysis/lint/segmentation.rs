@@ -182,54 +182,7 @@ pub(super) fn reach_crosses_boundary(
     label: &str,
     out: &mut Vec<Lint>,
 ) {
-    let values = |segments: &[String]| -> BTreeSet<&str> {
-        segments
-            .iter()
-            .filter_map(|name| policy.segment_id(name))
-            .filter_map(|s| policy.segments()[s as usize].labels.get(label))
-            .map(String::as_str)
-            .collect()
-    };
-    let names_label = |rule: &Rule| {
-        rule.from
-            .iter()
-            .chain(&rule.to)
-            .any(|t| matches!(t, Target::Group(g) if policy.groups()[*g as usize].labels.contains_key(label)))
-    };
-    // Rule index → the crossing pairs it grants ("staging -> payments (staging → prod)").
-    let mut crossing: Vec<BTreeSet<String>> = vec![BTreeSet::new(); policy.rules().len()];
-    for edge in reach
-        .edges
-        .iter()
-        .filter(|e| e.destination.name != ANY_DESTINATION)
-    {
-        let (from, to) = (
-            values(&edge.source.segments),
-            values(&edge.destination.segments),
-        );
-        if from.is_empty() || to.is_empty() || to.is_subset(&from) {
-            continue;
-        }
-        let join = |v: &BTreeSet<&str>| v.iter().copied().collect::<Vec<_>>().join("+");
-        let pair = format!(
-            "{} -> {} ({} → {})",
-            edge.source.name,
-            edge.destination.name,
-            join(&from),
-            join(&to)
-        );
-        for name in &edge.allow_rules {
-            let Ok(r) = policy
-                .rules()
-                .binary_search_by(|x| x.name.as_str().cmp(name))
-            else {
-                continue;
-            };
-            if !names_label(&policy.rules()[r]) {
-                crossing[r].insert(pair.clone());
-            }
-        }
-    }
+    let crossing = crossings(policy, reach, label);
     for (rule, pairs) in policy.rules().iter().zip(crossing) {
         if pairs.is_empty() {
             continue;
@@ -251,6 +204,62 @@ pub(super) fn reach_crosses_boundary(
         );
         out.push(finding(policy, "reach-crosses-boundary", rule.at, msg));
     }
+}
+
+/// Rule index → the crossing pairs it grants (`staging -> payments (staging → prod)`), for
+/// allow rules that select by neither side's boundary label.
+fn crossings(policy: &CompiledPolicy, reach: &Reach, label: &str) -> Vec<BTreeSet<String>> {
+    let values = |segments: &[String]| -> BTreeSet<&str> {
+        segments
+            .iter()
+            .filter_map(|name| policy.segment_id(name))
+            .filter_map(|s| policy.segments()[s as usize].labels.get(label))
+            .map(String::as_str)
+            .collect()
+    };
+    let mut crossing: Vec<BTreeSet<String>> = vec![BTreeSet::new(); policy.rules().len()];
+    for edge in reach
+        .edges
+        .iter()
+        .filter(|e| e.destination.name != ANY_DESTINATION)
+    {
+        let (from, to) = (
+            values(&edge.source.segments),
+            values(&edge.destination.segments),
+        );
+        if from.is_empty() || to.is_empty() || to.is_subset(&from) {
+            continue;
+        }
+        let join = |v: &BTreeSet<&str>| v.iter().copied().collect::<Vec<_>>().join("+");
+        let pair = format!(
+            "{} -> {} ({} → {})",
+            edge.source.name,
+            edge.destination.name,
+            join(&from),
+            join(&to)
+        );
+        for r in unlabelled_allows(policy, &edge.allow_rules, label) {
+            crossing[r].insert(pair.clone());
+        }
+    }
+    crossing
+}
+
+/// The indexes of the named rules whose `from` and `to` select by no label selector on
+/// `label`.
+fn unlabelled_allows(policy: &CompiledPolicy, names: &[String], label: &str) -> Vec<usize> {
+    let names_label = |rule: &Rule| {
+        rule.from
+            .iter()
+            .chain(&rule.to)
+            .any(|t| matches!(t, Target::Group(g) if policy.groups()[*g as usize].labels.contains_key(label)))
+    };
+    let rules = policy.rules();
+    names
+        .iter()
+        .filter_map(|name| rules.binary_search_by(|x| x.name.as_str().cmp(name)).ok())
+        .filter(|r| !names_label(&rules[*r]))
+        .collect()
 }
 
 #[cfg(test)]

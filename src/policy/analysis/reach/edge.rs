@@ -13,7 +13,7 @@ use crate::policy::pattern::{PathPattern, trim_trailing_slash};
 /// One side of an edge: an identity class.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Party {
-    /// Its segment names joined with `+`, [`UNSEGMENTED`], or the queried ID.
+    /// Its segment names joined with `+`, [`UNSEGMENTED`](super::UNSEGMENTED), or the queried ID.
     pub name: String,
     /// The segments, by name, sorted; empty for identities in no segment.
     pub segments: Vec<String>,

@@ -97,36 +97,19 @@ fn methods_of(named: &[&str], atoms: &[Option<&str>]) -> Methods {
 
 /// The grant for requests of one method (`None`: a method no rule names), if any.
 fn grant_for(rules: &[&Rule], atom: Option<&str>, all: &Arc<PathPattern>) -> Option<Grant> {
-    let Admitting { allow, deny, dry } = Admitting::of(rules, atom);
-    if allow.is_empty() {
+    let admitting = Admitting::of(rules, atom);
+    if admitting.allow.is_empty() {
         return None;
     }
-    let paths_of = |r: &Rule| paths_of(r, all);
-    let carved: Vec<Arc<PathPattern>> = unique(deny.iter().flat_map(|r| paths_of(r)));
+    let carved = unique(admitting.deny.iter().flat_map(|r| paths_of(r, all)));
     let carved_refs: Vec<&PathPattern> = carved.iter().map(|p| &**p).collect();
-    let paths = open_paths(&allow, &carved_refs, all);
+    let paths = open_paths(&admitting.allow, &carved_refs, all);
     if paths.is_empty() {
         return None;
     }
-    let touches = |e: &PathPattern| paths.iter().any(|p| region::overlaps(p, e));
     let (except, except_lenient): (Vec<_>, Vec<_>) =
-        carved.iter().cloned().partition(|e| touches(e));
-    let allow_rules = names(
-        allow
-            .into_iter()
-            .filter(|r| paths_of(r).iter().any(|p| region::remains(p, &carved_refs))),
-    );
-    let deny_rules = names(
-        deny.into_iter()
-            .filter(|r| paths_of(r).iter().any(|e| touches(e))),
-    );
-    let dry_run_rules = names(dry.into_iter().filter(|r| {
-        let refused = |d: &Arc<PathPattern>| {
-            let within = |p: &Arc<PathPattern>| region::exists(&[&**p, &**d], &carved_refs);
-            paths.iter().any(within)
-        };
-        paths_of(r).iter().any(refused)
-    }));
+        carved.iter().cloned().partition(|e| touches(&paths, e));
+    let [allow_rules, deny_rules, dry_run_rules] = admitting.behind(&paths, &carved_refs, all);
     Some(Grant {
         methods: Methods::AllBut(Vec::new()),
         paths,
@@ -136,6 +119,11 @@ fn grant_for(rules: &[&Rule], atom: Option<&str>, all: &Arc<PathPattern>) -> Opt
         deny_rules,
         dry_run_rules,
     })
+}
+
+/// Whether a carve-out touches some allowed pattern.
+fn touches(paths: &[Arc<PathPattern>], carved: &PathPattern) -> bool {
+    paths.iter().any(|p| region::overlaps(p, carved))
 }
 
 /// The rules that admit requests of one method, by what they do.
@@ -167,6 +155,31 @@ impl<'r> Admitting<'r> {
             deny: of(Effect::Deny, false),
             dry: of(Effect::Deny, true),
         }
+    }
+
+    /// The rules behind a grant of `paths` minus `carved`, by name: the allow rules that
+    /// grant some of it, the deny rules that carve some of it, the dry runs that would.
+    fn behind(
+        self,
+        paths: &[Arc<PathPattern>],
+        carved: &[&PathPattern],
+        all: &Arc<PathPattern>,
+    ) -> [Vec<String>; 3] {
+        let any_path = |r: &Rule, test: &dyn Fn(&PathPattern) -> bool| {
+            paths_of(r, all).iter().any(|p| test(p))
+        };
+        let grants = |r: &&Rule| any_path(r, &|p| region::remains(p, carved));
+        let carves = |r: &&Rule| any_path(r, &|e| touches(paths, e));
+        let would = |r: &&Rule| {
+            any_path(r, &|d| {
+                paths.iter().any(|p| region::exists(&[&**p, d], carved))
+            })
+        };
+        [
+            names(self.allow.into_iter().filter(grants)),
+            names(self.deny.into_iter().filter(carves)),
+            names(self.dry.into_iter().filter(would)),
+        ]
     }
 }
 
