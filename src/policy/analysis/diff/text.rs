@@ -105,3 +105,70 @@ fn allowed_by(edges: &[Edge]) -> String {
     names.dedup();
     format!("allowed by {}", names.join(","))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{from_text, reach_texts};
+
+    const SEGMENTS: &str = r#"
+segments:
+  a: { identities: ["spiffe://t.org/a"] }
+  b: { identities: ["spiffe://t.org/b"] }
+  c: { identities: ["spiffe://t.org/c"] }
+rules:
+"#;
+
+    /// The diff from `old` rules to `new` rules.
+    fn diff_of(old: &str, new: &str) -> Diff {
+        let reach = |rules: &str| {
+            let policy = from_text("p.yaml", &format!("{SEGMENTS}{rules}")).unwrap();
+            reach_texts(&policy, "*", "*").unwrap()
+        };
+        super::super::diff(&reach(old), &reach(new))
+    }
+
+    fn widened_removed_added() -> Diff {
+        diff_of(
+            "  - { name: r1, from: [a], to: [b], methods: [GET], paths: [\"/v1/**\"] }\n  \
+             - { name: r2, from: [a], to: [c] }\n",
+            "  - { name: r1, from: [a], to: [b], methods: [GET, POST], paths: [\"/v1/**\"] }\n  \
+             - { name: r3, from: [c], to: [b], methods: [GET], paths: [\"/x\"] }\n",
+        )
+    }
+
+    #[test]
+    fn each_layout_writes_what_its_front_always_printed() {
+        let d = widened_removed_added();
+        assert_eq!(
+            changes_text(&d, Layout::Review),
+            "~ widened  a -> b: GET,POST /v1/**  (was GET /v1/**)  [allowed by r1]\n\
+             - removed  a -> c: was * /**\n\
+             + added    c -> b: GET /x  [allowed by r3]\n"
+        );
+        assert_eq!(
+            changes_text(&d, Layout::Ledger { word: "removed" }),
+            "widened:  a -> b: GET,POST /v1/** (was GET /v1/**)\n\
+             removed:  a -> c: * /**\n\
+             removed:  c -> b: GET /x\n"
+        );
+        assert_eq!(
+            changes_text(&d, Layout::Story),
+            "~ a → b: GET /v1/** widened, now GET,POST /v1/**\n\
+             - a → c: * /**\n\
+             ~ c → b: nothing added, now GET /x\n"
+        );
+    }
+
+    #[test]
+    fn a_diff_without_changes_says_so_in_the_cli_layouts() {
+        let rules = "  - { name: r1, from: [a], to: [b] }\n";
+        let d = diff_of(rules, rules);
+        assert_eq!(changes_text(&d, Layout::Review), "no reach changed\n");
+        assert_eq!(
+            changes_text(&d, Layout::Ledger { word: "restored" }),
+            "restored: nothing (the scope reached nothing)\n"
+        );
+        assert_eq!(changes_text(&d, Layout::Story), "");
+    }
+}
