@@ -18,7 +18,7 @@ fn query(policy: &CompiledPolicy, from: &str, to: &str) -> Reach {
         Selector::parse(policy, from).unwrap(),
         Selector::parse(policy, to).unwrap(),
     );
-    policy.reach((from, &f), (to, &t)).unwrap()
+    policy::reach(policy, (from, &f), (to, &t)).unwrap()
 }
 
 fn reach_fleet(c: &mut Criterion) {

@@ -250,9 +250,8 @@ async fn reach(
     // permit goes with the work, so a client that hangs up does not free its slot early.
     let answer = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let reach = policy
-            .reach_texts(&from, &to)
-            .map_err(|m| (StatusCode::BAD_REQUEST, m))?;
+        let reach = crate::policy::reach_texts(&policy, &from, &to)
+            .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
         serde_json::to_string(&reach)
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     })
@@ -396,7 +395,9 @@ rules:
         let response = reach(&gate, policy(), Some("from=web")).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
-        let expected = serde_json::to_value(policy().reach_texts("web", "*").unwrap()).unwrap();
+        let expected =
+            serde_json::to_value(crate::policy::reach_texts(&policy(), "web", "*").unwrap())
+                .unwrap();
         assert_eq!(body(response).await, expected);
 
         let response = reach(&gate, policy(), Some("to=apj")).await;

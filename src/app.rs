@@ -17,6 +17,7 @@ use crate::admin::{Admin, Readiness};
 use crate::config::{self, Config, Protocol};
 use crate::identity::SpiffeId;
 use crate::live::Live;
+use crate::policy::analysis::lint;
 use crate::proxy::request_id::RequestIds;
 use crate::proxy::serve::{self, Lanes};
 use crate::proxy::{Context, Inbound, Outbound, OutboundError, TcpInbound, TcpOutbound};
@@ -279,7 +280,7 @@ impl Sidecar {
         let own = tcp_inbound.then_some(&self.cx.own_id);
         let destinations = config.outbound.iter().flat_map(|o| o.tcp.values());
         for id in own.into_iter().chain(destinations.map(|d| &d.spiffe_id)) {
-            for rule in policy.http_only_allows(id) {
+            for rule in lint::http_only_allows(&policy, id) {
                 tracing::warn!(
                     rule,
                     destination_id = %id,
@@ -287,7 +288,7 @@ impl Sidecar {
                      to this destination"
                 );
             }
-            for rule in policy.http_denies_matching_connections(id) {
+            for rule in lint::http_denies_matching_connections(&policy, id) {
                 tracing::warn!(
                     rule,
                     destination_id = %id,

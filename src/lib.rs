@@ -23,9 +23,10 @@
 //!   listeners (HTTP or TCP) and TCP destinations, limits (the event-loop count included).
 //! - [`tls`]: rustls glue — PEM credentials, SPIFFE verifiers, server and client configs.
 //! - [`certs`]: rcgen PKI — throwaway CA, X509-SVID leaves, inspection.
-//! - [`policy`]: PURE. YAML policy → `CompiledPolicy` → `decide` (a request) and
-//!   `decide_connection` (a TCP connection); lints for `policy check`; `reach` (blast radius,
-//!   exact) and `diff`.
+//! - [`policy`]: PURE. The language (YAML policy → `CompiledPolicy`) and the decision:
+//!   `decide` (a request), `decide_connection` (a TCP connection), `explain`. Its child
+//!   `policy::analysis`, never on the request path: `reach` (blast radius, exact), `diff`,
+//!   the lints of `policy check`, the report's data.
 //! - [`duration`]: PURE. The one grammar of typed durations (`24h`, `500ms`), per caller's units.
 //! - [`path`]: PURE. The one request-path normalization, shared by policy and proxy.
 //! - [`identity`]: PURE. `SpiffeId` and X509-SVID leaf rules.

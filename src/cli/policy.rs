@@ -7,7 +7,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::Outcome;
-use crate::policy::lint::{self, LintOptions};
+use crate::policy::analysis::lint::{self, LintOptions};
 use crate::policy::{self, CompiledPolicy, PolicyErrors};
 
 mod compare;

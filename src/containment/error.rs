@@ -87,9 +87,12 @@ pub enum ContainError {
     /// Nothing is removed unless the policy without the file compiles (file, folder, errors).
     #[error("without {0} the policy in {1} is invalid (see above); nothing was removed")]
     InvalidWithout(String, String, PolicyErrors),
-    /// The reach walk gave up.
+    /// A scope is not a selector, or the reach walk gave up.
     #[error("{0}")]
-    Reach(String),
+    Reach(#[from] crate::policy::QueryError),
+    /// The containment file names no scope to compute a reach for.
+    #[error("a containment file with no entry")]
+    NoScopes,
     /// A file-system step failed (what was being done, the I/O error).
     #[error("{0}: {1}")]
     Io(String, String),

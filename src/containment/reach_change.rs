@@ -2,8 +2,8 @@
 //! <scope>` under the policy before and after, for each scope, diffed.
 
 use super::ContainError;
-use crate::policy::diff::{Diff, diff};
-use crate::policy::{CompiledPolicy, Edge, Reach};
+use crate::policy::analysis::{Diff, diff};
+use crate::policy::{self, CompiledPolicy, Edge, Reach};
 
 /// The reach of some scopes under two policies: what changed, and the classes now revoked.
 #[derive(Debug, Clone)]
@@ -41,9 +41,7 @@ impl ReachChange {
 fn reach_from(policy: &CompiledPolicy, scopes: &[String]) -> Result<Reach, ContainError> {
     let mut all: Option<Reach> = None;
     for scope in scopes {
-        let reach = policy
-            .reach_texts(scope, "*")
-            .map_err(ContainError::Reach)?;
+        let reach = policy::reach_texts(policy, scope, "*")?;
         match &mut all {
             None => all = Some(reach),
             Some(r) => {
@@ -59,5 +57,5 @@ fn reach_from(policy: &CompiledPolicy, scopes: &[String]) -> Result<Reach, Conta
             }
         }
     }
-    all.ok_or_else(|| ContainError::Reach("a containment file with no entry".to_owned()))
+    all.ok_or(ContainError::NoScopes)
 }

@@ -13,8 +13,7 @@ use anyhow::Context as _;
 
 use super::act::Row;
 use crate::path::normalize;
-use crate::policy::diff::{Change, Diff, diff};
-use crate::policy::reach::ANY_DESTINATION;
+use crate::policy::analysis::{ANY_DESTINATION, Diff, Layout, change_line, diff};
 use crate::policy::{CompiledPolicy, Edge, Party, PolicySource, Reach, Selector, compile};
 
 /// Every identity a leaked staging token could be.
@@ -67,7 +66,8 @@ impl BlastRadius {
         let before_into_prod = into_prod(&before, &before_reach).count();
         let (from, to, method, path) = REFUSED;
         let path = normalize(path).context("the refused request's path")?;
-        let pair = after.reach(
+        let pair = crate::policy::reach(
+            &after,
             (from, &Selector::parse(&after, from)?),
             (to, &Selector::parse(&after, to)?),
         )?;
@@ -113,7 +113,7 @@ impl BlastRadius {
         } else {
             out.push_str("  policy diff before → after (what the guard rail takes away):\n");
             for change in &self.diff.changes {
-                let _ = writeln!(out, "    {}", change_line(change));
+                let _ = writeln!(out, "    {}", change_line(change, Layout::Story));
             }
         }
         out
@@ -174,27 +174,6 @@ pub fn edge_line(edge: &Edge) -> String {
     line
 }
 
-pub(super) fn change_line(change: &crate::policy::diff::PairChange) -> String {
-    let list = |edges: &[Edge]| {
-        let parts: Vec<String> = edges.iter().map(Edge::requests).collect();
-        if parts.is_empty() {
-            "nothing".to_owned()
-        } else {
-            parts.join("; ")
-        }
-    };
-    let pair = format!("{} → {}", change.source, change.destination);
-    match change.change {
-        Change::Removed => format!("- {pair}: {}", list(&change.old)),
-        other => format!(
-            "~ {pair}: {} {}, now {}",
-            list(&change.old),
-            other.as_str(),
-            list(&change.new)
-        ),
-    }
-}
-
 /// The demo policy's source without [`GUARD_RAIL`] (nor its `tests:`, which would fail).
 fn without_guard_rail(policy_text: &str) -> anyhow::Result<PolicySource> {
     let mut source = PolicySource::from_texts([("fleet.yaml", policy_text)])?;
@@ -214,7 +193,11 @@ fn without_guard_rail(policy_text: &str) -> anyhow::Result<PolicySource> {
 /// Everything [`LEAKED`] can reach, to anyone.
 fn leaked_reach(policy: &CompiledPolicy) -> anyhow::Result<Reach> {
     let from = Selector::parse(policy, LEAKED)?;
-    Ok(policy.reach((LEAKED, &from), ("*", &Selector::Any))?)
+    Ok(crate::policy::reach(
+        policy,
+        (LEAKED, &from),
+        ("*", &Selector::Any),
+    )?)
 }
 
 /// The edges of `reach` from a staging class into a prod segment (a folded edge to every
@@ -239,6 +222,7 @@ fn into_prod<'r>(policy: &CompiledPolicy, reach: &'r Reach) -> impl Iterator<Ite
 mod tests {
     use super::*;
     use crate::demo::FLEET_POLICY;
+    use crate::policy::analysis::Change;
 
     #[test]
     fn the_demo_policy_keeps_a_leaked_staging_token_out_of_prod() {

@@ -20,10 +20,11 @@ use http_body_util::{BodyExt as _, Full};
 
 use super::Capture;
 use super::act::{Conn, Reply, Row, connect, send, wait_for, write_policy};
-use super::blast::{LEAKED, change_line};
+use super::blast::LEAKED;
 use super::topology::{FLEET_POLICY, Fleet};
 use crate::containment::{self, Asked, Order, Plan};
 use crate::policy::CompiledPolicy;
+use crate::policy::analysis::{Layout, change_line};
 
 /// The request the runner normally makes: deploy to staging (`ci-deploys-to-staging`).
 const RUNNER: (&str, &str, &str, &str) = (
@@ -270,7 +271,7 @@ fn report(plan: &Plan, name: &str, took: Duration) -> String {
     let _ = writeln!(out, "  hits: {}", plan.change.revoked_after.join(", "));
     out.push_str("  removed (policy reach --from the scope, before → after):\n");
     for pair in &change.changes {
-        let _ = writeln!(out, "    {}", change_line(pair));
+        let _ = writeln!(out, "    {}", change_line(pair, Layout::Story));
     }
     let _ = writeln!(
         out,

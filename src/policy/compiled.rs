@@ -1,6 +1,6 @@
 //! The compiled policy's data (PRODUCT.md §3): segments, rules, label groups, the rule index
 //! by destination and source key, and the `Classifier` of identities. Built only by
-//! `compile`; read by `decide`, `explain` and `lint`, which never need the compile steps.
+//! `compile`; read by `decide`, `explain` and `analysis`, which never need the compile steps.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -231,6 +231,14 @@ impl CompiledPolicy {
             Target::Segment(s) => vec![s],
             Target::Group(g) => self.groups[g as usize].members.clone(),
         }
+    }
+
+    /// The segment with this name.
+    pub fn segment_id(&self, name: &str) -> Option<u32> {
+        self.segments
+            .binary_search_by(|s| s.name.as_str().cmp(name))
+            .ok()
+            .map(|i| i as u32)
     }
 
     /// Classifies `id` for [`Self::decide_classified`] (one hash lookup when the policy names

@@ -52,44 +52,12 @@ impl CompiledPolicy {
         });
         best.verdict(self)
     }
-
-    /// The allow rules that would reach `destination` from some source but can never allow a
-    /// connection to it, because they name methods or paths: what the sidecar warns about at
-    /// start-up for a TCP listener or destination. Sorted by name; expired rules left out.
-    pub fn http_only_allows(&self, destination: &SpiffeId) -> Vec<&str> {
-        self.http_rules_to(destination, Effect::Allow)
-    }
-
-    /// The deny rules that name methods or paths (written for HTTP) yet refuse every TCP
-    /// connection to `destination` from the sources they cover: the other start-up warning.
-    pub fn http_denies_matching_connections(&self, destination: &SpiffeId) -> Vec<&str> {
-        self.http_rules_to(destination, Effect::Deny)
-    }
-
-    /// Rules of `effect` filed for `destination` that name methods or paths; sorted, expired
-    /// ones and dry runs left out.
-    fn http_rules_to(&self, destination: &SpiffeId, effect: Effect) -> Vec<&str> {
-        let destination = self.classify(destination);
-        let mut names: Vec<&str> = destination
-            .keys
-            .dst
-            .iter()
-            .filter_map(|&d| self.by_dst.get(d as usize)?.as_deref())
-            .flat_map(|bucket| bucket.by_src.iter().flat_map(|(_, rules)| rules.iter()))
-            .map(|&index| &self.rules[index as usize])
-            .filter(|rule| rule.effect == effect && !rule.expired && !rule.dry_run)
-            .filter(|rule| rule.methods.is_some() || rule.paths.is_some())
-            .map(|rule| rule.name.as_str())
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        names
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use crate::identity::SpiffeId;
+    use crate::policy::analysis::lint::{http_denies_matching_connections, http_only_allows};
     use crate::policy::{Decision, Reason, from_text};
 
     const POLICY: &str = r#"
@@ -135,16 +103,14 @@ rules:
         );
         let db = id("spiffe://example.org/ns/prod/sa/ledger-db");
         assert_eq!(
-            policy.http_only_allows(&db),
+            http_only_allows(&policy, &db),
             ["staging-paths-db", "staging-reads-db"]
         );
         assert!(
-            policy
-                .http_only_allows(&id("spiffe://example.org/ns/prod/sa/payments"))
-                .is_empty()
+            http_only_allows(&policy, &id("spiffe://example.org/ns/prod/sa/payments")).is_empty()
         );
         assert_eq!(
-            policy.http_denies_matching_connections(&db),
+            http_denies_matching_connections(&policy, &db),
             ["no-writes-from-batch"]
         );
     }

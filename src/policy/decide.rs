@@ -166,10 +166,11 @@ impl CompiledPolicy {
         self.decide_classified(&source, &destination, req.method, req.path)
     }
 
-    /// [`Self::decide`] for identities classified by [`Self::classify`] of this same policy
-    /// (the proxy classifies a connection's peer once per policy version, not once per
-    /// request). A classification made by another policy is refused (`stale-classification`),
-    /// never reinterpreted.
+    /// [`Self::decide`] for identities classified by [`Self::classify`] of this same policy,
+    /// so that one classification can serve many decisions. The data plane does not use it
+    /// (the proxy calls [`Self::decide`], which classifies both parties per request); `explain`,
+    /// the decide benchmark and the tests do. A classification made by another policy is
+    /// refused (`stale-classification`), never reinterpreted.
     pub fn decide_classified(
         &self,
         source: &Classification<'_>,

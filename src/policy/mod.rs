@@ -1,24 +1,27 @@
-//! The segment policy of PRODUCT.md §3: load YAML, compile to an indexed
-//! [`CompiledPolicy`], [`CompiledPolicy::decide`] per request, lint for `policy check`, and
-//! the blast radius: [`CompiledPolicy::reach`] (exact edges between identity classes) and
-//! [`diff`] (what a change widens or narrows).
+//! The segment policy of PRODUCT.md §3, in two parts and a child room:
+//! - the language: YAML [`source`] read by [`load`](mod@load), checked by `validate`, and
+//!   [`compile`](mod@compile)d into an indexed [`CompiledPolicy`] (patterns, methods, the
+//!   identity trie and classifier, the version hash);
+//! - the decision, the only part on the request path: [`CompiledPolicy::decide`] per request,
+//!   [`CompiledPolicy::decide_connection`] per TCP connection, [`CompiledPolicy::explain`]
+//!   for `policy explain`, and the [`containment`] records that revoke identities;
+//! - [`analysis`]: questions asked of a policy, never on the request path — the blast radius
+//!   ([`reach()`]), what a change widens or narrows ([`diff()`]), the lints, the report's data.
+//!
 //! PURE: no sockets, no async runtime, no logging — it returns values and the edges report them.
 #![warn(missing_docs)]
 
+pub mod analysis;
 pub mod classify;
 pub mod compile;
 pub mod compiled;
 pub mod connection;
 pub mod decide;
-pub mod diff;
 pub mod error;
 pub mod explain;
-pub mod lint;
 pub mod load;
 pub mod method;
 pub mod pattern;
-pub mod reach;
-mod region;
 pub mod source;
 mod tests_run;
 pub mod trie;
@@ -27,6 +30,10 @@ mod version;
 
 use std::path::Path;
 
+pub use analysis::{
+    Edge, Methods, Party, QueryError, Reach, ReachError, Selector, SelectorError, diff, reach,
+    reach_texts,
+};
 pub use classify::Classification;
 pub use compile::{compile, compile_at, successor, unix_now};
 pub use compiled::{CompiledPolicy, Rule, Segment, Target};
@@ -34,7 +41,6 @@ pub use decide::{Decision, Explanation, Reason, Request, Verdict};
 pub use error::{PolicyError, PolicyErrorKind, PolicyErrors};
 pub use explain::{Candidate, Check, Miss, RuleExplanation};
 pub use load::PolicySource;
-pub use reach::{Edge, Methods, Party, Reach, ReachError, Selector, SelectorError};
 pub use validate::{format_time, parse_time};
 
 /// Reads and compiles the policy at `path` (a file or a folder of `*.yaml`).
@@ -55,6 +61,3 @@ pub fn from_text(name: &str, text: &str) -> Result<CompiledPolicy, PolicyErrors>
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-mod expiry_tests;

@@ -11,6 +11,8 @@ use super::*;
 use crate::identity::SpiffeId;
 use crate::path::normalize;
 
+mod expiry;
+
 const POLICY: &str = r#"
 segments:
   frontend:

@@ -93,7 +93,7 @@ impl Api {
 /// What `policy reach --json --from FROM --to TO` prints for `text`, parsed.
 fn library_reach(text: &str, from: &str, to: &str) -> Value {
     let compiled = segward::policy::from_text("policy.yaml", text).unwrap();
-    serde_json::to_value(compiled.reach_texts(from, to).unwrap()).unwrap()
+    serde_json::to_value(segward::policy::reach_texts(&compiled, from, to).unwrap()).unwrap()
 }
 
 fn edges(answer: &Value) -> Vec<(String, String)> {

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use segward::policy::diff::diff;
+use segward::policy::diff;
 use segward::policy::{self, CompiledPolicy, Edge, PolicySource, Reach, Selector};
 
 use crate::support::client::{PlainClient, request};
@@ -288,7 +288,7 @@ fn the_containment_block_is_the_reach_it_removed(stdout: &str) {
 
 fn leaked_reach(p: &CompiledPolicy) -> Reach {
     let from = Selector::parse(p, LEAKED).unwrap();
-    p.reach((LEAKED, &from), ("*", &Selector::Any)).unwrap()
+    policy::reach(p, (LEAKED, &from), ("*", &Selector::Any)).unwrap()
 }
 
 /// The `env` label of an edge's source (or destination): of its first segment carrying one.

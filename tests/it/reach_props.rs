@@ -43,7 +43,7 @@ fn decide_allows_exactly_what_reach_covers() {
                     Selector::parse(&compiled, &from).unwrap(),
                     Selector::parse(&compiled, &to).unwrap(),
                 );
-                let reach = compiled.reach((&from, &f), (&to, &t)).unwrap();
+                let reach = policy::reach(&compiled, (&from, &f), (&to, &t)).unwrap();
                 let path = normalize(&req.path).unwrap();
                 let covers = !parties.source_revoked
                     && reach.covers(&parties.source, &parties.destination, req.method, &path);

@@ -145,7 +145,7 @@ fn refused(e: ContainError, json: bool, suspend_tests: bool) -> anyhow::Result<O
             eprintln!("refused: {e}");
             Ok(outcome)
         }
-        ContainError::Reach(_) | ContainError::Io(..) => Err(e.into()),
+        ContainError::Reach(_) | ContainError::NoScopes | ContainError::Io(..) => Err(e.into()),
         _ => {
             eprintln!("error: {e}");
             eprintln!("refused: nothing was changed");

@@ -2,15 +2,14 @@
 //! review and CI gates — every pair of identity classes whose reach was added, removed,
 //! widened or narrowed. `--fail-on-widen` exits 3 when any reach grew.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::Args;
 use serde_json::json;
 
 use super::{Outcome, report_invalid};
-use crate::policy::diff::{Change, Diff, diff};
-use crate::policy::{self, Edge};
+use crate::policy::analysis::{Change, Diff, Layout, changes_text, diff};
+use crate::policy::{self};
 
 /// `policy diff` arguments.
 #[derive(Debug, Args)]
@@ -39,26 +38,18 @@ pub(super) fn run(args: DiffArgs) -> anyhow::Result<Outcome> {
                 return Ok(report_invalid(&errors, args.json));
             }
         };
-        match compiled.reach_texts("*", "*") {
+        match policy::reach_texts(&compiled, "*", "*") {
             Ok(r) => reaches.push(r),
             Err(message) => anyhow::bail!("{}: {message}", path.display()),
         }
     }
     let result = diff(&reaches[0], &reaches[1]);
     if args.json {
-        let changes: Vec<_> = result
-            .changes
-            .iter()
-            .map(|c| {
-                json!({"change": c.change.as_str(), "source": c.source,
-                       "destination": c.destination, "old": c.old, "new": c.new})
-            })
-            .collect();
         let out = json!({
             "old_version": result.old_version,
             "new_version": result.new_version,
             "grows": result.grows(),
-            "changes": changes,
+            "changes": result.changes,
         });
         println!("{out}");
     } else {
@@ -85,46 +76,9 @@ fn text(args: &DiffArgs, d: &Diff) -> String {
         d.count(Change::Narrowed),
         d.count(Change::Changed),
     );
-    let list = Edge::all_requests;
-    for c in &d.changes {
-        let sign = match c.change {
-            Change::Added => '+',
-            Change::Removed => '-',
-            _ => '~',
-        };
-        let pair = format!("{} -> {}", c.source, c.destination);
-        let _ = match c.change {
-            Change::Added => writeln!(
-                out,
-                "{sign} added    {pair}: {}  [{}]",
-                list(&c.new),
-                rules(&c.new)
-            ),
-            Change::Removed => writeln!(out, "{sign} removed  {pair}: was {}", list(&c.old)),
-            other => writeln!(
-                out,
-                "{sign} {:<8} {pair}: {}  (was {})  [{}]",
-                other.as_str(),
-                list(&c.new),
-                list(&c.old),
-                rules(&c.new)
-            ),
-        };
-    }
-    if d.changes.is_empty() {
-        out.push_str("no reach changed\n");
-    } else if d.grows() {
+    out.push_str(&changes_text(d, Layout::Review));
+    if d.grows() {
         out.push_str("reach grew: review the lines marked + and ~ (widened/changed)\n");
     }
     out
-}
-
-fn rules(edges: &[Edge]) -> String {
-    let mut names: Vec<&str> = edges
-        .iter()
-        .flat_map(|e| e.allow_rules.iter().map(String::as_str))
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    format!("allowed by {}", names.join(","))
 }

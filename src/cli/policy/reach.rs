@@ -40,7 +40,7 @@ pub(super) fn run(args: ReachArgs) -> anyhow::Result<Outcome> {
     };
     let from = args.from.as_deref().unwrap_or("*");
     let to = args.to.as_deref().unwrap_or("*");
-    let reach = match compiled.reach_texts(from, to) {
+    let reach = match policy::reach_texts(&compiled, from, to) {
         Ok(r) => r,
         Err(message) => {
             eprintln!("error: {message}");
@@ -126,7 +126,7 @@ pub(super) fn table(reach: &Reach) -> String {
             .revoked_sources
             .iter()
             .map(|n| match n.as_str() {
-                policy::reach::UNSEGMENTED => "identities in no segment",
+                policy::analysis::UNSEGMENTED => "identities in no segment",
                 n => n,
             })
             .collect();

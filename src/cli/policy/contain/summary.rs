@@ -4,9 +4,8 @@
 use serde_json::json;
 
 use crate::containment::{Containment, ContainmentId, ReachChange, Scope, rfc3339};
-use crate::policy::diff::{Change, Diff, PairChange};
-use crate::policy::reach::UNSEGMENTED;
-use crate::policy::{CompiledPolicy, Edge};
+use crate::policy::CompiledPolicy;
+use crate::policy::analysis::{Diff, Layout, UNSEGMENTED, changes_text};
 
 /// What `contain` prints.
 pub(super) struct ContainReport<'a> {
@@ -39,7 +38,7 @@ impl ContainReport<'_> {
             let already = classes(&self.change.revoked_before);
             out += &format!("already revoked before: {already}\n");
         }
-        out += &changes_text(&self.change.diff, "removed");
+        out += &changes_text(&self.change.diff, Layout::Ledger { word: "removed" });
         out += &format!(
             "policy:   {} -> {}\n",
             self.change.diff.old_version, self.change.diff.new_version
@@ -92,7 +91,7 @@ impl ReleaseReport<'_> {
         let mut out = format!("released {}: removed {}\n", self.id.as_str(), self.file);
         match self.restored {
             Some(change) => {
-                out += &changes_text(&change.diff, "restored");
+                out += &changes_text(&change.diff, Layout::Ledger { word: "restored" });
                 out += &format!(
                     "policy:   {} -> {}\n",
                     change.diff.old_version, change.diff.new_version
@@ -135,36 +134,7 @@ fn classes(names: &[String]) -> String {
     readable.join(", ")
 }
 
-/// `removed: a -> b: * /**`, one line per changed pair (`word` for the whole-pair change).
-fn changes_text(d: &Diff, word: &str) -> String {
-    let list = Edge::all_requests;
-    let label = |w: &str| format!("{:<10}", format!("{w}:"));
-    let mut out = String::new();
-    for c in &d.changes {
-        let pair = format!("{} -> {}", c.source, c.destination);
-        let line = match c.change {
-            Change::Removed => format!("{}{pair}: {}", label(word), list(&c.old)),
-            Change::Added => format!("{}{pair}: {}", label(word), list(&c.new)),
-            other => format!(
-                "{}{pair}: {} (was {})",
-                label(other.as_str()),
-                list(&c.new),
-                list(&c.old)
-            ),
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    if d.changes.is_empty() {
-        out += &format!("{}nothing (the scope reached nothing)\n", label(word));
-    }
-    out
-}
-
+/// The changes as `policy diff --json` writes them.
 fn changes_json(d: &Diff) -> serde_json::Value {
-    let one = |c: &PairChange| {
-        json!({"change": c.change.as_str(), "source": c.source,
-               "destination": c.destination, "old": c.old, "new": c.new})
-    };
-    d.changes.iter().map(one).collect()
+    serde_json::to_value(&d.changes).unwrap_or_default()
 }

@@ -7,6 +7,9 @@ use std::path::Path;
 
 use super::browser::{Tag, chromium_or_skip, dump_dom, screenshot, tags_with};
 use super::*;
+use crate::policy::Selector;
+use crate::policy::analysis::identity_classes;
+use crate::policy::analysis::report::{Edge, Finding, Node, SegmentInfo};
 
 const PROD: &str = "spiffe://example.org/ns/prod/sa";
 
@@ -342,25 +345,20 @@ fn chromium_shows_the_shipped_policy_reach_exactly() {
             .map(|e| (e.source.name.clone(), e.destination.name.clone()));
         names.collect()
     };
-    let all = compiled
-        .reach(("*", &Selector::Any), ("*", &Selector::Any))
-        .unwrap();
+    let all =
+        crate::policy::reach(&compiled, ("*", &Selector::Any), ("*", &Selector::Any)).unwrap();
     let dom = dump_dom(&path, "");
     let s = summary(&dom);
     assert_eq!(s.attr("data-nodes"), Some(&*data.nodes.len().to_string()));
     assert_eq!(s.attr("data-edges"), Some(&*pairs(&all).len().to_string()));
     assert_eq!(tags_with(&dom, "data-edge").len(), pairs(&all).len());
-    let classes = compiled.identity_classes().unwrap().len();
+    let classes = identity_classes(&compiled).unwrap().len();
     assert_eq!(tags_with(&dom, "data-node").len(), classes);
 
     for segment in ["frontend", "agent-read", "payments", "staging-workloads"] {
         let sel = Selector::parse(&compiled, segment).unwrap();
-        let out = compiled
-            .reach((segment, &sel), ("*", &Selector::Any))
-            .unwrap();
-        let inn = compiled
-            .reach(("*", &Selector::Any), (segment, &sel))
-            .unwrap();
+        let out = crate::policy::reach(&compiled, (segment, &sel), ("*", &Selector::Any)).unwrap();
+        let inn = crate::policy::reach(&compiled, ("*", &Selector::Any), (segment, &sel)).unwrap();
         let mut want_reach: Vec<String> = pairs(&out)
             .into_iter()
             .filter(|(s, _)| s == segment)

@@ -7,7 +7,7 @@
 //! compares a segment with its own literals or accepts any (`*`, `**`). So it suffices to
 //! try, at each depth, every literal some pattern names there plus one segment none names.
 
-use super::pattern::{PathPattern, PatternSegment};
+use crate::policy::pattern::{PathPattern, PatternSegment};
 
 /// How far one pattern got along the path being built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

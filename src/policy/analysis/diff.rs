@@ -7,9 +7,15 @@
 
 use std::collections::BTreeMap;
 
-use super::pattern::PathPattern;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
 use super::reach::{Edge, Methods, Reach};
 use super::region;
+use crate::policy::pattern::PathPattern;
+
+mod text;
+
+pub use text::{Layout, change_line, changes_text};
 
 /// What happened to the reach between one pair of classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -57,6 +63,21 @@ pub struct PairChange {
     pub old: Vec<Edge>,
     /// The pair's edges under the new policy.
     pub new: Vec<Edge>,
+}
+
+/// The JSON shape of `policy diff --json` and `policy contain --json`: `{change, destination,
+/// new, old, source}` (keys sorted, as serde_json writes a map), `old`/`new` as edges of
+/// `policy reach --json`.
+impl Serialize for PairChange {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(5))?;
+        map.serialize_entry("change", self.change.as_str())?;
+        map.serialize_entry("destination", &self.destination)?;
+        map.serialize_entry("new", &self.new)?;
+        map.serialize_entry("old", &self.old)?;
+        map.serialize_entry("source", &self.source)?;
+        map.end()
+    }
 }
 
 /// Every pair whose reach changed, sorted by source and destination.

@@ -2,6 +2,7 @@
 //! construction (the agreement with `decide` on random policies is tests/it/reach_props.rs).
 
 use super::*;
+use crate::identity::SpiffeId;
 use crate::path::normalize;
 use crate::policy::from_text;
 
@@ -28,7 +29,7 @@ fn reach(from: &str, to: &str) -> Reach {
         Selector::parse(&policy, from).unwrap(),
         Selector::parse(&policy, to).unwrap(),
     );
-    policy.reach((from, &f), (to, &t)).unwrap()
+    super::reach(&policy, (from, &f), (to, &t)).unwrap()
 }
 
 fn rows(r: &Reach) -> Vec<String> {
@@ -127,9 +128,12 @@ rules:
 "#,
     )
     .unwrap();
-    let r = policy
-        .reach(("a", &Selector::Segment(0)), ("a", &Selector::Segment(0)))
-        .unwrap();
+    let r = super::reach(
+        &policy,
+        ("a", &Selector::Segment(0)),
+        ("a", &Selector::Segment(0)),
+    )
+    .unwrap();
     let edge = &r.edges[0];
     assert!(edge.except.is_empty());
     assert_eq!(edge.except_lenient[0].as_str(), "/b/**");

@@ -2,9 +2,9 @@
 //! `revoked:` by identity, pattern, segment and labels with `since`/`until`, compiled as of a
 //! given instant.
 
-use super::*;
 use crate::identity::SpiffeId;
 use crate::path::normalize;
+use crate::policy::*;
 
 const T: i64 = 1_800_000_000; // 2027-01-15T08:00:00Z
 const T_TEXT: &str = "2027-01-15T08:00:00Z";
@@ -96,16 +96,14 @@ fn an_exception_matches_until_its_expiry_and_is_named_after_it() {
     assert_eq!(after.explain_rules(&req).verdict, after.decide(&req));
     let sel = Selector::parse(&after, "ci").unwrap();
     assert!(
-        after
-            .reach(("ci", &sel), ("*", &Selector::Any))
+        reach(&after, ("ci", &sel), ("*", &Selector::Any))
             .unwrap()
             .edges
             .is_empty()
     );
     let sel = Selector::parse(&before, "ci").unwrap();
     assert_eq!(
-        before
-            .reach(("ci", &sel), ("*", &Selector::Any))
+        reach(&before, ("ci", &sel), ("*", &Selector::Any))
             .unwrap()
             .edges
             .len(),
@@ -253,7 +251,7 @@ fn a_containment_that_suspends_tests_is_not_vetoed_by_them() {
         [("p.yaml:13:5".to_owned(), "spiffe://t.org/ci/*".to_owned())]
     );
     assert_eq!(verdict(&p, CI, PAY).1, Reason::Revoked);
-    let lints = crate::policy::lint::lint(&p);
+    let lints = crate::policy::analysis::lint::lint(&p);
     assert!(
         lints
             .iter()

@@ -12,7 +12,7 @@
 //!
 //! The segmentation lints of PRODUCT.md §9 read [`LintOptions::boundary_label`] (`env`):
 //! - `identity-spans-boundary`: a segment shares an identity (some SPIFFE ID matches a
-//!   pattern of each, see [`IdentityPattern::overlaps`](super::pattern::IdentityPattern::overlaps))
+//!   pattern of each, see [`IdentityPattern::overlaps`](crate::policy::pattern::IdentityPattern::overlaps))
 //!   with a segment of another boundary value; reported once, at the later-defined segment.
 //!   A segment without the boundary label has no value, so it never differs.
 //! - `wide-source`: an allow rule into a segment labelled `tier: critical` whose source is
@@ -25,18 +25,25 @@
 //!   `policy reach` computes it) from a class of one boundary value into a class whose
 //!   value differs, and neither its `from` nor its `to` is a label selector on the boundary
 //!   label. Classes without the label, and folded `→ *` edges, are not judged.
-//! - `reach-crosses-boundary` needs the reach analysis and is not written yet.
+//!
+//! The connection lints ([`http_only_allows`], [`http_denies_matching_connections`]) are not
+//! findings of `policy check`: the sidecar warns with them at start-up for its TCP listener
+//! and destinations.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::compiled::{CompiledPolicy, Loc, Rule, Target};
-use super::method::MethodSet;
-use super::pattern::{PathPattern, PatternSegment, segments_overlap};
-use super::reach::{Reach, Selector};
-use super::source::Effect;
+use super::reach::{Reach, Selector, reach};
+use crate::policy::compiled::{CompiledPolicy, Loc, Rule, Target};
+use crate::policy::method::MethodSet;
+use crate::policy::pattern::{PathPattern, PatternSegment, segments_overlap};
+use crate::policy::source::Effect;
 
+mod connection;
+mod expiry;
 mod segmentation;
+
+pub use connection::{http_denies_matching_connections, http_only_allows};
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,10 +102,8 @@ pub fn lint(policy: &CompiledPolicy) -> Vec<Lint> {
 /// reach for `reach-crosses-boundary`; a caller that has it already passes it to
 /// [`lint_with_reach`].
 pub fn lint_with(policy: &CompiledPolicy, options: &LintOptions) -> Vec<Lint> {
-    let reach = policy
-        .reach(("*", &Selector::Any), ("*", &Selector::Any))
-        .ok();
-    lint_with_reach(policy, options, reach.as_ref())
+    let all = reach(policy, ("*", &Selector::Any), ("*", &Selector::Any)).ok();
+    lint_with_reach(policy, options, all.as_ref())
 }
 
 /// [`lint_with`] on the complete reach already computed (`None`: the reach walk gave up, so
@@ -123,7 +128,7 @@ pub fn lint_with_reach(
     if let Some(reach) = reach {
         segmentation::reach_crosses_boundary(policy, reach, &options.boundary_label, &mut out);
     }
-    expiries(policy, options.warn_within_secs, &mut out);
+    expiry::expiries(policy, options.warn_within_secs, &mut out);
     out.sort_by(|a, b| (&a.at, a.kind).cmp(&(&b.at, b.kind)));
     out
 }
@@ -190,77 +195,6 @@ fn finding(policy: &CompiledPolicy, kind: &'static str, at: Loc, message: String
         kind,
         at: policy.locate(at),
         message,
-    }
-}
-
-/// `rule-expired` (an `expires:` passed: the rule matches nothing; delete it) and
-/// `rule-expiring` (it stops matching within `within` seconds: renew or let it go), as of the
-/// instant the policy was compiled for; likewise `revocation-lifted` for a `revoked:` entry
-/// past its `until`.
-fn expiries(policy: &CompiledPolicy, within: i64, out: &mut Vec<Lint>) {
-    let now = policy.compiled_for();
-    for rule in policy.rules() {
-        let Some(t) = rule.expires else { continue };
-        let when = super::validate::format_time(t);
-        let who = exception_owner(rule);
-        if rule.expired {
-            let msg = format!(
-                "rule `{}`{who} expired at {when} and matches nothing; delete it",
-                rule.name
-            );
-            out.push(finding(policy, "rule-expired", rule.at, msg));
-        } else if t - now <= within {
-            let msg = format!(
-                "rule `{}`{who} expires at {when} (in {}); renew it or let it go",
-                rule.name,
-                human(t - now)
-            );
-            out.push(finding(policy, "rule-expiring", rule.at, msg));
-        }
-    }
-    for (at, scope) in policy.suspended_tests() {
-        out.push(Lint {
-            kind: "test-suspended",
-            at: at.clone(),
-            message: format!(
-                "this test is suspended while containment `{scope}` (suspend_tests) revokes its source"
-            ),
-        });
-    }
-    for entry in policy.revocations().iter().filter(|r| r.lifted) {
-        let when = entry
-            .until
-            .map(super::validate::format_time)
-            .unwrap_or_default();
-        let msg = format!(
-            "revoked `{}` lifted itself at {when} and revokes nothing; delete the entry",
-            entry.scope
-        );
-        out.push(finding(policy, "revocation-lifted", entry.at, msg));
-    }
-}
-
-/// ` (owner ana, ticket SEC-7)`, or nothing.
-fn exception_owner(rule: &Rule) -> String {
-    let parts: Vec<String> = [("owner", &rule.owner), ("ticket", &rule.ticket)]
-        .into_iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}")))
-        .collect();
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", parts.join(", "))
-    }
-}
-
-/// `3d 4h`, `5h 12m`, `40m`, `20s`.
-fn human(secs: i64) -> String {
-    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{secs}s"),
-        (0, 0, m) => format!("{m}m"),
-        (0, h, m) => format!("{h}h {m}m"),
-        (d, h, _) => format!("{d}d {h}h"),
     }
 }
 
@@ -469,97 +403,4 @@ fn paths_overlap(a: &PathPattern, b: &PathPattern) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::policy::from_text;
-
-    const SEGMENTS: &str = r#"
-segments:
-  web:     { identities: ["spiffe://t.org/web"], labels: { env: prod } }
-  pay:     { identities: ["spiffe://t.org/pay"], labels: { env: prod, tier: critical } }
-  ci:      { identities: ["spiffe://t.org/ci/**"], labels: { env: staging } }
-  orphan:  { identities: ["spiffe://t.org/orphan"] }
-"#;
-
-    fn lints(rules: &str) -> Vec<(&'static str, String)> {
-        let p = from_text("p.yaml", &format!("{SEGMENTS}rules:\n{rules}")).unwrap();
-        lint(&p).into_iter().map(|l| (l.kind, l.message)).collect()
-    }
-
-    /// The findings of the lints tested here (the segmentation lints have their own fixtures).
-    fn kinds(rules: &str) -> Vec<&'static str> {
-        let others = [
-            "unused-segment",
-            "wide-source",
-            "identity-spans-boundary",
-            "reach-crosses-boundary",
-        ];
-        lints(rules)
-            .into_iter()
-            .map(|(k, _)| k)
-            .filter(|k| !others.contains(k))
-            .collect()
-    }
-
-    #[test]
-    fn an_allow_fully_inside_a_deny_is_shadowed() {
-        let rules = "  - { name: a, from: [web], to: [pay], methods: [GET], paths: [\"/v1/x\"] }\n  - { name: d, effect: deny, from: [\"*\"], to: [pay], paths: [\"/v1/**\"] }\n";
-        assert_eq!(kinds(rules), ["shadowed-by-deny"]);
-    }
-
-    #[test]
-    fn an_allow_partly_inside_a_label_deny_crosses_the_boundary() {
-        let rules = "  - { name: a, from: [web, ci], to: [pay] }\n  - { name: d, effect: deny, from: [{ env: staging }], to: [{ env: prod }] }\n";
-        assert_eq!(kinds(rules), ["crosses-denied-boundary"]);
-    }
-
-    #[test]
-    fn disjoint_paths_methods_or_dry_runs_do_not_warn() {
-        let rules = "  - { name: a, from: [web], to: [pay], paths: [\"/v1/*\"] }\n  - { name: d, effect: deny, from: [web], to: [pay], paths: [\"/admin/**\"] }\n  - { name: e, effect: deny, from: [web], to: [pay], methods: [DELETE], paths: [\"/v1/**\"] }\n  - { name: f, effect: deny, dry_run: true, from: [web], to: [pay] }\n  - { name: g, from: [web], to: [pay], methods: [GET] }\n";
-        // `e` shadows nothing: `a` allows all methods and `g` all paths.
-        assert_eq!(kinds(rules), Vec::<&str>::new());
-    }
-
-    #[test]
-    fn wildcard_allow_into_a_critical_segment_warns() {
-        let rules = "  - { name: open, from: [\"*\"], to: [pay], methods: [GET] }\n";
-        assert_eq!(kinds(rules), ["wildcard-allow-on-critical"]);
-        let rules = "  - { name: open, from: [\"*\"], to: [web] }\n";
-        assert_eq!(kinds(rules), Vec::<&str>::new());
-    }
-
-    #[test]
-    fn unused_segments_and_empty_label_selectors_warn() {
-        let rules = "  - { name: a, from: [{ env: prod }], to: [{ env: dev }] }\n";
-        let found = lints(rules);
-        let unused: Vec<&String> = found
-            .iter()
-            .filter(|(k, _)| *k == "unused-segment")
-            .map(|(_, m)| m)
-            .collect();
-        assert_eq!(unused.len(), 2, "{found:?}");
-        assert!(
-            unused[0].contains("`ci`") && unused[1].contains("`orphan`"),
-            "{found:?}"
-        );
-        assert!(
-            found.iter().any(|(k, _)| *k == "empty-label-selector"),
-            "{found:?}"
-        );
-    }
-
-    #[test]
-    fn path_cover_and_overlap_follow_the_pattern_rules() {
-        let p = |s: &str| PathPattern::parse(s).unwrap();
-        assert!(path_covers(&p("/a/**"), &p("/a")));
-        assert!(path_covers(&p("/a/**"), &p("/a/*/c")));
-        assert!(path_covers(&p("/**"), &p("/")));
-        assert!(path_covers(&p("/a/*"), &p("/a/b")));
-        assert!(!path_covers(&p("/a/*"), &p("/a/**")));
-        assert!(!path_covers(&p("/a/b"), &p("/a/*")));
-        assert!(paths_overlap(&p("/a/*"), &p("/*/b")));
-        assert!(paths_overlap(&p("/a/**"), &p("/a")));
-        assert!(!paths_overlap(&p("/a/**"), &p("/b")));
-        assert!(!paths_overlap(&p("/a/*"), &p("/a")));
-    }
-}
+mod tests;
