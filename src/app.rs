@@ -25,8 +25,9 @@ use crate::reload::{ReadHook, ReloadError, ReloadStatus, Reloader, Report, Sourc
 use crate::shutdown::{self, Shutdown, Trigger};
 use crate::telemetry::decision_log::Sampler;
 use crate::telemetry::metrics::Metrics;
-use crate::tls::{self, TlsError, TlsOptions, workload_api};
+use crate::tls::{self, TlsError, TlsOptions};
 use crate::workers::{Workers, WorkersError};
+use crate::workload_api;
 
 /// Why a sidecar did not start; every variant names the file or address at fault.
 #[derive(Debug, thiserror::Error)]

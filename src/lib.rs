@@ -18,6 +18,8 @@
 //! - [`shutdown`]: the drain signal shared by listeners.
 //! - [`config`]: sidecar YAML (`RawConfig`) → `Config`: resolved paths, addresses, SPIFFE IDs,
 //!   listeners (HTTP or TCP) and TCP destinations, limits (the event-loop count included).
+//! - [`workload_api`]: the SPIFFE Workload API client — `FetchX509SVID` from the SPIRE agent,
+//!   each response checked into `Credentials`, reconnect with backoff.
 //! - [`tls`]: rustls glue — PEM credentials, SPIFFE verifiers, server and client configs.
 //! - [`certs`]: rcgen PKI — throwaway CA, X509-SVID leaves, inspection.
 //! - [`policy`]: PURE. YAML policy → `CompiledPolicy` → `decide` (a request) and
@@ -42,3 +44,4 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
 pub mod workers;
+pub mod workload_api;

@@ -27,8 +27,8 @@ use crate::identity::{SpiffeId, TrustDomain};
 use crate::live::Live;
 use crate::policy::{CompiledPolicy, PolicySource, compile};
 use crate::telemetry::metrics::Metrics;
-use crate::tls::workload_api::{SvidUpdates, Update};
 use crate::tls::{Credentials, LiveTls};
+use crate::workload_api::{SvidUpdates, Update};
 
 /// The files a sidecar's state is built from, as named by its config.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,6 @@ mod credentials;
 mod error;
 mod material;
 mod verify;
-pub mod workload_api;
 
 use std::sync::{Arc, OnceLock};
 
