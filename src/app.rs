@@ -1,10 +1,10 @@
 //! The composition root of `segward run` (PRODUCT.md §1, §4 "fail closed", §5, §6 SIGTERM,
-//! §12): config → reload triggers installed (and the Workload API client started, when the
-//! identity comes from SPIRE) → admin bound, `/readyz` 503 → the reloader's first load
-//! (policy, then credentials from files or the first valid SVID of the Workload API, each
-//! checked before any data-plane socket opens) → bind → one task per listener, one running
-//! the reloads, one applying Workload API updates → shutdown and drain. Tests and the demo start sidecars the same way, on
-//! 127.0.0.1:0.
+//! §12): config → the sources and the reloader's loops armed (`reload::Loops`: the Workload
+//! API client starts, when the identity comes from SPIRE) → admin bound, `/readyz` 503 → the
+//! reloader's first load (policy, then credentials from files or the first valid SVID of the
+//! Workload API, each checked before any data-plane socket opens) → bind → one task per
+//! listener, and the reloader's loops → shutdown and drain. Tests and the demo start
+//! sidecars the same way, on 127.0.0.1:0.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,14 +20,12 @@ use crate::live::Live;
 use crate::proxy::request_id::RequestIds;
 use crate::proxy::serve::{self, Lanes};
 use crate::proxy::{Context, Inbound, Outbound, OutboundError, TcpInbound, TcpOutbound};
-use crate::reload::watch::Triggers;
-use crate::reload::{ReadHook, ReloadError, ReloadStatus, Reloader, Report, Sources};
+use crate::reload::{Loops, ReadHook, ReloadError, ReloadStatus, Reloader, Report, Sources};
 use crate::shutdown::{self, Shutdown, Trigger};
 use crate::telemetry::decision_log::Sampler;
 use crate::telemetry::metrics::Metrics;
 use crate::tls::{self, TlsError, TlsOptions};
 use crate::workers::{Workers, WorkersError};
-use crate::workload_api;
 
 /// Why a sidecar did not start; every variant names the file or address at fault.
 #[derive(Debug, thiserror::Error)]
@@ -69,16 +67,36 @@ pub struct Sidecar {
     outbound_addr: Option<SocketAddr>,
     /// Each TCP destination's bound `local` address, by lower-case name.
     tcp_local_addrs: BTreeMap<String, SocketAddr>,
-    admin_addr: SocketAddr,
     reloader: Arc<Reloader>,
     /// Stops the listeners and the watcher.
     trigger: Trigger,
     tasks: Vec<JoinHandle<()>>,
     /// The event loops beside this one; stopped once the listeners have drained.
     workers: Option<Workers>,
-    /// Stops the admin listener, last, so `/readyz` says "draining" while listeners drain.
-    admin_trigger: Trigger,
-    admin_task: Option<JoinHandle<()>>,
+    admin: AdminListener,
+}
+
+/// The admin listener: bound first, so `/healthz` answers and `/readyz` says 503 while the
+/// first load runs (with the Workload API, until the agent has issued our SVID); stopped
+/// last, so `/readyz` says "draining" while listeners drain.
+struct AdminListener {
+    addr: SocketAddr,
+    trigger: Trigger,
+    task: Option<JoinHandle<()>>,
+}
+
+impl AdminListener {
+    async fn start(listen: SocketAddr, admin: Arc<Admin>) -> Result<Self, StartError> {
+        let (trigger, shutdown) = shutdown::channel();
+        let listener = bind("admin.listen".to_owned(), listen).await?;
+        let addr = listener.local_addr().unwrap_or(listen);
+        let task = tokio::spawn(admin.serve(listener, shutdown));
+        Ok(Self {
+            addr,
+            trigger,
+            task: Some(task),
+        })
+    }
 }
 
 impl Sidecar {
@@ -103,50 +121,50 @@ impl Sidecar {
         config: &Config,
         hook: Option<ReadHook>,
     ) -> Result<Sidecar, StartError> {
+        let (trigger, shutdown) = shutdown::channel();
         let sources = Sources::new(config);
-        // Watching starts before the first read: a write landing while the first state is
-        // built is an event that waits for the reload loop, not a change recorded as seen.
-        let triggers = Triggers::install(&sources.folders(), config.reload);
+        // Armed before the first read: a write landing while the first state is built is an
+        // event that waits for the reload loop, not a change recorded as seen; and the
+        // Workload API client runs from the start, as the first load waits for its SVID.
+        let mut loops = Loops::arm(&sources, config.reload, &shutdown);
         let metrics = Arc::new(Metrics::new());
         let readiness = Arc::new(Readiness::default());
-        let (trigger, shutdown) = shutdown::channel();
-        let mut tasks = Vec::new();
-        // The Workload API client runs from the start: the first load waits for its SVID.
-        let mut svids = config.identity.workload_api().map(|api| {
-            let (svids, task) =
-                workload_api::spawn(api.endpoint.clone(), api.backoff, shutdown.clone());
-            tasks.push(task);
-            tracing::info!(
-                endpoint = %api.endpoint,
-                named_by = api.named_by,
-                "waiting for the first X509-SVID from the SPIFFE Workload API; /readyz says 503 \
-                 and no data-plane listener is open until it arrives"
-            );
+        if loops.awaits_svid() {
             readiness.set_awaiting_svid();
-            svids
-        });
-        // Admin first: /healthz answers and /readyz says 503 while the first load runs, which
-        // with the Workload API lasts until the agent has issued our SVID.
-        let (admin_trigger, admin_shutdown) = shutdown::channel();
-        let admin_listener = bind("admin.listen".to_owned(), config.admin_listen).await?;
-        let admin_addr = admin_listener.local_addr().unwrap_or(config.admin_listen);
+        }
         let admin = Arc::new(Admin::new(metrics.clone(), readiness.clone()));
-        let admin_task = tokio::spawn(admin.clone().serve(admin_listener, admin_shutdown));
-        let reloader = Reloader::start(sources, metrics.clone(), hook, svids.as_mut())
+        let admin_listener = AdminListener::start(config.admin_listen, admin.clone()).await?;
+        let reloader = Reloader::start(sources, metrics.clone(), hook, &mut loops)
             .await
             .map_err(StartError::Load)?;
         let reloader = Arc::new(reloader);
-        let live = reloader.live().clone();
-        admin.attach(live.clone(), reloader.status().clone());
-        if let Some(mut svids) = svids {
-            let reloader = reloader.clone();
-            tasks.push(tokio::spawn(async move {
-                while let Some(update) = svids.next().await {
-                    reloader.apply_svid(update).await;
-                }
-            }));
-        }
+        admin.attach(reloader.live().clone(), reloader.status().clone());
+        let mut sidecar = Sidecar::assemble(
+            config,
+            reloader.clone(),
+            metrics,
+            readiness,
+            admin_listener,
+            trigger,
+        )?;
+        sidecar.bind_listeners(config, &shutdown).await?;
+        sidecar.warn_http_only_allows(config);
+        sidecar.tasks.extend(loops.spawn(reloader, shutdown));
+        sidecar.readiness.set_ready();
+        Ok(sidecar)
+    }
 
+    /// The sidecar around the first state: the request context every listener shares, and
+    /// the event loops they will run on; nothing bound yet.
+    fn assemble(
+        config: &Config,
+        reloader: Arc<Reloader>,
+        metrics: Arc<Metrics>,
+        readiness: Arc<Readiness>,
+        admin: AdminListener,
+        trigger: Trigger,
+    ) -> Result<Sidecar, StartError> {
+        let live = reloader.live().clone();
         let own_id = live.tls().current().credentials().id().clone();
         let log = config.decision_log;
         let cx = Arc::new(Context {
@@ -158,42 +176,40 @@ impl Sidecar {
             sampler: Sampler::new(log.allowed_sample_rate, log.allowed_per_second),
             ids: RequestIds::new(),
         });
-        let mut sidecar = Sidecar {
+        let workers = Workers::start(config.limits.worker_threads).map_err(StartError::Workers)?;
+        Ok(Sidecar {
             cx,
             readiness,
             inbound_addrs: Vec::new(),
             outbound_addr: None,
             tcp_local_addrs: BTreeMap::new(),
-            admin_addr,
-            reloader: reloader.clone(),
+            reloader,
             trigger,
-            tasks,
-            workers: Some(
-                Workers::start(config.limits.worker_threads).map_err(StartError::Workers)?,
-            ),
-            admin_trigger,
-            admin_task: Some(admin_task),
-        };
+            tasks: Vec::new(),
+            workers: Some(workers),
+            admin,
+        })
+    }
+
+    /// Binds every data-plane listener `config` names and starts accepting on each.
+    async fn bind_listeners(
+        &mut self,
+        config: &Config,
+        shutdown: &Shutdown,
+    ) -> Result<(), StartError> {
         for (i, inbound) in config.inbound.iter().enumerate() {
             let key = match config.inbound.len() {
                 1 => "inbound.listen".to_owned(),
                 _ => format!("inbound[{i}].listen"),
             };
-            sidecar
-                .start_inbound(config, inbound, key, shutdown.clone())
+            self.start_inbound(config, inbound, key, shutdown.clone())
                 .await?;
         }
         if let Some(outbound) = &config.outbound {
-            sidecar
-                .start_outbound(config, outbound, shutdown.clone())
+            self.start_outbound(config, outbound, shutdown.clone())
                 .await?;
         }
-        sidecar.warn_http_only_allows(config);
-        let expiry = crate::reload::expiry::spawn(reloader.clone(), shutdown.clone());
-        sidecar.tasks.push(expiry);
-        sidecar.tasks.push(triggers.spawn(reloader, shutdown));
-        sidecar.readiness.set_ready();
-        Ok(sidecar)
+        Ok(())
     }
 
     async fn start_inbound(
@@ -380,7 +396,7 @@ impl Sidecar {
 
     /// Where the admin endpoints are bound.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin_addr
+        self.admin.addr
     }
 
     /// Stops accepting (`/readyz` turns 503), lets in-flight requests finish (up to the
@@ -395,8 +411,8 @@ impl Sidecar {
         if let Some(workers) = self.workers.take() {
             workers.stop().await;
         }
-        self.admin_trigger.fire();
-        if let Some(task) = self.admin_task.take() {
+        self.admin.trigger.fire();
+        if let Some(task) = self.admin.task.take() {
             let _ = task.await;
         }
     }
@@ -406,7 +422,7 @@ impl Drop for Sidecar {
     fn drop(&mut self) {
         // A sidecar dropped without `shutdown` (a failing test) must not keep listening.
         self.trigger.fire();
-        self.admin_trigger.fire();
+        self.admin.trigger.fire();
     }
 }
 
