@@ -6,25 +6,26 @@
 //! listener, and the reloader's loops → shutdown and drain. Tests and the demo start
 //! sidecars the same way, on 127.0.0.1:0.
 
-use std::collections::BTreeMap;
+mod listeners;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+use listeners::{AdminListener, Listeners};
 
 use crate::admin::{Admin, Readiness};
 use crate::config::{self, Config, Protocol};
 use crate::identity::SpiffeId;
 use crate::live::Live;
 use crate::proxy::request_id::RequestIds;
-use crate::proxy::serve::{self, Lanes};
-use crate::proxy::{Context, Inbound, Outbound, OutboundError, TcpInbound, TcpOutbound};
+use crate::proxy::{Context, OutboundError};
 use crate::reload::{Loops, ReadHook, ReloadError, ReloadStatus, Reloader, Report, Sources};
-use crate::shutdown::{self, Shutdown, Trigger};
+use crate::shutdown::{self, Trigger};
 use crate::telemetry::decision_log::Sampler;
 use crate::telemetry::metrics::Metrics;
-use crate::tls::{self, TlsError, TlsOptions};
+use crate::tls::TlsError;
 use crate::workers::{Workers, WorkersError};
 
 /// Why a sidecar did not start; every variant names the file or address at fault.
@@ -62,41 +63,16 @@ pub enum StartError {
 pub struct Sidecar {
     cx: Arc<Context>,
     readiness: Arc<Readiness>,
-    /// Each inbound listener's bound address, in config order.
-    inbound_addrs: Vec<SocketAddr>,
-    outbound_addr: Option<SocketAddr>,
-    /// Each TCP destination's bound `local` address, by lower-case name.
-    tcp_local_addrs: BTreeMap<String, SocketAddr>,
+    /// The data-plane listeners: their bound addresses and accept loops.
+    listeners: Listeners,
     reloader: Arc<Reloader>,
-    /// Stops the listeners and the watcher.
+    /// Stops the listeners and the reloader's loops.
     trigger: Trigger,
-    tasks: Vec<JoinHandle<()>>,
+    /// The reloader's loops ([`Loops::spawn`]).
+    reload_loops: Vec<JoinHandle<()>>,
     /// The event loops beside this one; stopped once the listeners have drained.
     workers: Option<Workers>,
     admin: AdminListener,
-}
-
-/// The admin listener: bound first, so `/healthz` answers and `/readyz` says 503 while the
-/// first load runs (with the Workload API, until the agent has issued our SVID); stopped
-/// last, so `/readyz` says "draining" while listeners drain.
-struct AdminListener {
-    addr: SocketAddr,
-    trigger: Trigger,
-    task: Option<JoinHandle<()>>,
-}
-
-impl AdminListener {
-    async fn start(listen: SocketAddr, admin: Arc<Admin>) -> Result<Self, StartError> {
-        let (trigger, shutdown) = shutdown::channel();
-        let listener = bind("admin.listen".to_owned(), listen).await?;
-        let addr = listener.local_addr().unwrap_or(listen);
-        let task = tokio::spawn(admin.serve(listener, shutdown));
-        Ok(Self {
-            addr,
-            trigger,
-            task: Some(task),
-        })
-    }
 }
 
 impl Sidecar {
@@ -147,9 +123,10 @@ impl Sidecar {
             admin_listener,
             trigger,
         )?;
-        sidecar.bind_listeners(config, &shutdown).await?;
+        sidecar.listeners =
+            Listeners::bind(config, &sidecar.cx, sidecar.loops(), &shutdown).await?;
         sidecar.warn_http_only_allows(config);
-        sidecar.tasks.extend(loops.spawn(reloader, shutdown));
+        sidecar.reload_loops = loops.spawn(reloader, shutdown);
         sidecar.readiness.set_ready();
         Ok(sidecar)
     }
@@ -180,111 +157,13 @@ impl Sidecar {
         Ok(Sidecar {
             cx,
             readiness,
-            inbound_addrs: Vec::new(),
-            outbound_addr: None,
-            tcp_local_addrs: BTreeMap::new(),
+            listeners: Listeners::default(),
             reloader,
             trigger,
-            tasks: Vec::new(),
+            reload_loops: Vec::new(),
             workers: Some(workers),
             admin,
         })
-    }
-
-    /// Binds every data-plane listener `config` names and starts accepting on each.
-    async fn bind_listeners(
-        &mut self,
-        config: &Config,
-        shutdown: &Shutdown,
-    ) -> Result<(), StartError> {
-        for (i, inbound) in config.inbound.iter().enumerate() {
-            let key = match config.inbound.len() {
-                1 => "inbound.listen".to_owned(),
-                _ => format!("inbound[{i}].listen"),
-            };
-            self.start_inbound(config, inbound, key, shutdown.clone())
-                .await?;
-        }
-        if let Some(outbound) = &config.outbound {
-            self.start_outbound(config, outbound, shutdown.clone())
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn start_inbound(
-        &mut self,
-        config: &Config,
-        inbound: &config::Inbound,
-        key: String,
-        shutdown: Shutdown,
-    ) -> Result<(), StartError> {
-        let (live, options) = (self.cx.live.tls(), tls_options(config));
-        let cx = self.cx.clone();
-        let addr = match inbound.protocol {
-            Protocol::Http => {
-                let server = tls::server_config(live, options).map_err(StartError::ServerTls)?;
-                self.listen(key, inbound.listen, shutdown, || {
-                    Inbound::new(cx.clone(), server.clone(), &inbound.upstream)
-                        .map_err(StartError::Upstream)
-                })
-                .await?
-            }
-            Protocol::Tcp => {
-                let server =
-                    tls::tcp_server_config(live, options).map_err(StartError::ServerTls)?;
-                self.listen(key, inbound.listen, shutdown, || {
-                    Ok(TcpInbound::new(
-                        cx.clone(),
-                        server.clone(),
-                        inbound.upstream.clone(),
-                    ))
-                })
-                .await?
-            }
-        };
-        self.inbound_addrs.extend(addr);
-        Ok(())
-    }
-
-    async fn start_outbound(
-        &mut self,
-        config: &Config,
-        outbound: &config::Outbound,
-        shutdown: Shutdown,
-    ) -> Result<(), StartError> {
-        // Each loop has its own pools: its connections to a destination are its own.
-        let cx = self.cx.clone();
-        if let Some(listen) = outbound.listen {
-            let key = "outbound.listen".to_owned();
-            self.outbound_addr = self
-                .listen(key, listen, shutdown.clone(), || {
-                    Outbound::new(cx.clone(), outbound, tls_options(config))
-                        .map_err(StartError::Outbound)
-                })
-                .await?;
-        }
-        for (name, destination) in &outbound.tcp {
-            let client = tls::tcp_client_config(
-                self.cx.live.tls(),
-                &destination.spiffe_id,
-                tls_options(config),
-            )
-            .map_err(|source| {
-                StartError::Outbound(OutboundError::Tls {
-                    name: name.clone(),
-                    source,
-                })
-            })?;
-            let key = format!("outbound.destinations.{name}.local");
-            let addr = self
-                .listen(key, destination.local, shutdown.clone(), || {
-                    Ok(TcpOutbound::new(cx.clone(), client.clone(), destination))
-                })
-                .await?;
-            self.tcp_local_addrs.extend(addr.map(|a| (name.clone(), a)));
-        }
-        Ok(())
     }
 
     /// PRODUCT.md §11: allow rules naming methods or paths never match a TCP connection, and
@@ -313,29 +192,6 @@ impl Sidecar {
                 );
             }
         }
-    }
-
-    /// Builds the listener's state once per event loop with `state`, binds `addr` and starts
-    /// accepting; returns the bound address.
-    async fn listen<L: serve::Listener>(
-        &mut self,
-        name: String,
-        addr: SocketAddr,
-        shutdown: Shutdown,
-        state: impl Fn() -> Result<L, StartError>,
-    ) -> Result<Option<SocketAddr>, StartError> {
-        let mut lanes = Vec::new();
-        for runtime in self.loops() {
-            lanes.push((runtime, Arc::new(state()?)));
-        }
-        let listener = bind(name, addr).await?;
-        let bound = listener.local_addr().ok();
-        self.tasks.push(tokio::spawn(serve::run(
-            Lanes::new(lanes),
-            listener,
-            shutdown,
-        )));
-        Ok(bound)
     }
 
     /// Loop 0 (`None`, this runtime), then a handle to each other loop.
@@ -374,24 +230,25 @@ impl Sidecar {
 
     /// Where the (first) inbound listener is bound, if configured.
     pub fn inbound_addr(&self) -> Option<SocketAddr> {
-        self.inbound_addrs.first().copied()
+        self.listeners.inbound.first().copied()
     }
 
     /// Where each inbound listener is bound, in config order.
     pub fn inbound_addrs(&self) -> &[SocketAddr] {
-        &self.inbound_addrs
+        &self.listeners.inbound
     }
 
     /// Where the app connects for the TCP destination `name` (its bound `local:`).
     pub fn tcp_local_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.tcp_local_addrs
+        self.listeners
+            .tcp_local
             .get(config::destination_key(name).as_ref())
             .copied()
     }
 
     /// Where the outbound listener is bound, if configured.
     pub fn outbound_addr(&self) -> Option<SocketAddr> {
-        self.outbound_addr
+        self.listeners.outbound
     }
 
     /// Where the admin endpoints are bound.
@@ -404,7 +261,11 @@ impl Sidecar {
     pub async fn shutdown(mut self) {
         self.readiness.set_draining();
         self.trigger.fire();
-        for task in std::mem::take(&mut self.tasks) {
+        let accepting = std::mem::take(&mut self.listeners.tasks);
+        for task in accepting
+            .into_iter()
+            .chain(std::mem::take(&mut self.reload_loops))
+        {
             // A listener task that panicked has nothing left to drain.
             let _ = task.await;
         }
@@ -424,20 +285,4 @@ impl Drop for Sidecar {
         self.trigger.fire();
         self.admin.trigger.fire();
     }
-}
-
-fn tls_options(config: &Config) -> TlsOptions {
-    TlsOptions {
-        tls12: config.tls12,
-    }
-}
-
-async fn bind(listener: String, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            listener,
-            addr,
-            source,
-        })
 }
