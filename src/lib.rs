@@ -9,8 +9,10 @@
 //! - [`proxy`]: the data plane — inbound (mTLS in) and outbound (mTLS out) request paths, and
 //!   L4 (TCP) tunnels decided once per connection and again on every policy publish.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, `/policy`, `/reach` on the admin listener.
-//! - [`reload`]: the first load and every reload by the same steps (file watching, SIGHUP,
-//!   polling) keeping `live` current; `ReloadError` and the reload status.
+//! - [`reload`]: the first load and every reload by the same steps, keeping `live` current;
+//!   where credentials come from (`CredentialSource`: files or the Workload API) and every
+//!   loop that reloads (file watch, SIGHUP, polling, the Workload API stream, policy expiry);
+//!   `ReloadError` and the reload status.
 //! - [`live`]: the policy snapshot read once per request and the TLS material, swapped by
 //!   (re)loads, and the change signal a publish sends to open connections.
 //! - [`telemetry`]: the decision log and process log set-up.

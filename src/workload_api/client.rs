@@ -2,7 +2,7 @@
 //! on as an [`Update`]; when the stream ends or the agent is absent, a reconnect after a capped
 //! exponential [`Backoff`], reset once a stream has delivered an update.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 
@@ -24,37 +24,39 @@ pub(super) async fn run(
             outcome = stream_once(&endpoint, &tx) => outcome,
             () = shutdown.wait() => return,
         };
-        match outcome {
+        let (delivered, error) = match outcome {
             Ended::ReceiverGone => return,
-            Ended::Closed { delivered } => {
-                if delivered {
-                    delay = backoff.initial;
-                }
-                tracing::warn!(
-                    endpoint = %endpoint,
-                    retry_in = ?delay,
-                    "SPIFFE Workload API stream ended; reconnecting (the material in force stays \
-                     until it expires)"
-                );
-            }
-            Ended::Failed { delivered, error } => {
-                if delivered {
-                    delay = backoff.initial;
-                }
-                tracing::warn!(
-                    endpoint = %endpoint,
-                    %error,
-                    retry_in = ?delay,
-                    "SPIFFE Workload API unavailable; retrying (the material in force stays \
-                     until it expires)"
-                );
-            }
+            Ended::Closed { delivered } => (delivered, None),
+            Ended::Failed { delivered, error } => (delivered, Some(error)),
+        };
+        if delivered {
+            delay = backoff.initial;
         }
+        lost(&endpoint, error, delay);
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = shutdown.wait() => return,
         }
         delay = (delay * 2).min(backoff.max);
+    }
+}
+
+/// Logs a stream that ended (`error`: `None` when the agent closed it cleanly).
+fn lost(endpoint: &WorkloadEndpoint, error: Option<String>, retry_in: Duration) {
+    match error {
+        None => tracing::warn!(
+            endpoint = %endpoint,
+            ?retry_in,
+            "SPIFFE Workload API stream ended; reconnecting (the material in force stays \
+             until it expires)"
+        ),
+        Some(error) => tracing::warn!(
+            endpoint = %endpoint,
+            %error,
+            ?retry_in,
+            "SPIFFE Workload API unavailable; retrying (the material in force stays \
+             until it expires)"
+        ),
     }
 }
 
