@@ -45,7 +45,7 @@ impl AgentConnection {
     }
 }
 
-/// Connects to the agent at `endpoint` (within [`CONNECT_TIMEOUT`]) and completes the HTTP/2
+/// Connects to the agent at `endpoint` (within `CONNECT_TIMEOUT`) and completes the HTTP/2
 /// handshake, with keep-alive pings so that a hung agent is noticed.
 ///
 /// # Errors
