@@ -1,17 +1,19 @@
 //! The composition root of `segward run` (PRODUCT.md §1, §4 "fail closed", §5, §6 SIGTERM,
-//! §12): config → reload triggers installed (and the Workload API client started, when the
-//! identity comes from SPIRE) → admin bound, `/readyz` 503 → the reloader's first load
-//! (policy, then credentials from files or the first valid SVID of the Workload API, each
-//! checked before any data-plane socket opens) → bind → one task per listener, one running
-//! the reloads, one applying Workload API updates → shutdown and drain. Tests and the demo start sidecars the same way, on
-//! 127.0.0.1:0.
+//! §12): config → the sources and the reloader's loops armed (`reload::Loops`: the Workload
+//! API client starts, when the identity comes from SPIRE) → admin bound, `/readyz` 503 → the
+//! reloader's first load (policy, then credentials from files or the first valid SVID of the
+//! Workload API, each checked before any data-plane socket opens) → bind → one task per
+//! listener, and the reloader's loops → shutdown and drain. Tests and the demo start
+//! sidecars the same way, on 127.0.0.1:0.
 
-use std::collections::BTreeMap;
+mod listeners;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+use listeners::{AdminListener, Listeners};
 
 use crate::admin::{Admin, Readiness};
 use crate::config::{self, Config, Protocol};
@@ -19,14 +21,12 @@ use crate::identity::SpiffeId;
 use crate::live::Live;
 use crate::policy::analysis::lint;
 use crate::proxy::request_id::RequestIds;
-use crate::proxy::serve::{self, Lanes};
-use crate::proxy::{Context, Inbound, Outbound, OutboundError, TcpInbound, TcpOutbound};
-use crate::reload::watch::Triggers;
-use crate::reload::{ReadHook, ReloadError, ReloadStatus, Reloader, Report, Sources};
-use crate::shutdown::{self, Shutdown, Trigger};
+use crate::proxy::{Context, OutboundError};
+use crate::reload::{Loops, ReadHook, ReloadError, ReloadStatus, Reloader, Report, Sources};
+use crate::shutdown::{self, Trigger};
 use crate::telemetry::decision_log::Sampler;
 use crate::telemetry::metrics::Metrics;
-use crate::tls::{self, TlsError, TlsOptions, workload_api};
+use crate::tls::TlsError;
 use crate::workers::{Workers, WorkersError};
 
 /// Why a sidecar did not start; every variant names the file or address at fault.
@@ -64,21 +64,16 @@ pub enum StartError {
 pub struct Sidecar {
     cx: Arc<Context>,
     readiness: Arc<Readiness>,
-    /// Each inbound listener's bound address, in config order.
-    inbound_addrs: Vec<SocketAddr>,
-    outbound_addr: Option<SocketAddr>,
-    /// Each TCP destination's bound `local` address, by lower-case name.
-    tcp_local_addrs: BTreeMap<String, SocketAddr>,
-    admin_addr: SocketAddr,
+    /// The data-plane listeners: their bound addresses and accept loops.
+    listeners: Listeners,
     reloader: Arc<Reloader>,
-    /// Stops the listeners and the watcher.
+    /// Stops the listeners and the reloader's loops.
     trigger: Trigger,
-    tasks: Vec<JoinHandle<()>>,
+    /// The reloader's loops ([`Loops::spawn`]).
+    reload_loops: Vec<JoinHandle<()>>,
     /// The event loops beside this one; stopped once the listeners have drained.
     workers: Option<Workers>,
-    /// Stops the admin listener, last, so `/readyz` says "draining" while listeners drain.
-    admin_trigger: Trigger,
-    admin_task: Option<JoinHandle<()>>,
+    admin: AdminListener,
 }
 
 impl Sidecar {
@@ -103,50 +98,51 @@ impl Sidecar {
         config: &Config,
         hook: Option<ReadHook>,
     ) -> Result<Sidecar, StartError> {
+        let (trigger, shutdown) = shutdown::channel();
         let sources = Sources::new(config);
-        // Watching starts before the first read: a write landing while the first state is
-        // built is an event that waits for the reload loop, not a change recorded as seen.
-        let triggers = Triggers::install(&sources.folders(), config.reload);
+        // Armed before the first read: a write landing while the first state is built is an
+        // event that waits for the reload loop, not a change recorded as seen; and the
+        // Workload API client runs from the start, as the first load waits for its SVID.
+        let mut loops = Loops::arm(&sources, config.reload, &shutdown);
         let metrics = Arc::new(Metrics::new());
         let readiness = Arc::new(Readiness::default());
-        let (trigger, shutdown) = shutdown::channel();
-        let mut tasks = Vec::new();
-        // The Workload API client runs from the start: the first load waits for its SVID.
-        let mut svids = config.identity.workload_api().map(|api| {
-            let (svids, task) =
-                workload_api::spawn(api.endpoint.clone(), api.backoff, shutdown.clone());
-            tasks.push(task);
-            tracing::info!(
-                endpoint = %api.endpoint,
-                named_by = api.named_by,
-                "waiting for the first X509-SVID from the SPIFFE Workload API; /readyz says 503 \
-                 and no data-plane listener is open until it arrives"
-            );
+        if loops.awaits_svid() {
             readiness.set_awaiting_svid();
-            svids
-        });
-        // Admin first: /healthz answers and /readyz says 503 while the first load runs, which
-        // with the Workload API lasts until the agent has issued our SVID.
-        let (admin_trigger, admin_shutdown) = shutdown::channel();
-        let admin_listener = bind("admin.listen".to_owned(), config.admin_listen).await?;
-        let admin_addr = admin_listener.local_addr().unwrap_or(config.admin_listen);
+        }
         let admin = Arc::new(Admin::new(metrics.clone(), readiness.clone()));
-        let admin_task = tokio::spawn(admin.clone().serve(admin_listener, admin_shutdown));
-        let reloader = Reloader::start(sources, metrics.clone(), hook, svids.as_mut())
+        let admin_listener = AdminListener::start(config.admin_listen, admin.clone()).await?;
+        let reloader = Reloader::start(sources, metrics.clone(), hook, &mut loops)
             .await
             .map_err(StartError::Load)?;
         let reloader = Arc::new(reloader);
-        let live = reloader.live().clone();
-        admin.attach(live.clone(), reloader.status().clone());
-        if let Some(mut svids) = svids {
-            let reloader = reloader.clone();
-            tasks.push(tokio::spawn(async move {
-                while let Some(update) = svids.next().await {
-                    reloader.apply_svid(update).await;
-                }
-            }));
-        }
+        admin.attach(reloader.live().clone(), reloader.status().clone());
+        let mut sidecar = Sidecar::assemble(
+            config,
+            reloader.clone(),
+            metrics,
+            readiness,
+            admin_listener,
+            trigger,
+        )?;
+        sidecar.listeners =
+            Listeners::bind(config, &sidecar.cx, sidecar.loops(), &shutdown).await?;
+        sidecar.warn_http_only_allows(config);
+        sidecar.reload_loops = loops.spawn(reloader, shutdown);
+        sidecar.readiness.set_ready();
+        Ok(sidecar)
+    }
 
+    /// The sidecar around the first state: the request context every listener shares, and
+    /// the event loops they will run on; nothing bound yet.
+    fn assemble(
+        config: &Config,
+        reloader: Arc<Reloader>,
+        metrics: Arc<Metrics>,
+        readiness: Arc<Readiness>,
+        admin: AdminListener,
+        trigger: Trigger,
+    ) -> Result<Sidecar, StartError> {
+        let live = reloader.live().clone();
         let own_id = live.tls().current().credentials().id().clone();
         let log = config.decision_log;
         let cx = Arc::new(Context {
@@ -158,117 +154,17 @@ impl Sidecar {
             sampler: Sampler::new(log.allowed_sample_rate, log.allowed_per_second),
             ids: RequestIds::new(),
         });
-        let mut sidecar = Sidecar {
+        let workers = Workers::start(config.limits.worker_threads).map_err(StartError::Workers)?;
+        Ok(Sidecar {
             cx,
             readiness,
-            inbound_addrs: Vec::new(),
-            outbound_addr: None,
-            tcp_local_addrs: BTreeMap::new(),
-            admin_addr,
-            reloader: reloader.clone(),
+            listeners: Listeners::default(),
+            reloader,
             trigger,
-            tasks,
-            workers: Some(
-                Workers::start(config.limits.worker_threads).map_err(StartError::Workers)?,
-            ),
-            admin_trigger,
-            admin_task: Some(admin_task),
-        };
-        for (i, inbound) in config.inbound.iter().enumerate() {
-            let key = match config.inbound.len() {
-                1 => "inbound.listen".to_owned(),
-                _ => format!("inbound[{i}].listen"),
-            };
-            sidecar
-                .start_inbound(config, inbound, key, shutdown.clone())
-                .await?;
-        }
-        if let Some(outbound) = &config.outbound {
-            sidecar
-                .start_outbound(config, outbound, shutdown.clone())
-                .await?;
-        }
-        sidecar.warn_http_only_allows(config);
-        let expiry = crate::reload::expiry::spawn(reloader.clone(), shutdown.clone());
-        sidecar.tasks.push(expiry);
-        sidecar.tasks.push(triggers.spawn(reloader, shutdown));
-        sidecar.readiness.set_ready();
-        Ok(sidecar)
-    }
-
-    async fn start_inbound(
-        &mut self,
-        config: &Config,
-        inbound: &config::Inbound,
-        key: String,
-        shutdown: Shutdown,
-    ) -> Result<(), StartError> {
-        let (live, options) = (self.cx.live.tls(), tls_options(config));
-        let cx = self.cx.clone();
-        let addr = match inbound.protocol {
-            Protocol::Http => {
-                let server = tls::server_config(live, options).map_err(StartError::ServerTls)?;
-                self.listen(key, inbound.listen, shutdown, || {
-                    Inbound::new(cx.clone(), server.clone(), &inbound.upstream)
-                        .map_err(StartError::Upstream)
-                })
-                .await?
-            }
-            Protocol::Tcp => {
-                let server =
-                    tls::tcp_server_config(live, options).map_err(StartError::ServerTls)?;
-                self.listen(key, inbound.listen, shutdown, || {
-                    Ok(TcpInbound::new(
-                        cx.clone(),
-                        server.clone(),
-                        inbound.upstream.clone(),
-                    ))
-                })
-                .await?
-            }
-        };
-        self.inbound_addrs.extend(addr);
-        Ok(())
-    }
-
-    async fn start_outbound(
-        &mut self,
-        config: &Config,
-        outbound: &config::Outbound,
-        shutdown: Shutdown,
-    ) -> Result<(), StartError> {
-        // Each loop has its own pools: its connections to a destination are its own.
-        let cx = self.cx.clone();
-        if let Some(listen) = outbound.listen {
-            let key = "outbound.listen".to_owned();
-            self.outbound_addr = self
-                .listen(key, listen, shutdown.clone(), || {
-                    Outbound::new(cx.clone(), outbound, tls_options(config))
-                        .map_err(StartError::Outbound)
-                })
-                .await?;
-        }
-        for (name, destination) in &outbound.tcp {
-            let client = tls::tcp_client_config(
-                self.cx.live.tls(),
-                &destination.spiffe_id,
-                tls_options(config),
-            )
-            .map_err(|source| {
-                StartError::Outbound(OutboundError::Tls {
-                    name: name.clone(),
-                    source,
-                })
-            })?;
-            let key = format!("outbound.destinations.{name}.local");
-            let addr = self
-                .listen(key, destination.local, shutdown.clone(), || {
-                    Ok(TcpOutbound::new(cx.clone(), client.clone(), destination))
-                })
-                .await?;
-            self.tcp_local_addrs.extend(addr.map(|a| (name.clone(), a)));
-        }
-        Ok(())
+            reload_loops: Vec::new(),
+            workers: Some(workers),
+            admin,
+        })
     }
 
     /// PRODUCT.md §11: allow rules naming methods or paths never match a TCP connection, and
@@ -297,29 +193,6 @@ impl Sidecar {
                 );
             }
         }
-    }
-
-    /// Builds the listener's state once per event loop with `state`, binds `addr` and starts
-    /// accepting; returns the bound address.
-    async fn listen<L: serve::Listener>(
-        &mut self,
-        name: String,
-        addr: SocketAddr,
-        shutdown: Shutdown,
-        state: impl Fn() -> Result<L, StartError>,
-    ) -> Result<Option<SocketAddr>, StartError> {
-        let mut lanes = Vec::new();
-        for runtime in self.loops() {
-            lanes.push((runtime, Arc::new(state()?)));
-        }
-        let listener = bind(name, addr).await?;
-        let bound = listener.local_addr().ok();
-        self.tasks.push(tokio::spawn(serve::run(
-            Lanes::new(lanes),
-            listener,
-            shutdown,
-        )));
-        Ok(bound)
     }
 
     /// Loop 0 (`None`, this runtime), then a handle to each other loop.
@@ -358,29 +231,30 @@ impl Sidecar {
 
     /// Where the (first) inbound listener is bound, if configured.
     pub fn inbound_addr(&self) -> Option<SocketAddr> {
-        self.inbound_addrs.first().copied()
+        self.listeners.inbound.first().copied()
     }
 
     /// Where each inbound listener is bound, in config order.
     pub fn inbound_addrs(&self) -> &[SocketAddr] {
-        &self.inbound_addrs
+        &self.listeners.inbound
     }
 
     /// Where the app connects for the TCP destination `name` (its bound `local:`).
     pub fn tcp_local_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.tcp_local_addrs
+        self.listeners
+            .tcp_local
             .get(config::destination_key(name).as_ref())
             .copied()
     }
 
     /// Where the outbound listener is bound, if configured.
     pub fn outbound_addr(&self) -> Option<SocketAddr> {
-        self.outbound_addr
+        self.listeners.outbound
     }
 
     /// Where the admin endpoints are bound.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin_addr
+        self.admin.addr
     }
 
     /// Stops accepting (`/readyz` turns 503), lets in-flight requests finish (up to the
@@ -388,15 +262,19 @@ impl Sidecar {
     pub async fn shutdown(mut self) {
         self.readiness.set_draining();
         self.trigger.fire();
-        for task in std::mem::take(&mut self.tasks) {
+        let accepting = std::mem::take(&mut self.listeners.tasks);
+        for task in accepting
+            .into_iter()
+            .chain(std::mem::take(&mut self.reload_loops))
+        {
             // A listener task that panicked has nothing left to drain.
             let _ = task.await;
         }
         if let Some(workers) = self.workers.take() {
             workers.stop().await;
         }
-        self.admin_trigger.fire();
-        if let Some(task) = self.admin_task.take() {
+        self.admin.trigger.fire();
+        if let Some(task) = self.admin.task.take() {
             let _ = task.await;
         }
     }
@@ -406,22 +284,6 @@ impl Drop for Sidecar {
     fn drop(&mut self) {
         // A sidecar dropped without `shutdown` (a failing test) must not keep listening.
         self.trigger.fire();
-        self.admin_trigger.fire();
+        self.admin.trigger.fire();
     }
-}
-
-fn tls_options(config: &Config) -> TlsOptions {
-    TlsOptions {
-        tls12: config.tls12,
-    }
-}
-
-async fn bind(listener: String, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            listener,
-            addr,
-            source,
-        })
 }

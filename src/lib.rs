@@ -11,8 +11,10 @@
 //! - [`proxy`]: the data plane — inbound (mTLS in) and outbound (mTLS out) request paths, and
 //!   L4 (TCP) tunnels decided once per connection and again on every policy publish.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, `/policy`, `/reach` on the admin listener.
-//! - [`reload`]: the first load and every reload by the same steps (file watching, SIGHUP,
-//!   polling) keeping `live` current; `ReloadError` and the reload status.
+//! - [`reload`]: the first load and every reload by the same steps, keeping `live` current;
+//!   where credentials come from (`CredentialSource`: files or the Workload API) and every
+//!   loop that reloads (file watch, SIGHUP, polling, the Workload API stream, policy expiry);
+//!   `ReloadError` and the reload status.
 //! - [`live`]: the policy snapshot read once per request and the TLS material, swapped by
 //!   (re)loads, and the change signal a publish sends to open connections.
 //! - [`telemetry`]: the decision log and process log set-up.
@@ -21,6 +23,8 @@
 //! - [`atomic_file`]: the one atomic, durable file write (temp, fsync, rename, fsync folder).
 //! - [`config`]: sidecar YAML (`RawConfig`) → `Config`: resolved paths, addresses, SPIFFE IDs,
 //!   listeners (HTTP or TCP) and TCP destinations, limits (the event-loop count included).
+//! - [`workload_api`]: the SPIFFE Workload API client — `FetchX509SVID` from the SPIRE agent,
+//!   each response checked into `Credentials`, reconnect with backoff.
 //! - [`tls`]: rustls glue — PEM credentials, SPIFFE verifiers, server and client configs.
 //! - [`certs`]: rcgen PKI — throwaway CA, X509-SVID leaves, inspection.
 //! - [`policy`]: PURE. The language (YAML policy → `CompiledPolicy`) and the decision:
@@ -50,3 +54,4 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
 pub mod workers;
+pub mod workload_api;

@@ -1,6 +1,6 @@
 //! Time-boxed exceptions and self-lifting containment take effect on their own (PRODUCT.md
 //! §10): the policy in force knows its next change ([`CompiledPolicy::next_change`]: a rule's
-//! `expires:`, a revocation's `until:`); [`spawn`] builds the successor state from the same
+//! `expires:`, a revocation's `until:`); this schedule, one of the reloader's loops, builds the successor state from the same
 //! policy texts shortly before that instant, off the runtime, and publishes it **at** the
 //! instant — no file change, no reload, no clock comparison per request. A reload that
 //! publishes in between replaces the base: the successor built from the old texts is dropped
@@ -24,19 +24,19 @@ pub const LEAD: Duration = Duration::from_secs(5);
 const RETRY: Duration = Duration::from_secs(1);
 
 /// Runs the schedule until `shutdown`.
-pub fn spawn(reloader: Arc<Reloader>, mut shutdown: Shutdown) -> JoinHandle<()> {
+pub(super) fn spawn(reloader: Arc<Reloader>, mut shutdown: Shutdown) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let base = reloader.live.policy();
+            let base = reloader.live().policy();
             let Some(at) = base.next_change() else {
                 tokio::select! {
-                    () = reloader.published.notified() => continue,
+                    () = reloader.policy_published().notified() => continue,
                     () = shutdown.wait() => break,
                 }
             };
             tokio::select! {
                 () = tokio::time::sleep(until(at).saturating_sub(LEAD)) => {}
-                () = reloader.published.notified() => continue,
+                () = reloader.policy_published().notified() => continue,
                 () = shutdown.wait() => break,
             }
             let next = match build(&reloader, at).await {
@@ -49,7 +49,7 @@ pub fn spawn(reloader: Arc<Reloader>, mut shutdown: Shutdown) -> JoinHandle<()> 
             };
             tokio::select! {
                 () = tokio::time::sleep(until(at)) => {}
-                () = reloader.published.notified() => continue,
+                () = reloader.policy_published().notified() => continue,
                 () = shutdown.wait() => break,
             }
             reloader.publish_successor(&base, next).await;
@@ -74,21 +74,4 @@ async fn build(reloader: &Reloader, at: i64) -> Result<CompiledPolicy, ReloadErr
             .map_err(ReloadError::InvalidPolicy)
     })
     .await
-}
-
-impl Reloader {
-    /// Publishes `next` unless a reload replaced `base` meanwhile (then `next` is stale).
-    async fn publish_successor(&self, base: &CompiledPolicy, next: CompiledPolicy) {
-        let _one_at_a_time = self.seen.lock().await;
-        if self.live.policy().version() != base.version() {
-            return;
-        }
-        tracing::info!(
-            policy_version = next.version(),
-            previous = base.version(),
-            "an exception expired or a containment lifted: successor policy in force"
-        );
-        let old = self.live.publish_policy(next);
-        tokio::task::spawn_blocking(move || drop(old));
-    }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use ring::digest::{Context, SHA256};
 
 use super::error::{Part, ReloadError};
-use super::{Sources, TlsPaths};
+use super::source::{Sources, TlsPaths};
 use crate::identity::TrustDomain;
 use crate::policy::PolicySource;
 use crate::tls::{TlsError, read_file};

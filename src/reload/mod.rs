@@ -1,95 +1,41 @@
-//! Keeps [`Live`] current (PRODUCT.md §5). [`Reloader::start`] makes the first state and
-//! [`Reloader::reload`] every later one — on file-watch events, SIGHUP and the periodic
-//! re-check alike (ghostunnel's rule) — by the same steps: read the policy files and the
-//! certificate, key and bundle files once, hash exactly those bytes, build what changed off
-//! to the side (the policy is parsed, validated with its `tests:` and compiled on a blocking
-//! thread), and only then publish it. **If reloading failed, the old state is kept**; the
-//! [`ReloadError`] is logged, counted and kept in the [`ReloadStatus`] for `/policy`.
+//! Keeps [`Live`] current (PRODUCT.md §5): the one owner of every (re)load and every loop
+//! that triggers one. [`Reloader::start`] makes the first state and [`Reloader::reload`]
+//! every later one — on file-watch events, SIGHUP and the periodic re-check alike
+//! (ghostunnel's rule) — by the same steps: read the policy files and the certificate, key and
+//! bundle files once, hash exactly those bytes, build what changed off to the side (the
+//! policy is parsed, validated with its `tests:` and compiled on a blocking thread), and only
+//! then publish it. Where the credentials come from is the [`CredentialSource`]: files, or
+//! the SPIFFE Workload API, whose updates [`Reloader::apply_svid`] publishes like a file
+//! rotation. The policy-expiry schedule publishes successors (`expiry.rs`); [`Loops`] runs
+//! all of these. **If reloading failed, the old state is kept**; the [`ReloadError`] is
+//! logged, counted and kept in the [`ReloadStatus`] for `/policy`.
 
+mod build;
 mod error;
-pub mod expiry;
+mod expiry;
 mod files;
+mod loops;
+mod source;
 mod status;
-pub mod watch;
+mod watch;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
+use build::{Stage, build_credentials, build_policy};
 pub use error::{Part, ReloadError};
-use files::{Digest, TlsFiles, blocking};
+use files::Digest;
+pub use loops::Loops;
+pub use source::{CredentialSource, Sources, TlsPaths};
 pub use status::{ReloadStatus, StatusBoard};
 
-use crate::config::Config;
-use crate::identity::{SpiffeId, TrustDomain};
+use crate::identity::SpiffeId;
 use crate::live::Live;
-use crate::policy::{CompiledPolicy, PolicySource, compile};
+use crate::policy::CompiledPolicy;
 use crate::telemetry::metrics::Metrics;
-use crate::tls::workload_api::{SvidUpdates, Update};
-use crate::tls::{Credentials, LiveTls};
-
-/// The files a sidecar's state is built from, as named by its config.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sources {
-    /// The policy file or folder.
-    pub policy: PathBuf,
-    /// The certificate, key and bundle files; `None` when the SPIFFE Workload API delivers
-    /// them (PRODUCT.md §12).
-    pub tls: Option<TlsPaths>,
-}
-
-/// The files of a file-based identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsPaths {
-    /// Our SVID chain.
-    pub cert: PathBuf,
-    /// Its private key.
-    pub key: PathBuf,
-    /// Trust domain → bundle file.
-    pub bundles: Vec<(TrustDomain, PathBuf)>,
-}
-
-impl Sources {
-    /// The sources `config` names.
-    pub fn new(config: &Config) -> Self {
-        Self {
-            policy: config.policy.clone(),
-            tls: config.identity.files().map(|files| TlsPaths {
-                cert: files.cert.clone(),
-                key: files.key.clone(),
-                bundles: files.bundles.clone().into_iter().collect(),
-            }),
-        }
-    }
-
-    /// The folders to watch: the policy folder itself (or a policy file's folder) and the
-    /// folders of the certificate, key and bundles. Folders, not files: editors replace files
-    /// by rename and Kubernetes swaps a `..data` symlink, neither of which a file watch sees.
-    pub fn folders(&self) -> Vec<PathBuf> {
-        let mut folders: Vec<PathBuf> = if self.policy.is_dir() {
-            vec![self.policy.clone()]
-        } else {
-            vec![parent(&self.policy)]
-        };
-        if let Some(tls) = &self.tls {
-            folders.push(parent(&tls.cert));
-            folders.push(parent(&tls.key));
-            folders.extend(tls.bundles.iter().map(|(_, file)| parent(file)));
-        }
-        folders.sort();
-        folders.dedup();
-        folders
-    }
-}
-
-fn parent(file: &Path) -> PathBuf {
-    match file.parent() {
-        Some(folder) if !folder.as_os_str().is_empty() => folder.to_owned(),
-        _ => PathBuf::from("."),
-    }
-}
+use crate::tls::LiveTls;
+use crate::workload_api::Update;
 
 /// What one reload did to one part of the state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,10 +74,10 @@ pub struct Reloader {
     /// the lock also keeps reloads one at a time.
     seen: Mutex<Seen>,
     /// The policy texts the policy in force was built from (its successors are built from
-    /// them too, [`expiry`]).
+    /// them too, `expiry.rs`).
     texts: std::sync::Mutex<PolicyTexts>,
     /// Woken whenever a reload publishes a policy (the expiry schedule starts over).
-    published: tokio::sync::Notify,
+    published: Notify,
 }
 
 /// Policy file names and texts, shared without copying.
@@ -143,20 +89,12 @@ struct Seen {
     tls: Option<Digest>,
 }
 
-/// Whether a bundle file that is gone is an error (start-up: a typo must not start a sidecar
-/// that trusts less than its config says) or the removal of that trust domain (reload).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Start,
-    Reload,
-}
-
 impl Reloader {
     /// The first load: reads every source once and builds the first state from those bytes,
     /// recording their hashes as seen, so a write landing after the read is a change the next
-    /// trigger picks up. `hook` runs between the read and the build (tests only). Without TLS
-    /// files, the credentials are the first valid update of `svids` (the Workload API):
-    /// refused ones are logged and counted, and the wait goes on.
+    /// trigger picks up. `hook` runs between the read and the build (tests only). With the
+    /// Workload API as the credential source, the credentials are the first valid update of the
+    /// client [`Loops::arm`] started: refused ones are logged and counted, and the wait goes on.
     ///
     /// # Errors
     /// The first part that is unreadable or invalid: nothing starts without a valid policy,
@@ -166,10 +104,10 @@ impl Reloader {
         sources: Sources,
         metrics: Arc<Metrics>,
         hook: Option<ReadHook>,
-        svids: Option<&mut SvidUpdates>,
+        loops: &mut Loops,
     ) -> Result<Self, ReloadError> {
         let policy_files = files::read_policy(&sources).await?;
-        let tls_files = match &sources.tls {
+        let tls_files = match sources.tls_files() {
             Some(paths) => Some(files::read_tls(paths).await?),
             None => None,
         };
@@ -183,10 +121,9 @@ impl Reloader {
         let texts = Arc::new(policy_files.texts);
         let policy = build_policy(texts.clone()).await?;
         let status = Arc::new(StatusBoard::new());
-        let credentials = match (tls_files, svids) {
-            (Some(files), _) => build_credentials(files, Stage::Start).await?,
-            (None, Some(svids)) => first_svid(svids, &status, &metrics).await?,
-            (None, None) => return Err(ReloadError::NoSvid),
+        let credentials = match tls_files {
+            Some(files) => build_credentials(files, Stage::Start).await?,
+            None => loops.first_svid(&status, &metrics).await?,
         };
         let tls = LiveTls::new(credentials).map_err(ReloadError::InvalidTls)?;
         let own_id = tls.current().credentials().id().clone();
@@ -198,7 +135,7 @@ impl Reloader {
             own_id,
             seen: Mutex::new(seen),
             texts: std::sync::Mutex::new(texts),
-            published: tokio::sync::Notify::new(),
+            published: Notify::new(),
         })
     }
 
@@ -262,7 +199,7 @@ impl Reloader {
 
     /// `Ok(true)` when new TLS material was published.
     async fn reload_tls(&self, seen: &mut Seen, force: bool) -> Result<bool, ReloadError> {
-        let Some(paths) = &self.sources.tls else {
+        let Some(paths) = self.sources.tls_files() else {
             // The Workload API pushes its updates ([`Reloader::apply_svid`]).
             return Ok(false);
         };
@@ -320,6 +257,27 @@ impl Reloader {
         change
     }
 
+    /// Publishes `next`, the successor of `base` due now (`expiry.rs`), unless a reload
+    /// replaced `base` meanwhile (then `next` is stale).
+    async fn publish_successor(&self, base: &CompiledPolicy, next: CompiledPolicy) {
+        let _one_at_a_time = self.seen.lock().await;
+        if self.live.policy().version() != base.version() {
+            return;
+        }
+        tracing::info!(
+            policy_version = next.version(),
+            previous = base.version(),
+            "an exception expired or a containment lifted: successor policy in force"
+        );
+        let old = self.live.publish_policy(next);
+        tokio::task::spawn_blocking(move || drop(old));
+    }
+
+    /// Woken whenever a reload publishes a policy (the expiry schedule starts over).
+    fn policy_published(&self) -> &Notify {
+        &self.published
+    }
+
     /// Keeps the outcome in the status; counts and logs it unless it is a rejection already
     /// recorded.
     fn record(&self, part: Part, change: &Change) {
@@ -347,82 +305,10 @@ fn record(status: &StatusBoard, metrics: &Metrics, part: Part, change: &Change) 
     }
 }
 
-/// Waits for the first valid SVID of the Workload API; refused ones are recorded as
-/// rejected TLS reloads (the wait goes on).
-async fn first_svid(
-    svids: &mut SvidUpdates,
-    status: &StatusBoard,
-    metrics: &Metrics,
-) -> Result<Credentials, ReloadError> {
-    loop {
-        match svids.next().await {
-            Some(Ok(credentials)) => {
-                tracing::info!(
-                    spiffe_id = %credentials.id(),
-                    "first X509-SVID from the SPIFFE Workload API"
-                );
-                return Ok(credentials);
-            }
-            Some(Err(error)) => {
-                let refused = Change::Rejected(ReloadError::InvalidTls(error));
-                record(status, metrics, Part::Tls, &refused);
-            }
-            None => return Err(ReloadError::NoSvid),
-        }
-    }
-}
-
 fn change(outcome: Result<bool, ReloadError>) -> Change {
     match outcome {
         Ok(true) => Change::Applied,
         Ok(false) => Change::Unchanged,
         Err(error) => Change::Rejected(error),
     }
-}
-
-/// Parses, validates (its `tests:` included) and compiles the policy texts off the runtime.
-async fn build_policy(texts: PolicyTexts) -> Result<CompiledPolicy, ReloadError> {
-    // An empty file is a write in progress (truncate, then write), never a policy: taking
-    // it would deny every request until the rest arrives. The next event brings it.
-    if let Some((name, _)) = texts.iter().find(|(_, text)| text.trim().is_empty()) {
-        return Err(ReloadError::EmptyPolicyFile { file: name.clone() });
-    }
-    blocking(Part::Policy, move || {
-        let texts = texts
-            .iter()
-            .map(|(name, text)| (name.as_str(), text.as_str()));
-        PolicySource::from_texts(texts)
-            .and_then(|source| compile(&source))
-            .map_err(ReloadError::InvalidPolicy)
-    })
-    .await
-}
-
-/// Checks certificate, key and bundles off the runtime. A bundle file that is gone means, on
-/// reload, that its trust domain is no longer trusted: dropping trust fails closed, so it
-/// applies at once (keeping it would trust a removed CA).
-async fn build_credentials(files: TlsFiles, stage: Stage) -> Result<Credentials, ReloadError> {
-    blocking(Part::Tls, move || {
-        let mut bundles = Vec::with_capacity(files.bundles.len());
-        for (trust_domain, file, bytes) in &files.bundles {
-            match bytes {
-                Ok(bytes) => bundles.push((trust_domain, file.as_path(), bytes.as_slice())),
-                Err(_) if stage == Stage::Reload => tracing::warn!(
-                    %trust_domain,
-                    file = %file.display(),
-                    "bundle file gone; trust domain no longer accepted"
-                ),
-                Err(gone) => return Err(ReloadError::TlsUnreadable(gone.clone())),
-            }
-        }
-        let (cert, key) = (&files.cert, &files.key);
-        Credentials::from_files(
-            (&cert.0, &cert.1),
-            (&key.0, &key.1),
-            &bundles,
-            SystemTime::now(),
-        )
-        .map_err(ReloadError::InvalidTls)
-    })
-    .await
 }

@@ -23,8 +23,9 @@ type FolderWatcher = Debouncer<notify_debouncer_full::notify::RecommendedWatcher
 
 /// The triggers of one sidecar's reloads. Installed before the first read of the sources
 /// ([`Triggers::install`]), so that a change landing while the first state is built is not
-/// lost: its event waits (as one pending reload) until [`Triggers::spawn`] runs the loop.
-pub struct Triggers {
+/// lost: its event waits (as one pending reload) until [`Triggers::spawn`] runs the loop
+/// (both called by [`super::Loops`]).
+pub(super) struct Triggers {
     changed: Arc<Notify>,
     watcher: Option<FolderWatcher>,
     hangup: Option<Signal>,
@@ -36,7 +37,7 @@ impl Triggers {
     /// from within the runtime: the SIGHUP handler is installed before this returns, so a
     /// SIGHUP sent right after start-up is neither lost nor kills the process (SIGHUP's
     /// default action).
-    pub fn install(folders: &[PathBuf], timing: ReloadTiming) -> Self {
+    pub(super) fn install(folders: &[PathBuf], timing: ReloadTiming) -> Self {
         let changed = Arc::new(Notify::new());
         let watcher = if timing.watch_files {
             watch(folders, timing.debounce, changed.clone())
@@ -60,7 +61,7 @@ impl Triggers {
 
     /// Calls `reloader.reload` on every trigger until `shutdown`; an event that came before
     /// this call is the first trigger.
-    pub fn spawn(self, reloader: Arc<Reloader>, mut shutdown: Shutdown) -> JoinHandle<()> {
+    pub(super) fn spawn(self, reloader: Arc<Reloader>, mut shutdown: Shutdown) -> JoinHandle<()> {
         let Self {
             changed,
             watcher,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rustls::server::NoServerSessionStorage;
 use rustls::{ClientConfig, ServerConfig, SupportedProtocolVersion};
 
-use super::material::{CurrentCert, CurrentClientVerifier};
+use super::current::{CurrentCert, CurrentClientVerifier};
 use super::{LiveTls, SpiffeServerVerifier, TlsError, crypto_provider};
 use crate::identity::SpiffeId;
 

@@ -9,10 +9,10 @@
 mod chains;
 mod config;
 mod credentials;
+mod current;
 mod error;
 mod material;
 mod verify;
-pub mod workload_api;
 
 use std::sync::{Arc, OnceLock};
 
@@ -22,9 +22,10 @@ use rustls::crypto::CryptoProvider;
 pub use chains::{MAX_CHAINS, VerifiedChains};
 pub use config::{TlsOptions, client_config, server_config, tcp_client_config, tcp_server_config};
 pub use credentials::{Bundle, Credentials, read_file};
+pub use current::SpiffeServerVerifier;
 pub use error::{TlsError, handshake_failure_reason};
 pub use material::{LiveTls, TlsMaterial};
-pub use verify::{SpiffeClientVerifier, SpiffeServerVerifier};
+pub use verify::SpiffeClientVerifier;
 
 /// The one crypto provider (ring) shared by every config and verifier of the process.
 pub fn crypto_provider() -> Arc<CryptoProvider> {

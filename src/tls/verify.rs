@@ -1,4 +1,6 @@
-//! SPIFFE-aware certificate verifiers (PRODUCT.md §4). Both follow one order:
+//! SPIFFE-aware certificate verification (PRODUCT.md §4): [`SpiffeClientVerifier`] over one
+//! set of bundles, and the peer checks it shares with the outbound `SpiffeServerVerifier`
+//! (`current.rs`, which reads the bundles in force at each handshake). Both follow one order:
 //! 1. the leaf must pass the X509-SVID rules ([`Svid::from_der`]) for the peer's role, and
 //!    every intermediate presented the signing-certificate rules (CA:true, keyCertSign:
 //!    [`check_signers`]; webpki does not check keyCertSign);
@@ -16,21 +18,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::verify_server_cert_signed_by_trust_anchor;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{
     CryptoProvider, WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature,
 };
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, Error, OtherError, RootCertStore,
     SignatureScheme,
 };
 
+use super::TlsError;
 use super::chains::VerifiedChains;
-use super::{LiveTls, TlsError};
 use crate::identity::{Role, SpiffeId, Svid, check_signers};
 
 /// Verifies inbound peers' client certificates: X509-SVID rules, then the webpki client
@@ -40,16 +41,6 @@ pub struct SpiffeClientVerifier {
     by_trust_domain: BTreeMap<String, Arc<dyn ClientCertVerifier>>,
     algorithms: WebPkiSupportedAlgorithms,
     verified: VerifiedChains,
-}
-
-/// Verifies an outbound server: X509-SVID rules, webpki path validation (serverAuth EKU)
-/// against the current bundle of the server's own trust domain, then its ID against
-/// `expected`.
-#[derive(Debug)]
-pub struct SpiffeServerVerifier {
-    expected: SpiffeId,
-    tls: LiveTls,
-    algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl SpiffeClientVerifier {
@@ -82,18 +73,6 @@ impl SpiffeClientVerifier {
     /// The client chains this verifier has fully checked.
     pub fn verified_chains(&self) -> &VerifiedChains {
         &self.verified
-    }
-}
-
-impl SpiffeServerVerifier {
-    /// A verifier that accepts only a server proving `expected`, vouched for by the bundle of
-    /// `expected`'s trust domain in `tls`' material at the time of the handshake.
-    pub fn new(expected: SpiffeId, tls: LiveTls, provider: &Arc<CryptoProvider>) -> Self {
-        Self {
-            expected,
-            tls,
-            algorithms: provider.signature_verification_algorithms,
-        }
     }
 }
 
@@ -149,86 +128,24 @@ impl ClientCertVerifier for SpiffeClientVerifier {
     }
 }
 
-impl ServerCertVerifier for SpiffeServerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        // The expected SPIFFE ID replaces the name check: DNS names are never consulted.
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        let material = self.tls.current();
-        let verified = material.server_chains();
-        let id = match verified.get(end_entity, intermediates, now) {
-            Some(id) => id,
-            None => {
-                let svid = peer_svid(end_entity, Role::Server, now)?;
-                peer_signers(intermediates)?;
-                let roots = material
-                    .credentials()
-                    .bundles()
-                    .get(svid.id.trust_domain())
-                    .ok_or_else(|| unknown_trust_domain(&svid.id))?;
-                let parsed = ParsedCertificate::try_from(end_entity)?;
-                verify_server_cert_signed_by_trust_anchor(
-                    &parsed,
-                    roots,
-                    intermediates,
-                    now,
-                    self.algorithms.all,
-                )?;
-                verified.insert(end_entity, intermediates, &svid);
-                svid.id
-            }
-        };
-        if id != self.expected {
-            return Err(reject(TlsError::WrongPeerId {
-                expected: self.expected.to_string(),
-                actual: id.to_string(),
-            }));
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
 /// The peer's leaf as an X509-SVID for `role` at the handshake's `now`.
-fn peer_svid(leaf: &CertificateDer<'_>, role: Role, now: UnixTime) -> Result<Svid, Error> {
+pub(super) fn peer_svid(
+    leaf: &CertificateDer<'_>,
+    role: Role,
+    now: UnixTime,
+) -> Result<Svid, Error> {
     let now = UNIX_EPOCH + Duration::from_secs(now.as_secs());
     Svid::from_der(leaf, role, now).map_err(|e| reject(TlsError::PeerSvid(e)))
 }
 
 /// Every intermediate the peer presented must be a signing certificate (CA:true and
 /// keyCertSign): webpki checks CA:true on the path it builds, but not keyCertSign.
-fn peer_signers(intermediates: &[CertificateDer<'_>]) -> Result<(), Error> {
+pub(super) fn peer_signers(intermediates: &[CertificateDer<'_>]) -> Result<(), Error> {
     check_signers(intermediates)
         .map_err(|(position, error)| reject(TlsError::PeerSigner { position, error }))
 }
 
-fn unknown_trust_domain(id: &SpiffeId) -> Error {
+pub(super) fn unknown_trust_domain(id: &SpiffeId) -> Error {
     reject(TlsError::UnknownTrustDomain {
         trust_domain: id.trust_domain().to_owned(),
     })
@@ -236,7 +153,7 @@ fn unknown_trust_domain(id: &SpiffeId) -> Error {
 
 /// A certificate failure carrying our [`TlsError`], so that its `reason()` can be read back
 /// from the handshake error (see [`TlsError::from_handshake`]).
-fn reject(error: TlsError) -> Error {
+pub(super) fn reject(error: TlsError) -> Error {
     Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(error))))
 }
 

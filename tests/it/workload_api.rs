@@ -12,7 +12,7 @@ use http::StatusCode;
 use segward::app::Sidecar;
 use segward::config::{Backoff, Config, IdentitySource};
 use segward::reload::{Part, ReloadError};
-use segward::tls::workload_api::{self, pb};
+use segward::workload_api::{self, pb};
 use tokio::task::JoinHandle;
 
 use crate::support::backend::Backend;

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use segward::certs::{Ca, IssuedSvid};
-use segward::tls::workload_api::SECURITY_HEADER;
-use segward::tls::workload_api::pb::spiffe_workload_api_server::{
+use segward::workload_api::SECURITY_HEADER;
+use segward::workload_api::pb::spiffe_workload_api_server::{
     SpiffeWorkloadApi, SpiffeWorkloadApiServer,
 };
-use segward::tls::workload_api::pb::{
+use segward::workload_api::pb::{
     JwtBundlesRequest, JwtBundlesResponse, JwtsvidRequest, JwtsvidResponse, ValidateJwtsvidRequest,
     ValidateJwtsvidResponse, X509BundlesRequest, X509BundlesResponse, X509svid, X509svidRequest,
     X509svidResponse,
