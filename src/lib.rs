@@ -6,8 +6,9 @@
 //!   `certs init|issue|inspect`, exit codes.
 //! - [`demo`]: `segward demo`, the scenarios on freshly minted identities.
 //! - [`app`]: the composition root of `segward run`: load (fail closed), bind, serve, drain.
-//! - [`proxy`]: the data plane — inbound (mTLS in) and outbound (mTLS out) request paths, and
-//!   L4 (TCP) tunnels decided once per connection and again on every policy publish.
+//! - [`proxy`]: the data plane — inbound (mTLS in) and outbound (mTLS out) request paths
+//!   (validate → decide → forward, each phase's output the next one's input), and L4 (TCP)
+//!   tunnels decided once per connection and again on every policy publish.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, `/policy`, `/reach` on the admin listener.
 //! - [`reload`]: the first load and every reload by the same steps (file watching, SIGHUP,
 //!   polling) keeping `live` current; `ReloadError` and the reload status.

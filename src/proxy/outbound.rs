@@ -146,12 +146,13 @@ impl Outbound {
         let outcome = async {
             let route = route?;
             // 2–3. Validate and decide, as inbound does: egress rules, we are the source.
-            admission::admit(&req, &policy, &cx.own_id, &route.spiffe_id, &mut exchange)?;
+            let admitted =
+                admission::admit(&req, &policy, &cx.own_id, &route.spiffe_id, &mut exchange)?;
 
-            // 4. Forward over mTLS; the route's client only completes a handshake with a
-            // server proving `route.spiffe_id`.
+            // 4. Forward what was admitted over mTLS; the route's client only completes a
+            // handshake with a server proving `route.spiffe_id`.
             headers::strip_hop_by_hop(req.headers_mut());
-            route.upstream.load_full().forward(req, &exchange).await
+            route.upstream.load_full().forward(req, admitted).await
         }
         .await;
         exchange.finish(outcome)
