@@ -8,8 +8,9 @@
 //! - [`containment`]: incident containment as a library operation — plan, write and release
 //!   a containment file in the policy folder; the CLI and the demo only display it.
 //! - [`app`]: the composition root of `segward run`: load (fail closed), bind, serve, drain.
-//! - [`proxy`]: the data plane — inbound (mTLS in) and outbound (mTLS out) request paths, and
-//!   L4 (TCP) tunnels decided once per connection and again on every policy publish.
+//! - [`proxy`]: the data plane — inbound (mTLS in) and outbound (mTLS out) request paths
+//!   (validate → decide → forward, each phase's output the next one's input), and L4 (TCP)
+//!   tunnels decided once per connection and again on every policy publish.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, `/policy`, `/reach` on the admin listener.
 //! - [`reload`]: the first load and every reload by the same steps, keeping `live` current;
 //!   where credentials come from (`CredentialSource`: files or the Workload API) and every

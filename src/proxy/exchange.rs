@@ -17,6 +17,16 @@ use crate::path::{self, NormalizedPath};
 use crate::policy::{CompiledPolicy, Verdict};
 use crate::telemetry::decision_log::{self, DecisionRecord, Direction};
 
+/// What admission let through, the input of forwarding: the path that was matched — so
+/// the one forwarded — and the request's id; borrowed from the [`Exchange`] that logs both.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Admitted<'e> {
+    /// The normalized path.
+    pub(super) path: &'e str,
+    /// The forwarded request's `x-request-id`.
+    pub(super) request_id: &'e HeaderValue,
+}
+
 /// What is known about one request so far; borrows the request's policy snapshot and the
 /// connection's identities for `'a`.
 pub(super) struct Exchange<'a> {
@@ -81,7 +91,8 @@ impl<'a> Exchange<'a> {
     }
 
     /// Records the verdict on `path` — under `mode: audit` a deny is let through as
-    /// `would-deny` — and keeps `path` as the one to forward.
+    /// `would-deny` — and, if it lets the request through, hands `path` on as the one to
+    /// forward.
     ///
     /// # Errors
     /// [`ProxyError::Denied`] (403) unless the verdict lets the request through.
@@ -89,28 +100,20 @@ impl<'a> Exchange<'a> {
         &mut self,
         verdict: Verdict<'a>,
         path: NormalizedPath,
-    ) -> Result<(), ProxyError> {
+    ) -> Result<Admitted<'_>, ProxyError> {
         let verdict = match self.cx.mode {
             Mode::Enforce => verdict,
             Mode::Audit => verdict.audited(),
         };
         self.verdict = Some(verdict);
         self.path = path.into_string();
-        if verdict.lets_through() {
-            Ok(())
-        } else {
-            Err(ProxyError::Denied)
+        if !verdict.lets_through() {
+            return Err(ProxyError::Denied);
         }
-    }
-
-    /// The path to forward: the normalized one, once [`Self::judge`] let the request through.
-    pub(super) fn path(&self) -> &str {
-        &self.path
-    }
-
-    /// The request's id, for the forwarded request's `x-request-id`.
-    pub(super) fn request_id(&self) -> &HeaderValue {
-        &self.request_id
+        Ok(Admitted {
+            path: &self.path,
+            request_id: &self.request_id,
+        })
     }
 
     /// The response to send — the upstream's (hop-by-hop headers removed) or ours for

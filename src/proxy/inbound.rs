@@ -6,30 +6,26 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use rustls::ServerConfig;
-use rustls::pki_types::UnixTime;
-use rustls::server::ServerConnection;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
 use super::context::Context;
 use super::exchange::Exchange;
+use super::handshake::{self, Accepted};
 use super::headers::IdentityHeaders;
 use super::respond::Body;
 use super::serve::Slot;
 use super::upstream::PlainUpstream;
 use super::{admission, connection, headers, serve};
 use crate::config::Mode;
-use crate::identity::{Role, SpiffeId, Svid};
+use crate::identity::SpiffeId;
 use crate::live::PolicyChanges;
 use crate::telemetry::decision_log::Direction;
-use crate::tls::handshake_failure_reason;
 
 /// The inbound listener's state.
 pub struct Inbound {
@@ -70,15 +66,15 @@ impl Inbound {
         let outcome = async {
             // 1–2. Validate and decide: ingress rules, the peer is the source and we are the
             // destination.
-            admission::admit(&req, &policy, &peer.id, &cx.own_id, &mut exchange)?;
+            let admitted = admission::admit(&req, &policy, &peer.id, &cx.own_id, &mut exchange)?;
 
-            // 3. Forward: hop-by-hop headers out first, then our identity headers replace any
-            // the client sent (after, so a client's `Connection: x-spiffe-id` cannot remove
-            // ours).
+            // 3. Forward what was admitted: hop-by-hop headers out first, then our identity
+            // headers replace any the client sent (after, so a client's
+            // `Connection: x-spiffe-id` cannot remove ours).
             let headers = req.headers_mut();
             headers::strip_hop_by_hop(headers);
             peer.headers.apply(headers);
-            self.upstream.forward(req, &exchange).await
+            self.upstream.forward(req, admitted).await
         }
         .await;
         exchange.finish(outcome)
@@ -93,9 +89,8 @@ impl serve::Listener for Inbound {
     }
 
     async fn connection(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr, slot: Slot) {
-        // Before the handshake: a publish while it runs is a change this connection sees.
-        let changes = self.cx.live.policy_changes();
-        let Some((tls, peer)) = handshake(&self.cx, &self.acceptor, tcp, remote).await else {
+        let accepted = handshake::accept(&self.cx, &self.acceptor, tcp, remote).await;
+        let Some(Accepted { tls, peer, changes }) = accepted else {
             return;
         };
         let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
@@ -118,35 +113,6 @@ impl serve::Listener for Inbound {
         });
         connection::http(tls, alpn.as_deref(), service, slot, &limits, cut).await;
     }
-}
-
-/// The mTLS handshake of an accepted connection (within `limits.tls_handshake`) and its
-/// peer's SPIFFE ID; `None` (counted in `tls_handshake_failures{reason}`) if it failed.
-pub(super) async fn handshake(
-    cx: &Context,
-    acceptor: &TlsAcceptor,
-    tcp: TcpStream,
-    remote: SocketAddr,
-) -> Option<(TlsStream<TcpStream>, SpiffeId)> {
-    let tls = match tokio::time::timeout(cx.limits.tls_handshake, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(error)) => {
-            let reason = handshake_reason(&error);
-            cx.metrics.handshake_failure(reason);
-            tracing::debug!(%remote, reason, %error, "tls handshake failed");
-            return None;
-        }
-        Err(_) => {
-            cx.metrics.handshake_failure("timeout");
-            tracing::debug!(%remote, "tls handshake timed out");
-            return None;
-        }
-    };
-    let Some(peer) = peer_id(cx, tls.get_ref().1) else {
-        tracing::warn!(%remote, "verified peer without a readable SPIFFE ID; closing");
-        return None;
-    };
-    Some((tls, peer))
 }
 
 /// Resolves (and counts the cut) once a published policy revokes `peer`; never otherwise,
@@ -174,29 +140,4 @@ pub struct Peer {
     pub headers: IdentityHeaders,
     /// The connection's remote `IP:port`, for the decision log.
     pub addr: Box<str>,
-}
-
-/// The bounded reason of a failed handshake (`tls_handshake_failures{reason}`).
-fn handshake_reason(error: &std::io::Error) -> &'static str {
-    match error
-        .get_ref()
-        .and_then(|e| e.downcast_ref::<rustls::Error>())
-    {
-        Some(rustls) => handshake_failure_reason(rustls),
-        None => "io",
-    }
-}
-
-/// The SPIFFE ID of a verified peer's leaf (our verifier already applied every rule): from
-/// the verifier's record of the chain it just checked, else read from the leaf.
-fn peer_id(cx: &Context, session: &ServerConnection) -> Option<SpiffeId> {
-    let (leaf, intermediates) = session.peer_certificates()?.split_first()?;
-    let material = cx.live.tls().current();
-    let verified = material.client_verifier().verified_chains();
-    if let Some(id) = verified.get(leaf, intermediates, UnixTime::now()) {
-        return Some(id);
-    }
-    Svid::from_der(leaf, Role::Client, SystemTime::now())
-        .ok()
-        .map(|svid| svid.id)
 }

@@ -13,6 +13,8 @@
 //! - [`headers`]: PURE header rules (framing, hop-by-hop, identity headers, forwarded target).
 //! - [`upstream`]: where each side forwards (pooled clients, timeouts); [`respond`]: error →
 //!   status.
+//! - `handshake`: the mTLS accept both inbound listeners (HTTP and TCP) share: the
+//!   handshake within its timeout, the peer's SPIFFE ID.
 //! - [`tcp`]: L4 listeners (PRODUCT.md §11), inbound and one per TCP destination, on the same
 //!   accept loop; [`tunnel`]: one TCP connection's decision, copy, re-decision on every
 //!   publish, and its open/close log lines.
@@ -22,6 +24,7 @@ pub mod connection;
 pub mod context;
 mod exchange;
 mod fair;
+mod handshake;
 pub mod headers;
 mod idle;
 pub mod inbound;

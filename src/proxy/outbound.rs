@@ -28,6 +28,7 @@ use super::{admission, connection, headers, serve};
 use crate::config::{self, Limits, Mode};
 use crate::identity::SpiffeId;
 use crate::live::{Live, PolicyChanges};
+use crate::policy::CompiledPolicy;
 use crate::telemetry::decision_log::Direction;
 use crate::telemetry::metrics::Metrics;
 use crate::tls::{TlsError, TlsOptions, client_config};
@@ -44,6 +45,44 @@ struct Route {
     /// What a new pool is built from.
     authority: Authority,
     tls: Arc<ClientConfig>,
+}
+
+impl Route {
+    /// The route to the destination configured as `name`, its pool built on the live TLS
+    /// material, revoked if `policy` revokes its SPIFFE ID.
+    fn new(
+        cx: &Context,
+        policy: &CompiledPolicy,
+        name: &str,
+        destination: &config::Destination,
+        tls: TlsOptions,
+    ) -> Result<Self, OutboundError> {
+        let name = || name.to_owned();
+        let client_tls =
+            client_config(cx.live.tls(), &destination.spiffe_id, tls).map_err(|source| {
+                OutboundError::Tls {
+                    name: name(),
+                    source,
+                }
+            })?;
+        let authority: Authority =
+            destination
+                .address
+                .to_string()
+                .parse()
+                .map_err(|source| OutboundError::Address {
+                    name: name(),
+                    source,
+                })?;
+        let upstream = MtlsUpstream::mtls(authority.clone(), client_tls.clone(), &cx.limits);
+        Ok(Self {
+            revoked: AtomicBool::new(policy.classify(&destination.spiffe_id).is_revoked()),
+            spiffe_id: destination.spiffe_id.clone(),
+            upstream: ArcSwap::from_pointee(upstream),
+            authority,
+            tls: client_tls,
+        })
+    }
 }
 
 /// Lower-case destination name → route.
@@ -94,28 +133,7 @@ impl Outbound {
         let policy = cx.live.policy();
         let mut routes = HashMap::new();
         for (name, destination) in &config.destinations {
-            let client_tls =
-                client_config(cx.live.tls(), &destination.spiffe_id, tls).map_err(|source| {
-                    OutboundError::Tls {
-                        name: name.clone(),
-                        source,
-                    }
-                })?;
-            let authority: Authority =
-                destination.address.to_string().parse().map_err(|source| {
-                    OutboundError::Address {
-                        name: name.clone(),
-                        source,
-                    }
-                })?;
-            let upstream = MtlsUpstream::mtls(authority.clone(), client_tls.clone(), &cx.limits);
-            let route = Route {
-                revoked: AtomicBool::new(policy.classify(&destination.spiffe_id).is_revoked()),
-                spiffe_id: destination.spiffe_id.clone(),
-                upstream: ArcSwap::from_pointee(upstream),
-                authority,
-                tls: client_tls,
-            };
+            let route = Route::new(&cx, &policy, name, destination, tls)?;
             routes.insert(config::destination_key(name).into_owned(), route);
         }
         let routes = Arc::new(routes);
@@ -146,12 +164,13 @@ impl Outbound {
         let outcome = async {
             let route = route?;
             // 2–3. Validate and decide, as inbound does: egress rules, we are the source.
-            admission::admit(&req, &policy, &cx.own_id, &route.spiffe_id, &mut exchange)?;
+            let admitted =
+                admission::admit(&req, &policy, &cx.own_id, &route.spiffe_id, &mut exchange)?;
 
-            // 4. Forward over mTLS; the route's client only completes a handshake with a
-            // server proving `route.spiffe_id`.
+            // 4. Forward what was admitted over mTLS; the route's client only completes a
+            // handshake with a server proving `route.spiffe_id`.
             headers::strip_hop_by_hop(req.headers_mut());
-            route.upstream.load_full().forward(req, &exchange).await
+            route.upstream.load_full().forward(req, admitted).await
         }
         .await;
         exchange.finish(outcome)

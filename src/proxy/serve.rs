@@ -17,6 +17,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::context::Context;
+use crate::config::Limits;
 use crate::shutdown::Shutdown;
 use crate::telemetry::decision_log::Direction;
 use crate::telemetry::metrics::ConnectionGuard;
@@ -94,27 +95,7 @@ pub async fn run<L: Listener>(lanes: Lanes<L>, listener: TcpListener, mut shutdo
     let cx = first.state.context().clone();
     let slots = Arc::new(Semaphore::new(cx.limits.max_connections));
     let mut turn = 0_usize;
-    loop {
-        // At the limit, stop accepting until a connection closes.
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            () = shutdown.wait() => break,
-        };
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = shutdown.wait() => break,
-        };
-        let (stream, remote) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
+    while let Some((permit, stream, remote)) = accept(&listener, &slots, &mut shutdown).await {
         // Small request/response exchanges: never wait for Nagle.
         let _ = stream.set_nodelay(true);
         turn = turn.wrapping_add(1);
@@ -127,23 +108,61 @@ pub async fn run<L: Listener>(lanes: Lanes<L>, listener: TcpListener, mut shutdo
             _lane: ConnectionGuard::open(lane.open.clone()),
             shutdown: shutdown.clone(),
         };
-        let state = lane.state.clone();
-        match &lane.runtime {
-            None => {
-                tokio::spawn(state.connection(stream, remote, slot));
-            }
-            Some(runtime) => hand_over(runtime, state, stream, remote, slot),
-        }
+        lane.serve(stream, remote, slot);
     }
     drop(listener);
-    // Every open connection holds a permit: all permits back means all drained.
-    let all = u32::try_from(cx.limits.max_connections).unwrap_or(u32::MAX);
-    let drain = cx.limits.drain;
+    drain(&slots, &cx.limits).await;
+}
+
+/// The next accepted connection with its place under the limit (at the limit, nothing is
+/// accepted until a connection closes); `None` once `shutdown` fires.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    shutdown: &mut Shutdown,
+) -> Option<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.ok()?,
+            () = shutdown.wait() => return None,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.wait() => return None,
+        };
+        match accepted {
+            Ok((stream, remote)) => return Some((permit, stream, remote)),
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// Waits up to `limits.drain` for the open connections to finish: each holds a permit, so
+/// all permits back means all drained.
+async fn drain(slots: &Semaphore, limits: &Limits) {
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let drain = limits.drain;
     if tokio::time::timeout(drain, slots.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!(?drain, "drain timed out; closing the remaining connections");
+    }
+}
+
+impl<L: Listener> Lane<L> {
+    /// Serves an accepted connection on this lane's event loop.
+    fn serve(&self, stream: TcpStream, remote: SocketAddr, slot: Slot) {
+        let state = self.state.clone();
+        match &self.runtime {
+            None => {
+                tokio::spawn(state.connection(stream, remote, slot));
+            }
+            Some(runtime) => hand_over(runtime, state, stream, remote, slot),
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::context::Context;
-use super::inbound::handshake;
+use super::handshake::{self, Accepted};
 use super::serve::{self, Slot};
 use super::tunnel::{self, Close, Parties};
 use crate::config::{Authority, TcpDestination};
@@ -52,9 +52,8 @@ impl serve::Listener for TcpInbound {
     }
 
     async fn connection(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr, slot: Slot) {
-        // Before the handshake: a publish while it runs is a change this connection sees.
-        let changes = self.cx.live.policy_changes();
-        let Some((tls, peer)) = handshake(&self.cx, &self.acceptor, tcp, remote).await else {
+        let accepted = handshake::accept(&self.cx, &self.acceptor, tcp, remote).await;
+        let Some(Accepted { tls, peer, changes }) = accepted else {
             return;
         };
         tracing::debug!(%remote, source_id = %peer, "tcp connection accepted");

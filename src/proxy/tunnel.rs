@@ -111,22 +111,14 @@ pub async fn run<C, U>(
 {
     let started = Instant::now();
     let id = parties.cx.ids.fresh();
-    let id = id.to_str().unwrap_or("-");
     let record = Recorder {
         parties: &parties,
-        id,
+        id: id.to_str().unwrap_or("-"),
         started,
         latest: Mutex::new(None),
     };
     // 1. Decide on the snapshot of now; nothing is dialed before.
-    let opened = {
-        let policy = parties.cx.live.policy();
-        let verdict = decide(&parties, &policy);
-        let decided = Decided::of(&verdict, &policy);
-        record.open(&decided);
-        verdict.lets_through().then_some(decided)
-    };
-    let Some(opened) = opened else {
+    let Some(opened) = record.open() else {
         // Dropping `client` closes it; the far side never saw a byte, nor a connection.
         return;
     };
@@ -135,20 +127,39 @@ pub async fn run<C, U>(
     let upstream = match dial.await {
         Ok(upstream) => upstream,
         Err(close) => {
-            parties
-                .cx
-                .metrics
-                .upstream_error(parties.direction, close.as_str());
+            let metrics = &parties.cx.metrics;
+            metrics.upstream_error(parties.direction, close.as_str());
             record.close(&opened, close, (0, 0));
             return;
         }
     };
 
     // 3. Copy until done, idle, denied by a new policy, or drained.
+    let (close, decided, bytes) = carry(&record, changes, client, upstream, opened, &slot).await;
+
+    // 4. Count and log the close.
+    record.finish(close, decided, bytes);
+    drop(slot);
+}
+
+/// Copies bytes both ways until both sides finish, no byte moves for `limits.idle`, a
+/// published policy denies the connection, or the drain ends: why it closed, the decision
+/// it closed under (the denying one if a publish cut it), and the client's bytes (in, out).
+async fn carry<C, U>(
+    record: &Recorder<'_>,
+    changes: PolicyChanges,
+    client: C,
+    mut upstream: U,
+    opened: Decided,
+    slot: &Slot,
+) -> (Close, Decided, (u64, u64))
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
     let activity = Activity::new();
     let mut client = Metered::new(client, activity.clone());
-    let mut upstream = upstream;
-    let limits = parties.cx.limits;
+    let limits = record.parties.cx.limits;
     let mut shutdown = slot.shutdown().clone();
     let drained = async move {
         shutdown.wait().await;
@@ -160,36 +171,10 @@ pub async fn run<C, U>(
             (close, opened)
         }
         () = activity.idle_for(limits.idle) => (Close::Idle, opened),
-        denied = redecide(&parties, changes, &record, opened.decision) => (Close::PolicyRevoked, denied),
+        denied = redecide(record.parties, changes, record, opened.decision) => (Close::PolicyRevoked, denied),
         () = drained => (Close::Shutdown, opened),
     };
-    // Audit mode: the close line carries the decision last made (perhaps `would-deny`).
-    let latest = record
-        .latest
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take();
-    let decided = match latest {
-        Some(latest) if close != Close::PolicyRevoked => latest,
-        _ => decided,
-    };
-    if close == Close::PolicyRevoked {
-        parties
-            .cx
-            .metrics
-            .connection_cut(parties.direction, "policy-revoked");
-        parties
-            .cx
-            .metrics
-            .tcp_decision(parties.direction, decided.decision, decided.rule_label());
-    }
-    let bytes = (client.read, client.written);
-    parties
-        .cx
-        .metrics
-        .tcp_bytes(parties.direction, bytes.0, bytes.1);
-    record.close(&decided, close, bytes);
-    drop(slot);
+    (close, decided, (client.read, client.written))
 }
 
 /// The connection decided on `policy`; audit mode lets a deny through as `would-deny`.
@@ -238,11 +223,17 @@ struct Recorder<'a> {
 }
 
 impl Recorder<'_> {
-    fn open(&self, decided: &Decided) {
+    /// Decides the connection on the policy snapshot of now, counts it and writes its `open`
+    /// line; the decision if it lets the connection through.
+    fn open(&self) -> Option<Decided> {
         let p = self.parties;
+        let policy = p.cx.live.policy();
+        let verdict = decide(p, &policy);
+        let decided = Decided::of(&verdict, &policy);
         p.cx.metrics
             .tcp_decision(p.direction, decided.decision, decided.rule_label());
-        self.write(decided, "open", None, None, None);
+        self.write(&decided, "open", None, None, None);
+        verdict.lets_through().then_some(decided)
     }
 
     /// A publish changed the decision of a connection it let through (audit mode:
@@ -259,6 +250,29 @@ impl Recorder<'_> {
         *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(decided);
     }
 
+    /// Counts the end of a connection that was carried and writes its `close` line. Audit
+    /// mode: the line carries the decision last made (perhaps `would-deny`); a connection a
+    /// publish cut carries the denying decision, counted as a cut.
+    fn finish(&self, close: Close, decided: Decided, bytes: (u64, u64)) {
+        let latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let decided = match latest {
+            Some(latest) if close != Close::PolicyRevoked => latest,
+            _ => decided,
+        };
+        let (metrics, direction) = (&self.parties.cx.metrics, self.parties.direction);
+        if close == Close::PolicyRevoked {
+            metrics.connection_cut(direction, "policy-revoked");
+            metrics.tcp_decision(direction, decided.decision, decided.rule_label());
+        }
+        metrics.tcp_bytes(direction, bytes.0, bytes.1);
+        self.close(&decided, close, bytes);
+    }
+
+    /// Writes the `close` line of `decided`.
     fn close(&self, decided: &Decided, close: Close, bytes: (u64, u64)) {
         let elapsed = self.started.elapsed();
         self.write(decided, "close", Some(bytes), Some(close), Some(elapsed));

@@ -16,7 +16,7 @@ use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
 
-use super::exchange::Exchange;
+use super::exchange::Admitted;
 use super::headers;
 use super::respond::ProxyError;
 use crate::config::Limits;
@@ -81,8 +81,8 @@ impl<C: Connect + Clone + Send + Sync + 'static> Upstream<C> {
         }
     }
 
-    /// Points `req` here with the path `exchange` let through and its request id, sends it,
-    /// and waits at most `limits.upstream_response` for the response headers.
+    /// Points `req` here with the path and request id admission let through, sends it, and
+    /// waits at most `limits.upstream_response` for the response headers.
     ///
     /// # Errors
     /// [`ProxyError::BadTarget`] (400) if the forwarded request cannot be built;
@@ -91,9 +91,9 @@ impl<C: Connect + Clone + Send + Sync + 'static> Upstream<C> {
     pub(super) async fn forward(
         &self,
         mut req: Request<Incoming>,
-        exchange: &Exchange<'_>,
+        admitted: Admitted<'_>,
     ) -> Result<Response<Incoming>, ProxyError> {
-        let (path, id) = (exchange.path(), exchange.request_id());
+        let (path, id) = (admitted.path, admitted.request_id);
         let scheme = self.scheme.clone();
         headers::retarget(&mut req, path, scheme, &self.authority, id)
             .map_err(ProxyError::BadTarget)?;

@@ -110,6 +110,14 @@ type DurationFamily = Family<DirectionLabel, Histogram, fn() -> Histogram>;
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    traffic: Traffic,
+    reloads: Reloads,
+    connections: Connections,
+}
+
+/// What the listeners count per request and per connection.
+#[derive(Debug)]
+struct Traffic {
     requests: Family<RequestLabels, Counter>,
     /// The duration histogram of each direction (inbound, outbound), resolved once so that a
     /// request does not look it up.
@@ -117,14 +125,25 @@ pub struct Metrics {
     /// The open-connection gauge of each direction, resolved once likewise.
     open: [Gauge; 2],
     handshake_failures: Family<ReasonLabel, Counter>,
+}
+
+/// What reloads did, and the state in force (set at scrape time).
+#[derive(Debug)]
+struct Reloads {
     reloads: Family<ReloadLabels, Counter>,
-    reload_rejections: Family<RejectionLabels, Counter>,
+    rejections: Family<RejectionLabels, Counter>,
     policy_info: Family<VersionLabel, Gauge>,
     svid_expiry: Gauge,
     policy_next_expiry: Gauge,
+}
+
+/// What happens to connections past the decision: upstream failures, event-loop load,
+/// cuts, pool evictions, tunnel bytes.
+#[derive(Debug)]
+struct Connections {
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
-    loop_connections: Family<LoopLabels, Gauge>,
-    connections_cut: Family<CutLabels, Counter>,
+    per_loop: Family<LoopLabels, Gauge>,
+    cut: Family<CutLabels, Counter>,
     pools_evicted: Family<ReasonLabel, Counter>,
     tcp_bytes: Family<BytesLabels, Counter>,
 }
@@ -148,11 +167,9 @@ fn slot(direction: Direction) -> usize {
     }
 }
 
-impl Metrics {
-    /// All metrics at zero, registered under the `segward_` prefix.
-    pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("segward");
-        let r = &mut registry;
+impl Traffic {
+    /// Registers requests, durations, open connections, refused handshakes, in this order.
+    fn register(r: &mut Registry) -> Self {
         let requests = register(
             r,
             "requests",
@@ -178,13 +195,29 @@ impl Metrics {
             "Inbound TLS handshakes refused, by reason",
             Family::default(),
         );
+        let per_direction = |d: Direction| DirectionLabel {
+            direction: d.as_str(),
+        };
+        let both = [Direction::Inbound, Direction::Outbound];
+        Self {
+            requests,
+            durations: both.map(|d| duration.get_or_create(&per_direction(d)).clone()),
+            open: both.map(|d| connections.get_or_create(&per_direction(d)).clone()),
+            handshake_failures,
+        }
+    }
+}
+
+impl Reloads {
+    /// Registers reloads, rejections, the policy version and expiries, in this order.
+    fn register(r: &mut Registry) -> Self {
         let reloads = register(
             r,
             "reloads",
             "Reloads that changed something, by what and result",
             Family::default(),
         );
-        let reload_rejections = register(
+        let rejections = register(
             r,
             "reload_rejections",
             "Reloads rejected (the last good state stayed), by what and reason",
@@ -209,19 +242,32 @@ impl Metrics {
              (-1: none scheduled)",
             Gauge::default(),
         );
+        Self {
+            reloads,
+            rejections,
+            policy_info,
+            svid_expiry,
+            policy_next_expiry,
+        }
+    }
+}
+
+impl Connections {
+    /// Registers upstream errors, per-loop connections, cuts, evictions, tunnel bytes, in this order.
+    fn register(r: &mut Registry) -> Self {
         let upstream_errors = register(
             r,
             "upstream_errors",
             "Allowed requests the upstream failed, by direction and kind",
             Family::default(),
         );
-        let loop_connections = register(
+        let per_loop = register(
             r,
             "loop_connections_active",
             "Open client connections per listener and event loop (limits.worker_threads)",
             Family::default(),
         );
-        let connections_cut = register(
+        let cut = register(
             r,
             "connections_cut",
             "Open client connections segward closed, by direction and reason",
@@ -239,26 +285,29 @@ impl Metrics {
             "Bytes carried by TCP tunnels, by direction and flow (in: client to server)",
             Family::default(),
         );
-        let per_direction = |d: Direction| DirectionLabel {
-            direction: d.as_str(),
-        };
-        let both = [Direction::Inbound, Direction::Outbound];
         Self {
-            durations: both.map(|d| duration.get_or_create(&per_direction(d)).clone()),
-            open: both.map(|d| connections.get_or_create(&per_direction(d)).clone()),
-            registry,
-            requests,
-            handshake_failures,
-            reloads,
-            reload_rejections,
-            policy_info,
-            svid_expiry,
-            policy_next_expiry,
             upstream_errors,
-            loop_connections,
-            connections_cut,
+            per_loop,
+            cut,
             pools_evicted,
             tcp_bytes,
+        }
+    }
+}
+
+impl Metrics {
+    /// All metrics at zero, registered under the `segward_` prefix (in this order in the
+    /// exposition).
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("segward");
+        let traffic = Traffic::register(&mut registry);
+        let reloads = Reloads::register(&mut registry);
+        let connections = Connections::register(&mut registry);
+        Self {
+            registry,
+            traffic,
+            reloads,
+            connections,
         }
     }
 
@@ -277,8 +326,8 @@ impl Metrics {
             rule: rule.to_owned(),
             protocol: "http",
         };
-        self.requests.get_or_create(&labels).inc();
-        self.durations[slot(direction)].observe(duration.as_secs_f64());
+        self.traffic.requests.get_or_create(&labels).inc();
+        self.traffic.durations[slot(direction)].observe(duration.as_secs_f64());
     }
 
     /// Counts one TCP connection decided on `direction` (at open, or a re-decision that
@@ -290,7 +339,7 @@ impl Metrics {
             rule: rule.to_owned(),
             protocol: "tcp",
         };
-        self.requests.get_or_create(&labels).inc();
+        self.traffic.requests.get_or_create(&labels).inc();
     }
 
     /// Adds a closed TCP tunnel's bytes: `bytes_in` from its client, `bytes_out` back.
@@ -300,7 +349,7 @@ impl Metrics {
                 direction: direction.as_str(),
                 flow,
             };
-            self.tcp_bytes.get_or_create(&labels).inc_by(n);
+            self.connections.tcp_bytes.get_or_create(&labels).inc_by(n);
         }
     }
 
@@ -310,12 +359,16 @@ impl Metrics {
             direction: direction.as_str(),
             kind,
         };
-        self.upstream_errors.get_or_create(&labels).inc();
+        self.connections
+            .upstream_errors
+            .get_or_create(&labels)
+            .inc();
     }
 
     /// Counts a refused inbound handshake.
     pub fn handshake_failure(&self, reason: &'static str) {
-        self.handshake_failures
+        self.traffic
+            .handshake_failures
             .get_or_create(&ReasonLabel { reason })
             .inc();
     }
@@ -325,10 +378,12 @@ impl Metrics {
     pub fn reload(&self, what: &'static str, rejected: Option<&'static str>) {
         let result = if rejected.is_some() { "rejected" } else { "ok" };
         self.reloads
+            .reloads
             .get_or_create(&ReloadLabels { what, result })
             .inc();
         if let Some(reason) = rejected {
-            self.reload_rejections
+            self.reloads
+                .rejections
                 .get_or_create(&RejectionLabels { what, reason })
                 .inc();
         }
@@ -340,25 +395,27 @@ impl Metrics {
             direction: direction.as_str(),
             reason,
         };
-        self.connections_cut.get_or_create(&labels).inc();
+        self.connections.cut.get_or_create(&labels).inc();
     }
 
     /// Counts one destination pool dropped for `reason` (`revoked`).
     pub fn pool_evicted(&self, reason: &'static str) {
-        self.pools_evicted
+        self.connections
+            .pools_evicted
             .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 
     /// One more open connection on `direction`'s listener, until the guard is dropped.
     pub fn connection(&self, direction: Direction) -> ConnectionGuard {
-        ConnectionGuard::open(self.open[slot(direction)].clone())
+        ConnectionGuard::open(self.traffic.open[slot(direction)].clone())
     }
 
     /// The open-connection gauge of event loop `index` on `direction`'s listener, resolved
     /// once when the listener starts; the listener balances connections by it.
     pub fn loop_connections(&self, direction: Direction, index: usize) -> Gauge {
-        self.loop_connections
+        self.connections
+            .per_loop
             .get_or_create(&LoopLabels {
                 direction: direction.as_str(),
                 r#loop: index.to_string(),
@@ -374,14 +431,17 @@ impl Metrics {
         svid_expires_in_secs: i64,
         policy_next_expiry_in_secs: i64,
     ) -> String {
-        self.policy_info.clear();
-        self.policy_info
+        self.reloads.policy_info.clear();
+        self.reloads
+            .policy_info
             .get_or_create(&VersionLabel {
                 version: policy_version.to_owned(),
             })
             .set(1);
-        self.svid_expiry.set(svid_expires_in_secs);
-        self.policy_next_expiry.set(policy_next_expiry_in_secs);
+        self.reloads.svid_expiry.set(svid_expires_in_secs);
+        self.reloads
+            .policy_next_expiry
+            .set(policy_next_expiry_in_secs);
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
