@@ -427,7 +427,8 @@ fn a_self_signed_root_is_a_trust_anchor_and_exempt_from_the_signer_rules() {
         .signed_by(&KeyPair::generate().unwrap(), &issuer)
         .unwrap();
     let der = |c: &rcgen::Certificate| c.der().to_vec();
-    let rows: Vec<(&str, Vec<Vec<u8>>, Result<(), (usize, SvidError)>)> = vec![
+    type Row<'a> = (&'a str, Vec<Vec<u8>>, Result<(), (usize, SvidError)>);
+    let rows: Vec<Row> = vec![
         ("root alone", vec![der(&bare_root)], Ok(())),
         (
             "intermediate, then root",
