@@ -803,7 +803,7 @@ fn certs_inspect_takes_a_root_without_key_usage_as_the_trust_anchor() {
     let bare_intermediate = root.intermediate(|p| p.key_usages.clear()).unwrap();
     let under_bare = bare_intermediate.issue(&id, hour, &[]).unwrap();
     let rows = [
-        ("root", format!("{}", direct.chain_pem), 0, "ok"),
+        ("root", direct.chain_pem.clone(), 0, "ok"),
         (
             "bare-intermediate",
             format!("{}{}", under_bare.chain_pem, root.cert_pem()),
