@@ -8,7 +8,7 @@
 
 use super::classify::Classification;
 use super::compiled::{CompiledPolicy, Rule};
-use super::decide::{Best, Parties, Reason, Verdict};
+use super::decide::{Best, Parties, Verdict};
 use super::source::Effect;
 use crate::identity::SpiffeId;
 
@@ -34,11 +34,8 @@ impl CompiledPolicy {
         source: &Classification<'_>,
         destination: &Classification<'_>,
     ) -> Verdict<'_> {
-        if !self.classifier.made(source) || !self.classifier.made(destination) {
-            return Verdict::refused(Reason::StaleClassification);
-        }
-        if source.revoked {
-            return Verdict::refused(Reason::Revoked);
+        if let Some(refused) = self.refused_before_rules(source, destination) {
+            return refused;
         }
         let mut best = Best::default();
         let parties = Parties {

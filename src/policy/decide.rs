@@ -178,12 +178,8 @@ impl CompiledPolicy {
         method: &str,
         path: &NormalizedPath,
     ) -> Verdict<'_> {
-        if !self.classifier.made(source) || !self.classifier.made(destination) {
-            return Verdict::refused(Reason::StaleClassification);
-        }
-        // Step 1 comes first: a revoked identity is refused whatever the rules say.
-        if source.revoked {
-            return Verdict::refused(Reason::Revoked);
+        if let Some(refused) = self.refused_before_rules(source, destination) {
+            return refused;
         }
         let mut best = Best::default();
         let unambiguous = self.each_match_both_spellings(
@@ -199,6 +195,20 @@ impl CompiledPolicy {
             return Verdict::refused(Reason::AmbiguousPath);
         }
         best.verdict(self)
+    }
+
+    /// What is refused before any rule is consulted, for a request and a connection alike: a
+    /// classification made by another policy (`stale-classification`), then step 1 — a
+    /// revoked source is refused whatever the rules say.
+    pub(super) fn refused_before_rules(
+        &self,
+        source: &Classification<'_>,
+        destination: &Classification<'_>,
+    ) -> Option<Verdict<'_>> {
+        if !self.classifier.made(source) || !self.classifier.made(destination) {
+            return Some(Verdict::refused(Reason::StaleClassification));
+        }
+        source.revoked.then(|| Verdict::refused(Reason::Revoked))
     }
 
     /// Decides and also reports segments and every matching rule, for `policy explain`.
