@@ -6,12 +6,12 @@
 //! key) pair they name.
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::assertions::run_tests;
 use super::classify::{Classifier, Keys, REVOKED};
 use super::compiled::{CompiledPolicy, DstBucket, Group, Rule, Segment, Target};
 use super::error::PolicyErrors;
 use super::load::PolicySource;
 use super::pattern::IdentityPattern;
-use super::tests_run::run_tests;
 use super::trie::IdentityIndex;
 use super::validate::{Parts, validate};
 use super::version::version_of;

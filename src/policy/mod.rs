@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod analysis;
+mod assertions;
 pub mod classify;
 pub mod compile;
 pub mod compiled;
@@ -23,7 +24,6 @@ pub mod load;
 pub mod method;
 pub mod pattern;
 pub mod source;
-mod tests_run;
 pub mod trie;
 mod validate;
 mod version;

@@ -88,6 +88,4 @@ fn escape_for_script(json: &str) -> String {
 }
 
 #[cfg(test)]
-mod browser;
-#[cfg(test)]
 mod tests;

@@ -2,14 +2,17 @@
 //! (headless chromium) the page draws every node and node pair and highlights a search's blast
 //! radius and callers (PRODUCT.md §9).
 
+/// Headless chromium, driven by these tests only.
+mod browser;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::browser::{Tag, chromium_or_skip, dump_dom, screenshot, tags_with};
 use super::*;
 use crate::policy::Selector;
 use crate::policy::analysis::identity_classes;
 use crate::policy::analysis::report::{Edge, Finding, Node, SegmentInfo};
+use browser::{Tag, chromium_or_skip, dump_dom, screenshot, tags_with};
 
 const PROD: &str = "spiffe://example.org/ns/prod/sa";
 
