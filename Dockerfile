@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# segward's container image (PRODUCT.md §8): a slim Debian runtime running the static binary
+# segward's container image (docs/demo.md): a slim Debian runtime running the static binary
 # as a non-root user. Used by docker-compose.yml for the sidecars and the `certs` job.
 #
 # Two targets, one runtime:

@@ -1,4 +1,4 @@
-//! Policy reload cost at fleet scale (PRODUCT.md §7: compile of 50k rules ≤ 200 ms):
+//! Policy reload cost at fleet scale (docs/performance.md: compile of 50k rules ≤ 200 ms):
 //! YAML parse (`PolicySource::from_texts`) and `compile` measured apart, then together.
 #![allow(clippy::unwrap_used)]
 

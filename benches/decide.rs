@@ -1,4 +1,4 @@
-//! Decision latency (PRODUCT.md §7: ≤ 250 ns median at 10k segments / 50k rules, and ≤ 2×
+//! Decision latency (docs/performance.md: ≤ 250 ns median at 10k segments / 50k rules, and ≤ 2×
 //! the 10-rule figure). IDs are parsed and the path normalized outside the timed loop, as
 //! the proxy does once per connection and once per request.
 #![allow(clippy::unwrap_used)]

@@ -1,4 +1,4 @@
-//! Path normalization, run once per request before the decision (PRODUCT.md §4 "Paths").
+//! Path normalization, run once per request before the decision (docs/security.md "Paths").
 #![allow(clippy::unwrap_used)]
 
 use std::hint::black_box;

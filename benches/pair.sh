@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The sidecar-pair load benchmark (ISSUE 8, PRODUCT.md §7): segward's pair measured in the
+# The sidecar-pair load benchmark (ISSUE 8, docs/performance.md): segward's pair measured in the
 # same run as the HAProxy and nginx pairs and a direct client -> backend baseline, by the
 # peer benchmark (benches/peers/run.sh, vendored unchanged but for this path: wrk keep-alive at 16 and 64 connections,
 # a new-connection mTLS run against each inbound, CPU per request, p50/p99, idle and peak

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The L4 (TCP) pair benchmark (ISSUE 16 part 5, PRODUCT.md §11): segward's pair in TCP mode
+# The L4 (TCP) pair benchmark (ISSUE 16 part 5, docs/l4.md): segward's pair in TCP mode
 # beside HAProxy's pair in `mode tcp`, and a direct client -> backend baseline, in one run.
 #
 #   benches/pair_tcp.sh                                  # threads 1 and 2, 3 reps

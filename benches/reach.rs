@@ -1,4 +1,4 @@
-//! Blast-radius queries at fleet scale (PRODUCT.md §9: `reach --from` one identity and
+//! Blast-radius queries at fleet scale (docs/blast-radius.md: `reach --from` one identity and
 //! `--to` one segment ≤ 1 s each including load; all edges, as `report` needs, ≤ 10 s),
 //! on the 10k-segment / 50k-rule bench fleet. Prints the size of the full answer once.
 #![allow(clippy::unwrap_used)]

@@ -1,5 +1,5 @@
 //! The load client and the backend of the L4 pair benchmark (benches/pair_tcp.sh,
-//! PRODUCT.md §11): plain TCP on loopback, one small runtime each, so that what the proxies
+//! docs/l4.md): plain TCP on loopback, one small runtime each, so that what the proxies
 //! in between cost is what the figures show.
 //!
 //!   tcp_load backend ADDR               # echo / sink server, until killed

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Validates deploy/kubernetes/ against the Kubernetes API schemas (PRODUCT.md §12, README
+# Validates deploy/kubernetes/ against the Kubernetes API schemas (docs/spire.md, README
 # "Kubernetes"), as .ci/run does: every manifest file on its own, then every kustomization
 # rendered with `kubectl kustomize`, each resource checked by kubernetes-validate in strict
 # mode (unknown fields are errors) for the oldest Kubernetes with native sidecars on by

@@ -1,9 +1,9 @@
-//! The admin listener (PRODUCT.md §6), loopback by default: `/healthz` (alive), `/readyz`
+//! The admin listener (docs/operations.md), loopback by default: `/healthz` (alive), `/readyz`
 //! (200 once certificate, bundles and policy are loaded and the listeners bound; 503 before —
-//! also while waiting for the first SVID of the SPIFFE Workload API, PRODUCT.md §12 — while
+//! also while waiting for the first SVID of the SPIFFE Workload API, docs/spire.md — while
 //! draining, and once our certificate has expired), `/metrics` (Prometheus text), `/policy` (JSON: version, loaded_at,
 //! files, counts, last reload errors), `/reach` (the blast radius of the policy in force,
-//! PRODUCT.md §9, as `policy reach --json`). It reads `live`, the reload status and the
+//! docs/blast-radius.md, as `policy reach --json`). It reads `live`, the reload status and the
 //! metrics; it never writes them.
 
 use std::convert::Infallible;

@@ -1,4 +1,4 @@
-//! The composition root of `segward run` (PRODUCT.md §1, §4 "fail closed", §5, §6 SIGTERM,
+//! The composition root of `segward run` (docs/cli.md, §4 "fail closed", §5, §6 SIGTERM,
 //! §12): config → the sources and the reloader's loops armed (`reload::Loops`: the Workload
 //! API client starts, when the identity comes from SPIRE) → admin bound, `/readyz` 503 → the
 //! reloader's first load (policy, then credentials from files or the first valid SVID of the
@@ -167,7 +167,7 @@ impl Sidecar {
         })
     }
 
-    /// PRODUCT.md §11: allow rules naming methods or paths never match a TCP connection, and
+    /// docs/l4.md: allow rules naming methods or paths never match a TCP connection, and
     /// deny rules naming them match every one; warn about both kinds where they cover this
     /// sidecar's TCP listeners or TCP destinations, once, at start-up.
     fn warn_http_only_allows(&self, config: &Config) {

@@ -1,5 +1,5 @@
 //! segward: a sidecar authorization proxy that decides every request by SPIFFE identity
-//! and a fleet-wide segment policy (see README.md and PRODUCT.md).
+//! and a fleet-wide segment policy (README.md, docs/ and ARCHITECTURE.md).
 //!
 //! Crate map (dependencies point down only):
 //! - [`cli`]: clap commands `policy check|explain|reach|diff|report|contain|release`,

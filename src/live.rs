@@ -1,10 +1,10 @@
-//! `Live`: the state the data plane reads and only a (re)load writes (PRODUCT.md §5).
+//! `Live`: the state the data plane reads and only a (re)load writes (docs/operations.md).
 //! The policy sits in an `ArcSwap`: a request takes one snapshot at its start, so it sees
 //! exactly one policy version, and a swap applies to the next request — also on kept-alive
 //! connections. TLS material is in [`LiveTls`], read once per handshake. What the reloads did
 //! is the reloader's own record (`reload::ReloadStatus`), not part of this state.
 //! Every publish also wakes the [`PolicyChanges`] of open connections, which re-classify
-//! their peer once and close if it is now revoked (PRODUCT.md §10).
+//! their peer once and close if it is now revoked (docs/runbook.md).
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! Request-path normalization: the one function whose output the policy matches *and* the
 //! proxy forwards, so the two can never disagree about which path a request names
-//! (PRODUCT.md §4, "Paths"). Pure: std and thiserror only; one allocation per call.
+//! (docs/security.md, "Paths"). Pure: std and thiserror only; one allocation per call.
 
 use std::fmt;
 
@@ -10,7 +10,7 @@ const MAX_LEN: usize = 8192;
 /// Upper-case hex digits for the escapes `normalize` keeps (RFC 3986 §6.2.2.1).
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
-/// A rule of PRODUCT.md §4 "Paths" (or of RFC 3986) that a request path broke; each is a 400.
+/// A rule of docs/security.md "Paths" (or of RFC 3986) that a request path broke; each is a 400.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
     /// Rule 8, checked first: "reject inputs longer than 8192 bytes".
@@ -103,7 +103,7 @@ impl AsRef<str> for NormalizedPath {
     }
 }
 
-/// Normalizes a request path per PRODUCT.md §4: percent-decodes unreserved characters,
+/// Normalizes a request path per docs/security.md: percent-decodes unreserved characters,
 /// upper-cases the escapes it keeps, merges `//`, and resolves `.` and `..`; a trailing
 /// slash is kept.
 ///

@@ -1,4 +1,4 @@
-//! The sidecar's event loops (`limits.worker_threads`, PRODUCT.md §7): N single-threaded
+//! The sidecar's event loops (`limits.worker_threads`, docs/performance.md): N single-threaded
 //! loops, each running its own copy of the proxy state with its own upstream pools — the
 //! Envoy and HAProxy worker model, without tokio's work stealing (which on two cores cost as
 //! much CPU per request as it gained in throughput).

@@ -1,4 +1,4 @@
-//! The benchmark fleet shared by `decide` and `compile` (PRODUCT.md §7): `N` workload
+//! The benchmark fleet shared by `decide` and `compile` (docs/performance.md): `N` workload
 //! segments `svc-{i}` over 20 namespaces, a few `**` namespace segments, and `R` rules —
 //! mostly one workload to another with methods and paths, ~5 % deny, a handful of label and
 //! `"*"` rules. Written as YAML text, so benches compile what an operator would write.

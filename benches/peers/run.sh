@@ -56,13 +56,13 @@
 # ============================ CONTRACT FOR "ours" ============================
 # Set PROXY_UNDER_TEST_CMD to a shell command that runs ONE sidecar process in
 # the foreground (it is started with `bash -c "exec $PROXY_UNDER_TEST_CMD"`,
-# twice: once per role). Example (segward, PRODUCT.md §1/§2):
+# twice: once per role). Example (segward, docs/cli.md/§2):
 #     PROXY_UNDER_TEST_CMD="$PWD/target/release/segward run --config \"\$PB_CONFIG\"" benches/peers/run.sh
 # Environment given to each of the two processes:
 #   PB_ROLE      inbound | outbound
-#   PB_CONFIG    a ready segward.yaml for that role (PRODUCT.md §2 format,
+#   PB_CONFIG    a ready segward.yaml for that role (docs/configuration.md format,
 #                written by this script; ignore it if your CLI differs)
-#   PB_POLICY    policy dir (PRODUCT.md §3 format): frontend -> payments,
+#   PB_POLICY    policy dir (docs/policy-language.md format): frontend -> payments,
 #                all methods, paths /v1/**; everything else default-deny
 #   PB_CERTS     cert dir, see below
 #   PB_THREADS   1 or 2: the worker-thread budget of this variant (peers get
@@ -424,7 +424,7 @@ EOF
   } >"$D/nginx.conf"
 }
 
-write_ours() {    # segward-format configs + policy (PRODUCT.md §2, §3)
+write_ours() {    # segward-format configs + policy (docs/configuration.md, §3)
   local D=$W/ours-$1 C=$W/certs; mkdir -p "$D/policy"
   cat >"$D/policy/peerbench.yaml" <<EOF
 segments:

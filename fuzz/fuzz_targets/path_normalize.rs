@@ -1,5 +1,5 @@
 //! `path::normalize` and `path::upstream_variant` on arbitrary text, with the invariants of
-//! PRODUCT.md §4 "Paths" asserted on every accepted path:
+//! docs/security.md "Paths" asserted on every accepted path:
 //! - idempotent: normalizing the result again gives the result;
 //! - origin-form, never longer than the input;
 //! - no `.` or `..` segment, no empty segment (no `//`) except a kept trailing slash;

@@ -1,4 +1,4 @@
-//! `Svid::from_der` (the X509-SVID leaf rules of PRODUCT.md §4) on arbitrary bytes, in both
+//! `Svid::from_der` (the X509-SVID leaf rules of docs/security.md) on arbitrary bytes, in both
 //! roles, at a fixed clock inside the seeds' validity window. Asserted: no panic; an accepted
 //! leaf names a valid SPIFFE ID with a non-empty path, and its window holds the clock.
 #![no_main]

@@ -1,5 +1,5 @@
 //! The signing CA ([`Ca`]): made fresh or loaded from `ca.pem` + `ca.key`, and the X509-SVID
-//! leaf parameters it signs ([`svid_params`], PRODUCT.md §4). No file writing here.
+//! leaf parameters it signs ([`svid_params`], docs/security.md). No file writing here.
 
 use std::fmt;
 use std::path::Path;
@@ -121,7 +121,7 @@ impl Ca {
     }
 
     /// Loads `ca.pem` and `ca.key` from `dir`, checking that they belong together and that the
-    /// key is ECDSA P-256 (PRODUCT.md §1: "Keys are ECDSA P-256").
+    /// key is ECDSA P-256 (docs/cli.md: "Keys are ECDSA P-256").
     ///
     /// # Errors
     /// [`CertsError::Io`] or [`CertsError::BadFile`] naming the file at fault.

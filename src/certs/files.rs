@@ -1,4 +1,4 @@
-//! `certs init` and `certs issue` (PRODUCT.md §1): the CA and SVID files, written atomically
+//! `certs init` and `certs issue` (docs/cli.md): the CA and SVID files, written atomically
 //! with keys created 0600, and the `--ttl` syntax ([`parse_ttl`]).
 
 use std::fs;
@@ -129,7 +129,7 @@ pub fn parse_ttl(input: &str) -> Result<Duration, CertsError> {
 const SECRET_MODE: u32 = 0o600;
 const PUBLIC_MODE: u32 = 0o644;
 
-/// "A CA of one trust domain cannot vouch for another" (PRODUCT.md §4): every trust domain the
+/// "A CA of one trust domain cannot vouch for another" (docs/security.md): every trust domain the
 /// CA certificate names must be `id`'s. A CA that names none (an external CA) may issue for any.
 fn check_trust_domain(ca: &Ca, id: &SpiffeId) -> Result<(), CertsError> {
     match ca

@@ -1,5 +1,5 @@
-//! `certs inspect` (PRODUCT.md §1): what the first certificate of a PEM file says, whether it
-//! passes the X509-SVID leaf rules of `identity::Svid` (PRODUCT.md §4) in either role, and
+//! `certs inspect` (docs/cli.md): what the first certificate of a PEM file says, whether it
+//! passes the X509-SVID leaf rules of `identity::Svid` (docs/security.md) in either role, and
 //! whether every certificate after it is a signing certificate (X509-SVID §4.1/§4.3: CA:true
 //! and keyCertSign) — the same rules the handshake applies to a peer's intermediates.
 

@@ -1,4 +1,4 @@
-//! The PKI behind `segward certs init|issue|inspect` (PRODUCT.md §1): an ECDSA P-256 CA and
+//! The PKI behind `segward certs init|issue|inspect` (docs/cli.md): an ECDSA P-256 CA and
 //! X509-SVID leaves minted with rcgen, in memory ([`Ca`], for tests and the demo) or as files.
 //! Uses only `identity`; used by the CLI, the demo and tests. Never prints key material.
 //! Here: the error type, file names and limits, and the PEM reading the submodules share.
@@ -60,10 +60,10 @@ pub enum CertsError {
         /// What is wrong with it.
         problem: String,
     },
-    /// "A leaf's ID must have a non-empty path" (PRODUCT.md §4).
+    /// "A leaf's ID must have a non-empty path" (docs/security.md).
     #[error("cannot issue an SVID for `{0}`: a leaf's ID must have a non-empty path")]
     RootId(String),
-    /// "A CA of one trust domain cannot vouch for another" (PRODUCT.md §4): `issue` refuses an
+    /// "A CA of one trust domain cannot vouch for another" (docs/security.md): `issue` refuses an
     /// ID outside the trust domain named by the CA certificate's `spiffe://<td>` URI SAN.
     #[error(
         "cannot issue an SVID in trust domain `{id}` with a CA of trust domain `{ca}`: a CA of \

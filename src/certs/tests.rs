@@ -1,6 +1,6 @@
-//! `certs init|issue|inspect` and `parse_ttl` (PRODUCT.md §1) on real files in a temporary
+//! `certs init|issue|inspect` and `parse_ttl` (docs/cli.md) on real files in a temporary
 //! directory, and the in-memory `Ca` other tests reuse. Issued leaves are checked with the
-//! X509-SVID rules of `identity::Svid` (PRODUCT.md §4).
+//! X509-SVID rules of `identity::Svid` (docs/security.md).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -216,7 +216,7 @@ fn issue_errors_name_the_file_at_fault() {
 
 #[test]
 fn issue_refuses_an_id_of_another_trust_domain_and_writes_nothing() {
-    // PRODUCT.md §4: "a CA of one trust domain cannot vouch for another".
+    // docs/security.md: "a CA of one trust domain cannot vouch for another".
     let dir = TempDir::new().unwrap();
     init(&td(), dir.path(), false).unwrap();
     let out = dir.path().join("evil");

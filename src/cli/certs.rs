@@ -1,4 +1,4 @@
-//! `segward certs init | issue | inspect` (PRODUCT.md §1): a throwaway PKI for the demo,
+//! `segward certs init | issue | inspect` (docs/cli.md): a throwaway PKI for the demo,
 //! tests and trials. Production SVIDs come from your SPIFFE issuer (SPIRE, cert-manager…).
 
 use std::path::PathBuf;
@@ -100,7 +100,7 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<Outcome> {
             } else {
                 print!("{inspection}");
             }
-            // PRODUCT.md §1: "1 invalid input (… certificate)"; the report is printed either
+            // docs/cli.md: "1 invalid input (… certificate)"; the report is printed either
             // way.
             if !inspection.is_svid() {
                 let why = &inspection.client_check;

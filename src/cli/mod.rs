@@ -1,4 +1,4 @@
-//! The command line (PRODUCT.md §1): clap definitions, dispatch, and the one place errors
+//! The command line (docs/cli.md): clap definitions, dispatch, and the one place errors
 //! become exit codes — 0 success, 1 invalid input (policy, certificate, …), 2 usage error.
 //! Results go to stdout (`--json` is machine-readable); errors and warnings to stderr.
 

@@ -1,4 +1,4 @@
-//! `segward policy check` and `segward policy explain` (PRODUCT.md §1, §3); the other
+//! `segward policy check` and `segward policy explain` (docs/cli.md, §3); the other
 //! `policy` subcommands (reach, diff, report, contain, release) live in `policy/`.
 
 use std::path::PathBuf;

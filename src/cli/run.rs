@@ -1,4 +1,4 @@
-//! `segward run --config FILE`: the sidecar process (PRODUCT.md §1, §4 "fail closed", §6).
+//! `segward run --config FILE`: the sidecar process (docs/cli.md, §4 "fail closed", §6).
 //! Loads and checks everything before listening; exits 1 naming the file at fault; on SIGTERM
 //! or ctrl-c stops accepting, drains in-flight requests and exits 0.
 
@@ -15,7 +15,7 @@ use crate::telemetry::logging;
 /// Arguments of `segward run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The sidecar configuration (YAML; PRODUCT.md §2). Relative paths in it resolve against
+    /// The sidecar configuration (YAML; docs/configuration.md). Relative paths in it resolve against
     /// its folder. The identity is `identity: {cert, key, bundles}` files, or a SPIRE agent:
     /// `identity: {workload_api: unix:///…}`, or no identity section and the
     /// SPIFFE_ENDPOINT_SOCKET variable (then /readyz is 503 until the first SVID arrives).

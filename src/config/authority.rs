@@ -1,4 +1,4 @@
-//! `Authority`: the `host:port` of an upstream or an outbound destination (PRODUCT.md §2),
+//! `Authority`: the `host:port` of an upstream or an outbound destination (docs/configuration.md),
 //! validated once when the config is read.
 
 use std::fmt;

@@ -1,5 +1,5 @@
 //! `ConfigError`: why a sidecar config cannot be used, naming the file and either line:col
-//! or the key path of the bad value (PRODUCT.md §1: exit 1 with a message naming the file).
+//! or the key path of the bad value (docs/cli.md: exit 1 with a message naming the file).
 
 use crate::identity::SpiffeIdError;
 
@@ -52,7 +52,7 @@ pub enum ConfigError {
         /// [`MAX_FILE_BYTES`](super::MAX_FILE_BYTES).
         limit: u64,
     },
-    /// PRODUCT.md §2: "Unknown keys are errors"; also YAML syntax, missing keys, wrong
+    /// docs/configuration.md: "Unknown keys are errors"; also YAML syntax, missing keys, wrong
     /// types and bad `mode` values.
     #[error("{}: {message}", at(file, *line, *col))]
     Yaml {
@@ -173,7 +173,7 @@ pub enum ConfigError {
         /// The key that took the port first.
         first: String,
     },
-    /// PRODUCT.md §11: "one local port per TCP destination": the app connects to `local`.
+    /// docs/l4.md: "one local port per TCP destination": the app connects to `local`.
     #[error(
         "{file}: {key}: a `protocol: tcp` destination needs `local:`, the IP:port the app connects to (e.g. local: 127.0.0.1:5432)"
     )]
@@ -212,7 +212,7 @@ pub enum ConfigError {
         /// The config file.
         file: String,
     },
-    /// PRODUCT.md §12: the identity comes from files or from the Workload API, never both.
+    /// docs/spire.md: the identity comes from files or from the Workload API, never both.
     #[error(
         "{file}: {files} and {workload_api} both name an identity source; keep the files \
          (cert, key, bundles) or the SPIFFE Workload API, not both"

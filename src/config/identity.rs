@@ -1,4 +1,4 @@
-//! `identity:` (PRODUCT.md §2, §12): where the sidecar's X509-SVID and trust bundles come
+//! `identity:` (docs/configuration.md, §12): where the sidecar's X509-SVID and trust bundles come
 //! from — PEM files (`cert`, `key`, `bundles`), or the SPIFFE Workload API of a SPIRE agent
 //! (`workload_api: unix:///…`, or the `SPIFFE_ENDPOINT_SOCKET` environment variable when the
 //! section names no source). Exactly one source: giving both is an error, never a guess.
@@ -39,9 +39,9 @@ pub struct RawIdentity {
 /// Where the SVID and the bundles come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdentitySource {
-    /// PEM files, watched and reloaded (PRODUCT.md §5).
+    /// PEM files, watched and reloaded (docs/operations.md).
     Files(Identity),
-    /// Streamed from the SPIFFE Workload API (PRODUCT.md §12).
+    /// Streamed from the SPIFFE Workload API (docs/spire.md).
     WorkloadApi(WorkloadApi),
 }
 

@@ -1,4 +1,4 @@
-//! `limits:` and `decision_log:` (PRODUCT.md §4 "bounded resources", §6): the knobs that keep
+//! `limits:` and `decision_log:` (docs/security.md "bounded resources", §6): the knobs that keep
 //! a slow or hostile client from starving the sidecar, and how many allowed requests the
 //! decision log writes. Every knob has a safe default; a config may set any subset.
 

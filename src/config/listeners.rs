@@ -1,4 +1,4 @@
-//! The listeners of a config (PRODUCT.md §2, §11): `inbound:` as one map or a list of
+//! The listeners of a config (docs/configuration.md, §11): `inbound:` as one map or a list of
 //! listeners, each `protocol: http | tcp`, and the rule that no two listeners — inbound,
 //! `outbound.listen`, a TCP destination's `local`, `admin.listen` — share an address.
 

@@ -1,4 +1,4 @@
-//! The sidecar configuration file (PRODUCT.md §2): [`RawConfig`] mirrors the YAML under
+//! The sidecar configuration file (docs/configuration.md): [`RawConfig`] mirrors the YAML under
 //! `deny_unknown_fields`, and [`Config::from_raw`] is the only way to build a [`Config`]: it
 //! resolves paths against the config file's folder and parses addresses and IDs, so runtime
 //! code never sees a string it would still have to check ("Parse, don't validate").
@@ -15,7 +15,7 @@ use serde::Deserialize;
 /// A config file larger than this is refused; a real one is a few hundred bytes.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
-/// The admin listener when the config has no `admin` section (PRODUCT.md §4: "Admin listens
+/// The admin listener when the config has no `admin` section (docs/security.md: "Admin listens
 /// on loopback by default").
 pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
@@ -27,8 +27,8 @@ const NO_FILE: &str = "<config>";
 // Raw: the YAML, 1:1
 // ---------------------------------------------------------------------------------------------
 
-/// The YAML of PRODUCT.md §2, key for key, with one addition: `tls12: true` allows TLS 1.2
-/// next to 1.3 (PRODUCT.md §4: "TLS 1.3 by default (1.2 may be enabled in config)").
+/// The YAML of docs/configuration.md, key for key, with one addition: `tls12: true` allows TLS 1.2
+/// next to 1.3 (docs/security.md: "TLS 1.3 by default (1.2 may be enabled in config)").
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -125,7 +125,7 @@ pub struct Config {
     warnings: Vec<ConfigWarning>,
 }
 
-/// How the sidecar notices changed policy, certificate, key and bundle files (PRODUCT.md §5).
+/// How the sidecar notices changed policy, certificate, key and bundle files (docs/operations.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReloadTiming {
     /// Watch the folders for file events (off only in tests of the other triggers).
@@ -160,7 +160,7 @@ pub struct Inbound {
 /// A legal setting an operator should look at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigWarning {
-    /// PRODUCT.md §4: "Admin listens on loopback by default"; this config moves it off.
+    /// docs/security.md: "Admin listens on loopback by default"; this config moves it off.
     AdminNotLoopback(SocketAddr),
 }
 

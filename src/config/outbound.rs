@@ -1,4 +1,4 @@
-//! `outbound:` (PRODUCT.md §2, §11): the raw YAML of the outbound side, its resolved form —
+//! `outbound:` (docs/configuration.md, §11): the raw YAML of the outbound side, its resolved form —
 //! HTTP destinations matched by authority host, TCP destinations by their `local:` port — and
 //! the resolution that names the key of every problem.
 
@@ -52,7 +52,7 @@ pub struct Outbound {
 
 impl Outbound {
     /// The destination a request's authority host names, compared case-insensitively
-    /// (PRODUCT.md §2: "matched against the request's authority host"). `None` means deny.
+    /// (docs/configuration.md: "matched against the request's authority host"). `None` means deny.
     pub fn destination(&self, host: &str) -> Option<&Destination> {
         self.destinations.get(destination_key(host).as_ref())
     }
@@ -77,7 +77,7 @@ pub struct Destination {
     pub spiffe_id: SpiffeId,
 }
 
-/// Where the app's connections to one `local:` port go (PRODUCT.md §11).
+/// Where the app's connections to one `local:` port go (docs/l4.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpDestination {
     /// Where the app connects, plain.

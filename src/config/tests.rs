@@ -1,4 +1,4 @@
-//! PRODUCT.md §2 (sidecar configuration) and §4 (TLS 1.2 opt-in, admin on loopback).
+//! docs/configuration.md (sidecar configuration) and §4 (TLS 1.2 opt-in, admin on loopback).
 //! Steps checked:
 //!   §2.a the example YAML parses;
 //!   §2.b relative paths resolve against the config file's folder;
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::identity::{SpiffeIdError, TrustDomain};
 
-/// PRODUCT.md §2's example, verbatim.
+/// docs/configuration.md's example, verbatim.
 const EXAMPLE: &str = "\
 identity:
   cert: certs/payments/svid.pem       # leaf + intermediates

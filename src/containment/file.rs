@@ -1,4 +1,4 @@
-//! The containment file (PRODUCT.md §10): its id (`c-20261203-1330-7f3a`), its name
+//! The containment file (docs/runbook.md): its id (`c-20261203-1330-7f3a`), its name
 //! (`contain-<ID>.yaml`), its YAML — a comment header and a `revoked:` list of one
 //! `{ identity | segment | labels, reason, since, until, suspend_tests }` entry — and the
 //! scopes read back from such a file with the policy's own parse of `revoked:`. No I/O.

@@ -1,4 +1,4 @@
-//! Incident containment (PRODUCT.md §10) as a library operation: cut a leaked identity,
+//! Incident containment (docs/runbook.md) as a library operation: cut a leaked identity,
 //! segment or label scope off fleet-wide by writing one containment file into the policy
 //! folder the sidecars watch, and lift it again. Nothing is written or removed unless the
 //! resulting policy compiles, `tests:` included; both say the blast radius they remove or

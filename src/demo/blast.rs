@@ -1,4 +1,4 @@
-//! The blast radius of the leaked staging token (PRODUCT.md §9, ISSUE 14): what every
+//! The blast radius of the leaked staging token (docs/blast-radius.md, ISSUE 14): what every
 //! identity a leaked staging token could be (`spiffe://example.org/ns/staging/**`) can reach,
 //! BEFORE — the demo policy without its guard rail `staging-never-reaches-prod` — and AFTER —
 //! the demo policy as the sidecars enforce it. Both are `reach` answers of policies compiled

@@ -1,4 +1,4 @@
-//! The leaked CI token, contained (PRODUCT.md §10, ISSUE 15): the demo plays the operator of
+//! The leaked CI token, contained (docs/runbook.md, ISSUE 15): the demo plays the operator of
 //! `segward policy contain --identity 'spiffe://example.org/ns/staging/**' --until 1h
 //! --suspend-tests`. It plans, writes and releases the containment with the same library
 //! calls as that command ([`crate::containment`]): the file checked by compiling the folder

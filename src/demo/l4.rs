@@ -1,4 +1,4 @@
-//! The L4 act (PRODUCT.md §11, ISSUE 16): "production database access is isolated from
+//! The L4 act (docs/l4.md, ISSUE 16): "production database access is isolated from
 //! staging, so a leaked token from a test environment cannot be reused to reach live
 //! records". The ledger writes and reads back a row in its database (`ledger_db.rs`) through
 //! TCP sidecars; the staging CI runner's connection is closed before the database sees it;
@@ -17,7 +17,7 @@ use super::act::{Row, publish};
 use super::ledger_db::{DESTINATION, LedgerDb};
 use super::topology::{DATABASE, FLEET_POLICY, Fleet, id_of_any};
 
-/// "those now denied are closed within 1 s" (PRODUCT.md §11).
+/// "those now denied are closed within 1 s" (docs/l4.md).
 const CUT_WITHIN: Duration = Duration::from_secs(1);
 
 /// How long one database exchange may take before the demo calls it a failure.

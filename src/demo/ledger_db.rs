@@ -1,4 +1,4 @@
-//! The ledger database of the L4 act (PRODUCT.md §11, ISSUE 16): a tiny in-process
+//! The ledger database of the L4 act (docs/l4.md, ISSUE 16): a tiny in-process
 //! line-protocol store (`INSERT <entry>`, `SELECT`) — the demo needs nothing but the binary,
 //! so it cannot count on a PostgreSQL server being installed (the integration tests run a
 //! real one). It sits behind an inbound `protocol: tcp` sidecar; the ledger service and the

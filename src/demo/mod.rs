@@ -1,4 +1,4 @@
-//! `segward demo` (PRODUCT.md §8): the identity-segmentation story on loopback with the real
+//! `segward demo` (docs/demo.md): the identity-segmentation story on loopback with the real
 //! code paths — a throwaway PKI, the example policy, demo workloads and a real sidecar for
 //! each, all in this process — played as a table of requests: who → what, expected, got, the
 //! deciding rule and reason (read back from the decision log by `x-request-id`). Its last act

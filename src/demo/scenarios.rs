@@ -1,4 +1,4 @@
-//! The demo's story (PRODUCT.md §8, ISSUE 7): each step is a real HTTP request from a
+//! The demo's story (docs/demo.md, ISSUE 7): each step is a real HTTP request from a
 //! caller's app to its outbound sidecar, over mTLS to the callee's inbound sidecar, to the
 //! workload. What happened is read from the response and from the decision log line with the
 //! response's `x-request-id` — the same way an operator goes from a 403 to its reason.

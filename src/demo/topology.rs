@@ -181,7 +181,7 @@ fn mint(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A sidecar config (PRODUCT.md §2) for workload `name`; paths relative to the demo folder.
+/// A sidecar config (docs/configuration.md) for workload `name`; paths relative to the demo folder.
 fn config_yaml(name: &str, listeners: &str) -> String {
     let mut yaml = format!(
         "identity:\n  cert: certs/{name}/svid.pem\n  key: certs/{name}/svid.key\n  bundles:\n"

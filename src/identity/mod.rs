@@ -1,5 +1,5 @@
 //! Workload identity: SPIFFE IDs, X509-SVID leaf rules and the signing-certificate rules of
-//! an SVID's chain (PRODUCT.md §4, X509-SVID §4).
+//! an SVID's chain (docs/security.md, X509-SVID §4).
 //! PURE: std, thiserror and x509-parser only — no I/O, no async, no TLS stack.
 #![warn(missing_docs)]
 

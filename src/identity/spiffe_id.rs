@@ -1,5 +1,5 @@
 //! `SpiffeId` and `TrustDomain`: the only way to hold a SPIFFE ID in segward is to have
-//! passed every rule of the SPIFFE-ID specification (PRODUCT.md §4). Pure: std only.
+//! passed every rule of the SPIFFE-ID specification (docs/security.md). Pure: std only.
 //!
 //! Upper case in a trust domain is *rejected*, not folded: two spellings of one trust
 //! domain would otherwise compare unequal in one place and equal in another.
@@ -138,7 +138,7 @@ pub struct SpiffeId {
 }
 
 impl SpiffeId {
-    /// Validates `input` against every SPIFFE-ID rule of PRODUCT.md §4.
+    /// Validates `input` against every SPIFFE-ID rule of docs/security.md.
     ///
     /// # Errors
     /// The first rule the input breaks, as a [`SpiffeIdError`] variant.

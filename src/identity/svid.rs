@@ -1,4 +1,4 @@
-//! X509-SVID leaf rules (PRODUCT.md §4, SPIFFE X509-SVID spec §2–5): [`Svid::from_der`] turns
+//! X509-SVID leaf rules (docs/security.md, SPIFFE X509-SVID spec §2–5): [`Svid::from_der`] turns
 //! a peer's end-entity certificate into its SPIFFE ID, or names the one rule it broke.
 //! PURE: std, thiserror and x509-parser only. Chain verification against a bundle is not
 //! here; it belongs to the TLS verifier, which calls this once per handshake.
@@ -53,7 +53,7 @@ pub enum SvidError {
     #[error("certificate has more than one URI SAN; an X509-SVID carries exactly one")]
     MultipleUriSans,
     /// "The validator MUST also ensure that the scheme of the SPIFFE ID is set to `spiffe`"
-    /// — and every other SPIFFE-ID rule of PRODUCT.md §4.
+    /// — and every other SPIFFE-ID rule of docs/security.md.
     #[error("URI SAN is not a valid SPIFFE ID: {0}")]
     InvalidSpiffeId(SpiffeIdError),
     /// "A leaf's ID must have a non-empty path" (X509-SVID §3.1: "Leaf certificate SPIFFE
@@ -127,7 +127,7 @@ impl SvidError {
 }
 
 impl Svid {
-    /// Parses `der` once and checks the X509-SVID leaf rules of PRODUCT.md §4 in this order:
+    /// Parses `der` once and checks the X509-SVID leaf rules of docs/security.md in this order:
     /// SAN, CA, keyUsage, EKU for `role`, then the validity window at `now`.
     ///
     /// # Errors
@@ -148,7 +148,7 @@ impl Svid {
 }
 
 /// The X509-SVID rules for a signing certificate, one that issued the leaf or another signing
-/// certificate of its chain (PRODUCT.md §4 "signing certificates must be CAs"; X509-SVID
+/// certificate of its chain (docs/security.md "signing certificates must be CAs"; X509-SVID
 /// §4.1 and §4.3): it parses, basicConstraints says CA:true, keyUsage sets keyCertSign.
 /// webpki's path validation requires CA:true of intermediates but not keyCertSign, so the
 /// verifiers and `certs inspect` call this on every intermediate before it.

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::*;
 
-// The rules of PRODUCT.md §4 "Paths", in the order `normalize` checks them:
+// The rules of docs/security.md "Paths", in the order `normalize` checks them:
 // rule 8 length cap (first); rule 1 origin-form; rule 2 raw bytes (visible ASCII, no `\`);
 // rule 3 percent-decoding (decode unreserved, upper-case the rest, reject `/` `\` NUL
 // controls); rule 4 decode before dot removal; rule 5 merge `//`; rule 6 dot segments,

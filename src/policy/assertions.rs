@@ -1,4 +1,4 @@
-//! The policy's own assertions: runs its `tests:` against the compiled policy (PRODUCT.md §3: "a policy whose
+//! The policy's own assertions: runs its `tests:` against the compiled policy (docs/policy-language.md: "a policy whose
 //! tests fail is invalid — rejected at start-up and on reload alike").
 
 use super::compiled::CompiledPolicy;

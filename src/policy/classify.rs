@@ -1,5 +1,5 @@
 //! `Classifier` → `Classification`: what the policy knows about one identity — revoked or not,
-//! and the index keys it is filed under as a source and as a destination (PRODUCT.md §3, §7).
+//! and the index keys it is filed under as a source and as a destination (docs/policy-language.md, §7).
 //! Owns the identity trie and the keys it needs; knows nothing of `CompiledPolicy`.
 //!
 //! No allocation per request in the common cases: exactly named identities are classified at

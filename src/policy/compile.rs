@@ -1,5 +1,5 @@
 //! `compile`: a parsed [`PolicySource`] → an immutable, indexed [`CompiledPolicy`], or every
-//! error in it at file:line:col; then the policy's own `tests:` run (PRODUCT.md §3).
+//! error in it at file:line:col; then the policy's own `tests:` run (docs/policy-language.md).
 //! Index layout, so a decision never scans the rule list: segments in an [`IdentityIndex`]
 //! trie per trust domain; each distinct label selector a *group*; "keys" are segment ids, then
 //! group ids, then one `ANY` key for `"*"`; rules filed under every (destination key, source

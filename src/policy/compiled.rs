@@ -1,4 +1,4 @@
-//! The compiled policy's data (PRODUCT.md §3): segments, rules, label groups, the rule index
+//! The compiled policy's data (docs/policy-language.md): segments, rules, label groups, the rule index
 //! by destination and source key, and the `Classifier` of identities. Built only by
 //! `compile`; read by `decide`, `explain` and `analysis`, which never need the compile steps.
 
@@ -85,7 +85,7 @@ impl Rule {
     }
 }
 
-/// A `revoked:` entry after validation (PRODUCT.md §10).
+/// A `revoked:` entry after validation (docs/runbook.md).
 #[derive(Debug, Clone)]
 pub struct Revocation {
     /// What it covers, as written: an ID or pattern, `segment: NAME` or `labels: {k: v}`.

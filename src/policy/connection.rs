@@ -1,4 +1,4 @@
-//! The decision for one L4 (TCP) connection (PRODUCT.md §11): "One decision per connection,
+//! The decision for one L4 (TCP) connection (docs/l4.md): "One decision per connection,
 //! after the mTLS handshake, with no method and no path: allow rules that name `methods` or
 //! `paths` do not match a TCP connection; deny rules that name them **do** (fail closed)."
 //!

@@ -1,4 +1,4 @@
-//! `CompiledPolicy::decide`: the decision for one request, following PRODUCT.md §3 in order:
+//! `CompiledPolicy::decide`: the decision for one request, following docs/policy-language.md in order:
 //! 1. source revoked → deny (`revoked`);
 //! 2. any matching `effect: deny` rule → deny (that rule);
 //! 3. any matching allow rule → allow (that rule);
@@ -60,7 +60,7 @@ pub enum Reason {
     /// some upstreams do (e.g. `/..;/admin`): refused before any rule.
     AmbiguousPath,
     /// Step 4, but an allow rule whose `expires:` has passed would have matched: the
-    /// deciding rule reported is that expired rule (PRODUCT.md §10).
+    /// deciding rule reported is that expired rule (docs/runbook.md).
     RuleExpired,
 }
 
@@ -159,7 +159,7 @@ pub struct Explanation<'p> {
 }
 
 impl CompiledPolicy {
-    /// Decides one request (PRODUCT.md §3 steps 1–4); never scans the whole rule list.
+    /// Decides one request (docs/policy-language.md steps 1–4); never scans the whole rule list.
     pub fn decide(&self, req: &Request<'_>) -> Verdict<'_> {
         let source = self.classify(req.source);
         let destination = self.classify(req.destination);

@@ -1,5 +1,5 @@
 //! `PolicyError`: every way a policy can be invalid, located at file:line:col
-//! (PRODUCT.md §3: "Invalid policy … is rejected with file:line:col").
+//! (docs/policy-language.md: "Invalid policy … is rejected with file:line:col").
 
 use std::fmt;
 

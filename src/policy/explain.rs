@@ -1,6 +1,6 @@
 //! `CompiledPolicy::explain_rules`: for `policy explain`, every *candidate* rule of one request
 //! — a rule whose `from` selects the source or whose `to` selects the destination — with the
-//! first check it failed, and the decision re-derived from those checks (PRODUCT.md §3).
+//! first check it failed, and the decision re-derived from those checks (docs/policy-language.md).
 //!
 //! Never on the request path: it scans the whole rule list. Its verdict must equal
 //! [`CompiledPolicy::decide`]'s; the tests hold it to that. PURE: std, identity, path only.
@@ -24,7 +24,7 @@ pub enum Miss {
     /// No pattern of `paths` matches the request's path.
     Path,
     /// An allow rule naming `methods` or `paths`, asked about a TCP connection, which has
-    /// neither: it never allows one (PRODUCT.md §11).
+    /// neither: it never allows one (docs/l4.md).
     Http,
 }
 
@@ -91,7 +91,7 @@ impl CompiledPolicy {
         self.explain_facts(&facts, req.source, ambiguous)
     }
 
-    /// [`Self::explain_rules`] for a TCP connection (PRODUCT.md §11): allow rules naming
+    /// [`Self::explain_rules`] for a TCP connection (docs/l4.md): allow rules naming
     /// methods or paths miss (`http-only`), deny rules match whatever they name. `req`'s
     /// method and path are not read. Its verdict equals [`Self::decide_connection`]'s.
     pub fn explain_connection_rules(&self, req: &Request<'_>) -> RuleExplanation<'_> {

@@ -1,5 +1,5 @@
 //! Reads a policy file or a folder of them into a [`PolicySource`]: the only file-system
-//! access of the policy module (PRODUCT.md §3: "Files in a directory are merged").
+//! access of the policy module (docs/policy-language.md: "Files in a directory are merged").
 //!
 //! A folder contributes its `*.yaml` and `*.yml` files, not recursively, in name order;
 //! names starting with `.` are skipped, so Kubernetes' `..data` and `..2026_…` entries of a

@@ -1,5 +1,5 @@
 //! `MethodSet`: the `methods:` of a rule as a bit set over the standard methods plus a
-//! short list of extension methods (PRODUCT.md §3: "Methods are upper-case tokens; `HEAD`
+//! short list of extension methods (docs/policy-language.md: "Methods are upper-case tokens; `HEAD`
 //! is not implied by `GET`").
 //!
 //! Policies write methods in upper case, but a *request's* method is matched ignoring ASCII

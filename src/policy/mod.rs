@@ -1,4 +1,4 @@
-//! The segment policy of PRODUCT.md §3, in two parts and a child room:
+//! The segment policy of docs/policy-language.md, in two parts and a child room:
 //! - the language: YAML [`source`] read by [`load`](mod@load), checked by `validate`, and
 //!   [`compile`](mod@compile)d into an indexed [`CompiledPolicy`] (patterns, methods, the
 //!   identity trie and classifier, the version hash);

@@ -1,4 +1,4 @@
-//! Identity and path patterns of the policy language (PRODUCT.md §3): parsing with exact
+//! Identity and path patterns of the policy language (docs/policy-language.md): parsing with exact
 //! errors, and the plain `matches` used by lints and `explain`. The request path uses the
 //! indexes built from these in `compile.rs`. PURE: std, identity, path only.
 
@@ -382,7 +382,7 @@ mod tests {
     #[test]
     fn identity_patterns_overlap_when_some_id_matches_both() {
         let t = |p: &str| format!("spiffe://t.org/{p}");
-        // (a, b, overlap?) — one row per rule of PRODUCT.md §3 identity patterns.
+        // (a, b, overlap?) — one row per rule of docs/policy-language.md identity patterns.
         let rows = [
             ("sa/api", "sa/api", true),
             ("sa/api", "sa/web", false),

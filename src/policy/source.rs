@@ -1,4 +1,4 @@
-//! Serde types mirroring the policy YAML of PRODUCT.md §3 one to one. Every struct denies
+//! Serde types mirroring the policy YAML of docs/policy-language.md one to one. Every struct denies
 //! unknown keys, and every value an error may point at is `Spanned` so messages can name
 //! file:line:col. Nothing here is validated beyond its YAML shape: `compile.rs` does that.
 

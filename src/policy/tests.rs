@@ -1,7 +1,7 @@
-//! Policy engine tests: loading errors at file:line:col, each decision step of PRODUCT.md §3,
+//! Policy engine tests: loading errors at file:line:col, each decision step of docs/policy-language.md,
 //! patterns, tests:, version hash.
 //!
-//! Decision steps (PRODUCT.md §3):
+//! Decision steps (docs/policy-language.md):
 //! 1. source revoked → deny (`revoked`)
 //! 2. any matching deny rule → deny (that rule)
 //! 3. any matching allow rule → allow (that rule)

@@ -1,6 +1,6 @@
 //! `IdentityIndex`: identity patterns in a per-trust-domain segment trie, so classifying a
 //! SPIFFE ID costs one hash lookup per path segment, whatever the number of segments
-//! defined (PRODUCT.md §3 identity patterns; §7 decision figures).
+//! defined (docs/policy-language.md identity patterns; §7 decision figures).
 
 use rustc_hash::{FxHashMap, FxHashSet};
 

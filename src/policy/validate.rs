@@ -1,6 +1,6 @@
 //! `validate`: the parsed files of a policy → validated, resolved parts (segments sorted by
 //! name, selectors resolved to segment/label-group targets, patterns parsed), or every
-//! error in them at file:line:col (PRODUCT.md §3 "Invalid policy … is rejected").
+//! error in them at file:line:col (docs/policy-language.md "Invalid policy … is rejected").
 //! `compile.rs` turns the parts into indexes.
 
 use std::collections::BTreeMap;

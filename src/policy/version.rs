@@ -1,4 +1,4 @@
-//! Policy version = SHA-256 of the canonical content (PRODUCT.md §6 `/policy`, §3).
+//! Policy version = SHA-256 of the canonical content (docs/operations.md `/policy`, §3).
 //! Canonical: segments and rules by name, lists sorted, patterns re-printed — so file
 //! layout, key order, comments and `tests:` do not change the version; behaviour does.
 //! The content is streamed into the digest as length-prefixed fields (no ambiguity, no

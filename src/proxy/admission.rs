@@ -1,4 +1,4 @@
-//! The checks a request passes on either side before anything is forwarded (PRODUCT.md §3,
+//! The checks a request passes on either side before anything is forwarded (docs/policy-language.md,
 //! §4): validate (one normalization, unambiguous framing), then decide against the request's
 //! policy snapshot; both outcomes are recorded in its [`Exchange`]. What it lets through,
 //! [`Admitted`], is what forwarding takes: the path matched is the path forwarded.

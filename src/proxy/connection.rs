@@ -1,7 +1,7 @@
-//! The HTTP serving of one accepted connection (PRODUCT.md §4 bounds): HTTP/1.1 or HTTP/2,
+//! The HTTP serving of one accepted connection (docs/security.md bounds): HTTP/1.1 or HTTP/2,
 //! request heads limited in size (431) and in time (slowloris), idle connections closed,
 //! HTTP/2 streams capped and rapid resets bounded. Shutdown, idleness and a cut (its peer was
-//! revoked, PRODUCT.md §10) close it gracefully — HTTP/2 GOAWAY, HTTP/1.1 after the in-flight
+//! revoked, docs/runbook.md) close it gracefully — HTTP/2 GOAWAY, HTTP/1.1 after the in-flight
 //! response — a cut within [`CUT_GRACE`]. Its reads are charged to its task's budget by the
 //! byte (`super::fair`), so a peer flooding cheap frames yields the event loop to the other
 //! connections every 64 KiB. The accept loop that hands connections here is [`super::serve`].
@@ -24,7 +24,7 @@ use crate::config::Limits;
 const H2_MAX_PENDING_RESETS: usize = 20;
 
 /// How long a cut connection's in-flight requests may take before it is dropped: a revoked
-/// peer's connection is closed within 1 s of the publish (PRODUCT.md §10).
+/// peer's connection is closed within 1 s of the publish (docs/runbook.md).
 pub const CUT_GRACE: Duration = Duration::from_millis(500);
 
 /// Serves HTTP on one accepted connection until it closes: HTTP/2 or HTTP/1.1 as negotiated

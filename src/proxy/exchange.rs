@@ -1,6 +1,6 @@
 //! One request's record on either side, shared by [`super::inbound`] and [`super::outbound`]:
 //! its id and timing, the facts the decision log records as the phases run, and the final
-//! response with its `x-request-id` (PRODUCT.md §4, §6). Rewriting the forwarded request is
+//! response with its `x-request-id` (docs/security.md, §6). Rewriting the forwarded request is
 //! [`super::headers`]' job.
 
 use std::time::Instant;
@@ -78,7 +78,7 @@ impl<'a> Exchange<'a> {
         self
     }
 
-    /// Normalizes the request's path once (PRODUCT.md §4); a refused path is kept raw for
+    /// Normalizes the request's path once (docs/security.md); a refused path is kept raw for
     /// the log.
     ///
     /// # Errors

@@ -1,4 +1,4 @@
-//! A connection's fair share of its event loop (PRODUCT.md §4 bounded resources): reading
+//! A connection's fair share of its event loop (docs/security.md bounded resources): reading
 //! charges the task's tokio budget by the byte, so that one peer flooding cheap frames
 //! (HTTP/2 PING, SETTINGS, resets) yields to the loop's other connections every
 //! 64 KiB instead of every 512 KiB (tokio charges one unit of its 128 per socket read, and

@@ -1,4 +1,4 @@
-//! Header rules of the request path (PRODUCT.md §4): request-smuggling defences on the
+//! Header rules of the request path (docs/security.md): request-smuggling defences on the
 //! framing headers, hop-by-hop removal, the identity headers segward sets for the workload,
 //! and the forwarded target (URI, Host, `x-request-id`). Pure: std, thiserror, `http`, `bytes`.
 //! Applied in this order: [`check_framing`] on the headers as received (an error is a 400),
@@ -13,11 +13,11 @@ use http::header::{
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Request, Uri, Version};
 
-/// The verified source identity, set by segward (PRODUCT.md §4).
+/// The verified source identity, set by segward (docs/security.md).
 pub const X_SPIFFE_ID: HeaderName = HeaderName::from_static("x-spiffe-id");
 /// Envoy's `x-forwarded-client-cert`, set by segward as `By=<own ID>;URI=<source ID>`.
 pub const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
-/// The request id, sent upstream and back to the caller (PRODUCT.md §4, §6).
+/// The request id, sent upstream and back to the caller (docs/security.md, §6).
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, RFC 9112 §6.1 and §7.4) plus the non-standard
@@ -38,7 +38,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 const PROTECTED: [HeaderName; 2] = [HOST, CONTENT_LENGTH];
 
 /// A request whose body framing is ambiguous or unsupported; each is a 400 and nothing is
-/// forwarded (PRODUCT.md §4: "conflicting `Content-Length`/`Transfer-Encoding` → 400").
+/// forwarded (docs/security.md: "conflicting `Content-Length`/`Transfer-Encoding` → 400").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
     /// RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any
@@ -253,7 +253,7 @@ impl IdentityHeaders {
     }
 
     /// Replaces whatever the client sent as `x-spiffe-id` and `x-forwarded-client-cert`
-    /// (every value) with exactly one of each (PRODUCT.md §4).
+    /// (every value) with exactly one of each (docs/security.md).
     pub fn apply(&self, headers: &mut HeaderMap) {
         // insert() drops every value the client sent under these names.
         headers.insert(X_SPIFFE_ID, self.spiffe_id.clone());
@@ -263,7 +263,7 @@ impl IdentityHeaders {
 
 /// Replaces whatever the client sent as `x-spiffe-id` and `x-forwarded-client-cert` (every
 /// value) with exactly one of each: `x-spiffe-id: <source_id>` and Envoy's
-/// `x-forwarded-client-cert: By=<own_id>;URI=<source_id>` (PRODUCT.md §4).
+/// `x-forwarded-client-cert: By=<own_id>;URI=<source_id>` (docs/security.md).
 ///
 /// Both IDs must be validated SPIFFE IDs; their charset needs no XFCC quoting. The client's
 /// values are removed first, so even on error no spoofed header survives.

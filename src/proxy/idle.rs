@@ -1,5 +1,5 @@
 //! Idle tracking for one connection, whatever it carries: [`Activity`] records when a byte
-//! last moved, [`Tracked`] wraps an I/O object to record it (PRODUCT.md §4: "idle connections
+//! last moved, [`Tracked`] wraps an I/O object to record it (docs/security.md: "idle connections
 //! closed"). Knows nothing of HTTP: the HTTP serving and the TCP tunnels (`tunnel`) use it.
 
 use std::io;

@@ -1,7 +1,7 @@
-//! The inbound side (PRODUCT.md §4, §5): mTLS in from a peer, the peer's SPIFFE ID read once
+//! The inbound side (docs/security.md, §5): mTLS in from a peer, the peer's SPIFFE ID read once
 //! per connection, then per request: validate, decide against the policy snapshot of that
 //! request, rewrite headers, forward in plain HTTP/1.1 to the local workload. A published
-//! policy that revokes the peer also closes its open connection (PRODUCT.md §10).
+//! policy that revokes the peer also closes its open connection (docs/runbook.md).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -118,7 +118,7 @@ impl serve::Listener for Inbound {
 /// Resolves (and counts the cut) once a published policy revokes `peer`; never otherwise,
 /// nor in audit mode, which enforces nothing. "Containment and revocation cut open
 /// connections … identities outside the contained scope see no closed connection"
-/// (PRODUCT.md §10): one classification per publish, nothing per request.
+/// (docs/runbook.md): one classification per publish, nothing per request.
 async fn revoked(cx: Arc<Context>, mut changes: PolicyChanges, peer: Arc<Peer>) {
     if cx.mode == Mode::Enforce {
         while changes.changed().await {

@@ -1,4 +1,4 @@
-//! The data plane (PRODUCT.md §2, §4, §6): the inbound side (mTLS in → workload) and the
+//! The data plane (docs/configuration.md, §4, §6): the inbound side (mTLS in → workload) and the
 //! outbound side (local app → mTLS out), each deciding every request against the policy
 //! snapshot of that request.
 //!
@@ -9,13 +9,13 @@
 //! - [`inbound`] / [`outbound`]: the two request paths, as phased async functions; the
 //!   checks both make (validate, decide) are `admission`, the record of each `exchange`.
 //!   After a policy publish, inbound cuts a now-revoked peer's connection and outbound drops
-//!   a now-revoked destination's pool (PRODUCT.md §10).
+//!   a now-revoked destination's pool (docs/runbook.md).
 //! - [`headers`]: PURE header rules (framing, hop-by-hop, identity headers, forwarded target).
 //! - [`upstream`]: where each side forwards (pooled clients, timeouts); [`respond`]: error →
 //!   status.
 //! - `handshake`: the mTLS accept both inbound listeners (HTTP and TCP) share: the
 //!   handshake within its timeout, the peer's SPIFFE ID.
-//! - [`tcp`]: L4 listeners (PRODUCT.md §11), inbound and one per TCP destination, on the same
+//! - [`tcp`]: L4 listeners (docs/l4.md), inbound and one per TCP destination, on the same
 //!   accept loop; [`tunnel`]: one TCP connection's decision, copy, re-decision on every
 //!   publish, and its open/close log lines.
 

@@ -1,9 +1,9 @@
-//! The outbound side (PRODUCT.md §2, §4): plain HTTP in from the local app — as an HTTP proxy
+//! The outbound side (docs/configuration.md, §4): plain HTTP in from the local app — as an HTTP proxy
 //! (absolute-form `GET http://payments/v1/x`) or directly with `Host: payments` — then the
 //! destination named by the request's host, the egress decision with our own ID as the
 //! source, and mTLS out to a server that must prove the destination's SPIFFE ID. A published
 //! policy that revokes a destination's SPIFFE ID drops that destination's pool, closing its
-//! idle connections, so no connection to it is reused (PRODUCT.md §10).
+//! idle connections, so no connection to it is reused (docs/runbook.md).
 
 use std::collections::HashMap;
 use std::convert::Infallible;

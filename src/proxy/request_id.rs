@@ -1,5 +1,5 @@
 //! Request ids: one per request, sent back as `x-request-id` and written to the decision log,
-//! so an operator can go from a 403 to its log line (PRODUCT.md §4, §6). A well-formed id the
+//! so an operator can go from a 403 to its log line (docs/security.md, §6). A well-formed id the
 //! caller sent is kept (the outbound sidecar's id then names the request on both sides).
 
 use std::sync::atomic::{AtomicU64, Ordering};

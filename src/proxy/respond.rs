@@ -1,6 +1,6 @@
 //! The one exhaustive mapping from a refused or failed request to its response (linkerd's
 //! `rescue`): status, a short generic body, and nothing of the reason — that goes to the
-//! decision log, not to the caller (PRODUCT.md §4, §6).
+//! decision log, not to the caller (docs/security.md, §6).
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
@@ -17,7 +17,7 @@ pub type Body = Either<Incoming, Full<Bytes>>;
 /// Why a request was not answered by the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyError {
-    /// The path is refused by normalization (PRODUCT.md §4: escaping the root, encoded `/`,
+    /// The path is refused by normalization (docs/security.md: escaping the root, encoded `/`,
     /// `\`, NUL, …) → 400.
     BadPath(PathError),
     /// Conflicting or unsupported `Content-Length` / `Transfer-Encoding` → 400.
@@ -28,7 +28,7 @@ pub enum ProxyError {
     NoHost,
     /// The policy refused the request → 403.
     Denied,
-    /// PRODUCT.md §2: "An unknown destination is denied, never forwarded in plain text" → 403.
+    /// docs/configuration.md: "An unknown destination is denied, never forwarded in plain text" → 403.
     UnknownDestination,
     /// `CONNECT` would open a tunnel segward cannot see into → 405.
     ConnectUnsupported,

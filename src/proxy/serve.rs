@@ -3,7 +3,7 @@
 //! handed to the event loop holding the fewest of that listener's connections
 //! ([`crate::workers`]) with its [`Slot`]. What a connection carries is the listener's
 //! business ([`super::connection`] serves HTTP, [`super::tunnel`] carries TCP). On shutdown a listener stops accepting and
-//! waits for its connections to drain (PRODUCT.md §6: "SIGTERM: stop accepting, drain").
+//! waits for its connections to drain (docs/operations.md: "SIGTERM: stop accepting, drain").
 
 use std::future::Future;
 use std::io;

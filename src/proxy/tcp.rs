@@ -1,4 +1,4 @@
-//! L4 (TCP) mode (PRODUCT.md §11): listeners for workloads that do not speak HTTP —
+//! L4 (TCP) mode (docs/l4.md): listeners for workloads that do not speak HTTP —
 //! databases first. They run on the same accept loop as HTTP ([`super::serve`]: connection
 //! limit, event loops, drain); what differs is that each connection is decided once, with no
 //! method and no path, and then carried as bytes ([`super::tunnel`]).

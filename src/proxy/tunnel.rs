@@ -1,4 +1,4 @@
-//! One TCP connection's life on either side (PRODUCT.md §11), after its identities are
+//! One TCP connection's life on either side (docs/l4.md), after its identities are
 //! known: decide it once on the policy snapshot of now (no method, no path), and only if it
 //! is let through dial the far side — the workload or the destination — and copy bytes both
 //! ways, carrying half-close and respecting backpressure, until both sides are done, it idles

@@ -1,4 +1,4 @@
-//! Where each side forwards (PRODUCT.md §4): the local workload over plain HTTP/1.1
+//! Where each side forwards (docs/security.md): the local workload over plain HTTP/1.1
 //! (inbound) or one destination over mTLS (outbound, h2 when the server offers it), each a
 //! pooled client with connect and response timeouts mapped to 502 and 504. Forwarding points
 //! the request at it with [`headers::retarget`], then sends it.

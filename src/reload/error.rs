@@ -50,14 +50,14 @@ pub enum ReloadError {
         /// The empty file.
         file: String,
     },
-    /// PRODUCT.md §3: invalid policy (syntax, unknown key or segment, bad pattern, duplicate
+    /// docs/policy-language.md: invalid policy (syntax, unknown key or segment, bad pattern, duplicate
     /// name, failing `tests:`) is rejected with file:line:col — every error listed.
     #[error("{0}")]
     InvalidPolicy(PolicyErrors),
     /// The certificate, key or a bundle file could not be read.
     #[error("{0}")]
     TlsUnreadable(TlsError),
-    /// PRODUCT.md §5: "a cert/key pair that does not match is rejected and the old pair
+    /// docs/operations.md: "a cert/key pair that does not match is rejected and the old pair
     /// stays" — and so is any certificate, key or bundle that fails its checks.
     #[error("{0}")]
     InvalidTls(TlsError),
@@ -74,7 +74,7 @@ pub enum ReloadError {
         /// The sidecar's own ID.
         own: SpiffeId,
     },
-    /// PRODUCT.md §12: the Workload API client stopped (shutdown) before a valid SVID came.
+    /// docs/spire.md: the Workload API client stopped (shutdown) before a valid SVID came.
     #[error("no X509-SVID arrived from the SPIFFE Workload API before it stopped")]
     NoSvid,
     /// The work thread reading or building `part` panicked; nothing was published.

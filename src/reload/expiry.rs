@@ -1,5 +1,5 @@
-//! Time-boxed exceptions and self-lifting containment take effect on their own (PRODUCT.md
-//! §10): the policy in force knows its next change ([`CompiledPolicy::next_change`]: a rule's
+//! Time-boxed exceptions and self-lifting containment take effect on their own
+//! (docs/runbook.md): the policy in force knows its next change ([`CompiledPolicy::next_change`]: a rule's
 //! `expires:`, a revocation's `until:`); this schedule, one of the reloader's loops, builds the successor state from the same
 //! policy texts shortly before that instant, off the runtime, and publishes it **at** the
 //! instant — no file change, no reload, no clock comparison per request. A reload that

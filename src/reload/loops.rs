@@ -1,4 +1,4 @@
-//! Every loop that keeps the state current, all owned here (PRODUCT.md §5, §10, §12): the
+//! Every loop that keeps the state current, all owned here (docs/operations.md, §10, §12): the
 //! triggers of file reloads (folder watch, SIGHUP, periodic re-check: `watch.rs`), the SPIFFE
 //! Workload API stream whose updates are published like file rotations, and the policy-expiry
 //! schedule (`expiry.rs`). [`Loops::arm`] runs before the first load — so that a change

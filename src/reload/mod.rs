@@ -1,4 +1,4 @@
-//! Keeps [`Live`] current (PRODUCT.md §5): the one owner of every (re)load and every loop
+//! Keeps [`Live`] current (docs/operations.md): the one owner of every (re)load and every loop
 //! that triggers one. [`Reloader::start`] makes the first state and [`Reloader::reload`]
 //! every later one — on file-watch events, SIGHUP and the periodic re-check alike
 //! (ghostunnel's rule) — by the same steps: read the policy files and the certificate, key and

@@ -1,6 +1,6 @@
 //! Where a sidecar's state comes from, as its config names it: the policy file or folder and
 //! the [`CredentialSource`] — certificate, key and bundle files, or the SPIFFE Workload API
-//! (PRODUCT.md §12). The one place that says where credentials come from; the reloader reads
+//! (docs/spire.md). The one place that says where credentials come from; the reloader reads
 //! it to pick its first load and its loops.
 
 use std::path::{Path, PathBuf};
@@ -20,10 +20,10 @@ pub struct Sources {
 /// Where our SVID, its key and the trust bundles come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialSource {
-    /// PEM files, read at start-up and re-read on every reload trigger (PRODUCT.md §5).
+    /// PEM files, read at start-up and re-read on every reload trigger (docs/operations.md).
     Files(TlsPaths),
     /// Streamed by the SPIRE agent: the first load waits for the first valid SVID, and every
-    /// later one is published like a file rotation (PRODUCT.md §12).
+    /// later one is published like a file rotation (docs/spire.md).
     WorkloadApi(WorkloadApi),
 }
 

@@ -1,7 +1,7 @@
 //! [`ReloadStatus`]: what the (re)loads did so far — when the policy in force was loaded, the
 //! last error of each part, how many reloads applied or were refused. Written only by the
 //! reloader; read by the admin `/policy` endpoint and by operators' tools, never by the
-//! request path (PRODUCT.md §6).
+//! request path (docs/operations.md).
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;

@@ -1,4 +1,4 @@
-//! What triggers [`Reloader::reload`] (PRODUCT.md §5): file-system events on the watched
+//! What triggers [`Reloader::reload`] (docs/operations.md): file-system events on the watched
 //! folders (debounced, so an editor's write-then-rename or a Kubernetes `..data` swap is one
 //! reload), `SIGHUP` (a forced reload), and a periodic re-check that compares content hashes,
 //! for file systems where events get lost. No event is trusted to name the right file: every

@@ -1,4 +1,4 @@
-//! The decision log (PRODUCT.md §6): one JSON line per request with time, request id,
+//! The decision log (docs/operations.md): one JSON line per request with time, request id,
 //! direction, source and destination IDs, method, path, decision, rule, reason, policy version,
 //! status and duration. Handlers call [`write`], which emits a `tracing` event on [`TARGET`];
 //! [`DecisionLayer`] turns those events into flat JSON lines on stderr. Without the layer (tests,
@@ -94,7 +94,7 @@ pub fn write(record: &DecisionRecord<'_>) {
     );
 }
 
-/// One TCP connection's line (PRODUCT.md §11): written at open with the decision, and, for a
+/// One TCP connection's line (docs/l4.md): written at open with the decision, and, for a
 /// connection let through, again at close with its byte counts, duration and close reason.
 /// Method and path are empty: a connection has neither.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! Process log set-up for `segward run`: human-readable lines on stderr filtered by
 //! `SEGWARD_LOG` (`info`, or per target: `segward=debug,hyper=warn`; default `info`), and
-//! the decision log's JSON lines on stderr whatever that filter says (PRODUCT.md §1: "Logs
+//! the decision log's JSON lines on stderr whatever that filter says (docs/cli.md: "Logs
 //! go to stderr"). Decision lines are written in batches ([`super::sink`]); call [`flush`]
 //! before the process exits.
 

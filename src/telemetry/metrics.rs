@@ -1,4 +1,4 @@
-//! Prometheus metrics (PRODUCT.md §6), registered once in an explicit registry and served as
+//! Prometheus metrics (docs/operations.md), registered once in an explicit registry and served as
 //! text by the admin endpoint. Label sets are bounded: directions, decisions, rule names
 //! (or a fixed reason such as `default-deny`), handshake failure reasons, error kinds —
 //! never a raw SPIFFE ID or path.

@@ -1,4 +1,4 @@
-//! What segward tells its operator: the decision log (one JSON line per request, PRODUCT.md §6)
+//! What segward tells its operator: the decision log (one JSON line per request, docs/operations.md)
 //! and the process log set-up. Uses only `policy`'s types; never decides anything.
 
 pub mod decision_log;

@@ -1,6 +1,6 @@
 //! [`LiveTls`]: the TLS material in force — our SVID chain and key, and the verifiers of each
 //! trust domain's bundle, all built from one [`Credentials`] — swapped as a whole on reload
-//! (PRODUCT.md §5). The configs of [`super::server_config`] and [`super::client_config`] hold
+//! (docs/operations.md). The configs of [`super::server_config`] and [`super::client_config`] hold
 //! no material themselves: their resolvers and verifiers (`current.rs`) read the current one
 //! at each handshake, so a rotated SVID or a changed bundle applies to the next handshake while open
 //! connections carry on.

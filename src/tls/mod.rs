@@ -1,4 +1,4 @@
-//! rustls glue (PRODUCT.md §4): our own PEM [`Credentials`], SPIFFE-aware verifiers that pick
+//! rustls glue (docs/security.md): our own PEM [`Credentials`], SPIFFE-aware verifiers that pick
 //! the bundle of the trust domain named in the peer's ID, and the server and client configs.
 //!
 //! The configs read their certificate and bundles from [`LiveTls`] at each handshake, so a

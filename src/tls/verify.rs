@@ -1,4 +1,4 @@
-//! SPIFFE-aware certificate verification (PRODUCT.md §4): [`SpiffeClientVerifier`] over one
+//! SPIFFE-aware certificate verification (docs/security.md): [`SpiffeClientVerifier`] over one
 //! set of bundles, and the peer checks it shares with the outbound `SpiffeServerVerifier`
 //! (`current.rs`, which reads the bundles in force at each handshake). Both follow one order:
 //! 1. the leaf must pass the X509-SVID rules ([`Svid::from_der`]) for the peer's role, and

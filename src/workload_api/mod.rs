@@ -1,4 +1,4 @@
-//! The SPIFFE Workload API as an identity source (PRODUCT.md §12): a client of the SPIRE
+//! The SPIFFE Workload API as an identity source (docs/spire.md): a client of the SPIRE
 //! agent's `FetchX509SVID` stream that turns every response into checked [`Credentials`]
 //! (the room of ghostunnel's `certloader` and ztunnel's identity manager). The reloader
 //! starts it and applies what it delivers (`crate::reload`); `crate::tls` only builds rustls

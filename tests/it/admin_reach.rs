@@ -1,4 +1,4 @@
-//! The admin `/reach` endpoint (PRODUCT.md §6, §9; issue 14 part 5) on a real sidecar: it
+//! The admin `/reach` endpoint (docs/operations.md, §9; issue 14 part 5) on a real sidecar: it
 //! answers exactly what the library's reach computes on the same policy text, refuses bad
 //! queries with a JSON error, and follows a hot reload of the policy.
 

@@ -1,4 +1,4 @@
-//! `policy reach`, `policy diff` and `policy report` through the real binary (PRODUCT.md §9):
+//! `policy reach`, `policy diff` and `policy report` through the real binary (docs/blast-radius.md):
 //! output shapes, exit codes, and diffs whose widened and narrowed edges are known by
 //! construction.
 

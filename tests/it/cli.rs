@@ -1,4 +1,4 @@
-//! The command line end to end (PRODUCT.md §1, §3; README "Command line"): each test runs the
+//! The command line end to end (docs/cli.md, §3; README "Command line"): each test runs the
 //! real `segward` binary and judges it only by what an operator sees — the exit code (0 success,
 //! 1 invalid input, 2 usage error), stdout, stderr and the files it writes.
 //! Policies and certificates are written to temporary folders; nothing is checked in but
@@ -611,7 +611,7 @@ fn certs_issue_refuses_a_zero_or_unknown_ttl_and_writes_nothing() {
 
 #[test]
 fn certs_issue_refuses_an_id_of_another_trust_domain_and_writes_nothing() {
-    // PRODUCT.md §4: "a CA of one trust domain cannot vouch for another".
+    // docs/security.md: "a CA of one trust domain cannot vouch for another".
     let dir = TempDir::new().unwrap();
     let ca = dir.path().join("ca");
     assert_eq!(init_ca(&ca, &[]).code, 0);
@@ -874,7 +874,7 @@ const LEDGER_DB: &str = "spiffe://example.org/ns/prod/sa/ledger-db";
 
 #[test]
 fn explain_tcp_decides_a_connection_without_method_or_path_as_the_sidecar_does() {
-    // PRODUCT.md §11: the ledger's rule names no methods or paths, so it allows the
+    // docs/l4.md: the ledger's rule names no methods or paths, so it allows the
     // connection; the staging guard rail is a deny, which applies to connections too.
     let out = explain(LEDGER, LEDGER_DB, &["--tcp"]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -1410,7 +1410,7 @@ fn fleet_version() -> String {
     checked["version"].as_str().unwrap().to_owned()
 }
 
-/// A decision-log line's fields (PRODUCT.md §6); `line()` writes it as the sidecar does.
+/// A decision-log line's fields (docs/operations.md); `line()` writes it as the sidecar does.
 #[derive(Debug, Clone, Copy)]
 struct Logged<'a> {
     request_id: &'a str,

@@ -1,4 +1,4 @@
-//! The Docker Compose topology (PRODUCT.md §8, README "Docker"), proven without Docker:
+//! The Docker Compose topology (docs/demo.md, README "Docker"), proven without Docker:
 //! `docker-compose.yml`, `deploy/sidecars/*.yaml`, `deploy/mint-certs.sh` and the `Dockerfile`
 //! are read as files and checked against each other and against the fleet policy; then the
 //! mint script runs for real with the built binary, every sidecar config loads the material

@@ -1,4 +1,4 @@
-//! `policy contain` and `policy release` through the real binary (PRODUCT.md §10): a leaked
+//! `policy contain` and `policy release` through the real binary (docs/runbook.md): a leaked
 //! credential's scope is cut off by one new file in a copy of `policies/`, the folder still
 //! checks, the scope reaches nothing, and release gives back exactly the reach there was. Every
 //! refusal leaves the folder byte for byte as it was.

@@ -1,4 +1,4 @@
-//! A policy change cuts open connections of the contained scope only (PRODUCT.md §10, issue
+//! A policy change cuts open connections of the contained scope only (docs/runbook.md, issue
 //! 15): four callers keep HTTP/1.1 and HTTP/2 connections open to one inbound sidecar and call
 //! it in a loop while `revoked:` gains `ns/staging/**`. The staging callers' connections are
 //! closed within 1 s and nothing of theirs reaches the backend after the reload; the prod
@@ -35,9 +35,9 @@ const DEPLOY: &str = "spiffe://example.org/ns/staging/sa/deploy";
 const WEB: &str = "spiffe://example.org/ns/prod/sa/web";
 const BATCH: &str = "spiffe://example.org/ns/prod/sa/batch";
 
-/// "Every sidecar watching the folder applies it within 2 s" (PRODUCT.md §10).
+/// "Every sidecar watching the folder applies it within 2 s" (docs/runbook.md).
 const RELOAD_WITHIN: Duration = Duration::from_secs(2);
-/// "… and its connections are closed within 1 s" (PRODUCT.md §10).
+/// "… and its connections are closed within 1 s" (docs/runbook.md).
 const CUT_WITHIN: Duration = Duration::from_secs(1);
 /// Requests each caller makes before the change, and each prod caller after it.
 const CALLS: usize = 5;
@@ -454,7 +454,7 @@ async fn revoking_a_destination_closes_its_pooled_connections_so_none_is_reused(
     let evicted = r#"segward_upstream_pools_evicted_total{reason="revoked"}"#;
     assert_eq!(count(&scrape(web.admin_addr()).await, evicted), 1.0);
 
-    // `revoked` refuses a revoked *source* (PRODUCT.md §3 step 1), so web may still call
+    // `revoked` refuses a revoked *source* (docs/policy-language.md step 1), so web may still call
     // ledger: the next request is served, over a new connection (the old one is gone).
     assert_eq!(
         app.get("http://ledger/v1/y").await.unwrap().status,

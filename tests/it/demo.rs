@@ -1,4 +1,4 @@
-//! `segward demo` end to end (PRODUCT.md §8, ISSUE 7): the real binary plays the story on
+//! `segward demo` end to end (docs/demo.md, ISSUE 7): the real binary plays the story on
 //! loopback and every step is asserted — by the demo itself (exit code) and here, row by row —
 //! and `--keep` leaves a fleet that answers real requests until ctrl-c.
 

@@ -1,5 +1,5 @@
-//! `policy check` and `policy explain` on time-boxed exceptions and containments (PRODUCT.md
-//! §10), through the real binary.
+//! `policy check` and `policy explain` on time-boxed exceptions and containments 
+//! (docs/runbook.md), through the real binary.
 
 use crate::cli::{json, policy_dir, segward_in};
 

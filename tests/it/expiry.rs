@@ -1,4 +1,4 @@
-//! Time-boxed exceptions and self-lifting containment on a running sidecar (PRODUCT.md §10,
+//! Time-boxed exceptions and self-lifting containment on a running sidecar (docs/runbook.md,
 //! ISSUE 15): the change happens at its instant, with no file change and no reload, on
 //! connections already open (HTTP/1.1 and HTTP/2) — proven at the backend.
 

@@ -1,4 +1,4 @@
-//! The inbound side end to end (PRODUCT.md §4, ISSUE 4 item 6): a real sidecar on 127.0.0.1
+//! The inbound side end to end (docs/security.md, ISSUE 4 item 6): a real sidecar on 127.0.0.1
 //! in front of a recording backend, reached by real mTLS clients holding good and bad
 //! certificates. A refusal is proven twice: by what the client got, and by the backend having
 //! received nothing.

@@ -1,4 +1,4 @@
-//! The Kubernetes manifests (PRODUCT.md §12, README "Kubernetes"), proven without a cluster:
+//! The Kubernetes manifests (docs/spire.md, README "Kubernetes"), proven without a cluster:
 //! deploy/kubernetes/ is read as files and checked against the sidecar configs it carries,
 //! which must load as segward loads them, and against docker-compose.yml's demo fleet. The
 //! schemas themselves are scripts/validate-k8s.sh's job (CI), not this file's.

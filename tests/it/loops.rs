@@ -1,4 +1,4 @@
-//! Several event loops per sidecar (`limits.worker_threads`, PRODUCT.md §7): an app's
+//! Several event loops per sidecar (`limits.worker_threads`, docs/performance.md): an app's
 //! connections to `web`'s outbound sidecar are spread one per loop, each loop opens its own
 //! mTLS connection to `api`'s inbound sidecar, which spreads those one per loop in turn —
 //! observed in `segward_loop_connections_active` — and every loop enforces the same policy,

@@ -1,4 +1,4 @@
-//! segward's one integration-test binary (ENGINEERING.md "Testing"): each module tells one
+//! segward's one integration-test binary (CONTRIBUTING.md "Test layout"): each module tells one
 //! story against the public API; `support` holds the fixtures they share.
 #![allow(clippy::unwrap_used)]
 

@@ -1,4 +1,4 @@
-//! Operability end to end (PRODUCT.md §4 "bounded resources", §6; ISSUE 6): the admin
+//! Operability end to end (docs/security.md "bounded resources", §6; ISSUE 6): the admin
 //! endpoints, the Prometheus metrics after a scripted set of requests, and the limits that
 //! keep slow or hostile clients from starving the sidecar — each on real sockets.
 

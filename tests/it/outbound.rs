@@ -1,4 +1,4 @@
-//! The outbound side over real sockets (PRODUCT.md §2, §4): a plain client talks to `web`'s
+//! The outbound side over real sockets (docs/configuration.md, §4): a plain client talks to `web`'s
 //! outbound sidecar, which routes by host over mTLS to `api`'s inbound sidecar and on to a
 //! recording backend. Egress denials, unknown destinations, `CONNECT`, a server proving the
 //! wrong SPIFFE ID, path tricks, an h2-only destination, audit mode and a destination down.

@@ -1,4 +1,4 @@
-//! Property tests of the policy engine (PRODUCT.md §3): random policies, written as YAML and
+//! Property tests of the policy engine (docs/policy-language.md): random policies, written as YAML and
 //! run through parse → compile → decide, agree with a naive reference evaluator — for
 //! requests, and for TCP connections (§11: allow rules naming methods or paths never match,
 //! deny rules always do), where `explain --tcp`'s verdict must agree too; and the decision
@@ -72,7 +72,7 @@ fn decide_agrees_with_a_naive_reading_of_section_3() {
 
 #[test]
 fn connections_agree_with_a_naive_reading_of_section_11_and_explain_agrees() {
-    // PRODUCT.md §11: "allow rules that name `methods` or `paths` do not match a TCP
+    // docs/l4.md: "allow rules that name `methods` or `paths` do not match a TCP
     // connection; deny rules that name them do" — steps 1–4 otherwise as for requests.
     let cases = (policy(), vec(request_draft(), REQUESTS_PER_POLICY));
     let steps: [Cell<usize>; STEPS] = Default::default();
@@ -232,7 +232,7 @@ impl Layout {
     }
 }
 
-// ---- the reference evaluator: PRODUCT.md §3, read literally ----
+// ---- the reference evaluator: docs/policy-language.md, read literally ----
 
 /// The decision and its label (rule name, `revoked`, `ambiguous-path` or `default-deny`) by
 /// §3 steps 1–4.

@@ -1,4 +1,4 @@
-//! L4 mode in front of a real PostgreSQL (PRODUCT.md §11, issue 16): "production database
+//! L4 mode in front of a real PostgreSQL (docs/l4.md, issue 16): "production database
 //! access is isolated from staging". The ledger database runs behind an inbound TCP sidecar;
 //! each app speaks the PostgreSQL protocol (`tokio-postgres`) to its own outbound sidecar's
 //! `local:` port. Prod reads and writes; staging's connection is refused before the server
@@ -28,7 +28,7 @@ const PAYMENTS: &str = "spiffe://example.org/ns/prod/sa/payments";
 const BATCH: &str = "spiffe://example.org/ns/prod/sa/batch";
 const CI_RUNNER: &str = "spiffe://example.org/ns/staging/sa/ci-runner";
 
-/// "those now denied are closed within 1 s" (PRODUCT.md §11).
+/// "those now denied are closed within 1 s" (docs/l4.md).
 const CUT_WITHIN: Duration = Duration::from_secs(1);
 
 /// The policy in force at the database and at the prod apps: prod reaches the ledger

@@ -1,4 +1,4 @@
-//! Property tests of the blast-radius answer (PRODUCT.md §9): for random policies and random
+//! Property tests of the blast-radius answer (docs/blast-radius.md): for random policies and random
 //! requests, `decide` lets a request through if and only if the reach answer covers it —
 //! asked `--from` the source's ID, a pattern matching it, each of its segments and `*`, and
 //! `--to` the destination's ID and segments. Parties are placed in classes with the library's

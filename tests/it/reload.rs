@@ -1,7 +1,7 @@
-//! Hot reload end to end (PRODUCT.md §5, ISSUE 5): real files changed the ways operators and
+//! Hot reload end to end (docs/operations.md, ISSUE 5): real files changed the ways operators and
 //! Kubernetes change them, real sidecars, real connections kept open across the change.
 //! Revocation must reach an open connection's next request (a 403, or the close that follows
-//! within 1 s — PRODUCT.md §10); a broken edit must leave the last good policy serving; a rotated certificate must reach the next handshake only.
+//! within 1 s — docs/runbook.md); a broken edit must leave the last good policy serving; a rotated certificate must reach the next handshake only.
 
 use std::fs;
 use std::io::Write;
@@ -115,7 +115,7 @@ impl Api {
 }
 
 /// Sends `GET path` on `conn` until the peer is cut off or `within` passes. A revocation does
-/// both (PRODUCT.md §10): the next request is 403 and the connection is closed within 1 s, so
+/// both (docs/runbook.md): the next request is 403 and the connection is closed within 1 s, so
 /// either is the sign; any other answer means the change is not in force yet.
 async fn until_cut_off(conn: &mut Conn, path: &str, within: Duration) -> bool {
     let deadline = Instant::now() + within;
@@ -154,7 +154,7 @@ fn copy_by_rename(from: &Path, to: &Path) {
     fs::rename(&temp, to).unwrap();
 }
 
-/// Whether the client sees `conn` closed within 1 s ("closed within 1 s", PRODUCT.md §10).
+/// Whether the client sees `conn` closed within 1 s ("closed within 1 s", docs/runbook.md).
 async fn conn_closes(conn: &Conn) -> bool {
     eventually(Duration::from_secs(1), || async { conn.is_closed() }).await
 }

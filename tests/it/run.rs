@@ -1,4 +1,4 @@
-//! `segward run` end to end (PRODUCT.md §1 exit codes, §2 config, §4 "fail closed", §6 decision
+//! `segward run` end to end (docs/cli.md exit codes, §2 config, §4 "fail closed", §6 decision
 //! log and SIGTERM): each process test starts the real binary as a child, judges it only by its
 //! exit code, its decision-log JSON lines on stderr and what reached the backend, and kills it
 //! by PID when the test ends. The last test drains an in-process `Sidecar` the same way.

@@ -1,4 +1,4 @@
-//! L4 (TCP) mode through real sidecars (PRODUCT.md §11, issue 16): an app connects in plain
+//! L4 (TCP) mode through real sidecars (docs/l4.md, issue 16): an app connects in plain
 //! TCP to its outbound sidecar's `local:` port, which dials the database sidecar over mTLS;
 //! that sidecar decides the connection once (no method, no path) and only then connects to
 //! the workload — an echo server that counts the connections reaching it. A denied identity
@@ -28,7 +28,7 @@ const PAYMENTS: &str = "spiffe://example.org/ns/prod/sa/payments";
 const BATCH: &str = "spiffe://example.org/ns/prod/sa/batch";
 const CI: &str = "spiffe://example.org/ns/staging/sa/ci";
 
-/// "those now denied are closed within 1 s" (PRODUCT.md §11).
+/// "those now denied are closed within 1 s" (docs/l4.md).
 const CUT_WITHIN: Duration = Duration::from_secs(1);
 
 const POLICY: &str = r#"
@@ -186,7 +186,7 @@ async fn revoking_an_identity_closes_its_open_connection_within_1s_and_spares_th
 
 #[tokio::test]
 async fn a_time_boxed_tcp_exception_closes_its_open_connection_when_it_expires() {
-    // PRODUCT.md §10–11: expiry is a policy change like any other; the tunnel opened under
+    // docs/runbook.md–11: expiry is a policy change like any other; the tunnel opened under
     // the exception is decided again at its instant, with no file change and no reload.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -231,7 +231,7 @@ async fn a_time_boxed_tcp_exception_closes_its_open_connection_when_it_expires()
 
 #[tokio::test]
 async fn audit_mode_keeps_a_now_denied_connection_open_and_counts_it_would_deny() {
-    // `mode: audit` enforces nothing (PRODUCT.md §2): a publish that would deny an open
+    // `mode: audit` enforces nothing (docs/configuration.md): a publish that would deny an open
     // connection closes nothing, but is recorded as the would-deny it would have been.
     let pki = Pki::new(&[TD]);
     let echo = Echo::start().await;

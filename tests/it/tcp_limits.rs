@@ -1,4 +1,4 @@
-//! L4 (TCP) mode under load and at its limits (PRODUCT.md §11 "half-close, backpressure and
+//! L4 (TCP) mode under load and at its limits (docs/l4.md "half-close, backpressure and
 //! large transfers are carried faithfully; idle timeout and max connections apply", §4
 //! bounded resources; issue 16). The transfer, backpressure and decision-log stories run the
 //! real `segward run` binary twice — an app's sidecar with a TCP destination and the

@@ -1,4 +1,4 @@
-//! Identity from the SPIFFE Workload API (PRODUCT.md §12, ISSUE 17): a sidecar configured with
+//! Identity from the SPIFFE Workload API (docs/spire.md, ISSUE 17): a sidecar configured with
 //! `identity: { workload_api: unix:///… }` against the stand-in agent of `support::spire` —
 //! the real gRPC protocol from the official proto on a real Unix socket, rcgen-minted SVIDs.
 //! What the sidecar presents is read off real mTLS handshakes (the leaf's serial); what it

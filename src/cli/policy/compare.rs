@@ -1,4 +1,4 @@
-//! How a logged decision compares with today's (PRODUCT.md §6): same or changed decision,
+//! How a logged decision compares with today's (docs/operations.md): same or changed decision,
 //! same or changed policy version, and whether the line was written under `mode: audit`.
 
 use serde_json::{Value, json};

@@ -1,4 +1,4 @@
-//! `segward policy contain` and `segward policy release` (PRODUCT.md §10): the arguments,
+//! `segward policy contain` and `segward policy release` (docs/runbook.md): the arguments,
 //! and the display of what [`crate::containment`] planned, wrote or released — the blast
 //! radius removed or restored, as text or `--json`. Exit 0 done, 1 refused.
 

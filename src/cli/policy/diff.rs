@@ -1,4 +1,4 @@
-//! `segward policy diff OLD NEW` (PRODUCT.md §9): a policy change's blast-radius effect, for
+//! `segward policy diff OLD NEW` (docs/blast-radius.md): a policy change's blast-radius effect, for
 //! review and CI gates — every pair of identity classes whose reach was added, removed,
 //! widened or narrowed. `--fail-on-widen` exits 3 when any reach grew.
 

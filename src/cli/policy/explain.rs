@@ -1,4 +1,4 @@
-//! `segward policy explain` (PRODUCT.md §1, §3, §6): one request — given as flags or as a
+//! `segward policy explain` (docs/cli.md, §3, §6): one request — given as flags or as a
 //! decision-log line — decided against a policy, with the decision path, every candidate rule
 //! and whether it matched, and for a logged request how today's decision compares with the
 //! logged one.

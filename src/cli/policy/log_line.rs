@@ -1,4 +1,4 @@
-//! Decision-log lines as the input of `policy explain` (PRODUCT.md §6): parse one line, or find
+//! Decision-log lines as the input of `policy explain` (docs/operations.md): parse one line, or find
 //! the line of one request id in a log that also holds other lines (human log lines, other
 //! requests, a `kubectl logs --timestamps` prefix before the JSON).
 

@@ -1,4 +1,4 @@
-//! `segward policy reach` (PRODUCT.md §9): the blast radius of a selector — every edge from
+//! `segward policy reach` (docs/blast-radius.md): the blast radius of a selector — every edge from
 //! what `--from` selects to what `--to` selects — as a table, `--json` or Graphviz `--dot`.
 //! Exit 0 whether or not anything is reachable, 1 invalid policy, 2 a bad selector.
 

@@ -1,4 +1,4 @@
-//! The page `segward policy report` writes (PRODUCT.md §9): one self-contained HTML file with
+//! The page `segward policy report` writes (docs/blast-radius.md): one self-contained HTML file with
 //! the segment graph grouped by the boundary label, an edge per allowed reach, a search box that
 //! highlights an identity's or segment's blast radius and its callers, and the lint findings.
 //! Inline CSS and JS from one asset (`report/report.html`); nothing is fetched. The data goes in

@@ -1,4 +1,4 @@
-//! PRODUCT.md §12: `identity:` names files or the SPIFFE Workload API (the config key, or
+//! docs/spire.md: `identity:` names files or the SPIFFE Workload API (the config key, or
 //! `SPIFFE_ENDPOINT_SOCKET` when the section names no source) — exactly one of them.
 
 use std::path::{Path, PathBuf};

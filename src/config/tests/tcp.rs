@@ -1,4 +1,4 @@
-//! PRODUCT.md §11's config: `inbound` as a map or a list of listeners with `protocol`,
+//! docs/l4.md's config: `inbound` as a map or a list of listeners with `protocol`,
 //! `protocol: tcp` destinations with their `local:` port, and the errors that name the key:
 //! conflicting listen addresses, a TCP destination without `local`, `local` on HTTP.
 

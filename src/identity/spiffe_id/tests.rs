@@ -1,4 +1,4 @@
-//! Table tests: one row per SPIFFE-ID rule of PRODUCT.md §4, valid and invalid classes.
+//! Table tests: one row per SPIFFE-ID rule of docs/security.md, valid and invalid classes.
 
 use super::*;
 

@@ -1,4 +1,4 @@
-//! Table tests: one row per X509-SVID leaf rule of PRODUCT.md §4, on real certificates that
+//! Table tests: one row per X509-SVID leaf rule of docs/security.md, on real certificates that
 //! rcgen mints here, signed by a throwaway CA. The clock is fixed at 2030-01-01.
 //!
 //! Rules, in the order `Svid::from_der` checks them:

@@ -1,4 +1,4 @@
-//! `policy diff` (PRODUCT.md §9): the blast-radius effect of a policy change — which pairs
+//! `policy diff` (docs/blast-radius.md): the blast-radius effect of a policy change — which pairs
 //! of identity classes gained reach, lost it, or had it widened or narrowed — computed from
 //! the two policies' complete reach answers, exactly: an edge widened when some request is
 //! covered by the new edges of the pair and not by the old ones. Pairs are matched by their

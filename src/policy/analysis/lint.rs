@@ -1,4 +1,4 @@
-//! Lints for `segward policy check` (PRODUCT.md §3): findings about a *valid* policy that an
+//! Lints for `segward policy check` (docs/policy-language.md): findings about a *valid* policy that an
 //! operator probably did not mean. Never on the request path; a lint never rejects a policy.
 //!
 //! - `shadowed-by-deny`: an allow rule every request of which a deny rule refuses.
@@ -10,7 +10,7 @@
 //!   [`LintOptions::warn_within_secs`]; `revocation-lifted`: a `revoked:` entry past `until`;
 //!   `test-suspended`: a test a `suspend_tests` containment keeps from running.
 //!
-//! The segmentation lints of PRODUCT.md §9 read [`LintOptions::boundary_label`] (`env`):
+//! The segmentation lints of docs/blast-radius.md read [`LintOptions::boundary_label`] (`env`):
 //! - `identity-spans-boundary`: a segment shares an identity (some SPIFFE ID matches a
 //!   pattern of each, see [`IdentityPattern::overlaps`](crate::policy::pattern::IdentityPattern::overlaps))
 //!   with a segment of another boundary value; reported once, at the later-defined segment.

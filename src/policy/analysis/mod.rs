@@ -1,4 +1,4 @@
-//! Questions asked *of* a compiled policy, never on the request path (PRODUCT.md §9): the
+//! Questions asked *of* a compiled policy, never on the request path (docs/blast-radius.md): the
 //! blast radius ([`reach()`]: exact edges between identity classes), what a change widens or
 //! narrows ([`diff()`], printed by [`changes_text`]), the lints of `policy check` ([`lint`])
 //! and the data of `policy report` ([`report`]). A child of `policy` so that it reads the

@@ -1,4 +1,4 @@
-//! Blast radius (PRODUCT.md §9): which requests a source may make to a destination, read off
+//! Blast radius (docs/blast-radius.md): which requests a source may make to a destination, read off
 //! the compiled policy — *if this credential leaks, what can it reach?* and *who can reach
 //! this workload?* Exact, never sampled: `decide` lets a request through (`allow`, or
 //! `would-deny` under a `dry_run` deny) if and only if some [`Edge`] of the answer covers it.

@@ -1,4 +1,4 @@
-//! Exact questions about sets of request paths written as path patterns (PRODUCT.md §3, §9):
+//! Exact questions about sets of request paths written as path patterns (docs/policy-language.md, §9):
 //! "is some path matched by all of these and by none of those?". Reach uses it to drop an
 //! allowed pattern that deny rules carve out entirely, to keep only the carve-outs that touch
 //! what is allowed, and `diff` to tell whether one edge's paths contain another's.

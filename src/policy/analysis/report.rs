@@ -1,4 +1,4 @@
-//! The data of `policy report` (PRODUCT.md §9): the segments, one node per identity class
+//! The data of `policy report` (docs/blast-radius.md): the segments, one node per identity class
 //! (grouped by the boundary label's value), one edge per allowed reach as `policy reach
 //! --from '*' --to '*'` computes it, and the lint findings. Pure: the CLI renders it as the
 //! self-contained HTML page.

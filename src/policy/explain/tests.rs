@@ -1,7 +1,7 @@
 //! `explain_rules`: one row per reason a candidate rule did not match, one row per decision
 //! path, and agreement with `decide` on every request of the fixtures.
 //!
-//! Decision steps (PRODUCT.md §3):
+//! Decision steps (docs/policy-language.md):
 //! 1. source revoked → deny (`revoked`)
 //! 2. any matching deny rule → deny (that rule)
 //! 3. any matching allow rule → allow (that rule)

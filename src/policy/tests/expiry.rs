@@ -1,4 +1,4 @@
-//! Time-boxed exceptions and scoped revocation (PRODUCT.md §10): `expires:` on rules,
+//! Time-boxed exceptions and scoped revocation (docs/runbook.md): `expires:` on rules,
 //! `revoked:` by identity, pattern, segment and labels with `since`/`until`, compiled as of a
 //! given instant.
 

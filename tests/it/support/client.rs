@@ -1,7 +1,7 @@
 //! Real clients for integration tests: [`MtlsClient`] speaks TLS + HTTP/1.1 or h2 to an
 //! inbound listener with any client certificate (bad ones included), [`PlainClient`] speaks
 //! plain HTTP/1.1 to an outbound listener, and both can send raw bytes for framing tests.
-//! Every config uses `segward::tls::crypto_provider()` (DEPENDENCIES.md §4.1).
+//! Every config uses `segward::tls::crypto_provider()` (CONTRIBUTING.md "Dependencies": ring is the only provider).
 
 use std::error::Error;
 use std::fmt;

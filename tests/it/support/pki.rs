@@ -1,6 +1,6 @@
 //! [`Pki`]: a throwaway PKI for integration tests. One in-memory [`Ca`] per trust domain, its
 //! bundle written to a temporary folder, and X509-SVIDs written beside it: good ones,
-//! cross-domain forgeries and leaves that break PRODUCT.md §4 on purpose. No PEM is checked in.
+//! cross-domain forgeries and leaves that break docs/security.md on purpose. No PEM is checked in.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;

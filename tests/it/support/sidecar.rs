@@ -1,4 +1,4 @@
-//! Sidecars started the way `segward run` starts them: a YAML config (PRODUCT.md §2) written
+//! Sidecars started the way `segward run` starts them: a YAML config (docs/configuration.md) written
 //! beside the test PKI, read with `Config::load`, started with `app::Sidecar::start` on
 //! 127.0.0.1:0. A `tune` hook adjusts the parsed config (limits) before start.
 
@@ -61,7 +61,7 @@ pub fn inbound_block(upstream: SocketAddr) -> String {
 }
 
 /// An `inbound:` list with one `protocol: tcp` listener on `listen` in front of `upstream`
-/// (PRODUCT.md §11).
+/// (docs/l4.md).
 pub fn tcp_inbound_block(listen: SocketAddr, upstream: SocketAddr) -> String {
     format!("inbound:\n  - {{ listen: {listen}, upstream: {upstream}, protocol: tcp }}\n")
 }

@@ -1,6 +1,6 @@
 //! The report's tests: the data block survives hostile policy text, and in a real browser
 //! (headless chromium) the page draws every node and node pair and highlights a search's blast
-//! radius and callers (PRODUCT.md §9).
+//! radius and callers (docs/blast-radius.md).
 
 /// Headless chromium, driven by these tests only.
 mod browser;

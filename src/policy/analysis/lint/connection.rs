@@ -1,4 +1,4 @@
-//! The connection lints (PRODUCT.md §11): rules written for HTTP that a TCP listener or
+//! The connection lints (docs/l4.md): rules written for HTTP that a TCP listener or
 //! destination cannot use as meant — allows that name methods or paths and so never allow a
 //! connection, denies that name them yet refuse every connection (fail closed). The sidecar
 //! warns about both at start-up; the decision itself is `policy::connection`'s.

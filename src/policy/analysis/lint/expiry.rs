@@ -1,4 +1,4 @@
-//! The lints of exceptions that run out (PRODUCT.md §10): `rule-expired`, `rule-expiring`,
+//! The lints of exceptions that run out (docs/runbook.md): `rule-expired`, `rule-expiring`,
 //! `revocation-lifted`, and `test-suspended` for a test a containment keeps from running.
 
 use super::{Lint, finding};

@@ -1,4 +1,4 @@
-//! The segmentation lints of PRODUCT.md §9: `identity-spans-boundary` and `wide-source` read
+//! The segmentation lints of docs/blast-radius.md: `identity-spans-boundary` and `wide-source` read
 //! the compiled policy and its identity trie only (no all-pairs over patterns);
 //! `reach-crosses-boundary` reads the complete reach answer (`policy reach`).
 

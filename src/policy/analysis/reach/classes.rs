@@ -1,4 +1,4 @@
-//! The identity classes a selector stands for (PRODUCT.md §9): the exact sets of segments an
+//! The identity classes a selector stands for (docs/blast-radius.md): the exact sets of segments an
 //! identity it selects can belong to, with whether it is revoked, read off a walk of the
 //! segment trie ([`IdentityIndex::classes`]), never by listing identities.
 

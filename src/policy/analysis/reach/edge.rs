@@ -1,4 +1,4 @@
-//! One edge of a reach answer (PRODUCT.md §9): the parties (identity classes), the methods,
+//! One edge of a reach answer (docs/blast-radius.md): the parties (identity classes), the methods,
 //! the allowed path patterns minus deny carve-outs, and the rules behind it; its exact reading
 //! ([`Edge::covers`]), its one-line text and its JSON shape.
 
@@ -49,7 +49,7 @@ impl fmt::Display for Methods {
     }
 }
 
-/// Requests a source class may make to a destination class (PRODUCT.md §9).
+/// Requests a source class may make to a destination class (docs/blast-radius.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Edge {
     /// Who sends.
@@ -132,7 +132,7 @@ impl Serialize for Texts<'_> {
     }
 }
 
-/// The JSON shape of PRODUCT.md §9: `methods` is a list, `["*"]` for any method (then
+/// The JSON shape of docs/blast-radius.md: `methods` is a list, `["*"]` for any method (then
 /// `except_methods` lists the ones left out, when some are); `except_lenient` and
 /// `dry_run_rules` appear only when not empty.
 impl Serialize for Edge {

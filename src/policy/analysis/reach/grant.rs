@@ -49,7 +49,7 @@ impl Grant {
 
 /// The exact grants of a set of rules: one per group of methods the rules treat alike.
 pub(super) fn grants(policy: &CompiledPolicy, rules: &[u32], all: &Arc<PathPattern>) -> Vec<Grant> {
-    // Expired rules match nothing (PRODUCT.md §10): they grant and carve nothing either.
+    // Expired rules match nothing (docs/runbook.md): they grant and carve nothing either.
     let rules: Vec<&Rule> = rules
         .iter()
         .map(|r| &policy.rules[*r as usize])

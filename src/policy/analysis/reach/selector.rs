@@ -1,4 +1,4 @@
-//! The `--from` / `--to` selectors of a reach query (PRODUCT.md §9): `*`, a SPIFFE ID, an ID
+//! The `--from` / `--to` selectors of a reach query (docs/blast-radius.md): `*`, a SPIFFE ID, an ID
 //! pattern, `k=v[,k=v…]` labels or a segment name, read against one policy so that a name it
 //! does not define is an error with the closest defined name as a hint.
 
@@ -9,7 +9,7 @@ use crate::policy::compiled::CompiledPolicy;
 use crate::policy::pattern::IdentityPattern;
 use crate::policy::validate::closest_name;
 
-/// A `--from` / `--to` selector (PRODUCT.md §9).
+/// A `--from` / `--to` selector (docs/blast-radius.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
     /// One SPIFFE ID.
