@@ -1,4 +1,4 @@
-//! `policy check` and `policy explain` on time-boxed exceptions and containments 
+//! `policy check` and `policy explain` on time-boxed exceptions and containments
 //! (docs/runbook.md), through the real binary.
 
 use crate::cli::{json, policy_dir, segward_in};
