@@ -13,6 +13,7 @@ use crate::identity::{SpiffeId, TrustDomain};
 #[derive(Debug, Subcommand)]
 pub enum CertsCommand {
     /// Create a CA: writes ca.pem, ca.key (mode 0600) and bundle.pem into --out.
+    #[command(after_help = "Docs: docs/cli.md#segward-certs-init")]
     Init {
         /// Trust domain the CA vouches for, e.g. example.org (lower case only).
         #[arg(long, value_name = "NAME")]
@@ -25,6 +26,7 @@ pub enum CertsCommand {
         force: bool,
     },
     /// Issue an X509-SVID: writes svid.pem (leaf then chain), svid.key (0600) and bundle.pem.
+    #[command(after_help = "Docs: docs/cli.md#segward-certs-issue")]
     Issue {
         /// Folder holding ca.pem and ca.key (from `certs init`).
         #[arg(long, value_name = "DIR")]
@@ -47,6 +49,9 @@ pub enum CertsCommand {
     /// Show a certificate's SPIFFE ID, validity and whether it passes the X509-SVID rules;
     /// exits 1 if it passes them in neither role (client nor server), or if a certificate
     /// after it is not a signing certificate (CA:true and keyCertSign, X509-SVID §4.1/§4.3).
+    #[command(
+        after_help = "Docs: docs/cli.md#segward-certs-inspect; the X509-SVID rules: docs/security.md"
+    )]
     Inspect {
         /// A PEM file; the first certificate is inspected as the leaf, every later one
         /// checked as a signing certificate of its chain.

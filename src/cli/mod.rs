@@ -12,7 +12,13 @@ use clap::{Parser, Subcommand};
 
 /// segward: SPIFFE identity-segment authorization sidecar.
 #[derive(Debug, Parser)]
-#[command(name = "segward", version, about, long_about = None)]
+#[command(
+    name = "segward",
+    version,
+    about,
+    long_about = None,
+    after_help = "Docs: README.md, then docs/ (cli.md for every command and exit code; runbook.md for an incident)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,14 +27,24 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the sidecar: mTLS inbound and/or outbound listeners enforcing the policy per request.
+    #[command(
+        after_help = "Docs: every config key and its default: docs/configuration.md; endpoints, metrics, decision log: docs/operations.md"
+    )]
     Run(run::RunArgs),
     /// Validate, lint and explain segment policies.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Docs: docs/policy-language.md; docs/cli.md#segward-policy"
+    )]
     Policy(policy::PolicyCommand),
     /// Make a throwaway CA and X509-SVIDs, and inspect certificates.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Docs: docs/cli.md#segward-certs; identities from SPIRE: docs/spire.md"
+    )]
     Certs(certs::CertsCommand),
     /// Play the demo: real sidecars on loopback, the example policy, freshly minted identities.
+    #[command(after_help = "Docs: docs/demo.md")]
     Demo {
         /// Leave the fleet running after the scenarios, with commands to try (ctrl-c to stop).
         #[arg(long)]

@@ -24,6 +24,9 @@ pub enum PolicyCommand {
     ///
     /// Exit code 0 when valid (warnings included), 1 when invalid; errors are printed as
     /// file:line:col: message.
+    #[command(
+        after_help = "Docs: docs/cli.md#segward-policy-check; the language and its lints: docs/policy-language.md"
+    )]
     Check {
         /// A policy file, or a folder whose *.yaml / *.yml files are merged.
         path: PathBuf,
@@ -50,6 +53,9 @@ pub enum PolicyCommand {
     /// --log). A logged request is re-evaluated against this policy and compared with what was
     /// logged. Exit code 0 when explained, 1 when the policy, an ID, the path or the log line
     /// is invalid.
+    #[command(
+        after_help = "Docs: docs/cli.md#segward-policy-explain; the decision order: docs/policy-language.md#decision-order"
+    )]
     Explain(explain::ExplainArgs),
     /// Blast radius: every request the identities of --from may make to those of --to, as
     /// edges between identity classes (segments), exactly as `run` decides them.
@@ -58,18 +64,21 @@ pub enum PolicyCommand {
     /// rules that grant and carve; revoked sources reach nothing; `dry_run` denies are listed
     /// but do not carve. Exit code 0 whether or not anything is reachable, 1 when the policy
     /// is invalid, 2 when a selector is malformed or names no segment.
+    #[command(after_help = "Docs: docs/blast-radius.md")]
     Reach(reach::ReachArgs),
     /// The blast-radius effect of a policy change: every pair of identity classes whose reach
     /// was added, removed, widened or narrowed between OLD and NEW.
     ///
     /// Exit code 0, or 3 with --fail-on-widen when any reach grew (for CI gates); 1 when
     /// either policy is invalid.
+    #[command(after_help = "Docs: docs/blast-radius.md")]
     Diff(diff::DiffArgs),
     /// Write one self-contained HTML file (no network): the segment graph grouped by the
     /// boundary label, an edge per allowed reach, a search box that highlights an identity's
     /// or segment's blast radius and its callers, and the lint findings.
     ///
     /// Exit code 0 when written, 1 when the policy is invalid or the file cannot be written.
+    #[command(after_help = "Docs: docs/blast-radius.md")]
     Report(report::ReportArgs),
     /// Incident containment: revoke an identity, ID pattern, segment or label scope fleet-wide
     /// by writing one containment file (`contain-<ID>.yaml`) into the policy folder.
@@ -78,12 +87,16 @@ pub enum PolicyCommand {
     /// invalid nothing is written. Prints the containment id, the identity classes it hits and
     /// the reach it removes. Exit code 0 when written, 1 when refused (bad scope, `--until` in
     /// the past, invalid policy) — nothing is written then.
+    #[command(
+        after_help = "Docs: docs/runbook.md (a leaked credential, step by step); docs/cli.md#segward-policy-contain"
+    )]
     Contain(contain::ContainArgs),
     /// Lift a containment: remove its `contain-<ID>.yaml` from the policy folder, after
     /// checking that the rest of the policy compiles, and print the reach it restores.
     ///
     /// Exit code 0 when removed, 1 when refused (no such containment, or the policy without it
     /// would be invalid) — nothing is removed then.
+    #[command(after_help = "Docs: docs/runbook.md; docs/cli.md#segward-policy-release")]
     Release(contain::ReleaseArgs),
 }
 

@@ -75,6 +75,9 @@ async fn demo(keep: bool, capture: Capture) -> anyhow::Result<usize> {
     fleet.stop().await;
     // Scratch material (keys included) goes away with the demo.
     let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "\neach scenario, step by step: docs/demo.md; a leaked credential at 3 a.m.: docs/runbook.md"
+    );
     if failures == 0 {
         println!("\nall scenarios behaved as expected");
     } else {
