@@ -6,7 +6,8 @@
 use libfuzzer_sys::fuzz_target;
 use segward::identity::SpiffeId;
 use segward::path::normalize;
-use segward::policy::{self, Request, lint::lint};
+use segward::policy::analysis::lint::lint;
+use segward::policy::{self, Request};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

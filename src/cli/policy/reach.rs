@@ -59,45 +59,18 @@ pub(super) fn run(args: ReachArgs) -> anyhow::Result<Outcome> {
 
 /// The text table: one row per edge, then the revoked sources.
 pub(super) fn table(reach: &Reach) -> String {
-    let mut rows = vec![[
-        "SOURCE".to_owned(),
-        "DESTINATION".to_owned(),
-        "METHODS".to_owned(),
-        "PATHS".to_owned(),
-        "EXCEPT".to_owned(),
-        "RULES".to_owned(),
-    ]];
-    for e in &reach.edges {
-        let join = |ps: &[std::sync::Arc<policy::pattern::PathPattern>]| {
-            let texts: Vec<&str> = ps.iter().map(|p| p.as_str()).collect();
-            if texts.is_empty() {
-                "-".to_owned()
-            } else {
-                texts.join(" ")
-            }
-        };
-        let mut rules = e.allow_rules.join(",");
-        if !e.deny_rules.is_empty() {
-            let _ = write!(rules, " minus {}", e.deny_rules.join(","));
-        }
-        if !e.dry_run_rules.is_empty() {
-            let _ = write!(rules, " (dry_run: {})", e.dry_run_rules.join(","));
-        }
-        rows.push([
-            e.source.name.clone(),
-            e.destination.name.clone(),
-            e.methods.to_string(),
-            join(&e.paths),
-            join(&e.except),
-            rules,
-        ]);
-    }
-    let mut widths = [0usize; 6];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
+    let mut rows = vec![
+        [
+            "SOURCE",
+            "DESTINATION",
+            "METHODS",
+            "PATHS",
+            "EXCEPT",
+            "RULES",
+        ]
+        .map(str::to_owned),
+    ];
+    rows.extend(reach.edges.iter().map(edge_row));
     let mut out = format!(
         "reach from {} to {} (policy {}): {} edge(s)\n",
         reach.from,
@@ -108,18 +81,7 @@ pub(super) fn table(reach: &Reach) -> String {
     if reach.edges.is_empty() {
         out.push_str("nothing is reachable\n");
     } else {
-        for row in &rows {
-            let mut line = String::new();
-            for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
-                if i + 1 == row.len() {
-                    line.push_str(cell);
-                } else {
-                    let _ = write!(line, "{cell:<w$}  ");
-                }
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
+        out.push_str(&aligned(&rows));
     }
     if !reach.revoked_sources.is_empty() {
         let names: Vec<&str> = reach
@@ -135,6 +97,58 @@ pub(super) fn table(reach: &Reach) -> String {
             "revoked identities reach nothing; the selector covers some in: {}",
             names.join(", ")
         );
+    }
+    out
+}
+
+/// One edge as the table's cells.
+fn edge_row(e: &policy::Edge) -> [String; 6] {
+    let join = |ps: &[std::sync::Arc<policy::pattern::PathPattern>]| {
+        let texts: Vec<&str> = ps.iter().map(|p| p.as_str()).collect();
+        if texts.is_empty() {
+            "-".to_owned()
+        } else {
+            texts.join(" ")
+        }
+    };
+    let mut rules = e.allow_rules.join(",");
+    if !e.deny_rules.is_empty() {
+        let _ = write!(rules, " minus {}", e.deny_rules.join(","));
+    }
+    if !e.dry_run_rules.is_empty() {
+        let _ = write!(rules, " (dry_run: {})", e.dry_run_rules.join(","));
+    }
+    [
+        e.source.name.clone(),
+        e.destination.name.clone(),
+        e.methods.to_string(),
+        join(&e.paths),
+        join(&e.except),
+        rules,
+    ]
+}
+
+/// The rows in columns as wide as their widest cell, two spaces apart; the last column is
+/// not padded.
+fn aligned(rows: &[[String; 6]]) -> String {
+    let mut widths = [0usize; 6];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }
