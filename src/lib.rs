@@ -21,6 +21,8 @@
 //! - [`telemetry`]: the decision log and process log set-up.
 //! - [`workers`]: the event loops of `limits.worker_threads` (one thread and runtime each).
 //! - [`shutdown`]: the drain signal shared by listeners.
+//! - [`signing`]: signed policy — the canonical digest of a policy's files, Ed25519 keys
+//!   (PKCS#8 / SPKI PEM), the detached signature file, its check under `policy_verify`.
 //! - [`atomic_file`]: the one atomic, durable file write (temp, fsync, rename, fsync folder).
 //! - [`config`]: sidecar YAML (`RawConfig`) → `Config`: resolved paths, addresses, SPIFFE IDs,
 //!   listeners (HTTP or TCP) and TCP destinations, limits (the event-loop count included).
@@ -52,6 +54,7 @@ pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod shutdown;
+pub mod signing;
 pub mod telemetry;
 pub mod tls;
 pub mod workers;
