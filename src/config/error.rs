@@ -2,6 +2,7 @@
 //! or the key path of the bad value (docs/cli.md: exit 1 with a message naming the file).
 
 use crate::identity::SpiffeIdError;
+use crate::signing::KeyError;
 
 use super::AuthorityError;
 
@@ -254,6 +255,28 @@ pub enum ConfigError {
         /// What is wrong, with the accepted forms.
         problem: String,
     },
+    /// docs/fleet.md#signed-policy: `policy_verify.keys` lists at least one key (an empty
+    /// list would refuse every policy).
+    #[error(
+        "{file}: policy_verify.keys: empty; list the public key(s) the policy is signed with, \
+         or remove policy_verify"
+    )]
+    NoVerifyKeys {
+        /// The config file.
+        file: String,
+    },
+    /// A `policy_verify.keys` entry is not a readable Ed25519 public key.
+    #[error("{file}: {key}: {path}: {problem}")]
+    BadVerifyKey {
+        /// The config file.
+        file: String,
+        /// e.g. `policy_verify.keys[1]`.
+        key: String,
+        /// The key file, resolved.
+        path: String,
+        /// Why it is not a key.
+        problem: KeyError,
+    },
     /// An empty path would silently mean the config file's folder.
     #[error("{file}: {key}: empty path")]
     EmptyPath {
@@ -291,6 +314,8 @@ impl ConfigError {
             Self::BadWorkloadApi { .. } => "bad-workload-api",
             Self::BadLimit { .. } => "bad-limit",
             Self::BadEnv { .. } => "bad-env",
+            Self::NoVerifyKeys { .. } => "no-verify-keys",
+            Self::BadVerifyKey { .. } => "bad-verify-key",
         }
     }
 }

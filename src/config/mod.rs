@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::signing::PolicyKeys;
+
 /// A config file larger than this is refused; a real one is a few hundred bytes.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
@@ -59,6 +61,10 @@ pub struct RawConfig {
     /// Sampling of allowed requests in the decision log; all logged when absent.
     #[serde(default)]
     pub decision_log: RawDecisionLog,
+    /// The public keys the policy must be signed by one of; unsigned policy is taken when
+    /// absent.
+    #[serde(default)]
+    pub policy_verify: Option<RawPolicyVerify>,
 }
 
 /// One `inbound:` listener — where to listen for mTLS and where the local workload is.
@@ -121,6 +127,8 @@ pub struct Config {
     pub decision_log: DecisionLogSettings,
     /// How file changes are noticed (defaults; not in the YAML yet).
     pub reload: ReloadTiming,
+    /// The keys a policy must be signed by one of (`policy_verify`), read at load.
+    pub policy_verify: Option<PolicyKeys>,
     /// Legal but noteworthy settings; private so that only `from_raw` builds a `Config`.
     warnings: Vec<ConfigWarning>,
 }
@@ -321,6 +329,7 @@ fn resolve_with_env(
         limits: resolve_limits(&raw.limits, file, threads_env.as_deref())?,
         decision_log: resolve_decision_log(&raw.decision_log, file)?,
         reload: ReloadTiming::default(),
+        policy_verify: resolve_policy_verify(raw.policy_verify, base_dir, file)?,
         warnings,
     })
 }
@@ -388,6 +397,7 @@ mod identity;
 mod limits;
 mod listeners;
 mod outbound;
+mod policy_verify;
 
 pub use authority::{Authority, AuthorityError};
 pub use error::ConfigError;
@@ -403,6 +413,8 @@ use outbound::resolve_outbound;
 pub use outbound::{
     Destination, Outbound, RawDestination, RawOutbound, TcpDestination, destination_key,
 };
+pub use policy_verify::RawPolicyVerify;
+use policy_verify::resolve_policy_verify;
 
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@
 
 // Config sections with many cases of their own, as child files of these tests.
 mod identity;
+mod policy_verify;
 mod tcp;
 
 use std::fs;
@@ -632,6 +633,13 @@ fn every_error_has_a_distinct_reason() {
             value: f(),
             problem: f(),
         },
+        ConfigError::NoVerifyKeys { file: f() },
+        ConfigError::BadVerifyKey {
+            file: f(),
+            key: f(),
+            path: f(),
+            problem: crate::signing::KeyError::NotPublicKey,
+        },
     ];
     let mut reasons: Vec<_> = errors.iter().map(ConfigError::reason).collect();
     reasons.sort_unstable();
@@ -664,7 +672,9 @@ fn with_file(mut err: ConfigError, name: &str) -> ConfigError {
         | ConfigError::TwoIdentitySources { file, .. }
         | ConfigError::NoIdentity { file }
         | ConfigError::MissingIdentityFile { file, .. }
-        | ConfigError::BadWorkloadApi { file, .. } => file,
+        | ConfigError::BadWorkloadApi { file, .. }
+        | ConfigError::NoVerifyKeys { file }
+        | ConfigError::BadVerifyKey { file, .. } => file,
     };
     name.clone_into(file);
     err

@@ -6,6 +6,7 @@ use std::fmt;
 
 use crate::identity::SpiffeId;
 use crate::policy::PolicyErrors;
+use crate::signing::SignatureError;
 use crate::tls::TlsError;
 
 /// The two parts of a sidecar's state that (re)loads build and publish.
@@ -54,6 +55,10 @@ pub enum ReloadError {
     /// name, failing `tests:`) is rejected with file:line:col — every error listed.
     #[error("{0}")]
     InvalidPolicy(PolicyErrors),
+    /// docs/fleet.md#signed-policy: under `policy_verify`, a policy whose signature is
+    /// missing, invalid or by none of the keys is refused like a broken one.
+    #[error("{0}")]
+    PolicySignature(SignatureError),
     /// The certificate, key or a bundle file could not be read.
     #[error("{0}")]
     TlsUnreadable(TlsError),
@@ -91,9 +96,10 @@ impl ReloadError {
     /// Which part the error is about.
     pub fn part(&self) -> Part {
         match self {
-            Self::PolicyUnreadable(_) | Self::EmptyPolicyFile { .. } | Self::InvalidPolicy(_) => {
-                Part::Policy
-            }
+            Self::PolicyUnreadable(_)
+            | Self::EmptyPolicyFile { .. }
+            | Self::InvalidPolicy(_)
+            | Self::PolicySignature(_) => Part::Policy,
             Self::TlsUnreadable(_)
             | Self::InvalidTls(_)
             | Self::IdentityChanged { .. }
@@ -108,6 +114,7 @@ impl ReloadError {
             Self::PolicyUnreadable(_) => "policy-unreadable",
             Self::EmptyPolicyFile { .. } => "empty-policy-file",
             Self::InvalidPolicy(_) => "invalid-policy",
+            Self::PolicySignature(_) => "policy-signature",
             Self::TlsUnreadable(_) => "tls-unreadable",
             Self::InvalidTls(_) => "invalid-tls",
             Self::IdentityChanged { .. } => "identity-changed",
@@ -130,6 +137,10 @@ mod tests {
             ReloadError::PolicyUnreadable(PolicyErrors(Vec::new())),
             ReloadError::EmptyPolicyFile { file: "p".into() },
             ReloadError::InvalidPolicy(PolicyErrors(Vec::new())),
+            ReloadError::PolicySignature(SignatureError::Missing {
+                policy: "p".into(),
+                file: "p/policy.sig".into(),
+            }),
             ReloadError::TlsUnreadable(tls.clone()),
             ReloadError::InvalidTls(tls),
             ReloadError::IdentityChanged {
@@ -145,7 +156,10 @@ mod tests {
         ];
         let parts: Vec<_> = errors.iter().map(ReloadError::part).collect();
         use Part::{Policy, Tls};
-        assert_eq!(parts, [Policy, Policy, Policy, Tls, Tls, Tls, Tls, Tls]);
+        assert_eq!(
+            parts,
+            [Policy, Policy, Policy, Policy, Tls, Tls, Tls, Tls, Tls]
+        );
         let mut reasons: Vec<_> = errors.iter().map(ReloadError::reason).collect();
         reasons.sort_unstable();
         reasons.dedup();

@@ -3,7 +3,7 @@
 //! second read, so the hash it records is always the hash of the state it built (a write
 //! landing in between is a new hash, picked up by the next trigger).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ring::digest::{Context, SHA256};
 
@@ -11,6 +11,7 @@ use super::error::{Part, ReloadError};
 use super::source::{Sources, TlsPaths};
 use crate::identity::TrustDomain;
 use crate::policy::PolicySource;
+use crate::signing::PolicyKeys;
 use crate::tls::{TlsError, read_file};
 
 /// A content hash (SHA-256).
@@ -49,8 +50,10 @@ pub(super) async fn blocking<T: Send + 'static>(
 /// Reads every policy file the policy path stands for.
 pub(super) async fn read_policy(sources: &Sources) -> Result<PolicyFiles, ReloadError> {
     let path = sources.policy.clone();
+    let keys = sources.policy_verify.clone();
     blocking(Part::Policy, move || {
         let texts = PolicySource::read(&path).map_err(ReloadError::PolicyUnreadable)?;
+        check_signature(keys.as_ref(), &path, &texts)?;
         let mut hash = Context::new(&SHA256);
         for (name, text) in &texts {
             add(&mut hash, name.as_bytes());
@@ -62,6 +65,22 @@ pub(super) async fn read_policy(sources: &Sources) -> Result<PolicyFiles, Reload
         })
     })
     .await
+}
+
+/// docs/fleet.md#signed-policy: under `policy_verify`, the signature must cover exactly the
+/// bytes just read — the ones the build compiles — or the policy is refused.
+fn check_signature(
+    keys: Option<&PolicyKeys>,
+    path: &Path,
+    texts: &[(String, String)],
+) -> Result<(), ReloadError> {
+    let Some(keys) = keys else { return Ok(()) };
+    let files = texts
+        .iter()
+        .map(|(name, text)| (name.as_str(), text.as_bytes()));
+    keys.verify(path, files)
+        .map(drop)
+        .map_err(ReloadError::PolicySignature)
 }
 
 /// Reads the certificate, key and bundle files; a missing bundle file counts as a distinct

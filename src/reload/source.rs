@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, IdentitySource, WorkloadApi};
 use crate::identity::TrustDomain;
+use crate::signing::PolicyKeys;
 
 /// The sources a sidecar's state is built from, as named by its config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +16,8 @@ pub struct Sources {
     pub policy: PathBuf,
     /// Where our SVID, its key and the trust bundles come from.
     pub credentials: CredentialSource,
+    /// The keys the policy must be signed by one of (`policy_verify`), if any.
+    pub policy_verify: Option<PolicyKeys>,
 }
 
 /// Where our SVID, its key and the trust bundles come from.
@@ -52,6 +55,7 @@ impl Sources {
         Self {
             policy: config.policy.clone(),
             credentials,
+            policy_verify: config.policy_verify.clone(),
         }
     }
 
