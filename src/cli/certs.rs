@@ -9,6 +9,7 @@ use clap::Subcommand;
 use super::Outcome;
 use crate::certs;
 use crate::identity::{SpiffeId, TrustDomain};
+use crate::signing;
 
 #[derive(Debug, Subcommand)]
 pub enum CertsCommand {
@@ -45,6 +46,24 @@ pub enum CertsCommand {
         /// check host names.
         #[arg(long, value_name = "NAME")]
         dns: Vec<String>,
+    },
+    /// Make an Ed25519 key pair for signing policy: writes signing.key (PKCS#8 PEM, mode 0600)
+    /// and signing.pub (SPKI PEM) into --out, and prints the public key's fingerprint.
+    ///
+    /// The private key signs in CI (`segward policy sign`); sidecars get only signing.pub
+    /// (`policy_verify.keys`). Both are openssl-compatible. Exit code 0 when written, 1 when
+    /// signing.key exists (without --force) or a file cannot be written.
+    #[command(
+        name = "signing-key",
+        after_help = "Docs: docs/fleet.md#signed-policy; docs/cli.md#segward-certs-signing-key"
+    )]
+    SigningKey {
+        /// Folder to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Overwrite an existing signing.key.
+        #[arg(long)]
+        force: bool,
     },
     /// Show a certificate's SPIFFE ID, validity and whether it passes the X509-SVID rules;
     /// exits 1 if it passes them in neither role (client nor server), or if a certificate
@@ -96,6 +115,15 @@ pub fn run(cmd: CertsCommand) -> anyhow::Result<Outcome> {
                 files.cert.display(),
                 files.key.display(),
                 files.bundle.display()
+            );
+        }
+        CertsCommand::SigningKey { out, force } => {
+            let files = signing::write_key_pair(&out, force)?;
+            println!(
+                "wrote {} (0600), {}; key {}",
+                files.private.display(),
+                files.public.display(),
+                files.fingerprint
             );
         }
         CertsCommand::Inspect { file, json } => {

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::Outcome;
 use crate::policy::analysis::lint::{self, LintOptions};
-use crate::policy::{self, CompiledPolicy, PolicyErrors};
+use crate::policy::{self, CompiledPolicy, PolicyErrors, PolicySource};
 
 mod compare;
 mod contain;
@@ -17,6 +17,7 @@ mod explain;
 mod log_line;
 mod reach;
 mod report;
+mod sign;
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -44,6 +45,11 @@ pub enum PolicyCommand {
         /// (`30m`, `24h`, `7d`).
         #[arg(long, value_name = "DURATION", default_value = "7d")]
         warn_within: String,
+        /// Also require a valid signature (policy.sig in a folder, FILE.sig beside a file) by
+        /// this Ed25519 public key (SPKI PEM); repeatable, any one of them will do. A missing,
+        /// invalid or unknown-key signature exits 1.
+        #[arg(long, value_name = "PUB")]
+        verify_key: Vec<PathBuf>,
     },
     /// Decide one request and show why: decision, deciding rule, reason, and every candidate
     /// rule with whether it matched and why not.
@@ -98,6 +104,14 @@ pub enum PolicyCommand {
     /// would be invalid) — nothing is removed then.
     #[command(after_help = "Docs: docs/runbook.md; docs/cli.md#segward-policy-release")]
     Release(contain::ReleaseArgs),
+    /// Sign a policy for sidecars that set `policy_verify`: a detached Ed25519 signature over
+    /// the policy files' names and bytes, written as policy.sig into a folder (FILE.sig beside
+    /// a single file).
+    ///
+    /// The policy is compiled first, `tests:` included; an invalid policy is not signed.
+    /// Exit code 0 when signed, 1 when the policy or the key is invalid.
+    #[command(after_help = "Docs: docs/fleet.md#signed-policy; docs/cli.md#segward-policy-sign")]
+    Sign(sign::SignArgs),
 }
 
 /// Runs a `policy` subcommand.
@@ -109,6 +123,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<Outcome> {
             json,
             boundary_label,
             warn_within,
+            verify_key,
         } => {
             let Ok(within) = crate::certs::parse_ttl(&warn_within) else {
                 eprintln!(
@@ -121,7 +136,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<Outcome> {
                 warn_within_secs: i64::try_from(within.as_secs()).unwrap_or(i64::MAX),
                 ..LintOptions::default()
             };
-            check(&path, strict, json, &options)
+            check(&path, strict, json, &options, &verify_key)
         }
         PolicyCommand::Explain(args) => explain::run(args),
         PolicyCommand::Reach(args) => reach::run(args),
@@ -129,6 +144,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<Outcome> {
         PolicyCommand::Report(args) => report::run(args),
         PolicyCommand::Contain(args) => contain::contain(args),
         PolicyCommand::Release(args) => contain::release(args),
+        PolicyCommand::Sign(args) => sign::run(args),
     }
 }
 
@@ -137,9 +153,19 @@ fn check(
     strict: bool,
     json: bool,
     options: &LintOptions,
+    verify_keys: &[PathBuf],
 ) -> anyhow::Result<Outcome> {
-    let compiled = match policy::load(path) {
-        Ok(p) => p,
+    // Read once: the signature is checked over the very texts compiled, as a sidecar does.
+    let texts = match PolicySource::read(path) {
+        Ok(texts) => texts,
+        Err(errors) => return Ok(report_invalid(&errors, json)),
+    };
+    let signer = match sign::verify(path, &texts, verify_keys, json) {
+        Ok(signer) => signer,
+        Err(outcome) => return Ok(outcome),
+    };
+    let compiled = match sign::compile_texts(&texts) {
+        Ok(compiled) => compiled,
         Err(errors) => return Ok(report_invalid(&errors, json)),
     };
     let warnings = lint::lint_with(&compiled, options);
@@ -151,6 +177,9 @@ fn check(
             .collect();
         let mut out = summary(&compiled);
         out["valid"] = json!(!failed);
+        if let Some(key) = signer {
+            out["signature"] = json!({"key": key.to_string()});
+        }
         out["errors"] = json!([]);
         out["warnings"] = json!(warnings);
         out["exceptions"] = json!(exceptions_json(&compiled));
@@ -159,6 +188,9 @@ fn check(
     } else {
         warnings.iter().for_each(|w| println!("{w}"));
         print!("{}", exceptions_text(&compiled));
+        if let Some(key) = signer {
+            println!("signature: ok, by key {key}");
+        }
         let word = if failed { "invalid (--strict)" } else { "ok" };
         println!(
             "{word}: {} — {} segments, {} rules, {} revoked, {} tests passed, {} warnings, version {}",

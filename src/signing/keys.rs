@@ -8,6 +8,7 @@ use std::fmt;
 use std::io::Read as _;
 use std::path::Path;
 
+use ring::rand::SystemRandom;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{PrivatePkcs8KeyDer, SubjectPublicKeyInfoDer};
@@ -21,6 +22,17 @@ const MAX_KEY_BYTES: u64 = 64 * 1024;
 /// SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING (0 unused bits) }.
 const ED25519_SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// An Ed25519 PKCS#8 version 1 document up to the 32-byte seed (RFC 8410 §7): SEQUENCE {
+/// INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }.
+const PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// The same up to the seed in version 2, as ring writes it (the public key follows the seed).
+const PKCS8_V2_PREFIX: [u8; 16] = [
+    0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
 
 /// Why a key cannot be used.
@@ -163,13 +175,27 @@ pub struct KeyPairPem {
     pub fingerprint: Fingerprint,
 }
 
-/// Makes a new Ed25519 key pair.
+/// Makes a new Ed25519 key pair. The private key is written as PKCS#8 version 1 (RFC 8410
+/// §7: the seed alone), the form openssl writes and reads; ring makes version 2 (seed and
+/// public key), which OpenSSL 3.0 refuses.
 ///
 /// # Errors
 /// [`KeyError::Generate`] when the system's random source fails.
 pub fn generate() -> Result<KeyPairPem, KeyError> {
-    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
-        .map_err(|e| KeyError::Generate(e.to_string()))?;
+    let failed = |e: &dyn fmt::Display| KeyError::Generate(e.to_string());
+    let v2 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|e| failed(&e))?;
+    let seed = v2
+        .as_ref()
+        .strip_prefix(&PKCS8_V2_PREFIX)
+        .and_then(|rest| rest.get(..32))
+        .ok_or_else(|| failed(&"ring's PKCS#8 document has an unexpected layout"))?;
+    let mut v1 = PKCS8_V1_PREFIX.to_vec();
+    v1.extend_from_slice(seed);
+    let pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+        &PrivatePkcs8KeyDer::from(v1),
+        &rcgen::PKCS_ED25519,
+    )
+    .map_err(|e| failed(&e))?;
     let private_pem = pair.serialize_pem();
     let fingerprint = SigningKey::from_pem(private_pem.as_bytes())?
         .public()

@@ -8,18 +8,18 @@
 //! only here: where a policy's signature file is, reading it, writing it.
 
 pub mod digest;
+mod files;
 pub mod keys;
 pub mod signature;
 
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use digest::{BadFileName, PolicyDigest};
+pub use files::{KeyFiles, digest_of, sign, signature_path, write_key_pair};
 pub use keys::{Fingerprint, KeyError, KeyPairPem, SigningKey, VerifyKey, generate};
 pub use signature::SignatureFile;
 
-use crate::atomic_file::AtomicWrite;
-use signature::MAX_SIGNATURE_BYTES;
+use files::read_signature;
 
 /// The signature file of a policy folder.
 pub const FOLDER_SIGNATURE: &str = "policy.sig";
@@ -87,16 +87,24 @@ pub enum SignatureError {
     },
 }
 
-/// Why `segward policy sign` wrote no signature.
+/// Why a signature or key file was not written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SignError {
+pub enum WriteError {
     /// A policy file's name cannot be covered by a signature.
     #[error("{0}")]
     BadFileName(SignatureError),
-    /// The signature file cannot be written.
+    /// `certs signing-key` never replaces a private key unless told to.
+    #[error(
+        "{0} exists; pass --force to replace it (sidecars trusting its public key will refuse policy signed by the new one)"
+    )]
+    KeyExists(String),
+    /// A key could not be made.
+    #[error("{0}")]
+    Generate(KeyError),
+    /// The file cannot be written.
     #[error("{file}: cannot write: {message}")]
     Write {
-        /// The signature file.
+        /// The file.
         file: String,
         /// The operating system's words.
         message: String,
@@ -158,95 +166,6 @@ impl PolicyKeys {
         }
         Ok(signature.key)
     }
-}
-
-/// The signature file of the policy at `policy`: `policy.sig` inside a folder, `FILE.sig`
-/// beside a single file.
-pub fn signature_path(policy: &Path) -> PathBuf {
-    if policy.is_dir() {
-        return policy.join(FOLDER_SIGNATURE);
-    }
-    let mut name = policy.as_os_str().to_owned();
-    name.push(".sig");
-    PathBuf::from(name)
-}
-
-/// The canonical digest of `files` (each `(name as read, bytes)`): the names without their
-/// folder.
-///
-/// # Errors
-/// [`SignatureError::BadFileName`].
-pub fn digest_of<'a>(
-    policy: &Path,
-    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
-) -> Result<PolicyDigest, SignatureError> {
-    let named = files
-        .into_iter()
-        .map(|(name, bytes)| (base_name(name), bytes));
-    PolicyDigest::of(named).map_err(|name| SignatureError::BadFileName {
-        policy: policy.display().to_string(),
-        name,
-    })
-}
-
-/// Signs `files` (as [`digest_of`] takes them) of the policy at `policy` with `key` and
-/// writes the signature file, atomically. Returns the file written and what it holds.
-///
-/// # Errors
-/// [`SignError`].
-pub fn sign<'a>(
-    policy: &Path,
-    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
-    key: &SigningKey,
-) -> Result<(PathBuf, SignatureFile), SignError> {
-    let digest = digest_of(policy, files).map_err(SignError::BadFileName)?;
-    let signature = SignatureFile {
-        key: key.public().fingerprint(),
-        digest,
-        signature: key.sign(&digest),
-    };
-    let file = signature_path(policy);
-    AtomicWrite::new()
-        .write(&file, signature.to_string())
-        .map_err(|e| SignError::Write {
-            file: file.display().to_string(),
-            message: e.to_string(),
-        })?;
-    Ok((file, signature))
-}
-
-/// A file's own name: what the loader read as `folder/name` is signed as `name`.
-fn base_name(name: &str) -> &str {
-    Path::new(name)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or(name)
-}
-
-/// The signature file of `policy`, read (at most [`MAX_SIGNATURE_BYTES`]) and parsed.
-fn read_signature(policy: &Path) -> Result<SignatureFile, SignatureError> {
-    let file = signature_path(policy);
-    let malformed = |problem: String| SignatureError::Malformed {
-        policy: policy.display().to_string(),
-        file: file.display().to_string(),
-        problem,
-    };
-    let handle = match std::fs::File::open(&file) {
-        Ok(handle) => handle,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(SignatureError::Missing {
-                policy: policy.display().to_string(),
-                file: file.display().to_string(),
-            });
-        }
-        Err(e) => return Err(malformed(format!("cannot read: {e}"))),
-    };
-    let mut text = String::new();
-    handle
-        .take(MAX_SIGNATURE_BYTES as u64 + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| malformed(format!("cannot read: {e}")))?;
-    SignatureFile::parse(&text).map_err(malformed)
 }
 
 #[cfg(test)]

@@ -99,6 +99,8 @@ fn a_generated_pair_signs_what_its_public_half_verifies() {
     let key = SigningKey::from_pem(pair.private_pem.as_bytes()).unwrap();
     let public = VerifyKey::from_pem(pair.public_pem.as_bytes()).unwrap();
     assert_eq!(public.fingerprint(), pair.fingerprint);
+    // PKCS#8 version 1, the same shape as openssl's own.
+    assert_eq!(pair.private_pem.len(), OPENSSL_KEY.len());
     let signed = digest(&[A]);
     let signature = key.sign(&signed);
     assert!(public.verifies(&signed, &signature));
