@@ -47,6 +47,20 @@ pub enum CertsCommand {
         #[arg(long, value_name = "NAME")]
         dns: Vec<String>,
     },
+    /// Show a certificate's SPIFFE ID, validity and whether it passes the X509-SVID rules;
+    /// exits 1 if it passes them in neither role (client nor server), or if a certificate
+    /// after it is not a signing certificate (CA:true and keyCertSign, X509-SVID §4.1/§4.3).
+    #[command(
+        after_help = "Docs: docs/cli.md#segward-certs-inspect; the X509-SVID rules: docs/security.md"
+    )]
+    Inspect {
+        /// A PEM file; the first certificate is inspected as the leaf, every later one
+        /// checked as a signing certificate of its chain.
+        file: PathBuf,
+        /// Print as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Make an Ed25519 key pair for signing policy: writes signing.key (PKCS#8 PEM, mode 0600)
     /// and signing.pub (SPKI PEM) into --out, and prints the public key's fingerprint.
     ///
@@ -64,20 +78,6 @@ pub enum CertsCommand {
         /// Overwrite an existing signing.key.
         #[arg(long)]
         force: bool,
-    },
-    /// Show a certificate's SPIFFE ID, validity and whether it passes the X509-SVID rules;
-    /// exits 1 if it passes them in neither role (client nor server), or if a certificate
-    /// after it is not a signing certificate (CA:true and keyCertSign, X509-SVID §4.1/§4.3).
-    #[command(
-        after_help = "Docs: docs/cli.md#segward-certs-inspect; the X509-SVID rules: docs/security.md"
-    )]
-    Inspect {
-        /// A PEM file; the first certificate is inspected as the leaf, every later one
-        /// checked as a signing certificate of its chain.
-        file: PathBuf,
-        /// Print as JSON on stdout.
-        #[arg(long)]
-        json: bool,
     },
 }
 

@@ -37,7 +37,7 @@ enum Command {
         after_help = "Docs: docs/policy-language.md; docs/cli.md#segward-policy"
     )]
     Policy(policy::PolicyCommand),
-    /// Make a throwaway CA and X509-SVIDs, and inspect certificates.
+    /// Make a throwaway CA and X509-SVIDs, inspect certificates, and make policy signing keys.
     #[command(
         subcommand,
         after_help = "Docs: docs/cli.md#segward-certs; identities from SPIRE: docs/spire.md"
