@@ -28,6 +28,7 @@ mod reload;
 mod run;
 mod slice_fleet;
 mod slice_props;
+mod slice_sidecar;
 mod tcp;
 mod tcp_limits;
 mod workload_api;
