@@ -164,8 +164,7 @@ impl Fleet {
         source: PolicySource,
         scope: &Scope,
     ) -> Result<CompiledPolicy, PolicyErrors> {
-        let slice = self.plan(&source, scope).apply(source);
-        compile_at(&slice, self.now).map(|p| self.stamp(p))
+        self.cut(source, scope, compile_at)
     }
 
     /// [`Self::compile`] without the `tests:`: the successor state an expiry publishes
@@ -178,16 +177,23 @@ impl Fleet {
         source: PolicySource,
         scope: &Scope,
     ) -> Result<CompiledPolicy, PolicyErrors> {
-        let slice = self.plan(&source, scope).apply(source);
-        successor(&slice, self.now).map(|p| self.stamp(p))
+        self.cut(source, scope, successor)
     }
 
-    fn stamp(&self, policy: CompiledPolicy) -> CompiledPolicy {
-        CompiledPolicy {
+    /// Slices `source` for `scope` and builds the slice as of this fleet's instant.
+    fn cut(
+        &self,
+        source: PolicySource,
+        scope: &Scope,
+        build: fn(&PolicySource, i64) -> Result<CompiledPolicy, PolicyErrors>,
+    ) -> Result<CompiledPolicy, PolicyErrors> {
+        let slice = self.plan(&source, scope).apply(source);
+        let policy = build(&slice, self.now)?;
+        Ok(CompiledPolicy {
             version: self.version.clone(),
             fleet_rules: self.rules(),
             ..policy
-        }
+        })
     }
 }
 

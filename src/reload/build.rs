@@ -9,7 +9,7 @@ use super::PolicyTexts;
 use super::error::{Part, ReloadError};
 use super::files::{TlsFiles, blocking};
 use crate::identity::SpiffeId;
-use crate::policy::{CompiledPolicy, Fleet, PolicySource, Scope, unix_now};
+use crate::policy::{CompiledPolicy, Fleet, PolicyErrors, PolicySource, Scope, unix_now};
 use crate::tls::Credentials;
 
 /// Whether a bundle file that is gone is an error (start-up: a typo must not start a sidecar
@@ -37,14 +37,17 @@ pub(super) async fn check_policy(texts: PolicyTexts) -> Result<CheckedPolicy, Re
         return Err(ReloadError::EmptyPolicyFile { file: name.clone() });
     }
     blocking(Part::Policy, move || {
-        let texts = texts
-            .iter()
-            .map(|(name, text)| (name.as_str(), text.as_str()));
-        let source = PolicySource::from_texts(texts).map_err(ReloadError::InvalidPolicy)?;
-        let fleet = Fleet::check(&source, unix_now()).map_err(ReloadError::InvalidPolicy)?;
-        Ok(CheckedPolicy { source, fleet })
+        check(&texts, unix_now()).map_err(ReloadError::InvalidPolicy)
     })
     .await
+}
+
+/// The texts parsed and the whole validated as of `now`.
+fn check(texts: &PolicyTexts, now: i64) -> Result<CheckedPolicy, PolicyErrors> {
+    let texts = texts.iter().map(|(n, t)| (n.as_str(), t.as_str()));
+    let source = PolicySource::from_texts(texts)?;
+    let fleet = Fleet::check(&source, now)?;
+    Ok(CheckedPolicy { source, fleet })
 }
 
 /// Compiles the slice of a checked policy for `own` (docs/fleet.md "Slices"), its visible
@@ -79,9 +82,10 @@ pub(super) async fn build_successor(
     at: i64,
 ) -> Result<CompiledPolicy, ReloadError> {
     blocking(Part::Policy, move || {
-        let texts = texts.iter().map(|(n, t)| (n.as_str(), t.as_str()));
-        PolicySource::from_texts(texts)
-            .and_then(|source| Fleet::check(&source, at)?.successor(source, &Scope::identity(own)))
+        check(&texts, at)
+            .and_then(|CheckedPolicy { source, fleet }| {
+                fleet.successor(source, &Scope::identity(own))
+            })
             .map_err(ReloadError::InvalidPolicy)
     })
     .await
