@@ -2,7 +2,7 @@
 //! (200 once certificate, bundles and policy are loaded and the listeners bound; 503 before —
 //! also while waiting for the first SVID of the SPIFFE Workload API, docs/spire.md — while
 //! draining, and once our certificate has expired), `/metrics` (Prometheus text), `/policy` (JSON: version, loaded_at,
-//! files, counts, last reload errors), `/reach` (the blast radius of the policy in force,
+//! files, counts, the slice's and the fleet's rules, last reload errors), `/reach` (the blast radius of the policy in force,
 //! docs/blast-radius.md, as `policy reach --json`). It reads `live`, the reload status and the
 //! metrics; it never writes them.
 
@@ -216,6 +216,7 @@ fn policy(loaded: &Loaded) -> Response<Full<Bytes>> {
         "files": policy.files(),
         "segments": policy.segments().len(),
         "rules": policy.rules().len(),
+        "fleet_rules": policy.fleet_rules(),
         "tests": policy.test_count(),
         "exceptions": policy.rules().iter().filter(|r| r.is_exception() && !r.expired).count(),
         "next_expiry": policy.next_change().map(crate::policy::format_time),

@@ -73,44 +73,72 @@ pub fn successor(source: &PolicySource, at: i64) -> Result<CompiledPolicy, Polic
 
 /// Validates and indexes as of `now`.
 fn build(source: &PolicySource, now: i64) -> Result<CompiledPolicy, PolicyErrors> {
+    let mut parts = validate(source)?;
+    let Settled {
+        version,
+        in_force,
+        next_change,
+    } = settle(&mut parts, now);
     let Parts {
         files,
         segments,
         groups,
-        mut rules,
-        mut revoked,
-    } = validate(source)?;
+        rules,
+        revoked,
+    } = parts;
+    let mut policy = index(files, segments, groups, rules, in_force, version);
+    policy.revocations = revoked;
+    policy.now = now;
+    policy.next_change = next_change;
+    Ok(policy)
+}
+
+/// What time decides about validated parts: the version of their state as of `now`, the
+/// revoked patterns in force, and the next instant that state changes.
+pub(super) struct Settled {
+    /// [`CompiledPolicy::version`] of this state.
+    pub(super) version: String,
+    /// Every entry's patterns but lifted ones', sorted, de-duplicated.
+    pub(super) in_force: Vec<IdentityPattern>,
+    /// The first `expires:` or `until:` after `now`.
+    pub(super) next_change: Option<i64>,
+}
+
+/// Marks rules expired and revocations lifted as of `now` (the whole policy's state that
+/// [`super::slice`] reports as the version of a slice is computed by the same steps).
+pub(super) fn settle(parts: &mut Parts, now: i64) -> Settled {
     let mut next_change: Option<i64> = None;
     let mut later = |t: i64| {
         if t > now {
             next_change = Some(next_change.map_or(t, |n| n.min(t)));
         }
     };
-    for rule in &mut rules {
+    for rule in &mut parts.rules {
         if let Some(t) = rule.expires {
             rule.expired = t <= now;
             later(t);
         }
     }
-    for entry in &mut revoked {
+    for entry in &mut parts.revoked {
         if let Some(t) = entry.until {
             entry.lifted = t <= now;
             later(t);
         }
     }
-    let mut in_force: Vec<IdentityPattern> = revoked
+    let mut in_force: Vec<IdentityPattern> = parts
+        .revoked
         .iter()
         .filter(|r| !r.lifted)
         .flat_map(|r| r.patterns.iter().cloned())
         .collect();
     in_force.sort();
     in_force.dedup();
-    let version = version_of(&segments, &groups, &rules, &in_force);
-    let mut policy = index(files, segments, groups, rules, in_force, version);
-    policy.revocations = revoked;
-    policy.now = now;
-    policy.next_change = next_change;
-    Ok(policy)
+    let version = version_of(&parts.segments, &parts.groups, &parts.rules, &in_force);
+    Settled {
+        version,
+        in_force,
+        next_change,
+    }
 }
 
 fn count_tests(source: &PolicySource) -> usize {
@@ -126,6 +154,7 @@ fn index(
     revoked: Vec<IdentityPattern>,
     version: String,
 ) -> CompiledPolicy {
+    let fleet_rules = rules.len();
     let seg_count = segments.len() as u32;
     let any = seg_count + groups.len() as u32;
     let key = |t: Target| match t {
@@ -164,6 +193,7 @@ fn index(
         now: 0,
         next_change: None,
         test_count: 0,
+        fleet_rules,
         by_dst,
         classifier,
     }

@@ -152,6 +152,9 @@ pub struct CompiledPolicy {
     /// The next instant a rule expires or a revocation lifts, after `now`.
     pub(super) next_change: Option<i64>,
     pub(super) test_count: usize,
+    /// Rules of the whole policy this one was sliced from (`super::slice`); its own count
+    /// when it is not a slice.
+    pub(super) fleet_rules: usize,
     /// `tests:` not run because a containment with `suspend_tests` revokes their source:
     /// (file:line:col of the test, the containment's scope).
     pub(super) suspended_tests: Vec<(String, String)>,
@@ -207,6 +210,12 @@ impl CompiledPolicy {
     /// sidecar publishes the successor state ([`super::compile::successor`]) then.
     pub fn next_change(&self) -> Option<i64> {
         self.next_change
+    }
+
+    /// How many rules the whole policy holds: [`Self::rules`] is the slice in force, this is
+    /// the fleet it was cut from (the same count when the policy is not a slice).
+    pub fn fleet_rules(&self) -> usize {
+        self.fleet_rules
     }
 
     /// How many `tests:` entries passed at compile time.

@@ -5,6 +5,8 @@
 //! - the decision, the only part on the request path: [`CompiledPolicy::decide`] per request,
 //!   [`CompiledPolicy::decide_connection`] per TCP connection, [`CompiledPolicy::explain`]
 //!   for `policy explain`, and the [`containment`] records that revoke identities;
+//! - [`slice`]: the part of a policy one identity's decisions can use, which a sidecar
+//!   compiles instead of the whole (docs/fleet.md "Slices");
 //! - [`analysis`]: questions asked of a policy, never on the request path — the blast radius
 //!   ([`reach()`]), what a change widens or narrows ([`diff()`]), the lints, the report's data.
 //!
@@ -23,6 +25,7 @@ pub mod explain;
 pub mod load;
 pub mod method;
 pub mod pattern;
+pub mod slice;
 pub mod source;
 pub mod trie;
 mod validate;
@@ -41,6 +44,7 @@ pub use decide::{Decision, Explanation, Reason, Request, Verdict};
 pub use error::{PolicyError, PolicyErrorKind, PolicyErrors};
 pub use explain::{Candidate, Check, Miss, RuleExplanation};
 pub use load::PolicySource;
+pub use slice::{Fleet, Scope, SlicePlan};
 pub use validate::{format_time, parse_time};
 
 /// Reads and compiles the policy at `path` (a file or a folder of `*.yaml`).

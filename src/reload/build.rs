@@ -1,5 +1,6 @@
 //! Builds a part of the state from the bytes a (re)load read, off the runtime: the policy
-//! (parsed, validated with its `tests:`, compiled) and the credentials (certificate, key and
+//! (parsed and validated whole, then the slice for the sidecar's own identity compiled with
+//! the `tests:` it sees: docs/fleet.md "Slices") and the credentials (certificate, key and
 //! bundles checked). Nothing here publishes.
 
 use std::time::SystemTime;
@@ -7,7 +8,8 @@ use std::time::SystemTime;
 use super::PolicyTexts;
 use super::error::{Part, ReloadError};
 use super::files::{TlsFiles, blocking};
-use crate::policy::{CompiledPolicy, PolicySource, compile};
+use crate::identity::SpiffeId;
+use crate::policy::{CompiledPolicy, Fleet, PolicyErrors, PolicySource, Scope, unix_now};
 use crate::tls::Credentials;
 
 /// Whether a bundle file that is gone is an error (start-up: a typo must not start a sidecar
@@ -20,19 +22,70 @@ pub(super) enum Stage {
     Reload,
 }
 
-/// Parses, validates (its `tests:` included) and compiles the policy texts off the runtime.
-pub(super) async fn build_policy(texts: PolicyTexts) -> Result<CompiledPolicy, ReloadError> {
+/// A policy read and checked whole, waiting for the identity it is sliced for.
+pub(super) struct CheckedPolicy {
+    source: PolicySource,
+    fleet: Fleet,
+}
+
+/// Parses and validates the whole policy off the runtime (start-up checks it before it waits
+/// for its identity, so a broken policy fails closed at once).
+pub(super) async fn check_policy(texts: PolicyTexts) -> Result<CheckedPolicy, ReloadError> {
     // An empty file is a write in progress (truncate, then write), never a policy: taking
     // it would deny every request until the rest arrives. The next event brings it.
     if let Some((name, _)) = texts.iter().find(|(_, text)| text.trim().is_empty()) {
         return Err(ReloadError::EmptyPolicyFile { file: name.clone() });
     }
     blocking(Part::Policy, move || {
-        let texts = texts
-            .iter()
-            .map(|(name, text)| (name.as_str(), text.as_str()));
-        PolicySource::from_texts(texts)
-            .and_then(|source| compile(&source))
+        check(&texts, unix_now()).map_err(ReloadError::InvalidPolicy)
+    })
+    .await
+}
+
+/// The texts parsed and the whole validated as of `now`.
+fn check(texts: &PolicyTexts, now: i64) -> Result<CheckedPolicy, PolicyErrors> {
+    let texts = texts.iter().map(|(n, t)| (n.as_str(), t.as_str()));
+    let source = PolicySource::from_texts(texts)?;
+    let fleet = Fleet::check(&source, now)?;
+    Ok(CheckedPolicy { source, fleet })
+}
+
+/// Compiles the slice of a checked policy for `own` (docs/fleet.md "Slices"), its visible
+/// `tests:` included, as of now, off the runtime.
+pub(super) async fn slice_policy(
+    checked: CheckedPolicy,
+    own: SpiffeId,
+) -> Result<CompiledPolicy, ReloadError> {
+    blocking(Part::Policy, move || {
+        let CheckedPolicy { source, fleet } = checked;
+        fleet
+            .at(unix_now())
+            .compile(source, &Scope::identity(own))
+            .map_err(ReloadError::InvalidPolicy)
+    })
+    .await
+}
+
+/// Parses and validates the policy texts, then compiles the slice for `own`.
+pub(super) async fn build_policy(
+    texts: PolicyTexts,
+    own: SpiffeId,
+) -> Result<CompiledPolicy, ReloadError> {
+    slice_policy(check_policy(texts).await?, own).await
+}
+
+/// The successor of the slice for `own` due at `at` (`expiry.rs`): the same texts, checked
+/// and sliced as of `at`, without `tests:`.
+pub(super) async fn build_successor(
+    texts: PolicyTexts,
+    own: SpiffeId,
+    at: i64,
+) -> Result<CompiledPolicy, ReloadError> {
+    blocking(Part::Policy, move || {
+        check(&texts, at)
+            .and_then(|CheckedPolicy { source, fleet }| {
+                fleet.successor(source, &Scope::identity(own))
+            })
             .map_err(ReloadError::InvalidPolicy)
     })
     .await

@@ -12,9 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinHandle;
 
 use super::Reloader;
-use super::error::{Part, ReloadError};
-use super::files::blocking;
-use crate::policy::{CompiledPolicy, PolicySource, successor};
+use super::build::build_successor;
+use super::error::ReloadError;
+use crate::policy::CompiledPolicy;
 use crate::shutdown::Shutdown;
 
 /// How long before the instant the successor is built (parse + compile of a 50k-rule policy
@@ -64,14 +64,8 @@ fn until(at: i64) -> Duration {
         .unwrap_or(Duration::ZERO)
 }
 
-/// The successor of the policy in force, compiled as of `at` from the texts it was built from.
+/// The successor of the policy in force (the slice for the sidecar's own identity),
+/// compiled as of `at` from the texts it was built from.
 async fn build(reloader: &Reloader, at: i64) -> Result<CompiledPolicy, ReloadError> {
-    let texts = reloader.texts();
-    blocking(Part::Policy, move || {
-        let texts = texts.iter().map(|(n, t)| (n.as_str(), t.as_str()));
-        PolicySource::from_texts(texts)
-            .and_then(|source| successor(&source, at))
-            .map_err(ReloadError::InvalidPolicy)
-    })
-    .await
+    build_successor(reloader.texts(), reloader.own_id.clone(), at).await
 }

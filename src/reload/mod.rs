@@ -3,7 +3,8 @@
 //! every later one — on file-watch events, SIGHUP and the periodic re-check alike
 //! (ghostunnel's rule) — by the same steps: read the policy files and the certificate, key and
 //! bundle files once, hash exactly those bytes, build what changed off to the side (the
-//! policy is parsed, validated with its `tests:` and compiled on a blocking thread), and only
+//! policy is parsed and validated whole, and the slice for the sidecar's own identity compiled
+//! with its `tests:` on a blocking thread: docs/fleet.md "Slices"), and only
 //! then publish it. Where the credentials come from is the [`CredentialSource`]: files, or
 //! the SPIFFE Workload API, whose updates [`Reloader::apply_svid`] publishes like a file
 //! rotation. The policy-expiry schedule publishes successors (`expiry.rs`); [`Loops`] runs
@@ -23,7 +24,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, Notify};
 
-use build::{Stage, build_credentials, build_policy};
+use build::{Stage, build_credentials, build_policy, check_policy, slice_policy};
 pub use error::{Part, ReloadError};
 use files::Digest;
 pub use loops::Loops;
@@ -119,14 +120,17 @@ impl Reloader {
             tls: tls_files.as_ref().map(|files| files.digest),
         };
         let texts = Arc::new(policy_files.texts);
-        let policy = build_policy(texts.clone()).await?;
+        let checked = check_policy(texts.clone()).await?;
         let status = Arc::new(StatusBoard::new());
         let credentials = match tls_files {
             Some(files) => build_credentials(files, Stage::Start).await?,
             None => loops.first_svid(&status, &metrics).await?,
         };
+        // The policy in force is the slice for this identity (docs/fleet.md "Slices"): known
+        // only now, from the credentials.
+        let own_id = credentials.id().clone();
+        let policy = slice_policy(checked, own_id.clone()).await?;
         let tls = LiveTls::new(credentials).map_err(ReloadError::InvalidTls)?;
-        let own_id = tls.current().credentials().id().clone();
         Ok(Self {
             sources,
             live: Arc::new(Live::new(policy, tls)),
@@ -181,7 +185,7 @@ impl Reloader {
         }
         seen.policy = Some(files.digest);
         let texts = Arc::new(files.texts);
-        let policy = build_policy(texts.clone()).await?;
+        let policy = build_policy(texts.clone(), self.own_id.clone()).await?;
         if policy.version() == self.live.policy().version() {
             return Ok(false);
         }

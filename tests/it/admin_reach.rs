@@ -137,7 +137,9 @@ async fn reach_from_a_segment_or_to_one_is_what_the_library_computes_on_the_poli
 
 #[tokio::test]
 async fn a_bad_reach_query_is_a_400_with_a_json_error() {
-    let api = Api::start(&policy(&[WEB_CALLS_API])).await;
+    // The sidecar holds its slice (docs/fleet.md "Slices"): the hint names a segment one of
+    // api's rules uses.
+    let api = Api::start(&policy(&[WEB_CALLS_API, STAGING_CALLS_API])).await;
 
     let (status, body) = api.reach("from=staging-workloadz").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

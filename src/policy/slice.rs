@@ -1,0 +1,377 @@
+//! Slices (docs/fleet.md "Slices"): the part of a policy that the decisions of some
+//! identities can use. A sidecar decides only requests whose destination is its own ID
+//! (inbound) or whose source is (outbound, L4 included), so it compiles only:
+//! - the rules whose `to` or `from` can match a member of the [`Scope`] (a segment holding
+//!   it, a label selector of a group holding such a segment, `"*"`); deny, `dry_run` and
+//!   expired rules alike — an expired allow still names `rule-expired`;
+//! - every segment those rules name, and every segment a label selector of theirs selects,
+//!   so any peer is classified as the whole policy classifies it;
+//! - every `revoked:` entry (an inbound decision sees any peer as its source), with the
+//!   segments their `segment:`/`labels:` scopes name;
+//! - the `tests:` whose request a member is a party of.
+//!
+//! A request a member is a party of is matched by exactly the rules of the whole policy that
+//! match it, and rules keep their names, so the first by name decides as before. The slice
+//! is a [`PolicySource`] like any other: it compiles, and [`SlicePlan`] names what it kept by
+//! index into the source's files, in file order, for a writer of slice folders.
+//!
+//! Not on the request path: a (re)load cuts the slice, then compiles it.
+
+use rustc_hash::FxHashSet;
+
+use super::compile::{Settled, compile_at, settle, successor};
+use super::compiled::{CompiledPolicy, Target};
+use super::error::PolicyErrors;
+use super::load::{PolicySource, SourceFile};
+use super::pattern::IdentityPattern;
+use super::source::{PolicyDoc, RevokedDoc, RevokedScopeDoc, TestDoc};
+use super::validate::{Parts, validate};
+use crate::identity::SpiffeId;
+
+/// Whose decisions a slice keeps: the union of its members' slices.
+///
+/// A member is one SPIFFE ID (a sidecar's own) or an ID pattern; a segment or a label
+/// selector stands for the patterns of the segments it names.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    members: Vec<Member>,
+}
+
+#[derive(Debug, Clone)]
+enum Member {
+    Identity(SpiffeId),
+    Pattern(IdentityPattern),
+}
+
+impl Scope {
+    /// The slice of one identity: what its sidecar decides.
+    pub fn identity(id: SpiffeId) -> Self {
+        Self {
+            members: vec![Member::Identity(id)],
+        }
+    }
+
+    /// The slice of every identity `pattern` matches.
+    pub fn pattern(pattern: IdentityPattern) -> Self {
+        Self {
+            members: vec![Member::Pattern(pattern)],
+        }
+    }
+
+    /// The union of two scopes.
+    #[must_use]
+    pub fn and(mut self, other: Self) -> Self {
+        self.members.extend(other.members);
+        self
+    }
+
+    /// Whether some member may be an identity `pattern` matches.
+    fn may_match(&self, pattern: &IdentityPattern) -> bool {
+        self.members.iter().any(|m| match m {
+            Member::Identity(id) => pattern.matches(id),
+            Member::Pattern(p) => p.overlaps(pattern),
+        })
+    }
+
+    /// Whether some member is the identity written `text` (true when `text` is no SPIFFE
+    /// ID: the slice keeps what it cannot judge, so its compile reports the error).
+    fn covers(&self, text: &str) -> bool {
+        let Ok(id) = SpiffeId::parse(text) else {
+            return true;
+        };
+        self.members.iter().any(|m| match m {
+            Member::Identity(own) => *own == id,
+            Member::Pattern(p) => p.matches(&id),
+        })
+    }
+
+    /// Whether the slice sees the request of a `tests:` entry.
+    fn sees(&self, test: &TestDoc) -> bool {
+        self.covers(&test.from.value) || self.covers(&test.to.value)
+    }
+}
+
+/// The whole policy, validated as of one instant: what every slice of it is cut from. It
+/// refuses what compiling the whole would refuse (every error at file:line:col), but runs
+/// no `tests:` (each slice runs those it sees) and builds no index.
+pub struct Fleet {
+    parts: Parts,
+    now: i64,
+    version: String,
+}
+
+impl Fleet {
+    /// Validates `source` as of unix time `now`.
+    ///
+    /// # Errors
+    /// Every problem of the whole policy, as `compile` reports it (its `tests:` aside).
+    pub fn check(source: &PolicySource, now: i64) -> Result<Self, PolicyErrors> {
+        let mut parts = validate(source)?;
+        let Settled { version, .. } = settle(&mut parts, now);
+        Ok(Self {
+            parts,
+            now,
+            version,
+        })
+    }
+
+    /// The same fleet as of `now` (a start-up that waited for its identity).
+    #[must_use]
+    pub fn at(mut self, now: i64) -> Self {
+        self.version = settle(&mut self.parts, now).version;
+        self.now = now;
+        self
+    }
+
+    /// The version of the whole policy: what a slice of it reports as its own, so every
+    /// sidecar of a fleet names the policy it was given (docs/operations.md `/policy`).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// How many rules the whole policy holds.
+    pub fn rules(&self) -> usize {
+        self.parts.rules.len()
+    }
+
+    /// What the slice for `scope` keeps of `source` (the source this fleet was checked from).
+    pub fn plan(&self, source: &PolicySource, scope: &Scope) -> SlicePlan {
+        let mut kept = Kept::of(&self.parts, scope);
+        // Any file's `revoked:` may name a segment of any file.
+        source
+            .files
+            .iter()
+            .flat_map(|file| &file.doc.revoked)
+            .for_each(|entry| kept.need_for(&self.parts, &entry.value));
+        let files = source
+            .files
+            .iter()
+            .map(|file| kept.file(&self.parts, &file.doc, scope))
+            .collect();
+        SlicePlan {
+            files,
+            fleet_rules: self.rules(),
+        }
+    }
+
+    /// Cuts the slice for `scope` and compiles it (its visible `tests:` run), reporting the
+    /// whole policy's version and rule count.
+    ///
+    /// # Errors
+    /// What compiling the slice finds (a failing `tests:` entry it sees).
+    pub fn compile(
+        &self,
+        source: PolicySource,
+        scope: &Scope,
+    ) -> Result<CompiledPolicy, PolicyErrors> {
+        self.cut(source, scope, compile_at)
+    }
+
+    /// [`Self::compile`] without the `tests:`: the successor state an expiry publishes
+    /// ([`successor`]).
+    ///
+    /// # Errors
+    /// As [`successor`].
+    pub fn successor(
+        &self,
+        source: PolicySource,
+        scope: &Scope,
+    ) -> Result<CompiledPolicy, PolicyErrors> {
+        self.cut(source, scope, successor)
+    }
+
+    /// Slices `source` for `scope` and builds the slice as of this fleet's instant.
+    fn cut(
+        &self,
+        source: PolicySource,
+        scope: &Scope,
+        build: fn(&PolicySource, i64) -> Result<CompiledPolicy, PolicyErrors>,
+    ) -> Result<CompiledPolicy, PolicyErrors> {
+        let slice = self.plan(&source, scope).apply(source);
+        let policy = build(&slice, self.now)?;
+        Ok(CompiledPolicy {
+            version: self.version.clone(),
+            fleet_rules: self.rules(),
+            ..policy
+        })
+    }
+}
+
+/// What a slice keeps of each file of its source, by index into that file's lists, in
+/// file order: applying it to the same source always gives the same slice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlicePlan {
+    /// One entry per source file, in the source's order.
+    pub files: Vec<FileSlice>,
+    /// Rules of the whole policy.
+    pub fleet_rules: usize,
+}
+
+/// The kept items of one file: indexes into its `segments:`, `rules:`, `revoked:`, `tests:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileSlice {
+    /// Kept `segments:` entries.
+    pub segments: Vec<usize>,
+    /// Kept `rules:` entries.
+    pub rules: Vec<usize>,
+    /// Kept `revoked:` entries.
+    pub revoked: Vec<usize>,
+    /// Kept `tests:` entries.
+    pub tests: Vec<usize>,
+}
+
+impl SlicePlan {
+    /// Rules the slice keeps.
+    pub fn rules(&self) -> usize {
+        self.files.iter().map(|f| f.rules.len()).sum()
+    }
+
+    /// The slice: `source` (the one planned from) with only the kept items, files and their
+    /// names as they were (an emptied file stays, empty).
+    pub fn apply(&self, source: PolicySource) -> PolicySource {
+        let files = source
+            .files
+            .into_iter()
+            .zip(&self.files)
+            .map(|(file, kept)| SourceFile {
+                name: file.name,
+                doc: kept.apply(file.doc),
+            })
+            .collect();
+        PolicySource { files }
+    }
+}
+
+impl FileSlice {
+    fn apply(&self, doc: PolicyDoc) -> PolicyDoc {
+        let mut out = PolicyDoc::default();
+        out.segments.0 = pick(doc.segments.0, &self.segments);
+        out.rules = pick(doc.rules, &self.rules);
+        out.revoked = pick(doc.revoked, &self.revoked);
+        out.tests = pick(doc.tests, &self.tests);
+        out
+    }
+}
+
+/// The items of `items` at the ascending indexes `kept`.
+fn pick<T>(items: Vec<T>, kept: &[usize]) -> Vec<T> {
+    let mut kept = kept.iter().peekable();
+    let mut out = Vec::with_capacity(kept.len());
+    for (i, item) in items.into_iter().enumerate() {
+        if kept.next_if_eq(&&i).is_some() {
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// The names a slice keeps, decided on the validated whole.
+struct Kept<'p> {
+    rules: FxHashSet<&'p str>,
+    /// Segment id (in the validated, name-sorted order) → kept.
+    segments: Vec<bool>,
+}
+
+impl<'p> Kept<'p> {
+    fn of(parts: &'p Parts, scope: &Scope) -> Self {
+        let holds: Vec<bool> = parts
+            .segments
+            .iter()
+            .map(|s| s.identities.iter().any(|p| scope.may_match(p)))
+            .collect();
+        let group_holds: Vec<bool> = parts
+            .groups
+            .iter()
+            .map(|g| g.members.iter().any(|&s| holds[s as usize]))
+            .collect();
+        let can_match = |t: &Target| match *t {
+            Target::Any => true,
+            Target::Segment(s) => holds[s as usize],
+            Target::Group(g) => group_holds[g as usize],
+        };
+        let mut kept = Self {
+            rules: FxHashSet::default(),
+            segments: vec![false; parts.segments.len()],
+        };
+        for rule in &parts.rules {
+            if rule.to.iter().any(can_match) || rule.from.iter().any(can_match) {
+                kept.rules.insert(&rule.name);
+                rule.from
+                    .iter()
+                    .chain(&rule.to)
+                    .for_each(|t| kept.need(parts, *t));
+            }
+        }
+        kept
+    }
+
+    /// Keeps the segments `target` selects, so it classifies any identity as before.
+    fn need(&mut self, parts: &Parts, target: Target) {
+        match target {
+            Target::Any => {}
+            Target::Segment(s) => self.segments[s as usize] = true,
+            Target::Group(g) => {
+                for &s in &parts.groups[g as usize].members {
+                    self.segments[s as usize] = true;
+                }
+            }
+        }
+    }
+
+    /// Keeps the segments a `revoked:` entry's scope names (its patterns are theirs).
+    fn need_for(&mut self, parts: &Parts, entry: &RevokedDoc) {
+        let RevokedDoc::Entry(entry) = entry else {
+            return;
+        };
+        match entry.scope() {
+            Ok(RevokedScopeDoc::Segment(name)) => {
+                if let Some(s) = segment_id(parts, &name.value) {
+                    self.segments[s] = true;
+                }
+            }
+            Ok(RevokedScopeDoc::Labels(labels)) => {
+                for (s, segment) in parts.segments.iter().enumerate() {
+                    let map = &labels.value.0;
+                    if map.iter().all(|(k, v)| segment.labels.get(k) == Some(v)) {
+                        self.segments[s] = true;
+                    }
+                }
+            }
+            Ok(RevokedScopeDoc::Identity(_)) | Err(_) => {}
+        }
+    }
+
+    /// What the slice keeps of one file.
+    fn file(&self, parts: &Parts, doc: &PolicyDoc, scope: &Scope) -> FileSlice {
+        let kept = self;
+        FileSlice {
+            segments: indexes(doc.segments.0.iter(), |(name, _)| {
+                segment_id(parts, &name.value).is_none_or(|s| kept.segments[s])
+            }),
+            rules: indexes(doc.rules.iter(), |r| {
+                kept.rules.contains(r.value.name.value.as_str())
+            }),
+            revoked: (0..doc.revoked.len()).collect(),
+            tests: indexes(doc.tests.iter(), |t| scope.sees(&t.value)),
+        }
+    }
+}
+
+/// The id of the segment named `name` in the validated (name-sorted) segments.
+fn segment_id(parts: &Parts, name: &str) -> Option<usize> {
+    parts
+        .segments
+        .binary_search_by(|s| s.name.as_str().cmp(name))
+        .ok()
+}
+
+/// Indexes of the items `keep` accepts.
+fn indexes<T>(items: impl Iterator<Item = T>, keep: impl Fn(T) -> bool) -> Vec<usize> {
+    items
+        .enumerate()
+        .filter_map(|(i, item)| keep(item).then_some(i))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
