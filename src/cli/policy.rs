@@ -17,6 +17,7 @@ mod explain;
 mod log_line;
 mod reach;
 mod report;
+mod slice;
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -98,6 +99,15 @@ pub enum PolicyCommand {
     /// would be invalid) — nothing is removed then.
     #[command(after_help = "Docs: docs/runbook.md; docs/cli.md#segward-policy-release")]
     Release(contain::ReleaseArgs),
+    /// Write the slice of a policy for a selector (`--for`), or one per namespace, segment or
+    /// label value (`--per`, with a kustomization making one ConfigMap per slice), as ordinary
+    /// policy folders holding each kept item's original text.
+    ///
+    /// Output is deterministic: an unchanged slice is byte-identical. Exit code 0 when
+    /// written, 1 when the policy is invalid, a slice is over 1 MiB or cannot be written, 2
+    /// when the selector or --per names nothing.
+    #[command(after_help = "Docs: docs/fleet.md#slices")]
+    Slice(slice::SliceArgs),
 }
 
 /// Runs a `policy` subcommand.
@@ -129,6 +139,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<Outcome> {
         PolicyCommand::Report(args) => report::run(args),
         PolicyCommand::Contain(args) => contain::contain(args),
         PolicyCommand::Release(args) => contain::release(args),
+        PolicyCommand::Slice(args) => slice::run(args),
     }
 }
 
