@@ -26,6 +26,7 @@ mod postgres;
 mod reach_props;
 mod reload;
 mod run;
+mod slice_cmd;
 mod slice_fleet;
 mod slice_props;
 mod slice_sidecar;
