@@ -47,6 +47,14 @@ fn slice(policy: &Path, args: &[&str], out: &Path) -> Output {
     segward(&all)
 }
 
+/// `segward policy slice policies --per GROUPING --out OUT`, run in `dir`.
+fn per(dir: &Path, grouping: &str, out: &str) -> Output {
+    let args = [
+        "policy", "slice", "policies", "--per", grouping, "--out", out,
+    ];
+    segward_in(dir, &args)
+}
+
 /// Decision, rule and reason of one request under `policy`.
 fn decide(policy: &Path, from: &str, to: &str, method: &str, path: &str) -> [String; 3] {
     let args = [
@@ -220,20 +228,7 @@ fn rendered(dir: &Path, config_maps: usize) {
 fn a_one_rule_change_rewrites_only_the_slices_holding_that_rule() {
     let fleet = fs::read_to_string(Path::new(ROOT).join("policies/fleet.yaml")).unwrap();
     let dir = policy_dir(&[("policies/fleet.yaml", &fleet)]);
-    let run = |out: &str| {
-        segward_in(
-            dir.path(),
-            &[
-                "policy",
-                "slice",
-                "policies",
-                "--per",
-                "namespace",
-                "--out",
-                out,
-            ],
-        )
-    };
+    let run = |out: &str| per(dir.path(), "namespace", out);
     assert_eq!(run("before").code, 0);
     let old = "methods: [GET, POST]\n    paths: [\"/v1/entries\"";
     assert_eq!(fleet.matches(old).count(), 1);
@@ -274,18 +269,7 @@ fn a_slice_over_one_mebibyte_is_refused_naming_its_group_and_nothing_is_written(
     }
     let dir = policy_dir(&[("policies/big.yaml", &big)]);
 
-    let out = segward_in(
-        dir.path(),
-        &[
-            "policy",
-            "slice",
-            "policies",
-            "--per",
-            "namespace",
-            "--out",
-            "out",
-        ],
-    );
+    let out = per(dir.path(), "namespace", "out");
 
     assert_eq!(out.code, 1, "{out:?}");
     let line = out
@@ -312,14 +296,11 @@ fn hostile_names_and_label_values_are_copied_as_written_and_get_safe_folder_name
     let policy = "segments:\n  '..':\n    identities: [\"spiffe://example.org/ns/a/sa/x\"]\n    labels: { team: \"../x: #y\" }\n  Web_Tier:\n    identities: [\"spiffe://example.org/ns/b/sa/y\"]\nrules:\n  - name: r.1\n    description: \"a: b # c\\n- name: forged\"\n    from: ['..']\n    to: [Web_Tier]\ntests:\n  - { from: spiffe://example.org/ns/a/sa/x, to: spiffe://example.org/ns/b/sa/y, expect: allow, rule: r.1 }\n";
     let dir = policy_dir(&[("policies/p.yaml", policy)]);
 
-    for per in ["segment", "team"] {
-        let out = segward_in(
-            dir.path(),
-            &["policy", "slice", "policies", "--per", per, "--out", per],
-        );
+    for grouping in ["segment", "team"] {
+        let out = per(dir.path(), grouping, grouping);
 
         assert_eq!(out.code, 0, "{out:?}");
-        let written = tree(&dir.path().join(per));
+        let written = tree(&dir.path().join(grouping));
         assert_eq!(written.len(), 3, "{:?}", written.keys());
         for (path, bytes) in &written {
             assert!(
@@ -334,7 +315,7 @@ fn hostile_names_and_label_values_are_copied_as_written_and_get_safe_folder_name
                 slice.contains("    description: \"a: b # c\\n- name: forged\"\n"),
                 "{slice}"
             );
-            let folder = dir.path().join(per).join(folder);
+            let folder = dir.path().join(grouping).join(folder);
             let check = segward(&["policy", "check", folder.to_str().unwrap()]);
             assert_eq!(check.code, 0, "{check:?}");
             assert!(check.stdout.contains("1 rules"), "{check:?}");

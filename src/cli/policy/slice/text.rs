@@ -42,42 +42,8 @@ pub fn cut(file: &str, text: &str, doc: &PolicyDoc, kept: &FileSlice) -> Result<
         file: file.to_owned(),
         line: line + 1,
     };
-    let item = |l: usize| seq_item_line(&lines, l).ok_or_else(|| layout(l));
-    let starts = Starts {
-        segments: doc.segments.0.iter().map(|(k, _)| line_of(k)).collect(),
-        rules: doc
-            .rules
-            .iter()
-            .map(|r| item(line_of(r)))
-            .collect::<Result<_, _>>()?,
-        revoked: doc
-            .revoked
-            .iter()
-            .map(|r| item(line_of(r)))
-            .collect::<Result<_, _>>()?,
-        tests: doc
-            .tests
-            .iter()
-            .map(|t| item(line_of(t)))
-            .collect::<Result<_, _>>()?,
-    };
-    let mut bounds: Vec<usize> = [
-        &starts.segments,
-        &starts.rules,
-        &starts.revoked,
-        &starts.tests,
-    ]
-    .into_iter()
-    .flatten()
-    .copied()
-    .collect();
-    bounds.sort_unstable();
-    if let Some(w) = bounds.windows(2).find(|w| w[0] == w[1]) {
-        return Err(layout(w[0]));
-    }
-    bounds.extend((0..lines.len()).filter(|&l| top_level(lines[l])));
-    bounds.sort_unstable();
-    bounds.dedup();
+    let starts = Starts::of(&lines, doc).map_err(layout)?;
+    let bounds = starts.bounds(&lines).map_err(layout)?;
     let mut out = String::new();
     let sections = [
         ("segments", &starts.segments, &kept.segments),
@@ -91,17 +57,58 @@ pub fn cut(file: &str, text: &str, doc: &PolicyDoc, kept: &FileSlice) -> Result<
         }
         out.push_str(key);
         out.push_str(":\n");
-        for &i in kept {
-            let Some(&start) = starts.get(i) else {
-                continue;
-            };
-            for line in item_lines(&lines, &bounds, start) {
+        for start in kept.iter().filter_map(|&i| starts.get(i)) {
+            for line in item_lines(&lines, &bounds, *start) {
                 out.push_str(line);
                 out.push('\n');
             }
         }
     }
     Ok(out)
+}
+
+impl Starts {
+    /// Where each item of `doc` starts (a sequence item: at its `-`), or the 0-based line
+    /// whose layout is not one of block style.
+    fn of(lines: &[&str], doc: &PolicyDoc) -> Result<Self, usize> {
+        let item = |l: usize| seq_item_line(lines, l).ok_or(l);
+        Ok(Self {
+            segments: doc.segments.0.iter().map(|(k, _)| line_of(k)).collect(),
+            rules: doc
+                .rules
+                .iter()
+                .map(|r| item(line_of(r)))
+                .collect::<Result<_, _>>()?,
+            revoked: doc
+                .revoked
+                .iter()
+                .map(|r| item(line_of(r)))
+                .collect::<Result<_, _>>()?,
+            tests: doc
+                .tests
+                .iter()
+                .map(|t| item(line_of(t)))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// The lines that end an item: every item's first line and every top-level line,
+    /// ascending; or the 0-based line two items start on.
+    fn bounds(&self, lines: &[&str]) -> Result<Vec<usize>, usize> {
+        let mut bounds: Vec<usize> = [&self.segments, &self.rules, &self.revoked, &self.tests]
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
+        bounds.sort_unstable();
+        if let Some(w) = bounds.windows(2).find(|w| w[0] == w[1]) {
+            return Err(w[0]);
+        }
+        bounds.extend((0..lines.len()).filter(|&l| top_level(lines[l])));
+        bounds.sort_unstable();
+        bounds.dedup();
+        Ok(bounds)
+    }
 }
 
 /// The 0-based line a parsed item starts on.
@@ -150,3 +157,6 @@ fn item_lines<'a, 't>(lines: &'a [&'t str], bounds: &[usize], start: usize) -> &
     }
     &lines[start..end]
 }
+
+#[cfg(test)]
+mod tests;
