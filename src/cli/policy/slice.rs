@@ -44,9 +44,10 @@ pub struct SliceArgs {
     out: PathBuf,
 }
 
-/// The whole policy, read once: texts for copying, parsed source for planning.
-struct Whole {
-    texts: Vec<(String, String)>,
+/// The whole policy, read once: texts split into items for copying, parsed source for
+/// planning.
+struct Whole<'t> {
+    texts: Vec<text::FileText<'t>>,
     source: PolicySource,
     compiled: CompiledPolicy,
     fleet: Fleet,
@@ -67,9 +68,17 @@ impl Written {
 
 /// Runs `policy slice`.
 pub(super) fn run(args: SliceArgs) -> anyhow::Result<Outcome> {
-    let whole = match load(&args.path) {
-        Ok(w) => w,
+    let texts = match PolicySource::read(&args.path) {
+        Ok(t) => t,
         Err(errors) => return Ok(report_invalid(&errors, false)),
+    };
+    let whole = match load(&texts) {
+        Ok(w) => w,
+        Err(Broken::Policy(errors)) => return Ok(report_invalid(&errors, false)),
+        Err(Broken::Layout(e)) => {
+            eprintln!("error: {e}");
+            return Ok(Outcome::Invalid);
+        }
     };
     match (&args.scope, &args.per) {
         (Some(sel), _) => slice_for(&whole, sel, &args.out),
@@ -78,12 +87,25 @@ pub(super) fn run(args: SliceArgs) -> anyhow::Result<Outcome> {
     }
 }
 
-fn load(path: &Path) -> Result<Whole, policy::PolicyErrors> {
-    let texts = PolicySource::read(path)?;
-    let source = PolicySource::from_texts(texts.iter().map(|(n, t)| (n.as_str(), t.as_str())))?;
+/// Why the whole policy cannot be sliced.
+enum Broken {
+    Policy(policy::PolicyErrors),
+    Layout(text::CutError),
+}
+
+/// Parses, compiles and splits the policy files `texts` (name, text).
+fn load(texts: &[(String, String)]) -> Result<Whole<'_>, Broken> {
+    let source = PolicySource::from_texts(texts.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+        .map_err(Broken::Policy)?;
     let now = policy::unix_now();
-    let compiled = policy::compile_at(&source, now)?;
-    let fleet = Fleet::check(&source, now)?;
+    let compiled = policy::compile_at(&source, now).map_err(Broken::Policy)?;
+    let fleet = Fleet::check(&source, now).map_err(Broken::Policy)?;
+    let texts = texts
+        .iter()
+        .zip(&source.files)
+        .map(|((name, text), file)| text::FileText::new(name, text, &file.doc))
+        .collect::<Result<_, _>>()
+        .map_err(Broken::Layout)?;
     Ok(Whole {
         texts,
         source,
@@ -177,7 +199,7 @@ fn cut(whole: &Whole, scope: &Scope, scope_text: &str) -> Result<Written, String
         scope_text.escape_debug()
     );
     let mut files = Vec::new();
-    for ((file, (_, text)), kept) in whole.source.files.iter().zip(&whole.texts).zip(&plan.files) {
+    for ((file, text), kept) in whole.source.files.iter().zip(&whole.texts).zip(&plan.files) {
         let empty = kept.segments.is_empty()
             && kept.rules.is_empty()
             && kept.revoked.is_empty()
@@ -185,7 +207,7 @@ fn cut(whole: &Whole, scope: &Scope, scope_text: &str) -> Result<Written, String
         if empty {
             continue;
         }
-        let body = text::cut(&file.name, text, &file.doc, kept).map_err(|e| e.to_string())?;
+        let body = text.cut(kept);
         files.push((base_name(&file.name), format!("{header}{body}")));
     }
     if files.is_empty() {

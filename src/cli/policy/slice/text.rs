@@ -31,40 +31,58 @@ struct Starts {
     tests: Vec<usize>,
 }
 
-/// The kept items of `doc` (parsed from `text`, named `file`) as slice text, section by
-/// section, each item's lines as written (comments between items are left out).
-///
-/// # Errors
-/// [`CutError::Layout`] when item boundaries are not whole lines.
-pub fn cut(file: &str, text: &str, doc: &PolicyDoc, kept: &FileSlice) -> Result<String, CutError> {
-    let lines: Vec<&str> = text.lines().collect();
-    let layout = |line: usize| CutError::Layout {
-        file: file.to_owned(),
-        line: line + 1,
-    };
-    let starts = Starts::of(&lines, doc).map_err(layout)?;
-    let bounds = starts.bounds(&lines).map_err(layout)?;
-    let mut out = String::new();
-    let sections = [
-        ("segments", &starts.segments, &kept.segments),
-        ("rules", &starts.rules, &kept.rules),
-        ("revoked", &starts.revoked, &kept.revoked),
-        ("tests", &starts.tests, &kept.tests),
-    ];
-    for (key, starts, kept) in sections {
-        if kept.is_empty() {
-            continue;
-        }
-        out.push_str(key);
-        out.push_str(":\n");
-        for start in kept.iter().filter_map(|&i| starts.get(i)) {
-            for line in item_lines(&lines, &bounds, *start) {
-                out.push_str(line);
-                out.push('\n');
+/// One source file's text, split into items once: every slice of it is cut from this.
+pub struct FileText<'t> {
+    lines: Vec<&'t str>,
+    starts: Starts,
+    bounds: Vec<usize>,
+}
+
+impl<'t> FileText<'t> {
+    /// Splits `text` (parsed as `doc`, named `file`) into its items' line ranges.
+    ///
+    /// # Errors
+    /// [`CutError::Layout`] when item boundaries are not whole lines.
+    pub fn new(file: &str, text: &'t str, doc: &PolicyDoc) -> Result<Self, CutError> {
+        let lines: Vec<&str> = text.lines().collect();
+        let layout = |line: usize| CutError::Layout {
+            file: file.to_owned(),
+            line: line + 1,
+        };
+        let starts = Starts::of(&lines, doc).map_err(layout)?;
+        let bounds = starts.bounds(&lines).map_err(layout)?;
+        Ok(Self {
+            lines,
+            starts,
+            bounds,
+        })
+    }
+
+    /// The kept items as slice text, section by section, each item's lines as written
+    /// (comments between items are left out).
+    pub fn cut(&self, kept: &FileSlice) -> String {
+        let mut out = String::new();
+        let sections = [
+            ("segments", &self.starts.segments, &kept.segments),
+            ("rules", &self.starts.rules, &kept.rules),
+            ("revoked", &self.starts.revoked, &kept.revoked),
+            ("tests", &self.starts.tests, &kept.tests),
+        ];
+        for (key, starts, kept) in sections {
+            if kept.is_empty() {
+                continue;
+            }
+            out.push_str(key);
+            out.push_str(":\n");
+            for start in kept.iter().filter_map(|&i| starts.get(i)) {
+                for line in item_lines(&self.lines, &self.bounds, *start) {
+                    out.push_str(line);
+                    out.push('\n');
+                }
             }
         }
+        out
     }
-    Ok(out)
 }
 
 impl Starts {

@@ -1,7 +1,7 @@
 //! Cutting kept items out of a policy file's text: block layouts copy line for line, flow
 //! layouts are refused.
 
-use super::{CutError, cut};
+use super::{CutError, FileText};
 use crate::policy::load::parse_doc;
 use crate::policy::slice::FileSlice;
 
@@ -12,7 +12,7 @@ fn rules(text: &str, rules: &[usize]) -> Result<String, CutError> {
         rules: rules.to_vec(),
         ..FileSlice::default()
     };
-    cut("p.yaml", text, &doc, &kept)
+    Ok(FileText::new("p.yaml", text, &doc)?.cut(&kept))
 }
 
 #[test]
