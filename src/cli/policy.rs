@@ -105,7 +105,7 @@ pub enum PolicyCommand {
     ///
     /// Output is deterministic: an unchanged slice is byte-identical. Exit code 0 when
     /// written, 1 when the policy is invalid, a slice is over 1 MiB or cannot be written, 2
-    /// when the selector or --per names nothing.
+    /// when the selector or --per names nothing or --out would replace a file being sliced.
     #[command(after_help = "Docs: docs/fleet.md#slices")]
     Slice(slice::SliceArgs),
 }

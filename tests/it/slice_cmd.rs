@@ -129,7 +129,7 @@ fn each_selector_kind_writes_a_slice_that_checks_and_decides_its_members_request
 }
 
 #[test]
-fn a_slice_keeps_fewer_rules_than_the_whole_and_refuses_selectors_naming_nothing() {
+fn a_slice_keeps_fewer_rules_than_the_whole_and_refuses_selectors_naming_nothing_or_its_source() {
     let whole = Path::new(ROOT).join("policies");
     let out = TempDir::new().unwrap();
 
@@ -144,6 +144,18 @@ fn a_slice_keeps_fewer_rules_than_the_whole_and_refuses_selectors_naming_nothing
     }
     let refused = slice(&whole, &["--per", "nolabel"], &out.path().join("x"));
     assert_eq!(refused.code, 2, "{refused:?}");
+
+    let fleet = fs::read_to_string(whole.join("fleet.yaml")).unwrap();
+    let dir = policy_dir(&[("policies/fleet.yaml", &fleet)]);
+    let args = [
+        "policy", "slice", "policies", "--for", "payments", "--out", "policies",
+    ];
+    let refused = segward_in(dir.path(), &args);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert_eq!(
+        fs::read_to_string(dir.path().join("policies/fleet.yaml")).unwrap(),
+        fleet
+    );
 }
 
 #[test]

@@ -48,6 +48,8 @@ pub struct SliceArgs {
 /// planning.
 struct Whole<'t> {
     texts: Vec<text::FileText<'t>>,
+    /// The source files, canonical: never overwritten by a slice.
+    paths: Vec<PathBuf>,
     source: PolicySource,
     compiled: CompiledPolicy,
     fleet: Fleet,
@@ -100,6 +102,10 @@ fn load(texts: &[(String, String)]) -> Result<Whole<'_>, Broken> {
     let now = policy::unix_now();
     let compiled = policy::compile_at(&source, now).map_err(Broken::Policy)?;
     let fleet = Fleet::check(&source, now).map_err(Broken::Policy)?;
+    let paths = texts
+        .iter()
+        .filter_map(|(n, _)| fs::canonicalize(n).ok())
+        .collect();
     let texts = texts
         .iter()
         .zip(&source.files)
@@ -108,6 +114,7 @@ fn load(texts: &[(String, String)]) -> Result<Whole<'_>, Broken> {
         .map_err(Broken::Layout)?;
     Ok(Whole {
         texts,
+        paths,
         source,
         compiled,
         fleet,
@@ -135,6 +142,9 @@ fn slice_for(whole: &Whole, sel: &str, out: &Path) -> anyhow::Result<Outcome> {
             return Ok(Outcome::Invalid);
         }
     };
+    if refuse_source(whole, out, &written.files) {
+        return Ok(Outcome::Usage);
+    }
     write_folder(out, &written.files)?;
     println!(
         "slice for {}: {} of {} rules, {} bytes in {} file(s), written to {}",
@@ -180,6 +190,12 @@ fn slice_per(whole: &Whole, per: &str, out: &Path) -> anyhow::Result<Outcome> {
     }
     if failed {
         return Ok(Outcome::Invalid);
+    }
+    if slices
+        .iter()
+        .any(|(d, w)| refuse_source(whole, &out.join(d), &w.files))
+    {
+        return Ok(Outcome::Usage);
     }
     fs::create_dir_all(out)?;
     for (dir, w) in &slices {
@@ -256,6 +272,27 @@ fn base_name(name: &str) -> String {
     Path::new(name)
         .file_name()
         .map_or_else(|| name.to_owned(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Whether writing `files` into `dir` would replace a file of the policy being sliced
+/// (reported).
+fn refuse_source(whole: &Whole, dir: &Path, files: &[(String, String)]) -> bool {
+    let Ok(dir) = fs::canonicalize(dir) else {
+        return false; // a folder yet to be made holds no source file
+    };
+    let hit = files
+        .iter()
+        .map(|(n, _)| dir.join(n))
+        .find(|p| whole.paths.contains(p));
+    if let Some(path) = &hit {
+        eprintln!(
+            "error: --out {}: writing there would replace the policy file {} being sliced; \
+             give another folder",
+            dir.display(),
+            path.display()
+        );
+    }
+    hit.is_some()
 }
 
 /// Writes `files` into `dir` and removes the slice files written there before that are no
