@@ -18,6 +18,7 @@ mod log_line;
 mod reach;
 mod report;
 mod sign;
+mod slice;
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -112,6 +113,15 @@ pub enum PolicyCommand {
     /// Exit code 0 when signed, 1 when the policy or the key is invalid.
     #[command(after_help = "Docs: docs/fleet.md#signed-policy; docs/cli.md#segward-policy-sign")]
     Sign(sign::SignArgs),
+    /// Write the slice of a policy for a selector (`--for`), or one per namespace, segment or
+    /// label value (`--per`, with a kustomization making one ConfigMap per slice), as ordinary
+    /// policy folders holding each kept item's original text.
+    ///
+    /// Output is deterministic: an unchanged slice is byte-identical. Exit code 0 when
+    /// written, 1 when the policy is invalid, a slice is over 1 MiB or cannot be written, 2
+    /// when the selector or --per names nothing or --out would replace a file being sliced.
+    #[command(after_help = "Docs: docs/fleet.md#slices")]
+    Slice(slice::SliceArgs),
 }
 
 /// Runs a `policy` subcommand.
@@ -145,6 +155,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<Outcome> {
         PolicyCommand::Contain(args) => contain::contain(args),
         PolicyCommand::Release(args) => contain::release(args),
         PolicyCommand::Sign(args) => sign::run(args),
+        PolicyCommand::Slice(args) => slice::run(args),
     }
 }
 

@@ -27,6 +27,7 @@ mod reach_props;
 mod reload;
 mod run;
 mod signing;
+mod slice_cmd;
 mod slice_fleet;
 mod slice_props;
 mod slice_sidecar;

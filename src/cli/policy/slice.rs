@@ -1,0 +1,364 @@
+//! `segward policy slice` (docs/fleet.md "Writing slices"): writes the slice of a policy for
+//! one selector (`--for`), or one per namespace, segment or label value (`--per`) with a
+//! kustomization making one ConfigMap of each, as ordinary policy folders. Each file keeps its
+//! items' original text (slice/text.rs) under a header naming the scope, never the version:
+//! an unchanged slice is byte-identical, so only the sidecars whose slice changed reload.
+//! Exit 0 written, 1 invalid policy / a slice over 1 MiB / a write failure, 2 bad selector.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use clap::{ArgGroup, Args};
+
+use super::{Outcome, report_invalid};
+use crate::atomic_file::AtomicWrite;
+use crate::policy::{self, CompiledPolicy, Fleet, PolicySource, Scope, Selector};
+
+mod groups;
+mod text;
+
+/// What a ConfigMap holds at most: a slice over it is refused.
+pub const MAX_SLICE_BYTES: usize = 1024 * 1024;
+
+/// The first words of every file `slice` writes: how a stale one is recognised.
+const HEADER_MARK: &str = "# segward policy slice for ";
+
+/// `policy slice` arguments: exactly one of --for / --per.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true).args(["scope", "per"])))]
+pub struct SliceArgs {
+    /// A policy file or folder.
+    path: PathBuf,
+    /// Whose slice: a SPIFFE ID, an ID pattern, a segment name or `k=v[,k=v]` labels (the
+    /// union of the slices of the identities it covers).
+    #[arg(long = "for", value_name = "SEL")]
+    scope: Option<String>,
+    /// One slice per group, each in DIR/<group>/, plus DIR/kustomization.yaml: `namespace`
+    /// (of `ns/<name>` IDs; `other` for the rest), `segment`, or a label key (`unlabelled`
+    /// for segments without it).
+    #[arg(long, value_name = "namespace|segment|LABEL")]
+    per: Option<String>,
+    /// The folder to write (created if missing; slice files it no longer needs are removed).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+/// The whole policy, read once: texts split into items for copying, parsed source for
+/// planning.
+struct Whole<'t> {
+    texts: Vec<text::FileText<'t>>,
+    /// The source files, canonical: never overwritten by a slice.
+    paths: Vec<PathBuf>,
+    source: PolicySource,
+    compiled: CompiledPolicy,
+    fleet: Fleet,
+    now: i64,
+}
+
+/// One slice's files, ready to write.
+struct Written {
+    files: Vec<(String, String)>,
+    rules: usize,
+}
+
+impl Written {
+    fn bytes(&self) -> usize {
+        self.files.iter().map(|(_, t)| t.len()).sum()
+    }
+}
+
+/// Runs `policy slice`.
+pub(super) fn run(args: SliceArgs) -> anyhow::Result<Outcome> {
+    let texts = match PolicySource::read(&args.path) {
+        Ok(t) => t,
+        Err(errors) => return Ok(report_invalid(&errors, false)),
+    };
+    let whole = match load(&texts) {
+        Ok(w) => w,
+        Err(Broken::Policy(errors)) => return Ok(report_invalid(&errors, false)),
+        Err(Broken::Layout(e)) => {
+            eprintln!("error: {e}");
+            return Ok(Outcome::Invalid);
+        }
+    };
+    match (&args.scope, &args.per) {
+        (Some(sel), _) => slice_for(&whole, sel, &args.out),
+        (None, Some(per)) => slice_per(&whole, per, &args.out),
+        (None, None) => Ok(Outcome::Usage),
+    }
+}
+
+/// Why the whole policy cannot be sliced.
+enum Broken {
+    Policy(policy::PolicyErrors),
+    Layout(text::CutError),
+}
+
+/// Parses, compiles and splits the policy files `texts` (name, text).
+fn load(texts: &[(String, String)]) -> Result<Whole<'_>, Broken> {
+    let source = PolicySource::from_texts(texts.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+        .map_err(Broken::Policy)?;
+    let now = policy::unix_now();
+    let compiled = policy::compile_at(&source, now).map_err(Broken::Policy)?;
+    let fleet = Fleet::check(&source, now).map_err(Broken::Policy)?;
+    let paths = texts
+        .iter()
+        .filter_map(|(n, _)| fs::canonicalize(n).ok())
+        .collect();
+    let texts = texts
+        .iter()
+        .zip(&source.files)
+        .map(|((name, text), file)| text::FileText::new(name, text, &file.doc))
+        .collect::<Result<_, _>>()
+        .map_err(Broken::Layout)?;
+    Ok(Whole {
+        texts,
+        paths,
+        source,
+        compiled,
+        fleet,
+        now,
+    })
+}
+
+/// `--for SEL`: one slice, written to `out`.
+fn slice_for(whole: &Whole, sel: &str, out: &Path) -> anyhow::Result<Outcome> {
+    let scope = match Selector::parse(&whole.compiled, sel) {
+        Ok(Selector::Any) => {
+            eprintln!("error: --for *: the slice of everything is the whole policy");
+            return Ok(Outcome::Usage);
+        }
+        Ok(s) => groups::scope_of(&whole.compiled, &s),
+        Err(e) => {
+            eprintln!("error: --for {sel}: {e}");
+            return Ok(Outcome::Usage);
+        }
+    };
+    let written = match cut(whole, &scope, sel) {
+        Ok(w) => w,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(Outcome::Invalid);
+        }
+    };
+    if refuse_source(whole, out, &written.files) {
+        return Ok(Outcome::Usage);
+    }
+    write_folder(out, &written.files)?;
+    println!(
+        "slice for {}: {} of {} rules, {} bytes in {} file(s), written to {}",
+        sel.escape_debug(),
+        written.rules,
+        whole.fleet.rules(),
+        written.bytes(),
+        written.files.len(),
+        out.display()
+    );
+    Ok(Outcome::Success)
+}
+
+/// `--per GROUPING`: one slice per group in `out/<group>/`, and the kustomization.
+fn slice_per(whole: &Whole, per: &str, out: &Path) -> anyhow::Result<Outcome> {
+    let groups = match groups::groups(&whole.compiled, per) {
+        Ok(g) => g,
+        Err(message) => {
+            eprintln!("error: --per {per}: {message}");
+            return Ok(Outcome::Usage);
+        }
+    };
+    let mut slices = Vec::with_capacity(groups.len());
+    let mut failed = false;
+    for (name, scope) in groups {
+        let dir = groups::dir_name(&name);
+        match cut(whole, &scope, &groups::describe(per, &name)) {
+            Ok(w) if w.bytes() > MAX_SLICE_BYTES => {
+                eprintln!(
+                    "error: the slice for group {} is {} bytes, over the {MAX_SLICE_BYTES} \
+                     bytes (1 MiB) a ConfigMap holds; slice finer (--per segment)",
+                    name.escape_debug(),
+                    w.bytes()
+                );
+                failed = true;
+            }
+            Ok(w) => slices.push((dir, w)),
+            Err(message) => {
+                eprintln!("error: group {}: {message}", name.escape_debug());
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        return Ok(Outcome::Invalid);
+    }
+    if slices
+        .iter()
+        .any(|(d, w)| refuse_source(whole, &out.join(d), &w.files))
+    {
+        return Ok(Outcome::Usage);
+    }
+    fs::create_dir_all(out)?;
+    for (dir, w) in &slices {
+        write_folder(&out.join(dir), &w.files)?;
+    }
+    AtomicWrite::new().write(&out.join("kustomization.yaml"), kustomization(per, &slices))?;
+    print!("{}", summary(&slices, whole.fleet.rules(), out));
+    Ok(Outcome::Success)
+}
+
+/// The slice for `scope` as file texts, checked: it re-parses to exactly the kept items and
+/// compiles with its `tests:`.
+fn cut(whole: &Whole, scope: &Scope, scope_text: &str) -> Result<Written, String> {
+    let plan = whole.fleet.plan(&whole.source, scope);
+    let header = format!(
+        "{HEADER_MARK}{}\n# Written by `segward policy slice`: edit the source policy, not this file.\n",
+        scope_text.escape_debug()
+    );
+    let mut files = Vec::new();
+    for ((file, text), kept) in whole.source.files.iter().zip(&whole.texts).zip(&plan.files) {
+        let empty = kept.segments.is_empty()
+            && kept.rules.is_empty()
+            && kept.revoked.is_empty()
+            && kept.tests.is_empty();
+        if empty {
+            continue;
+        }
+        let body = text.cut(kept);
+        files.push((base_name(&file.name), format!("{header}{body}")));
+    }
+    if files.is_empty() {
+        let first = whole.source.files.first().map(|f| base_name(&f.name));
+        files.push((first.unwrap_or_else(|| "policy.yaml".to_owned()), header));
+    }
+    verify(whole, &plan, &files).map_err(|e| format!("the slice for {scope_text}: {e}"))?;
+    Ok(Written {
+        rules: plan.rules(),
+        files,
+    })
+}
+
+/// Re-parses `files` and checks they hold the plan's items and compile.
+fn verify(
+    whole: &Whole,
+    plan: &policy::SlicePlan,
+    files: &[(String, String)],
+) -> Result<(), String> {
+    let source = PolicySource::from_texts(files.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+        .map_err(|e| e.to_string())?;
+    let count = |f: fn(&policy::slice::FileSlice) -> usize| plan.files.iter().map(f).sum::<usize>();
+    let got = |f: fn(&policy::source::PolicyDoc) -> usize| {
+        source.files.iter().map(|s| f(&s.doc)).sum::<usize>()
+    };
+    let same = count(|k| k.segments.len()) == got(|d| d.segments.0.len())
+        && count(|k| k.rules.len()) == got(|d| d.rules.len())
+        && count(|k| k.revoked.len()) == got(|d| d.revoked.len())
+        && count(|k| k.tests.len()) == got(|d| d.tests.len());
+    if !same {
+        return Err(
+            "the copied text does not hold the kept items (write the policy in block style)"
+                .to_owned(),
+        );
+    }
+    let compiled = policy::compile_at(&source, whole.now).map_err(|e| e.to_string())?;
+    if compiled.rules().len() == plan.rules() {
+        Ok(())
+    } else {
+        Err("the copied text does not compile to the kept rules".to_owned())
+    }
+}
+
+/// The file name of a source file's path.
+fn base_name(name: &str) -> String {
+    Path::new(name)
+        .file_name()
+        .map_or_else(|| name.to_owned(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Whether writing `files` into `dir` would replace a file of the policy being sliced
+/// (reported).
+fn refuse_source(whole: &Whole, dir: &Path, files: &[(String, String)]) -> bool {
+    let Ok(dir) = fs::canonicalize(dir) else {
+        return false; // a folder yet to be made holds no source file
+    };
+    let hit = files
+        .iter()
+        .map(|(n, _)| dir.join(n))
+        .find(|p| whole.paths.contains(p));
+    if let Some(path) = &hit {
+        eprintln!(
+            "error: --out {}: writing there would replace the policy file {} being sliced; \
+             give another folder",
+            dir.display(),
+            path.display()
+        );
+    }
+    hit.is_some()
+}
+
+/// Writes `files` into `dir` and removes the slice files written there before that are no
+/// longer part of it (a file whose first line is not the slice header is never removed).
+fn write_folder(dir: &Path, files: &[(String, String)]) -> anyhow::Result<()> {
+    fs::create_dir_all(dir)?;
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let Some(name) = name else { continue };
+        let policy_file = name.ends_with(".yaml") || name.ends_with(".yml");
+        if !policy_file || files.iter().any(|(n, _)| *n == name) || !path.is_file() {
+            continue;
+        }
+        if fs::read_to_string(&path).is_ok_and(|t| t.starts_with(HEADER_MARK)) {
+            fs::remove_file(&path)?;
+        }
+    }
+    for (name, text) in files {
+        let path = dir.join(name);
+        if fs::read_to_string(&path).is_ok_and(|old| old == *text) {
+            continue; // unchanged: not even its mtime moves
+        }
+        AtomicWrite::new().write(&path, text)?;
+    }
+    Ok(())
+}
+
+/// `kustomization.yaml`: one ConfigMap `segward-policy-<group>` per slice folder.
+fn kustomization(per: &str, slices: &[(String, Written)]) -> String {
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let mut out = format!(
+        "# Written by `segward policy slice --per {}`: one ConfigMap per slice.\n\
+         generatorOptions:\n  disableNameSuffixHash: false\nconfigMapGenerator:\n",
+        per.escape_debug()
+    );
+    for (dir, w) in slices {
+        let _ = writeln!(
+            out,
+            "  - name: {}\n    files:",
+            quote(&format!("segward-policy-{dir}"))
+        );
+        for (name, _) in &w.files {
+            let _ = writeln!(out, "      - {}", quote(&format!("{dir}/{name}")));
+        }
+    }
+    out
+}
+
+/// The summary table: group, rules, bytes.
+fn summary(slices: &[(String, Written)], fleet_rules: usize, out: &Path) -> String {
+    let width = slices
+        .iter()
+        .map(|(d, _)| d.len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    let mut text = format!("{:<width$}  {:>7}  {:>9}\n", "GROUP", "RULES", "BYTES");
+    for (dir, w) in slices {
+        let _ = writeln!(text, "{dir:<width$}  {:>7}  {:>9}", w.rules, w.bytes());
+    }
+    let _ = writeln!(
+        text,
+        "{} slice(s) of a {fleet_rules}-rule policy written to {}, with kustomization.yaml",
+        slices.len(),
+        out.display()
+    );
+    text
+}
