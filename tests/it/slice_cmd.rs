@@ -334,3 +334,55 @@ fn hostile_names_and_label_values_are_copied_as_written_and_get_safe_folder_name
         }
     }
 }
+
+/// Slices signed as they are written (`--sign`): each group folder carries a `policy.sig`
+/// that `policy check --verify-key` accepts, the kustomization puts it in the group's
+/// ConfigMap, and a slice edited after signing is refused.
+#[test]
+fn slices_signed_as_written_verify_and_an_edit_after_signing_is_refused() {
+    let keys = TempDir::new().unwrap();
+    let made = segward(&[
+        "certs",
+        "signing-key",
+        "--out",
+        keys.path().to_str().unwrap(),
+    ]);
+    assert_eq!(made.code, 0, "{made:?}");
+    let (key, public) = (
+        keys.path().join("signing.key"),
+        keys.path().join("signing.pub"),
+    );
+    let whole = Path::new(ROOT).join("policies");
+    let out = TempDir::new().unwrap();
+
+    let sliced = slice(
+        &whole,
+        &["--per", "namespace", "--sign", key.to_str().unwrap()],
+        out.path(),
+    );
+
+    assert_eq!(sliced.code, 0, "{sliced:?}");
+    let verify = |dir: &Path| {
+        let (dir, public) = (dir.to_str().unwrap(), public.to_str().unwrap());
+        segward(&["policy", "check", dir, "--verify-key", public]).code
+    };
+    for group in ["other", "prod", "staging"] {
+        let dir = out.path().join(group);
+        assert!(dir.join("policy.sig").is_file(), "{group}");
+        assert_eq!(verify(&dir), 0, "{group}");
+    }
+    let kustomization = fs::read_to_string(out.path().join("kustomization.yaml")).unwrap();
+    assert!(
+        kustomization.contains("\"prod/policy.sig\""),
+        "{kustomization}"
+    );
+    let prod = out.path().join("prod");
+    let file = fs::read_dir(&prod)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .unwrap();
+    let text = fs::read_to_string(&file).unwrap();
+    fs::write(&file, format!("{text}\n# edited after signing\n")).unwrap();
+    assert_eq!(verify(&prod), 1, "an edited slice must not verify");
+}

@@ -14,6 +14,7 @@ use clap::{ArgGroup, Args};
 use super::{Outcome, report_invalid};
 use crate::atomic_file::AtomicWrite;
 use crate::policy::{self, CompiledPolicy, Fleet, PolicySource, Scope, Selector};
+use crate::signing::{self, SigningKey};
 
 mod groups;
 mod text;
@@ -42,6 +43,10 @@ pub struct SliceArgs {
     /// The folder to write (created if missing; slice files it no longer needs are removed).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Sign every slice folder as it is written (`policy.sig`, as `policy sign` writes it) with
+    /// this Ed25519 private key, for sidecars that set `policy_verify`.
+    #[arg(long, value_name = "KEY")]
+    sign: Option<PathBuf>,
 }
 
 /// The whole policy, read once: texts split into items for copying, parsed source for
@@ -70,6 +75,13 @@ impl Written {
 
 /// Runs `policy slice`.
 pub(super) fn run(args: SliceArgs) -> anyhow::Result<Outcome> {
+    let key = match args.sign.as_deref().map(SigningKey::from_file).transpose() {
+        Ok(key) => key,
+        Err(problem) => {
+            eprintln!("error: --sign: {problem}");
+            return Ok(Outcome::Invalid);
+        }
+    };
     let texts = match PolicySource::read(&args.path) {
         Ok(t) => t,
         Err(errors) => return Ok(report_invalid(&errors, false)),
@@ -83,8 +95,8 @@ pub(super) fn run(args: SliceArgs) -> anyhow::Result<Outcome> {
         }
     };
     match (&args.scope, &args.per) {
-        (Some(sel), _) => slice_for(&whole, sel, &args.out),
-        (None, Some(per)) => slice_per(&whole, per, &args.out),
+        (Some(sel), _) => slice_for(&whole, sel, &args.out, key.as_ref()),
+        (None, Some(per)) => slice_per(&whole, per, &args.out, key.as_ref()),
         (None, None) => Ok(Outcome::Usage),
     }
 }
@@ -123,7 +135,12 @@ fn load(texts: &[(String, String)]) -> Result<Whole<'_>, Broken> {
 }
 
 /// `--for SEL`: one slice, written to `out`.
-fn slice_for(whole: &Whole, sel: &str, out: &Path) -> anyhow::Result<Outcome> {
+fn slice_for(
+    whole: &Whole,
+    sel: &str,
+    out: &Path,
+    key: Option<&SigningKey>,
+) -> anyhow::Result<Outcome> {
     let scope = match Selector::parse(&whole.compiled, sel) {
         Ok(Selector::Any) => {
             eprintln!("error: --for *: the slice of everything is the whole policy");
@@ -145,7 +162,7 @@ fn slice_for(whole: &Whole, sel: &str, out: &Path) -> anyhow::Result<Outcome> {
     if refuse_source(whole, out, &written.files) {
         return Ok(Outcome::Usage);
     }
-    write_folder(out, &written.files)?;
+    write_folder(out, &written.files, key)?;
     println!(
         "slice for {}: {} of {} rules, {} bytes in {} file(s), written to {}",
         sel.escape_debug(),
@@ -159,7 +176,12 @@ fn slice_for(whole: &Whole, sel: &str, out: &Path) -> anyhow::Result<Outcome> {
 }
 
 /// `--per GROUPING`: one slice per group in `out/<group>/`, and the kustomization.
-fn slice_per(whole: &Whole, per: &str, out: &Path) -> anyhow::Result<Outcome> {
+fn slice_per(
+    whole: &Whole,
+    per: &str,
+    out: &Path,
+    key: Option<&SigningKey>,
+) -> anyhow::Result<Outcome> {
     let groups = match groups::groups(&whole.compiled, per) {
         Ok(g) => g,
         Err(message) => {
@@ -199,9 +221,10 @@ fn slice_per(whole: &Whole, per: &str, out: &Path) -> anyhow::Result<Outcome> {
     }
     fs::create_dir_all(out)?;
     for (dir, w) in &slices {
-        write_folder(&out.join(dir), &w.files)?;
+        write_folder(&out.join(dir), &w.files, key)?;
     }
-    AtomicWrite::new().write(&out.join("kustomization.yaml"), kustomization(per, &slices))?;
+    let kustomization = kustomization(per, &slices, key.is_some());
+    AtomicWrite::new().write(&out.join("kustomization.yaml"), kustomization)?;
     print!("{}", summary(&slices, whole.fleet.rules(), out));
     Ok(Outcome::Success)
 }
@@ -296,8 +319,13 @@ fn refuse_source(whole: &Whole, dir: &Path, files: &[(String, String)]) -> bool 
 }
 
 /// Writes `files` into `dir` and removes the slice files written there before that are no
-/// longer part of it (a file whose first line is not the slice header is never removed).
-fn write_folder(dir: &Path, files: &[(String, String)]) -> anyhow::Result<()> {
+/// longer part of it (a file whose first line is not the slice header is never removed);
+/// with `key`, then signs the folder's policy files as the sidecar will read them.
+fn write_folder(
+    dir: &Path,
+    files: &[(String, String)],
+    key: Option<&SigningKey>,
+) -> anyhow::Result<()> {
     fs::create_dir_all(dir)?;
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
@@ -318,11 +346,18 @@ fn write_folder(dir: &Path, files: &[(String, String)]) -> anyhow::Result<()> {
         }
         AtomicWrite::new().write(&path, text)?;
     }
+    if let Some(key) = key {
+        // Signed over what is in the folder now, read as a sidecar reads it, not over what
+        // this run meant to write.
+        let texts = PolicySource::read(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let pairs = texts.iter().map(|(n, t)| (n.as_str(), t.as_bytes()));
+        signing::sign(dir, pairs, key)?;
+    }
     Ok(())
 }
 
 /// `kustomization.yaml`: one ConfigMap `segward-policy-<group>` per slice folder.
-fn kustomization(per: &str, slices: &[(String, Written)]) -> String {
+fn kustomization(per: &str, slices: &[(String, Written)], signed: bool) -> String {
     let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let mut out = format!(
         "# Written by `segward policy slice --per {}`: one ConfigMap per slice.\n\
@@ -337,6 +372,10 @@ fn kustomization(per: &str, slices: &[(String, Written)]) -> String {
         );
         for (name, _) in &w.files {
             let _ = writeln!(out, "      - {}", quote(&format!("{dir}/{name}")));
+        }
+        if signed {
+            let signature = signing::FOLDER_SIGNATURE;
+            let _ = writeln!(out, "      - {}", quote(&format!("{dir}/{signature}")));
         }
     }
     out
