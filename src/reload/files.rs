@@ -13,7 +13,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Sender, channel};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use ring::digest::{Context, SHA256};
 
@@ -122,10 +122,8 @@ fn start_policy_thread() -> Sender<Job> {
 /// Reads every policy file the policy path stands for.
 pub(super) async fn read_policy(sources: &Sources) -> Result<PolicyFiles, ReloadError> {
     let path = sources.policy.clone();
-    let keys = sources.policy_verify.clone();
     blocking(Part::Policy, move || {
         let texts = PolicySource::read(&path).map_err(ReloadError::PolicyUnreadable)?;
-        check_signature(keys.as_ref(), &path, &texts)?;
         let mut hash = Context::new(&SHA256);
         for (name, text) in &texts {
             add(&mut hash, name.as_bytes());
@@ -140,7 +138,23 @@ pub(super) async fn read_policy(sources: &Sources) -> Result<PolicyFiles, Reload
 }
 
 /// docs/fleet.md#signed-policy: under `policy_verify`, the signature must cover exactly the
-/// bytes just read — the ones the build compiles — or the policy is refused.
+/// bytes read — the ones the build compiles — or the policy is refused like a broken one.
+/// Called once per new content, as a build is: bytes whose digest was already seen were
+/// verified then, by the same keys (they are read once, at start).
+pub(super) async fn verify_policy(
+    sources: &Sources,
+    texts: &Arc<Vec<(String, String)>>,
+) -> Result<(), ReloadError> {
+    let Some(keys) = sources.policy_verify.clone() else {
+        return Ok(());
+    };
+    let (path, texts) = (sources.policy.clone(), texts.clone());
+    blocking(Part::Policy, move || {
+        check_signature(Some(&keys), &path, &texts)
+    })
+    .await
+}
+
 fn check_signature(
     keys: Option<&PolicyKeys>,
     path: &Path,

@@ -108,6 +108,8 @@ impl Reloader {
         loops: &mut Loops,
     ) -> Result<Self, ReloadError> {
         let policy_files = files::read_policy(&sources).await?;
+        let texts = Arc::new(policy_files.texts);
+        files::verify_policy(&sources, &texts).await?;
         let tls_files = match sources.tls_files() {
             Some(paths) => Some(files::read_tls(paths).await?),
             None => None,
@@ -119,7 +121,6 @@ impl Reloader {
             policy: Some(policy_files.digest),
             tls: tls_files.as_ref().map(|files| files.digest),
         };
-        let texts = Arc::new(policy_files.texts);
         let checked = check_policy(texts.clone()).await?;
         let status = Arc::new(StatusBoard::new());
         let credentials = match tls_files {
@@ -185,6 +186,7 @@ impl Reloader {
         }
         seen.policy = Some(files.digest);
         let texts = Arc::new(files.texts);
+        files::verify_policy(&self.sources, &texts).await?;
         let policy = build_policy(texts.clone(), self.own_id.clone()).await?;
         if policy.version() == self.live.policy().version() {
             return Ok(false);
