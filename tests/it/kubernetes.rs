@@ -238,9 +238,9 @@ fn the_demo_overlay_runs_every_compose_sidecar_in_its_workloads_pod_with_its_min
         }
         let init = pod.spec["initContainers"].as_array().unwrap();
         for (container, (file, config)) in init.iter().zip(pod.sidecars()) {
-            let sidecar = topology.sidecars.iter();
-            let sidecar = sidecar.filter(|s| s.file.file_name().unwrap() == file.as_str());
-            let own = topology.own_id(sidecar.last().unwrap());
+            let mut sidecars = topology.sidecars.iter();
+            let sidecar = sidecars.find(|s| s.file.file_name().unwrap() == file.as_str());
+            let own = topology.own_id(sidecar.unwrap());
             let configmap = pod.policy_configmap(container, config);
             check_own_slice(&slices, &configmap, own, &file);
         }
