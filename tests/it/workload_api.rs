@@ -24,7 +24,9 @@ use crate::support::eventually;
 use crate::support::metrics::scrape;
 use crate::support::pki::{Pki, serial};
 use crate::support::process::{Segward, WAIT};
-use crate::support::sidecar::write_policy;
+use crate::support::sidecar::{
+    inbound_block, outbound_block, start as start_sidecar, write_config, write_policy,
+};
 use crate::support::spire::{Agent, response};
 use crate::support::tcp::{Echo, closed_within, round_trip};
 
@@ -76,12 +78,17 @@ impl World {
     /// front of an echo workload.
     async fn with(policy: &str, tcp: bool) -> World {
         let pki = Pki::new(&["example.org", "partner.net"]);
+        World::build(pki, policy, tcp, "").await
+    }
+
+    /// [`World::with`] on `pki`, with `extra` (an `outbound:` block) in the config.
+    async fn build(pki: Pki, policy: &str, tcp: bool, extra: &str) -> World {
         let agent = Agent::start(pki.dir());
         let backend = Backend::start().await;
         let (inbound, admin) = (free_port(), free_port());
         let policy = write_policy(&pki, policy);
         let mut yaml = format!(
-            "identity:\n  workload_api: {}\npolicy: {}\nadmin:\n  listen: {admin}\n",
+            "identity:\n  workload_api: {}\npolicy: {}\nadmin:\n  listen: {admin}\n{extra}",
             agent.uri(),
             policy.display(),
         );
@@ -324,6 +331,7 @@ segments:
   api-v2: { identities: ["spiffe://example.org/ns/prod/sa/api-v2"] }
   batch: { identities: ["spiffe://example.org/ns/prod/sa/batch"] }
   ops: { identities: ["spiffe://example.org/ns/prod/sa/ops"] }
+  ledger: { identities: ["spiffe://example.org/ns/prod/sa/ledger"] }
 rules:
   - { name: web-reads-api-v1, from: [web], to: [api], paths: ["/v1/**"] }
   - { name: web-reads-api-v2, from: [web], to: [api-v2], paths: ["/v2/**"] }
@@ -431,6 +439,74 @@ async fn an_svid_for_another_spiffe_id_re_slices_the_policy_for_it_and_every_lat
         (Some(2), Some(4))
     );
     sidecar.shutdown().await;
+}
+
+/// Outbound: api reads ledger's `/v1/**`, api-v2 its `/v2/**` (ledger's sidecar decides too).
+const LEDGER: &str = "spiffe://example.org/ns/prod/sa/ledger";
+const LEDGER_RULES: &str = r#"  - { name: api-reads-ledger-v1, from: [api], to: [ledger], paths: ["/v1/**"] }
+  - { name: api-v2-reads-ledger-v2, from: [api-v2], to: [ledger], paths: ["/v2/**"] }
+"#;
+
+#[tokio::test]
+async fn after_a_rotation_to_another_id_outbound_requests_leave_as_the_new_id_on_fresh_connections()
+{
+    let policy = format!("{ROTATION}{LEDGER_RULES}");
+    let pki = Pki::new(&["example.org"]);
+    // ledger: a file-identity sidecar with the same fleet policy, in front of its backend.
+    let ledger_backend = Backend::start().await;
+    let ledger_policy = write_policy(&pki, &policy);
+    let ledger_svid = pki.issue(LEDGER);
+    let inbound = inbound_block(ledger_backend.addr());
+    let config = write_config(
+        &pki,
+        &ledger_svid,
+        &["example.org"],
+        &ledger_policy,
+        &inbound,
+    );
+    let ledger = start_sidecar(&config, |_| {}).await;
+    let ledger_addr = ledger.inbound_addr().unwrap();
+    let outbound = outbound_block(&[("ledger", ledger_addr, LEDGER)]);
+    let world = World::build(pki, &policy, false, &outbound).await;
+    let (sidecar, _) = world.started().await;
+    let out = sidecar.outbound_addr().unwrap();
+    let ledger_received = |target: &str| -> Vec<Recorded> {
+        let requests = ledger_backend.requests().into_iter();
+        requests.filter(|r| r.target == target).collect()
+    };
+    // As api: /v1 leaves (and pools a connection presenting api's SVID), /v2 does not.
+    let get = |target: &'static str| async move {
+        PlainClient::get(out, &format!("http://ledger{target}"))
+            .await
+            .unwrap()
+            .status
+    };
+    assert_eq!(get("/v1/a").await, StatusCode::OK);
+    assert_eq!(get("/v2/a").await, StatusCode::FORBIDDEN);
+    assert!(ledger_received("/v2/a").is_empty());
+
+    let (rotated, svid) = world.svid_for(API_V2);
+    world.agent.push(svid);
+    let presented = eventually(WITHIN, || async { world.presented().await == rotated }).await;
+    assert!(
+        presented,
+        "the SVID for the new ID never reached a new handshake"
+    );
+    // As api-v2: our egress decision and ledger's ingress decision both see api-v2 — the
+    // pooled connection presenting api's SVID was dropped, or ledger would refuse /v2.
+    assert_eq!(get("/v2/b").await, StatusCode::OK);
+    let xfcc = xfcc(&ledger_received("/v2/b")[0]).to_owned();
+    assert_eq!(xfcc, format!("By={LEDGER};URI={API_V2}"));
+    assert_eq!(get("/v1/b").await, StatusCode::FORBIDDEN);
+    assert!(
+        ledger_received("/v1/b").is_empty(),
+        "api's rule let /v1/b leave"
+    );
+    let metrics = scrape(world.admin).await;
+    let evicted = "segward_upstream_pools_evicted_total{reason=\"identity-changed\"}";
+    assert_eq!(metrics.get(evicted), Some(&1.0), "{metrics:#?}");
+    sidecar.shutdown().await;
+    ledger.shutdown().await;
 }
 
 #[tokio::test]
