@@ -3,8 +3,9 @@
 //! exactly one policy version, and a swap applies to the next request — also on kept-alive
 //! connections. The snapshot is a [`Snapshot`]: the slice together with the own SPIFFE ID it
 //! was cut for, so a request decided on one slice always uses that slice's ID — a rotation
-//! to another ID (docs/spire.md) swaps both at once. TLS material is in [`LiveTls`], read once per handshake. What the reloads did
-//! is the reloader's own record (`reload::ReloadStatus`), not part of this state.
+//! to another ID (docs/spire.md) swaps both at once. TLS material is in [`LiveTls`], read
+//! once per handshake. What the reloads did is the reloader's own record
+//! (`reload::ReloadStatus`), not part of this state.
 //! Every publish also wakes the [`PolicyChanges`] of open connections, which re-classify
 //! their peer once and close if it is now revoked (docs/runbook.md).
 

@@ -8,9 +8,10 @@
 //! then publish it. Where the credentials come from is the [`CredentialSource`]: files, or
 //! the SPIFFE Workload API, whose updates [`Reloader::apply_svid`] publishes like a file
 //! rotation — and an update naming another SPIFFE ID re-slices: the slice for the new ID is
-//! built from the texts in force and published with the new SVID (docs/spire.md). The policy-expiry schedule publishes successors (`expiry.rs`); [`Loops`] runs
-//! all of these. **If reloading failed, the old state is kept**; the [`ReloadError`] is
-//! logged, counted and kept in the [`ReloadStatus`] for `/policy`.
+//! built from the texts in force and published with the new SVID (docs/spire.md). The
+//! policy-expiry schedule publishes successors (`expiry.rs`); [`Loops`] runs all of these.
+//! **If reloading failed, the old state is kept**; the [`ReloadError`] is logged, counted and
+//! kept in the [`ReloadStatus`] for `/policy`.
 
 mod build;
 mod error;
