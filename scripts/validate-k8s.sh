@@ -54,10 +54,12 @@ for file in "${files[@]}"; do check "$file"; done
 echo "files: ${#files[@]} manifest files, $passed resource checks passed"
 
 # --- every kustomization, rendered ---------------------------------------------------------
+# Every kustomization.yaml but Components (rendered inside the overlays that use them): one
+# without a `kind:` line is a Kustomization too, as `policy slice --per` writes them.
 rm -rf "$out"
 mkdir -p "$out"
-mapfile -t roots < <(grep -rlE --include=kustomization.yaml '^kind: Kustomization$' deploy/kubernetes |
-  xargs -n1 dirname | sort)
+mapfile -t roots < <(find deploy/kubernetes -name kustomization.yaml -print0 |
+  xargs -0 grep -LE '^kind: Component$' | xargs -n1 dirname | sort)
 before=$passed
 for root in "${roots[@]}"; do
   rendered="$out/$(echo "${root#deploy/kubernetes/}" | tr / -).yaml"

@@ -26,7 +26,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::live::Live;
-use crate::policy::CompiledPolicy;
 use crate::reload::{Part, ReloadError, StatusBoard};
 use crate::shutdown::Shutdown;
 use crate::telemetry::metrics::Metrics;
@@ -212,6 +211,7 @@ fn policy(loaded: &Loaded) -> Response<Full<Bytes>> {
         .unwrap_or_default();
     let body = json!({
         "version": policy.version(),
+        "own_id": policy.own_id().as_str(),
         "loaded_at": loaded_at,
         "files": policy.files(),
         "segments": policy.segments().len(),
@@ -232,7 +232,7 @@ fn policy(loaded: &Loaded) -> Response<Full<Bytes>> {
 /// `Retry-After` while [`REACH_CONCURRENCY`] computations run.
 async fn reach(
     gate: &Arc<Semaphore>,
-    policy: Arc<CompiledPolicy>,
+    policy: Arc<crate::live::Snapshot>,
     query: Option<&str>,
 ) -> Response<Full<Bytes>> {
     let (from, to) = match reach_query(query.unwrap_or_default()) {
@@ -355,8 +355,10 @@ rules:
   - { name: web-calls-api, from: [web], to: [api], paths: ["/v1/**"] }
 "#;
 
-    fn policy() -> Arc<CompiledPolicy> {
-        Arc::new(crate::policy::from_text("policy.yaml", POLICY).unwrap())
+    fn policy() -> Arc<crate::live::Snapshot> {
+        let policy = crate::policy::from_text("policy.yaml", POLICY).unwrap();
+        let own = crate::identity::SpiffeId::parse("spiffe://example.org/ns/prod/sa/api");
+        Arc::new(crate::live::Snapshot::new(policy, own.unwrap()))
     }
 
     async fn body(response: Response<Full<Bytes>>) -> serde_json::Value {

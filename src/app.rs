@@ -143,11 +143,9 @@ impl Sidecar {
         trigger: Trigger,
     ) -> Result<Sidecar, StartError> {
         let live = reloader.live().clone();
-        let own_id = live.tls().current().credentials().id().clone();
         let log = config.decision_log;
         let cx = Arc::new(Context {
             live,
-            own_id,
             mode: config.mode,
             limits: config.limits,
             metrics,
@@ -173,7 +171,7 @@ impl Sidecar {
     fn warn_http_only_allows(&self, config: &Config) {
         let policy = self.cx.live.policy();
         let tcp_inbound = config.inbound.iter().any(|l| l.protocol == Protocol::Tcp);
-        let own = tcp_inbound.then_some(&self.cx.own_id);
+        let own = tcp_inbound.then_some(policy.own_id());
         let destinations = config.outbound.iter().flat_map(|o| o.tcp.values());
         for id in own.into_iter().chain(destinations.map(|d| &d.spiffe_id)) {
             for rule in lint::http_only_allows(&policy, id) {
@@ -209,9 +207,10 @@ impl Sidecar {
         self.reloader.reload(force).await
     }
 
-    /// The sidecar's own SPIFFE ID (from its certificate).
-    pub fn id(&self) -> &SpiffeId {
-        &self.cx.own_id
+    /// The sidecar's own SPIFFE ID in force (from its certificate; a rotation to another ID
+    /// changes it, docs/spire.md).
+    pub fn id(&self) -> SpiffeId {
+        self.cx.live.policy().own_id().clone()
     }
 
     /// The live state (the policy and TLS material in force).

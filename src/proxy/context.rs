@@ -1,11 +1,11 @@
-//! [`Context`]: what the listeners of one sidecar share — the live state, the sidecar's own
-//! SPIFFE ID, mode, limits, metrics, the decision-log sampler and the request-id generator.
+//! [`Context`]: what the listeners of one sidecar share — the live state (whose policy
+//! snapshot carries the sidecar's own SPIFFE ID: it can change, docs/spire.md), mode, limits,
+//! metrics, the decision-log sampler and the request-id generator.
 
 use std::sync::Arc;
 
 use super::request_id::RequestIds;
 use crate::config::{Limits, Mode};
-use crate::identity::SpiffeId;
 use crate::live::Live;
 use crate::telemetry::decision_log::Sampler;
 use crate::telemetry::metrics::Metrics;
@@ -15,8 +15,6 @@ use crate::telemetry::metrics::Metrics;
 pub struct Context {
     /// Policy and TLS material in force.
     pub live: Arc<Live>,
-    /// The sidecar's own SPIFFE ID (from its certificate).
-    pub own_id: SpiffeId,
     /// Enforce or audit.
     pub mode: Mode,
     /// Connection, header and timeout limits.

@@ -1,6 +1,8 @@
 //! The inbound side (docs/security.md, §5): mTLS in from a peer, the peer's SPIFFE ID read once
 //! per connection, then per request: validate, decide against the policy snapshot of that
-//! request, rewrite headers, forward in plain HTTP/1.1 to the local workload. A published
+//! request (the slice and the own SPIFFE ID it was cut for: after a rotation to another ID,
+//! docs/spire.md, the next request on any connection is decided, and its XFCC `By=` written,
+//! as the new ID), rewrite headers, forward in plain HTTP/1.1 to the local workload. A published
 //! policy that revokes the peer also closes its open connection (docs/runbook.md).
 
 use std::convert::Infallible;
@@ -18,7 +20,7 @@ use super::context::Context;
 use super::exchange::Exchange;
 use super::handshake::{self, Accepted};
 use super::headers::IdentityHeaders;
-use super::respond::Body;
+use super::respond::{Body, ProxyError};
 use super::serve::Slot;
 use super::upstream::PlainUpstream;
 use super::{admission, connection, headers, serve};
@@ -59,21 +61,29 @@ impl Inbound {
         // connection, and this request sees exactly one policy version.
         let cx = &*self.cx;
         let policy = cx.live.policy();
-        let (source, destination) = (peer.id.as_str(), Some(cx.own_id.as_str()));
+        let own = policy.own_id();
+        let (source, destination) = (peer.id.as_str(), Some(own.as_str()));
         let mut exchange =
             Exchange::start(cx, Direction::Inbound, &req, &policy, source, destination)
                 .with_peer_addr(&peer.addr);
         let outcome = async {
             // 1–2. Validate and decide: ingress rules, the peer is the source and we are the
             // destination.
-            let admitted = admission::admit(&req, &policy, &peer.id, &cx.own_id, &mut exchange)?;
+            let admitted = admission::admit(&req, &policy, &peer.id, own, &mut exchange)?;
 
             // 3. Forward what was admitted: hop-by-hop headers out first, then our identity
             // headers replace any the client sent (after, so a client's
             // `Connection: x-spiffe-id` cannot remove ours).
             let headers = req.headers_mut();
             headers::strip_hop_by_hop(headers);
-            peer.headers.apply(headers);
+            if own == &peer.headers_for {
+                peer.headers.apply(headers);
+            } else if headers::set_identity_headers(headers, own.as_str(), peer.id.as_str())
+                .is_err()
+            {
+                // Impossible for validated SPIFFE IDs; fail closed all the same.
+                return Err(ProxyError::Denied);
+            }
             self.upstream.forward(req, admitted).await
         }
         .await;
@@ -95,14 +105,17 @@ impl serve::Listener for Inbound {
         };
         let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
         tracing::debug!(%remote, source_id = %peer, "connection accepted");
-        // The peer is fixed for the connection: its identity headers are built once.
-        let Ok(headers) = IdentityHeaders::new(self.cx.own_id.as_str(), peer.as_str()) else {
+        // The peer is fixed for the connection: its identity headers are built once, for the
+        // own ID of now (a request after a rotation to another ID builds its own).
+        let own = self.cx.live.policy().own_id().clone();
+        let Ok(headers) = IdentityHeaders::new(own.as_str(), peer.as_str()) else {
             tracing::warn!(%remote, "peer SPIFFE ID is not a header value; closing");
             return;
         };
         let peer = Arc::new(Peer {
             id: peer,
             headers,
+            headers_for: own,
             addr: remote.to_string().into_boxed_str(),
         });
         let limits = self.cx.limits;
@@ -138,6 +151,8 @@ pub struct Peer {
     pub id: SpiffeId,
     /// `x-spiffe-id` and XFCC for this peer, built once per connection.
     pub headers: IdentityHeaders,
+    /// The own ID `headers` name in XFCC `By=`.
+    pub headers_for: SpiffeId,
     /// The connection's remote `IP:port`, for the decision log.
     pub addr: Box<str>,
 }

@@ -137,15 +137,15 @@ impl Outbound {
             routes.insert(config::destination_key(name).into_owned(), route);
         }
         let routes = Arc::new(routes);
-        if cx.mode == Mode::Enforce {
-            let keeper = PoolKeeper {
-                routes: Arc::downgrade(&routes),
-                live: Arc::downgrade(&cx.live),
-                metrics: cx.metrics.clone(),
-                limits: cx.limits,
-            };
-            tokio::spawn(keeper.run(cx.live.policy_changes()));
-        }
+        let keeper = PoolKeeper {
+            routes: Arc::downgrade(&routes),
+            live: Arc::downgrade(&cx.live),
+            metrics: cx.metrics.clone(),
+            limits: cx.limits,
+            enforce: cx.mode == Mode::Enforce,
+            own: policy.own_id().clone(),
+        };
+        tokio::spawn(keeper.run(cx.live.policy_changes()));
         Ok(Self { cx, routes })
     }
 
@@ -158,14 +158,14 @@ impl Outbound {
         // (and the refusal is logged like any request, without a destination_id).
         let route = self.route(&req);
         let destination = route.as_ref().ok().map(|route| route.spiffe_id.as_str());
-        let source = cx.own_id.as_str();
+        let own = policy.own_id();
+        let source = own.as_str();
         let mut exchange =
             Exchange::start(cx, Direction::Outbound, &req, &policy, source, destination);
         let outcome = async {
             let route = route?;
             // 2–3. Validate and decide, as inbound does: egress rules, we are the source.
-            let admitted =
-                admission::admit(&req, &policy, &cx.own_id, &route.spiffe_id, &mut exchange)?;
+            let admitted = admission::admit(&req, &policy, own, &route.spiffe_id, &mut exchange)?;
 
             // 4. Forward what was admitted over mTLS; the route's client only completes a
             // handshake with a server proving `route.spiffe_id`.
@@ -213,28 +213,40 @@ impl serve::Listener for Outbound {
 
 /// Drops the pool of each destination a published policy newly revokes: its idle pooled
 /// connections close, and the next request to it opens a new one. Audit mode enforces
-/// nothing, so it keeps its pools (no keeper runs).
+/// nothing, so it keeps those pools. A publish of another own ID (docs/spire.md) drops every
+/// pool, in either mode: a pooled connection presents the SVID of its handshake, and the
+/// destination must see the ID our requests are now decided as.
 struct PoolKeeper {
     routes: Weak<Routes>,
     live: Weak<Live>,
     metrics: Arc<Metrics>,
     limits: Limits,
+    /// Whether revocations drop pools (enforce mode).
+    enforce: bool,
+    /// The own ID the pools' connections present.
+    own: SpiffeId,
 }
 
 impl PoolKeeper {
     /// Until the live state or the routes are gone: on each publish, one classification
     /// per destination.
-    async fn run(self, mut changes: PolicyChanges) {
+    async fn run(mut self, mut changes: PolicyChanges) {
         while changes.changed().await {
             let (Some(routes), Some(live)) = (self.routes.upgrade(), self.live.upgrade()) else {
                 return;
             };
             let policy = live.policy();
+            let new_id = policy.own_id() != &self.own;
+            if new_id {
+                self.own = policy.own_id().clone();
+            }
             for route in routes.values() {
-                let revoked = policy.classify(&route.spiffe_id).is_revoked();
+                let revoked = self.enforce && policy.classify(&route.spiffe_id).is_revoked();
                 let was = route.revoked.swap(revoked, Ordering::Relaxed);
                 if revoked && !was {
-                    self.evict(route);
+                    self.evict(route, "revoked");
+                } else if new_id {
+                    self.evict(route, "identity-changed");
                 }
             }
         }
@@ -242,11 +254,11 @@ impl PoolKeeper {
 
     /// Replaces `route`'s pool with an empty one; requests in flight keep the old one to
     /// their end, then its connections close.
-    fn evict(&self, route: &Route) {
+    fn evict(&self, route: &Route, reason: &'static str) {
         let fresh = MtlsUpstream::mtls(route.authority.clone(), route.tls.clone(), &self.limits);
         route.upstream.store(Arc::new(fresh));
-        self.metrics.pool_evicted("revoked");
-        tracing::info!(destination_id = %route.spiffe_id, "destination revoked; pool dropped");
+        self.metrics.pool_evicted(reason);
+        tracing::info!(destination_id = %route.spiffe_id, reason, "pool dropped");
     }
 }
 

@@ -60,8 +60,7 @@ impl serve::Listener for TcpInbound {
         let parties = Parties {
             cx: &self.cx,
             direction: Direction::Inbound,
-            source: &peer,
-            destination: &self.cx.own_id,
+            peer: &peer,
         };
         let dial = connect(&self.cx, &self.upstream);
         tunnel::run(parties, changes, tls, dial, slot).await;
@@ -123,8 +122,7 @@ impl serve::Listener for TcpOutbound {
         let parties = Parties {
             cx: &self.cx,
             direction: Direction::Outbound,
-            source: &self.cx.own_id,
-            destination: &self.spiffe_id,
+            peer: &self.spiffe_id,
         };
         tunnel::run(parties, changes, tcp, self.dial(), slot).await;
     }

@@ -4,7 +4,9 @@
 //! ways, carrying half-close and respecting backpressure, until both sides are done, it idles
 //! past `limits.idle_timeout`, a published policy decides it again and denies it, or the
 //! drain ends. One decision-log line at open, one at close (bytes, duration, close reason).
-//! The listeners that reach here are [`super::tcp`]'s.
+//! The listeners that reach here are [`super::tcp`]'s. The sidecar's own side of a connection
+//! is the own SPIFFE ID of the snapshot each decision is made on: after a rotation to another
+//! ID (docs/spire.md) the publish decides every open connection again as the new ID.
 
 use std::future::Future;
 use std::io;
@@ -20,8 +22,8 @@ use super::idle::Activity;
 use super::serve::Slot;
 use crate::config::Mode;
 use crate::identity::SpiffeId;
-use crate::live::PolicyChanges;
-use crate::policy::{CompiledPolicy, Verdict};
+use crate::live::{PolicyChanges, Snapshot};
+use crate::policy::Verdict;
 use crate::telemetry::decision_log::{self, ConnectionRecord, Direction};
 
 /// Each direction's copy buffer: large enough for a long stream to move in big writes.
@@ -67,15 +69,18 @@ struct Decided {
     reason: &'static str,
     rule: Option<String>,
     version: String,
+    /// The own ID the decision was made as.
+    own: SpiffeId,
 }
 
 impl Decided {
-    fn of(verdict: &Verdict<'_>, policy: &CompiledPolicy) -> Self {
+    fn of(verdict: &Verdict<'_>, policy: &Snapshot) -> Self {
         Self {
             decision: verdict.decision.as_str(),
             reason: verdict.reason.as_str(),
             rule: verdict.rule.map(str::to_owned),
             version: policy.version().to_owned(),
+            own: policy.own_id().clone(),
         }
     }
 
@@ -88,12 +93,22 @@ impl Decided {
 pub struct Parties<'a> {
     /// The sidecar's shared state.
     pub cx: &'a Context,
-    /// Inbound (peer → workload) or outbound (app → destination).
+    /// Inbound (peer → workload: the peer is the source, this sidecar the destination) or
+    /// outbound (app → destination: this sidecar is the source, the peer the destination).
     pub direction: Direction,
-    /// The calling identity.
-    pub source: &'a SpiffeId,
-    /// The identity being reached.
-    pub destination: &'a SpiffeId,
+    /// The other side: the authenticated client (inbound) or the destination (outbound).
+    /// This sidecar's side is the own ID of the snapshot each decision is made on.
+    pub peer: &'a SpiffeId,
+}
+
+impl Parties<'_> {
+    /// (source, destination) with `own` as this sidecar's side.
+    fn ids<'s>(&'s self, own: &'s SpiffeId) -> (&'s SpiffeId, &'s SpiffeId) {
+        match self.direction {
+            Direction::Inbound => (self.peer, own),
+            Direction::Outbound => (own, self.peer),
+        }
+    }
 }
 
 /// Serves one connection whose parties are known: decide, then (if let through) `dial` and
@@ -178,8 +193,9 @@ where
 }
 
 /// The connection decided on `policy`; audit mode lets a deny through as `would-deny`.
-fn decide<'p>(parties: &Parties<'_>, policy: &'p CompiledPolicy) -> Verdict<'p> {
-    let verdict = policy.decide_connection(parties.source, parties.destination);
+fn decide<'p>(parties: &Parties<'_>, policy: &'p Snapshot) -> Verdict<'p> {
+    let (source, destination) = parties.ids(policy.own_id());
+    let verdict = policy.decide_connection(source, destination);
     match parties.cx.mode {
         Mode::Enforce => verdict,
         Mode::Audit => verdict.audited(),
@@ -294,12 +310,13 @@ impl Recorder<'_> {
         duration: Option<Duration>,
     ) {
         let p = self.parties;
+        let (source, destination) = p.ids(&decided.own);
         decision_log::write_connection(&ConnectionRecord {
             connection_id: self.id,
             direction: p.direction,
             event,
-            source_id: p.source.as_str(),
-            destination_id: p.destination.as_str(),
+            source_id: source.as_str(),
+            destination_id: destination.as_str(),
             decision: decided.decision,
             rule: decided.rule.as_deref(),
             reason: decided.reason,

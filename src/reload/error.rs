@@ -66,7 +66,8 @@ pub enum ReloadError {
     /// stays" — and so is any certificate, key or bundle that fails its checks.
     #[error("{0}")]
     InvalidTls(TlsError),
-    /// A sidecar's identity is fixed for its life: a new certificate must name the same ID.
+    /// With identity from files the ID is fixed for the process's life: a new certificate
+    /// file must name the same ID (the Workload API may rotate it: `NewIdentityPolicy`).
     #[error(
         "{file}: the new certificate names {found}, but this sidecar is {own}; restart segward \
          to change its identity"
@@ -78,6 +79,21 @@ pub enum ReloadError {
         found: SpiffeId,
         /// The sidecar's own ID.
         own: SpiffeId,
+    },
+    /// docs/spire.md "Rotation to another SPIFFE ID": the Workload API sent an SVID for another
+    /// ID, and the policy in force does not build for it (its slice's `tests:` fail, …): the
+    /// SVID, slice and ID in force stay.
+    #[error(
+        "the SPIFFE Workload API sent an X509-SVID for {found}, but the policy in force does not \
+         build for that ID, so {own} and its SVID stay in force:\n{cause}"
+    )]
+    NewIdentityPolicy {
+        /// The ID the new SVID names.
+        found: SpiffeId,
+        /// The sidecar's own ID, still in force.
+        own: SpiffeId,
+        /// Why the slice for `found` did not build.
+        cause: Box<ReloadError>,
     },
     /// docs/spire.md: the Workload API client stopped (shutdown) before a valid SVID came.
     #[error("no X509-SVID arrived from the SPIFFE Workload API before it stopped")]
@@ -103,6 +119,7 @@ impl ReloadError {
             Self::TlsUnreadable(_)
             | Self::InvalidTls(_)
             | Self::IdentityChanged { .. }
+            | Self::NewIdentityPolicy { .. }
             | Self::NoSvid => Part::Tls,
             Self::Panicked { part, .. } => *part,
         }
@@ -118,6 +135,7 @@ impl ReloadError {
             Self::TlsUnreadable(_) => "tls-unreadable",
             Self::InvalidTls(_) => "invalid-tls",
             Self::IdentityChanged { .. } => "identity-changed",
+            Self::NewIdentityPolicy { .. } => "new-identity-policy",
             Self::NoSvid => "no-svid",
             Self::Panicked { .. } => "panicked",
         }
@@ -146,7 +164,12 @@ mod tests {
             ReloadError::IdentityChanged {
                 file: "c".into(),
                 found: id.clone(),
+                own: id.clone(),
+            },
+            ReloadError::NewIdentityPolicy {
+                found: id.clone(),
                 own: id,
+                cause: Box::new(ReloadError::NoSvid),
             },
             ReloadError::NoSvid,
             ReloadError::Panicked {
@@ -158,7 +181,7 @@ mod tests {
         use Part::{Policy, Tls};
         assert_eq!(
             parts,
-            [Policy, Policy, Policy, Policy, Tls, Tls, Tls, Tls, Tls]
+            [Policy, Policy, Policy, Policy, Tls, Tls, Tls, Tls, Tls, Tls]
         );
         let mut reasons: Vec<_> = errors.iter().map(ReloadError::reason).collect();
         reasons.sort_unstable();

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use super::Reloader;
 use super::build::build_successor;
 use super::error::ReloadError;
+use crate::identity::SpiffeId;
 use crate::policy::CompiledPolicy;
 use crate::shutdown::Shutdown;
 
@@ -39,7 +40,7 @@ pub(super) fn spawn(reloader: Arc<Reloader>, mut shutdown: Shutdown) -> JoinHand
                 () = reloader.policy_published().notified() => continue,
                 () = shutdown.wait() => break,
             }
-            let next = match build(&reloader, at).await {
+            let next = match build(&reloader, base.own_id(), at).await {
                 Ok(next) => next,
                 Err(error) => {
                     tracing::error!(%error, "cannot build the policy state due at its expiry; retrying");
@@ -66,6 +67,10 @@ fn until(at: i64) -> Duration {
 
 /// The successor of the policy in force (the slice for the sidecar's own identity),
 /// compiled as of `at` from the texts it was built from.
-async fn build(reloader: &Reloader, at: i64) -> Result<CompiledPolicy, ReloadError> {
-    build_successor(reloader.texts(), reloader.own_id.clone(), at).await
+async fn build(
+    reloader: &Reloader,
+    own: &SpiffeId,
+    at: i64,
+) -> Result<CompiledPolicy, ReloadError> {
+    build_successor(reloader.texts(), own.clone(), at).await
 }

@@ -7,9 +7,11 @@
 //! with its `tests:` on a blocking thread: docs/fleet.md "Slices"), and only
 //! then publish it. Where the credentials come from is the [`CredentialSource`]: files, or
 //! the SPIFFE Workload API, whose updates [`Reloader::apply_svid`] publishes like a file
-//! rotation. The policy-expiry schedule publishes successors (`expiry.rs`); [`Loops`] runs
-//! all of these. **If reloading failed, the old state is kept**; the [`ReloadError`] is
-//! logged, counted and kept in the [`ReloadStatus`] for `/policy`.
+//! rotation — and an update naming another SPIFFE ID re-slices: the slice for the new ID is
+//! built from the texts in force and published with the new SVID (docs/spire.md). The
+//! policy-expiry schedule publishes successors (`expiry.rs`); [`Loops`] runs all of these.
+//! **If reloading failed, the old state is kept**; the [`ReloadError`] is logged, counted and
+//! kept in the [`ReloadStatus`] for `/policy`.
 
 mod build;
 mod error;
@@ -31,11 +33,10 @@ pub use loops::Loops;
 pub use source::{CredentialSource, Sources, TlsPaths};
 pub use status::{ReloadStatus, StatusBoard};
 
-use crate::identity::SpiffeId;
-use crate::live::Live;
+use crate::live::{Live, Snapshot};
 use crate::policy::CompiledPolicy;
 use crate::telemetry::metrics::Metrics;
-use crate::tls::LiveTls;
+use crate::tls::{Credentials, LiveTls, TlsMaterial};
 use crate::workload_api::Update;
 
 /// What one reload did to one part of the state.
@@ -70,7 +71,6 @@ pub struct Reloader {
     live: Arc<Live>,
     metrics: Arc<Metrics>,
     status: Arc<StatusBoard>,
-    own_id: SpiffeId,
     /// Content hashes of the bytes the state in force was built from (or last refused);
     /// the lock also keeps reloads one at a time.
     seen: Mutex<Seen>,
@@ -134,10 +134,9 @@ impl Reloader {
         let tls = LiveTls::new(credentials).map_err(ReloadError::InvalidTls)?;
         Ok(Self {
             sources,
-            live: Arc::new(Live::new(policy, tls)),
+            live: Arc::new(Live::new(Snapshot::new(policy, own_id), tls)),
             metrics,
             status,
-            own_id,
             seen: Mutex::new(seen),
             texts: std::sync::Mutex::new(texts),
             published: Notify::new(),
@@ -187,12 +186,15 @@ impl Reloader {
         seen.policy = Some(files.digest);
         let texts = Arc::new(files.texts);
         files::verify_policy(&self.sources, &texts).await?;
-        let policy = build_policy(texts.clone(), self.own_id.clone()).await?;
+        // The own ID only changes under this lock (`apply_svid`): the slice is for the one
+        // in force.
+        let own = self.live.policy().own_id().clone();
+        let policy = build_policy(texts.clone(), own.clone()).await?;
         if policy.version() == self.live.policy().version() {
             return Ok(false);
         }
         tracing::info!(policy_version = policy.version(), "policy reloaded");
-        let old = self.live.publish_policy(policy);
+        let old = self.live.publish_policy(Snapshot::new(policy, own));
         *self
             .texts
             .lock()
@@ -216,58 +218,89 @@ impl Reloader {
         seen.tls = Some(files.digest);
         let cert_file = files.cert.0.display().to_string();
         let credentials = build_credentials(files, Stage::Reload).await?;
-        if credentials.id() != &self.own_id {
+        let own = self.live.policy().own_id().clone();
+        if credentials.id() != &own {
             return Err(ReloadError::IdentityChanged {
                 file: cert_file,
                 found: credentials.id().clone(),
-                own: self.own_id.clone(),
+                own,
             });
         }
         self.live
             .tls()
             .publish(credentials)
             .map_err(ReloadError::InvalidTls)?;
-        tracing::info!(spiffe_id = %self.own_id, "certificate and bundles reloaded");
+        tracing::info!(spiffe_id = %own, "certificate and bundles reloaded");
         Ok(true)
     }
 
     /// Publishes one SPIFFE Workload API update like a file rotation: the next handshake
-    /// presents the new SVID and trusts the new bundles; open connections carry on. A refused
-    /// update, or one naming another SPIFFE ID, leaves the material in force.
+    /// presents the new SVID and trusts the new bundles; open connections carry on. An update
+    /// naming another SPIFFE ID re-slices (docs/spire.md "Rotation to another SPIFFE ID"): the
+    /// slice for the new ID is built from the policy texts in force, and only if it builds are
+    /// it and the SVID published together ([`Live::publish_identity`]). A refused update
+    /// leaves the SVID, the slice and the ID in force.
     pub async fn apply_svid(&self, update: Update) -> Change {
         let _one_at_a_time = self.seen.lock().await;
-        let outcome = update
-            .map_err(ReloadError::InvalidTls)
-            .and_then(|credentials| {
-                if credentials.id() != &self.own_id {
-                    return Err(ReloadError::IdentityChanged {
-                        file: "the SPIFFE Workload API".to_owned(),
-                        found: credentials.id().clone(),
-                        own: self.own_id.clone(),
-                    });
-                }
-                let not_after = credentials.not_after();
-                self.live
-                    .tls()
-                    .publish(credentials)
-                    .map_err(ReloadError::InvalidTls)?;
-                tracing::info!(
-                    spiffe_id = %self.own_id,
-                    not_after = %crate::policy::format_time(not_after),
-                    "X509-SVID and bundles from the SPIFFE Workload API in force"
-                );
-                Ok(true)
-            });
+        let outcome = match update.map_err(ReloadError::InvalidTls) {
+            Ok(credentials) => self.publish_svid(credentials).await,
+            Err(error) => Err(error),
+        };
         let change = change(outcome);
         self.record(Part::Tls, &change);
         change
     }
 
+    /// [`Reloader::apply_svid`] of valid credentials, under the reload lock.
+    async fn publish_svid(&self, credentials: Credentials) -> Result<bool, ReloadError> {
+        let in_force = self.live.policy();
+        let not_after = crate::policy::format_time(credentials.not_after());
+        if credentials.id() == in_force.own_id() {
+            self.live
+                .tls()
+                .publish(credentials)
+                .map_err(ReloadError::InvalidTls)?;
+            tracing::info!(
+                spiffe_id = %in_force.own_id(),
+                %not_after,
+                "X509-SVID and bundles from the SPIFFE Workload API in force"
+            );
+            return Ok(true);
+        }
+        let (found, own) = (credentials.id().clone(), in_force.own_id().clone());
+        let material = TlsMaterial::new(credentials).map_err(ReloadError::InvalidTls)?;
+        let policy = build_policy(self.texts(), found.clone())
+            .await
+            .map_err(|cause| ReloadError::NewIdentityPolicy {
+                found: found.clone(),
+                own: own.clone(),
+                cause: Box::new(cause),
+            })?;
+        let rules = policy.rules().len();
+        let old = self
+            .live
+            .publish_identity(Snapshot::new(policy, found.clone()), material);
+        drop(in_force);
+        self.published.notify_one();
+        tokio::task::spawn_blocking(move || drop(old));
+        tracing::warn!(
+            spiffe_id = %found,
+            previous = %own,
+            rules,
+            %not_after,
+            "own SPIFFE ID changed (SPIFFE Workload API): the policy is re-sliced for the new ID \
+             and its X509-SVID is in force; open connections are decided again as the new ID"
+        );
+        Ok(true)
+    }
+
     /// Publishes `next`, the successor of `base` due now (`expiry.rs`), unless a reload
     /// replaced `base` meanwhile (then `next` is stale).
-    async fn publish_successor(&self, base: &CompiledPolicy, next: CompiledPolicy) {
+    async fn publish_successor(&self, base: &Snapshot, next: CompiledPolicy) {
         let _one_at_a_time = self.seen.lock().await;
-        if self.live.policy().version() != base.version() {
+        let in_force = self.live.policy();
+        // Same texts, another ID (a rotation) have the same version: compare both.
+        if in_force.version() != base.version() || in_force.own_id() != base.own_id() {
             return;
         }
         tracing::info!(
@@ -275,7 +308,9 @@ impl Reloader {
             previous = base.version(),
             "an exception expired or a containment lifted: successor policy in force"
         );
-        let old = self.live.publish_policy(next);
+        let old = self
+            .live
+            .publish_policy(Snapshot::new(next, base.own_id().clone()));
         tokio::task::spawn_blocking(move || drop(old));
     }
 

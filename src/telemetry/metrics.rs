@@ -398,7 +398,7 @@ impl Metrics {
         self.connections.cut.get_or_create(&labels).inc();
     }
 
-    /// Counts one destination pool dropped for `reason` (`revoked`).
+    /// Counts one destination pool dropped for `reason` (`revoked`, `identity-changed`).
     pub fn pool_evicted(&self, reason: &'static str) {
         self.connections
             .pools_evicted

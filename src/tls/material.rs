@@ -66,6 +66,23 @@ impl LiveTls {
         self.0.store(Arc::new(build(credentials)?));
         Ok(())
     }
+
+    /// Makes `material` (from [`TlsMaterial::new`]) the material of the next handshakes;
+    /// cannot fail, so a caller publishing it with something else builds both first.
+    pub fn install(&self, material: TlsMaterial) {
+        self.0.store(Arc::new(material));
+    }
+}
+
+impl TlsMaterial {
+    /// The material of `credentials` (already checked by their constructor), not yet in
+    /// force: see [`LiveTls::install`].
+    ///
+    /// # Errors
+    /// [`TlsError::Config`] if rustls refuses a bundle.
+    pub fn new(credentials: Credentials) -> Result<Self, TlsError> {
+        build(credentials)
+    }
 }
 
 fn build(credentials: Credentials) -> Result<TlsMaterial, TlsError> {

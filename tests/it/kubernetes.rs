@@ -1,7 +1,9 @@
-//! The Kubernetes manifests (docs/spire.md, README "Kubernetes"), proven without a cluster:
+//! The Kubernetes manifests (docs/fleet.md#kubernetes), proven without a cluster:
 //! deploy/kubernetes/ is read as files and checked against the sidecar configs it carries,
-//! which must load as segward loads them, and against docker-compose.yml's demo fleet. The
-//! schemas themselves are scripts/validate-k8s.sh's job (CI), not this file's.
+//! which must load as segward loads them, and against docker-compose.yml's demo fleet; the
+//! demo's policy slices are what `segward policy slice` writes for the shipped policy, and each
+//! sidecar mounts the slice of its own identity. The schemas themselves are
+//! scripts/validate-k8s.sh's job (CI), not this file's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -10,11 +12,21 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use segward::config::{self, Config};
+use segward::identity::SpiffeId;
+use segward::policy::{self, Fleet, PolicySource, Scope};
 
+use super::cli::segward;
 use super::compose::topology::{CERTS_MOUNT, POLICY_MOUNT, Topology, listen_ports, root, text};
+use super::slice_cmd::tree;
 
-/// The policy ConfigMap every pod mounts, from deploy/kubernetes/policy.
+/// The policy ConfigMap of the whole fleet policy, from deploy/kubernetes/policy (the base
+/// mounts it; the demo's pods mount their slice, `segward-policy-<segment>`).
 const POLICY_CONFIGMAP: &str = "segward-policy";
+/// The demo's slices: `segward policy slice policies/ --per segment --out` this.
+const DEMO_SLICES: &str = "deploy/kubernetes/overlays/demo/slices";
+/// The command that writes them, from the repository's root.
+const RESLICE: &str =
+    "segward policy slice policies/ --per segment --out deploy/kubernetes/overlays/demo/slices/";
 /// Where each pod mounts its sidecar config ConfigMap.
 const CONFIG_DIR: &str = "/etc/segward/config";
 
@@ -80,6 +92,8 @@ fn the_base_pod_matches_its_sidecar_config_and_reads_the_csi_driver_spiffe_files
     pod.check();
 
     let (_, config) = pod.sidecars().pop().unwrap();
+    let policy = pod.volume_mount_of(&config.policy);
+    assert_eq!(pod.volume(&policy)["configMap"]["name"], POLICY_CONFIGMAP);
     let identity = pod.volume_mount_of(&config.identity.files().unwrap().cert);
     assert_eq!(
         pod.volume(&identity)["csi"]["driver"],
@@ -173,6 +187,7 @@ fn the_spire_component_changes_only_the_identity_to_the_mounted_agent_socket() {
 fn the_demo_overlay_runs_every_compose_sidecar_in_its_workloads_pod_with_its_minted_identity() {
     let topology = Topology::read();
     let demo = Kustomization::read("deploy/kubernetes/overlays/demo");
+    let slices = Kustomization::read(DEMO_SLICES);
     let configs = demo.configs("demo-sidecar-configs");
     let deployments = demo.objects("Deployment");
     let apps: BTreeSet<&str> = topology.sidecars.iter().map(|s| s.app().unwrap()).collect();
@@ -221,6 +236,14 @@ fn the_demo_overlay_runs_every_compose_sidecar_in_its_workloads_pod_with_its_min
             }
             assert!(seen.insert(topology.own_id(sidecar).clone()), "{file}");
         }
+        let init = pod.spec["initContainers"].as_array().unwrap();
+        for (container, (file, config)) in init.iter().zip(pod.sidecars()) {
+            let mut sidecars = topology.sidecars.iter();
+            let sidecar = sidecars.find(|s| s.file.file_name().unwrap() == file.as_str());
+            let own = topology.own_id(sidecar.unwrap());
+            let configmap = pod.policy_configmap(container, config);
+            check_own_slice(&slices, &configmap, own, &file);
+        }
     }
     let minted: BTreeSet<_> = topology.minted.values().cloned().collect();
     assert_eq!(seen, minted, "every compose identity runs in the demo");
@@ -245,6 +268,196 @@ fn every_demo_destination_is_a_service_on_its_callees_inbound_listener() {
         let callee = Pod::new(demo.object("Deployment", host), &configs);
         check_service(service, &callee);
     }
+}
+
+/// The ConfigMap `configmap` of the demo's slices holds every rule the slice of the whole
+/// shipped policy for `own` keeps — all its sidecar's decisions can use — and fewer rules than
+/// the whole policy.
+fn check_own_slice(slices: &Kustomization, configmap: &str, own: &SpiffeId, at: &str) {
+    let texts = slices.generated(configmap);
+    let texts = texts.iter().filter(|(name, _)| name.ends_with(".yaml"));
+    let mounted = PolicySource::from_texts(texts.map(|(n, t)| (n.as_str(), t.as_str())));
+    let mounted = policy::compile(&mounted.unwrap()).unwrap_or_else(|e| panic!("{at}: {e}"));
+    let whole = PolicySource::read(&root("policies")).unwrap();
+    let whole = PolicySource::from_texts(whole.iter().map(|(n, t)| (n.as_str(), t.as_str())));
+    let whole = whole.unwrap();
+    let now = policy::unix_now();
+    let fleet = Fleet::check(&whole, now).unwrap();
+    let own_slice = fleet.at(now).compile(whole, &Scope::identity(own.clone()));
+    let own_slice = own_slice.unwrap();
+    let names = |p: &policy::CompiledPolicy| -> BTreeSet<String> {
+        p.rules().iter().map(|r| r.name.clone()).collect()
+    };
+    let (needed, held) = (names(&own_slice), names(&mounted));
+    assert!(
+        needed.is_subset(&held),
+        "{at} ({own}) mounts {configmap}, which lacks {:?} of its slice",
+        needed.difference(&held).collect::<Vec<_>>()
+    );
+    assert!(
+        held.len() < own_slice.fleet_rules(),
+        "{at}: {configmap} is the whole policy, not a slice"
+    );
+}
+
+/// The demo's slices are exactly what `policy slice --per segment` writes for the shipped
+/// policy today, so they cannot drift from policies/.
+#[test]
+fn the_demo_slices_are_what_policy_slice_writes_for_the_shipped_policy() {
+    let out = tempfile::TempDir::new().unwrap();
+    let written = out.path().join("slices");
+    let args = ["policy", "slice", "policies/", "--per", "segment", "--out"];
+    let run = segward(&[&args[..], &[written.to_str().unwrap()]].concat());
+    assert_eq!(run.code, 0, "{run:?}");
+    let (fresh, checked_in) = (tree(&written), tree(&root(DEMO_SLICES)));
+    let names = |t: &BTreeMap<PathBuf, Vec<u8>>| t.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        names(&checked_in),
+        names(&fresh),
+        "{DEMO_SLICES} is not what `policy slice` writes; from the repository's root run:\n  \
+         {RESLICE}"
+    );
+    for (file, bytes) in &fresh {
+        assert!(
+            checked_in[file] == *bytes,
+            "{DEMO_SLICES}/{} is not what `policy slice` writes; from the repository's root \
+             run:\n  {RESLICE}",
+            file.display()
+        );
+    }
+}
+
+/// The documented CI sequence — `certs signing-key`, `policy slice --per segment --sign`,
+/// `policy check --verify-key` — signs every slice; it adds only `policy.sig` to each folder
+/// and its ConfigMap, so the signed output is the checked-in layout plus the signatures.
+#[test]
+fn signing_the_demo_slices_in_ci_adds_only_a_verified_policy_sig_to_each_slice_configmap() {
+    let ci = tempfile::TempDir::new().unwrap();
+    let keys = ci.path().join("ci-keys");
+    let signed = ci.path().join("slices");
+    let run = segward(&["certs", "signing-key", "--out", keys.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let key = keys.join("signing.key");
+    let args = ["policy", "slice", "policies/", "--per", "segment", "--sign"];
+    let out = ["--out", signed.to_str().unwrap()];
+    let run = segward(&[&args[..], &[key.to_str().unwrap()], &out[..]].concat());
+    assert_eq!(run.code, 0, "{run:?}");
+
+    let (signed_tree, checked_in) = (tree(&signed), tree(&root(DEMO_SLICES)));
+    let kustomization = Path::new("kustomization.yaml");
+    let mut groups = 0;
+    for (file, bytes) in &signed_tree {
+        if file == kustomization {
+            continue;
+        }
+        if file.file_name().unwrap() == "policy.sig" {
+            groups += 1;
+            let folder = signed.join(file.parent().unwrap());
+            let pubkey = keys.join("signing.pub");
+            let check = ["policy", "check", folder.to_str().unwrap(), "--verify-key"];
+            let run = segward(&[&check[..], &[pubkey.to_str().unwrap()]].concat());
+            assert_eq!(run.code, 0, "{run:?}");
+            assert!(run.stdout.starts_with("signature: ok"), "{run:?}");
+            continue;
+        }
+        assert!(checked_in.get(file) == Some(bytes), "{}", file.display());
+    }
+    assert_eq!(
+        groups,
+        checked_in.len() - 1,
+        "one policy.sig per slice folder"
+    );
+    let lines = |t: &BTreeMap<PathBuf, Vec<u8>>| -> Vec<String> {
+        let text = String::from_utf8(t[kustomization].clone()).unwrap();
+        text.lines().map(str::to_owned).collect()
+    };
+    let (with_sig, without) = (lines(&signed_tree), lines(&checked_in));
+    let sig_lines: Vec<&String> = with_sig
+        .iter()
+        .filter(|l| l.contains("policy.sig"))
+        .collect();
+    assert_eq!(
+        sig_lines.len(),
+        groups,
+        "every slice's ConfigMap lists its policy.sig"
+    );
+    let rest: Vec<String> = with_sig
+        .iter()
+        .filter(|l| !l.contains("policy.sig"))
+        .cloned()
+        .collect();
+    assert_eq!(rest, without);
+}
+
+/// demo-signed: the demo with `policy_verify` in every sidecar config (the demo's configs
+/// plus two lines), the public key mounted where those lines point in every segward
+/// container, from a ConfigMap the operator makes; no private key anywhere under deploy/.
+#[test]
+fn the_signed_demo_verifies_every_slice_with_the_public_key_the_operator_supplies() {
+    const BLOCK: &str = "policy_verify:\n  keys: [/etc/segward/keys/signing.pub]";
+    let component = Kustomization::read("deploy/kubernetes/components/demo-policy-verify");
+    let verifying = component.generated("demo-sidecar-configs");
+    let demo = Kustomization::read("deploy/kubernetes/overlays/demo");
+    let plain = demo.generated("demo-sidecar-configs");
+    assert_eq!(
+        verifying.keys().collect::<Vec<_>>(),
+        plain.keys().collect::<Vec<_>>()
+    );
+    for (file, text) in &verifying {
+        let added = text.strip_prefix(plain[file].as_str());
+        let added =
+            added.unwrap_or_else(|| panic!("{file}: not the demo's config plus policy_verify"));
+        assert!(added.starts_with(BLOCK), "{file}: {added}");
+        assert_eq!(added.lines().count(), 2, "{file}: {added}");
+        let keys = &yaml(text)["policy_verify"]["keys"];
+        assert_eq!(keys, &serde_json::json!(["/etc/segward/keys/signing.pub"]));
+    }
+    let overlay = yaml(&text(&root(
+        "deploy/kubernetes/overlays/demo-signed/kustomization.yaml",
+    )));
+    assert_eq!(overlay["resources"], serde_json::json!(["../demo"]));
+    assert_eq!(
+        overlay["components"],
+        serde_json::json!(["../../components/demo-policy-verify"])
+    );
+    // No private key is shipped: nothing under deploy/ is a PKCS#8 private key.
+    for file in tree(&root("deploy")).into_values() {
+        let text = String::from_utf8_lossy(&file);
+        assert!(
+            !text.contains("BEGIN PRIVATE KEY"),
+            "a private key under deploy/"
+        );
+    }
+    // Rendered (with the venv's kubectl of scripts/validate-k8s.sh, when it was made): every
+    // segward container mounts the keys ConfigMap where policy_verify points.
+    let kubectl = root("target/k8s-validate/bin/kubectl");
+    if !kubectl.is_file() {
+        return;
+    }
+    let out = std::process::Command::new(kubectl)
+        .arg("kustomize")
+        .arg(root("deploy/kubernetes/overlays/demo-signed"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let mut containers = 0;
+    for deployment in docs.iter().filter(|d| d["kind"] == "Deployment") {
+        let spec = &deployment["spec"]["template"]["spec"];
+        let volumes = spec["volumes"].as_array().unwrap();
+        let keys = volumes.iter().find(|v| v["name"] == "policy-keys").unwrap();
+        assert_eq!(keys["configMap"]["name"], "segward-policy-verify-keys");
+        for container in spec["initContainers"].as_array().unwrap() {
+            let mounts = container["volumeMounts"].as_array().unwrap();
+            let mount = mounts.iter().find(|m| m["name"] == "policy-keys");
+            let mount = mount.unwrap_or_else(|| panic!("{}: no keys", container["name"]));
+            assert_eq!(mount["mountPath"], "/etc/segward/keys");
+            assert_eq!(mount["readOnly"], true);
+            containers += 1;
+        }
+    }
+    assert_eq!(containers, verifying.len(), "every segward container");
 }
 
 // --- one pod ---------------------------------------------------------------------------------
@@ -407,13 +620,10 @@ impl<'a> Pod<'a> {
             );
         }
 
-        // The policy folder is the fleet policy ConfigMap, mounted whole (no subPath).
-        let policy = self.volume_mount_of(&config.policy);
-        assert_eq!(
-            self.volume(&policy)["configMap"]["name"],
-            POLICY_CONFIGMAP,
-            "{at}"
-        );
+        // The policy folder is a policy ConfigMap (the fleet's, or a slice of it), mounted
+        // whole (no subPath).
+        let policy = self.policy_configmap(container, config);
+        assert!(policy.starts_with(POLICY_CONFIGMAP), "{at}: {policy}");
         assert_eq!(
             config.policy,
             Path::new(POLICY_MOUNT),
@@ -426,6 +636,17 @@ impl<'a> Pod<'a> {
                 .all(|m| m.get("subPath").is_none() && m["readOnly"] == true),
             "{at}"
         );
+    }
+
+    /// The name of the ConfigMap `container` mounts at its config's `policy:` folder.
+    fn policy_configmap(&self, container: &Value, config: &Config) -> String {
+        let mounts = container["volumeMounts"].as_array().unwrap();
+        let mount = mounts
+            .iter()
+            .find(|m| config.policy == Path::new(m["mountPath"].as_str().unwrap()));
+        let volume = mount.unwrap_or_else(|| panic!("{}: no policy mount", self.name));
+        let volume = self.volume(volume["name"].as_str().unwrap());
+        volume["configMap"]["name"].as_str().unwrap().to_owned()
     }
 
     /// The volume mounted (in some segward sidecar) at the folder holding `path`.

@@ -78,7 +78,7 @@ fn decide(policy: &Path, from: &str, to: &str, method: &str, path: &str) -> [Str
 }
 
 /// Every file under `dir`, by relative path, with its bytes.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+pub(crate) fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
     let mut todo = vec![dir.to_owned()];
     while let Some(d) = todo.pop() {
