@@ -157,3 +157,27 @@ fn long_texts_are_cut_for_display_but_compared_whole() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn the_documented_bound_of_the_default_table_holds() {
+    // docs/probes.md#bounded-state: "at most about 14.2 MB" with the defaults.
+    let t = Tracker::new(5, WINDOW, 4096);
+    assert!(t.bound_bytes() <= 14_200_000, "{}", t.bound_bytes());
+    // Filled with the longest IDs and targets, it stays within that bound.
+    let mut t = Tracker::new(5, WINDOW, 64);
+    let now = Instant::now();
+    let long_path = format!("/{}", "p".repeat(4000));
+    for n in 0..64 {
+        let source = format!("spiffe://example.org/{n:04}/{}", "s".repeat(2100));
+        for k in 0..4 {
+            t.observe(&source, &get(&format!("{long_path}/{k}")), now);
+        }
+    }
+    assert_eq!(t.len(), 64);
+    assert!(
+        t.used_bytes() <= t.bound_bytes(),
+        "{} > {}",
+        t.used_bytes(),
+        t.bound_bytes()
+    );
+}
