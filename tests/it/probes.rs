@@ -4,7 +4,9 @@
 //! HTTP/2 connections are cut while two other identities calling in a loop on keep-alive
 //! connections see no failure and no close; `POST /probes/release` lets it back; a short
 //! `contain_for` lifts by itself; a compromised app fanning out to denied destinations is
-//! contained on its outbound side, its open TCP tunnel closed; one denied request repeated
+//! contained on its outbound side, its open TCP tunnel closed; a peer contained after probing
+//! over HTTP loses its open inbound TCP connection while another keeps its own; one denied
+//! request repeated
 //! 1,000 times is no probe; a tripwire contains on the first hit; `action: alert` changes
 //! nothing on the data plane; `policy check` lists tripwires and refuses one on an allow rule.
 
@@ -508,4 +510,69 @@ fn the_prometheus_probe_alerts_pass_promtool_check_and_their_unit_test() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[tokio::test]
+async fn a_contained_peer_loses_its_open_inbound_tcp_connection_and_another_keeps_its_own() {
+    // One sidecar, an HTTP and a TCP listener; the callers may reach it whole (no paths, so
+    // TCP too). The leaked identity probes with spellings a lenient upstream would route
+    // above the root: each is denied `ambiguous-path`, five distinct ones are a probe.
+    let pki = Pki::new(&[TD]);
+    let (backend, echo) = (Backend::start().await, Echo::start().await);
+    // No deny rule naming paths here: such a rule would refuse every TCP connection it
+    // covers (docs/l4.md, fail closed).
+    let text = r#"
+segments:
+  callers: { identities: ["spiffe://example.org/ns/prod/sa/leaked", "spiffe://example.org/ns/prod/sa/web"] }
+  api: { identities: ["spiffe://example.org/ns/prod/sa/api"] }
+rules:
+  - { name: callers-reach-api, from: [callers], to: [api] }
+"#;
+    let policy = write_policy(&pki, text);
+    let listeners = format!(
+        "inbound:\n  - {{ listen: 127.0.0.1:0, upstream: {} }}\n  - {{ listen: 127.0.0.1:0, upstream: {}, protocol: tcp }}\n{}",
+        backend.addr(),
+        echo.addr(),
+        detect("contain", "15m")
+    );
+    let config = write_config(&pki, &pki.issue(API), &[TD], &policy, &listeners);
+    let api = start(&config, |_| {}).await;
+    let (http, tcp) = (api.inbound_addrs()[0], api.inbound_addrs()[1]);
+    let stream = |id: &str| {
+        let client = MtlsClient::new(Some(&pki.issue(id).pem), &pki.bundle_pems(), Alpn::None);
+        async move { client.stream(tcp).await.unwrap() }
+    };
+    let mut leaked_tcp = stream(LEAKED).await;
+    let mut web_tcp = stream(WEB).await;
+    round_trip(&mut leaked_tcp, b"hello").await;
+    round_trip(&mut web_tcp, b"hello").await;
+
+    let mut conn = connect(&pki, LEAKED, Alpn::H1, http).await;
+    for n in 0..5 {
+        let target = format!("/..;/probe{n}");
+        assert_eq!(
+            status(&mut conn, &target).await,
+            StatusCode::FORBIDDEN,
+            "{target}"
+        );
+    }
+    assert_eq!(
+        probes_detected(api.admin_addr(), "inbound", "contain").await,
+        1.0
+    );
+    assert!(
+        closed_within(&mut leaked_tcp, WAIT).await.is_some(),
+        "leaked tcp cut"
+    );
+    round_trip(&mut web_tcp, b"still here").await;
+    assert_eq!(echo.accepted(), 2);
+    let mut again = stream(LEAKED).await;
+    assert!(
+        closed_within(&mut again, WAIT).await.is_some(),
+        "a new one refused"
+    );
+    assert_eq!(echo.accepted(), 2, "nothing new reached the workload");
+    // An open tunnel would hold the drain for `limits.drain_timeout`.
+    drop((web_tcp, conn));
+    api.shutdown().await;
 }
