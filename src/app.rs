@@ -17,6 +17,7 @@ use listeners::{AdminListener, Listeners};
 
 use crate::admin::{Admin, Readiness};
 use crate::config::{self, Config, Protocol};
+use crate::detect::Probes;
 use crate::identity::SpiffeId;
 use crate::live::Live;
 use crate::policy::analysis::lint;
@@ -124,6 +125,8 @@ impl Sidecar {
             admin_listener,
             trigger,
         )?;
+        admin.attach_probes(sidecar.cx.probes.clone());
+        sidecar.warn_tripwires_without_detect();
         sidecar.listeners =
             Listeners::bind(config, &sidecar.cx, sidecar.loops(), &shutdown).await?;
         sidecar.warn_http_only_allows(config);
@@ -144,7 +147,20 @@ impl Sidecar {
     ) -> Result<Sidecar, StartError> {
         let live = reloader.live().clone();
         let log = config.decision_log;
+        let woken = Arc::downgrade(&live);
+        let wake = move || {
+            if let Some(live) = woken.upgrade() {
+                live.wake_connections();
+            }
+        };
+        let probes = Arc::new(Probes::new(
+            config.probe,
+            wake,
+            metrics.clone(),
+            config.policy.clone(),
+        ));
         let cx = Arc::new(Context {
+            probes,
             live,
             mode: config.mode,
             limits: config.limits,
@@ -193,6 +209,21 @@ impl Sidecar {
         }
     }
 
+    /// docs/probes.md: a `tripwire: true` rule only denies while `detect.probe` is absent.
+    fn warn_tripwires_without_detect(&self) {
+        if self.cx.probes.enabled() {
+            return;
+        }
+        let policy = self.cx.live.policy();
+        if let Some(rule) = policy.rules().iter().find(|r| r.tripwire) {
+            tracing::warn!(
+                rule = rule.name,
+                "the policy has tripwire rules but detect.probe is not configured: they deny, \
+                 and nothing is detected"
+            );
+        }
+    }
+
     /// Loop 0 (`None`, this runtime), then a handle to each other loop.
     fn loops(&self) -> Vec<Option<tokio::runtime::Handle>> {
         self.workers
@@ -211,6 +242,11 @@ impl Sidecar {
     /// changes it, docs/spire.md).
     pub fn id(&self) -> SpiffeId {
         self.cx.live.policy().own_id().clone()
+    }
+
+    /// The probe detector (docs/probes.md): its suspects, containments and release.
+    pub fn probes(&self) -> &Arc<Probes> {
+        &self.cx.probes
     }
 
     /// The live state (the policy and TLS material in force).

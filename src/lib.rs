@@ -46,6 +46,7 @@ pub mod cli;
 pub mod config;
 pub mod containment;
 pub mod demo;
+pub mod detect;
 pub mod duration;
 pub mod identity;
 pub mod live;

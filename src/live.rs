@@ -111,6 +111,12 @@ impl Live {
         old
     }
 
+    /// Wakes every [`PolicyChanges`] without a new policy, so open connections decide their
+    /// peer again now: a probe containment (docs/probes.md) cuts them as a publish would.
+    pub fn wake_connections(&self) {
+        self.published.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Wakes after every later policy publish (not for the policy in force now).
     pub fn policy_changes(&self) -> PolicyChanges {
         PolicyChanges(self.published.subscribe())

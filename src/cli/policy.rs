@@ -195,10 +195,12 @@ fn check(
         out["warnings"] = json!(warnings);
         out["exceptions"] = json!(exceptions_json(&compiled));
         out["revocations"] = json!(revocations_json(&compiled));
+        out["tripwires"] = json!(tripwires_json(&compiled));
         println!("{out}");
     } else {
         warnings.iter().for_each(|w| println!("{w}"));
         print!("{}", exceptions_text(&compiled));
+        print!("{}", tripwires_text(&compiled));
         if let Some(key) = signer {
             println!("signature: ok, by key {key}");
         }
@@ -238,6 +240,30 @@ fn exceptions_json(p: &CompiledPolicy) -> Vec<serde_json::Value> {
             })
         })
         .collect()
+}
+
+/// Every `tripwire: true` rule (docs/probes.md#tripwires), for `--json`.
+fn tripwires_json(p: &CompiledPolicy) -> Vec<serde_json::Value> {
+    p.rules()
+        .iter()
+        .filter(|r| r.tripwire)
+        .map(|r| json!({"rule": r.name, "at": p.locate(r.at), "expired": r.expired}))
+        .collect()
+}
+
+/// The tripwire rules, one line each (nothing when none).
+fn tripwires_text(p: &CompiledPolicy) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let tripwires: Vec<_> = p.rules().iter().filter(|r| r.tripwire).collect();
+    if !tripwires.is_empty() {
+        let _ = writeln!(out, "tripwires ({}):", tripwires.len());
+    }
+    for r in tripwires {
+        let state = if r.expired { "  (expired)" } else { "" };
+        let _ = writeln!(out, "  {:<32} {}{state}", r.name, p.locate(r.at));
+    }
+    out
 }
 
 /// Every `revoked:` entry with its scope and containment record, for `--json`.

@@ -65,6 +65,9 @@ pub struct RawConfig {
     /// absent.
     #[serde(default)]
     pub policy_verify: Option<RawPolicyVerify>,
+    /// Probe detection (docs/probes.md); off when `detect.probe` is absent.
+    #[serde(default)]
+    pub detect: RawDetect,
 }
 
 /// One `inbound:` listener — where to listen for mTLS and where the local workload is.
@@ -129,6 +132,8 @@ pub struct Config {
     pub reload: ReloadTiming,
     /// The keys a policy must be signed by one of (`policy_verify`), read at load.
     pub policy_verify: Option<PolicyKeys>,
+    /// Probe detection (`detect.probe`); `None`: off.
+    pub probe: Option<ProbeSettings>,
     /// Legal but noteworthy settings; private so that only `from_raw` builds a `Config`.
     warnings: Vec<ConfigWarning>,
 }
@@ -330,6 +335,7 @@ fn resolve_with_env(
         decision_log: resolve_decision_log(&raw.decision_log, file)?,
         reload: ReloadTiming::default(),
         policy_verify: resolve_policy_verify(raw.policy_verify, base_dir, file)?,
+        probe: resolve_detect(&raw.detect, file)?,
         warnings,
     })
 }
@@ -392,6 +398,7 @@ fn parse_listen(value: &str, key: &str, file: &str) -> Result<SocketAddr, Config
 }
 
 mod authority;
+mod detect;
 mod error;
 mod identity;
 mod limits;
@@ -400,6 +407,7 @@ mod outbound;
 mod policy_verify;
 
 pub use authority::{Authority, AuthorityError};
+pub use detect::{ProbeAction, ProbeSettings, RawDetect, RawProbe, resolve_detect};
 pub use error::ConfigError;
 pub use identity::{
     Backoff, ENDPOINT_ENV, Identity, IdentitySource, RawIdentity, WorkloadApi, WorkloadEndpoint,

@@ -12,6 +12,7 @@ mod blast;
 mod contain;
 mod l4;
 mod ledger_db;
+mod probe;
 mod scenarios;
 mod topology;
 mod workload;
@@ -61,6 +62,7 @@ async fn demo(keep: bool, capture: Capture) -> anyhow::Result<usize> {
     rows.extend(l4::play(&fleet, &capture).await?);
     let contained = contain::play(&fleet, &capture).await?;
     rows.extend(contained.rows);
+    rows.extend(probe::play(&fleet, &capture).await?);
     let failures = print_rows(&rows);
     print!("\n{}", blast.text());
     print!("\n{}", contained.text);

@@ -191,7 +191,8 @@ fn config_yaml(name: &str, listeners: &str) -> String {
     }
     let _ = write!(
         yaml,
-        "policy: policies/\n{listeners}admin:\n  listen: 127.0.0.1:0\n"
+        "policy: policies/\n{listeners}{}admin:\n  listen: 127.0.0.1:0\n",
+        super::probe::DETECT
     );
     yaml
 }

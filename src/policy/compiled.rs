@@ -55,6 +55,8 @@ pub struct Rule {
     pub effect: Effect,
     /// A deny rule that only reports `would-deny`.
     pub dry_run: bool,
+    /// A deny rule whose match is a probe on its own (docs/probes.md#tripwires).
+    pub tripwire: bool,
     /// Source selectors.
     pub from: Vec<Target>,
     /// Destination selectors.

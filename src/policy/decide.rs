@@ -62,6 +62,9 @@ pub enum Reason {
     /// Step 4, but an allow rule whose `expires:` has passed would have matched: the
     /// deciding rule reported is that expired rule (docs/runbook.md).
     RuleExpired,
+    /// The source is contained on this sidecar after a probe (docs/probes.md): refused before
+    /// the policy is consulted, until the containment lifts.
+    ProbeContained,
 }
 
 impl Reason {
@@ -76,6 +79,7 @@ impl Reason {
             Self::AmbiguousPath => "ambiguous-path",
             Self::StaleClassification => "stale-classification",
             Self::RuleExpired => "rule-expired",
+            Self::ProbeContained => "probe-contained",
         }
     }
 }
@@ -99,6 +103,11 @@ impl<'p> Verdict<'p> {
             reason,
             rule: None,
         }
+    }
+
+    /// The deny of a source contained after a probe (docs/probes.md): no rule decided.
+    pub fn probe_contained() -> Verdict<'static> {
+        Verdict::refused(Reason::ProbeContained)
     }
 
     /// The rule name, or `revoked` / `default-deny` when no rule decided.
@@ -236,6 +245,40 @@ impl CompiledPolicy {
                 .map(|i| &self.rules[i as usize])
                 .collect(),
         }
+    }
+
+    /// The first (by name) `tripwire: true` deny rule in force that matches `req`, on either
+    /// spelling of its path (docs/probes.md#tripwires). The data plane asks only after a
+    /// deny, so it costs nothing on an allowed request.
+    pub fn tripwire(&self, req: &Request<'_>) -> Option<&str> {
+        let (source, destination) = (self.classify(req.source), self.classify(req.destination));
+        let parties = Parties {
+            source: &source,
+            destination: &destination,
+        };
+        let mut first: Option<u32> = None;
+        self.each_match_both_spellings(&parties, req.method, req.path, |i, rule| {
+            if rule.tripwire && rule.effect == Effect::Deny && !rule.expired && !rule.dry_run {
+                first = Some(first.map_or(i, |f| f.min(i)));
+            }
+        });
+        first.map(|i| self.rules[i as usize].name.as_str())
+    }
+
+    /// [`Self::tripwire`] for a TCP connection, which every deny rule covers (docs/l4.md).
+    pub fn tripwire_connection(&self, source: &SpiffeId, destination: &SpiffeId) -> Option<&str> {
+        let (source, destination) = (self.classify(source), self.classify(destination));
+        let parties = Parties {
+            source: &source,
+            destination: &destination,
+        };
+        let mut first: Option<u32> = None;
+        self.each_filed(&parties, |i, rule| {
+            if rule.tripwire && rule.effect == Effect::Deny && !rule.expired && !rule.dry_run {
+                first = Some(first.map_or(i, |f| f.min(i)));
+            }
+        });
+        first.map(|i| self.rules[i as usize].name.as_str())
     }
 
     /// Names of the segments `id` belongs to, sorted.

@@ -64,6 +64,9 @@ pub enum PolicyErrorKind {
     /// `dry_run` rolls out a deny rule; an allow rule has nothing to roll out.
     #[error("`dry_run` applies to deny rules only")]
     DryRunOnAllow,
+    /// A tripwire is a decoy a caller must never reach: only a deny rule can be one.
+    #[error("`tripwire` applies to deny rules only (a decoy no legitimate caller reaches)")]
+    TripwireOnAllow,
     /// `expires:`, `since:` or `until:` is not an RFC 3339 instant.
     #[error(
         "`{0}: {1}` is not an RFC 3339 time such as 2026-12-31T18:00:00Z or 2026-12-31T19:00:00+01:00 ({2})"
@@ -113,6 +116,7 @@ impl PolicyErrorKind {
             Self::EmptyLabelSelector => "empty-label-selector",
             Self::BadMethod(..) => "bad-method",
             Self::DryRunOnAllow => "dry-run-on-allow",
+            Self::TripwireOnAllow => "tripwire-on-allow",
             Self::BadTimestamp(..) => "bad-timestamp",
             Self::RevokedScope(_) | Self::RevokedLabelsMatchNothing(_) => "bad-revoked",
             Self::UntilBeforeSince(..) => "bad-timestamp",

@@ -183,6 +183,11 @@ impl RuleExplanation<'_> {
                 "step 4: no rule in force matched; allow rule `{rule}` would have, but it \
                  expired → deny (rule-expired)"
             ),
+            Reason::ProbeContained => {
+                "the source is contained on this sidecar after a probe → deny; no rule is \
+                 consulted"
+                    .into()
+            }
         }
     }
 

@@ -64,6 +64,10 @@ pub struct RuleDoc {
     /// A deny rule that is evaluated and logged as `would-deny` but does not decide.
     #[serde(default)]
     pub dry_run: bool,
+    /// A deny rule no legitimate caller ever matches (a decoy): its first match is a probe
+    /// (docs/probes.md#tripwires).
+    #[serde(default)]
+    pub tripwire: bool,
     /// Free text for humans; ignored by the engine.
     #[serde(default)]
     pub description: Option<String>,

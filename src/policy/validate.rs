@@ -278,6 +278,9 @@ impl<'a> Validator<'a> {
         if doc.dry_run && doc.effect == Effect::Allow {
             self.error(at, PolicyErrorKind::DryRunOnAllow);
         }
+        if doc.tripwire && doc.effect == Effect::Allow {
+            self.error(at, PolicyErrorKind::TripwireOnAllow);
+        }
         let from = self.selectors(f, "from", &doc.from, names, groups);
         let to = self.selectors(f, "to", &doc.to, names, groups);
         let methods = doc.methods.as_ref().and_then(|m| self.methods(f, m));
@@ -290,6 +293,7 @@ impl<'a> Validator<'a> {
             name,
             effect: doc.effect,
             dry_run: doc.dry_run,
+            tripwire: doc.tripwire,
             from,
             to,
             methods,

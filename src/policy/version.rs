@@ -35,6 +35,10 @@ pub fn version_of(
             "allow"
         });
         canon.field(if r.dry_run { "dry-run" } else { "enforce" });
+        // Only when set, so that the versions of policies without tripwires are unchanged.
+        if r.tripwire {
+            canon.field("tripwire");
+        }
         // An exception's expiry is behaviour; whether it has passed is this state's.
         if let Some(t) = r.expires {
             canon.field(&format!("expires:{t}"));

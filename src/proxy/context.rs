@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::request_id::RequestIds;
 use crate::config::{Limits, Mode};
+use crate::detect::Probes;
 use crate::live::Live;
 use crate::telemetry::decision_log::Sampler;
 use crate::telemetry::metrics::Metrics;
@@ -25,4 +26,6 @@ pub struct Context {
     pub sampler: Sampler,
     /// Makes request ids.
     pub ids: RequestIds,
+    /// Probe detection and the identities it contained (docs/probes.md).
+    pub probes: Arc<Probes>,
 }

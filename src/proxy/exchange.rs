@@ -72,6 +72,11 @@ impl<'a> Exchange<'a> {
         }
     }
 
+    /// The sidecar's probe detector, and the side this request is on (docs/probes.md).
+    pub(super) fn probes(&self) -> (&'a crate::detect::Probes, Direction) {
+        (&self.cx.probes, self.direction)
+    }
+
     /// Names the peer's address in the decision log (inbound).
     pub(super) fn with_peer_addr(mut self, addr: &'a str) -> Self {
         self.peer_addr = Some(addr);

@@ -128,7 +128,8 @@ impl serve::Listener for Inbound {
     }
 }
 
-/// Resolves (and counts the cut) once a published policy revokes `peer`; never otherwise,
+/// Resolves (and counts the cut) once a published policy revokes `peer`, or a probe
+/// containment contains it (docs/probes.md); never otherwise,
 /// nor in audit mode, which enforces nothing. "Containment and revocation cut open
 /// connections … identities outside the contained scope see no closed connection"
 /// (docs/runbook.md): one classification per publish, nothing per request.
@@ -137,6 +138,12 @@ async fn revoked(cx: Arc<Context>, mut changes: PolicyChanges, peer: Arc<Peer>) 
         while changes.changed().await {
             if cx.live.policy().classify(&peer.id).is_revoked() {
                 cx.metrics.connection_cut(Direction::Inbound, "revoked");
+                return;
+            }
+            // docs/probes.md: a probe containment wakes the connections as a publish does.
+            if cx.probes.is_contained(peer.id.as_str()) {
+                cx.metrics
+                    .connection_cut(Direction::Inbound, "probe-contained");
                 return;
             }
         }

@@ -21,9 +21,10 @@ use super::context::Context;
 use super::idle::Activity;
 use super::serve::Slot;
 use crate::config::Mode;
+use crate::detect::Target;
 use crate::identity::SpiffeId;
 use crate::live::{PolicyChanges, Snapshot};
-use crate::policy::Verdict;
+use crate::policy::{Decision, Reason, Verdict};
 use crate::telemetry::decision_log::{self, ConnectionRecord, Direction};
 
 /// Each direction's copy buffer: large enough for a long stream to move in big writes.
@@ -192,10 +193,15 @@ where
     (close, decided, (client.read, client.written))
 }
 
-/// The connection decided on `policy`; audit mode lets a deny through as `would-deny`.
+/// The connection decided on `policy`; audit mode lets a deny through as `would-deny`. A
+/// source contained after a probe is refused before any rule (docs/probes.md).
 fn decide<'p>(parties: &Parties<'_>, policy: &'p Snapshot) -> Verdict<'p> {
     let (source, destination) = parties.ids(policy.own_id());
-    let verdict = policy.decide_connection(source, destination);
+    let verdict = if parties.cx.probes.is_contained(source.as_str()) {
+        Verdict::probe_contained()
+    } else {
+        policy.decide_connection(source, destination)
+    };
     match parties.cx.mode {
         Mode::Enforce => verdict,
         Mode::Audit => verdict.audited(),
@@ -248,6 +254,21 @@ impl Recorder<'_> {
         let decided = Decided::of(&verdict, &policy);
         p.cx.metrics
             .tcp_decision(p.direction, decided.decision, decided.rule_label());
+        // docs/probes.md: a denied connection is a denied target (the destination alone).
+        let probes = &p.cx.probes;
+        // The policy's deny, also under audit (`would-deny`, not a `dry_run` rule's).
+        let denied = verdict.decision != Decision::Allow
+            && !matches!(verdict.reason, Reason::DryRunDeny | Reason::ProbeContained);
+        if denied && probes.enabled() {
+            let (source, destination) = p.ids(policy.own_id());
+            let target = Target {
+                destination: destination.as_str(),
+                method: "",
+                path: "",
+            };
+            let tripwire = policy.tripwire_connection(source, destination);
+            probes.denied(p.direction, source.as_str(), &target, tripwire);
+        }
         self.write(&decided, "open", None, None, None);
         verdict.lets_through().then_some(decided)
     }

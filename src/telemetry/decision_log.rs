@@ -152,6 +152,47 @@ pub fn write_connection(record: &ConnectionRecord<'_>) {
     );
 }
 
+/// A probe detected by the sidecar (docs/probes.md): one line, reason `probe-detected`.
+#[derive(Debug, Clone)]
+pub struct ProbeRecord<'a> {
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// The probing identity.
+    pub source_id: &'a str,
+    /// `alert` or `contain` (the decision field of the line).
+    pub action: &'static str,
+    /// `distinct-denied` or `tripwire`.
+    pub trigger: &'static str,
+    /// The tripwire rule, when one triggered.
+    pub rule: Option<&'a str>,
+    /// The distinct denied targets seen, `; `-separated (`METHOD destination path`).
+    pub targets: &'a str,
+    /// How many.
+    pub targets_seen: u64,
+    /// The detection window in seconds.
+    pub window_s: u64,
+    /// How long the containment lasts, in seconds (`contain` only).
+    pub contain_for_s: Option<u64>,
+}
+
+/// Emits `record` as one decision event (`event: probe`).
+pub fn write_probe(record: &ProbeRecord<'_>) {
+    tracing::info!(
+        target: TARGET,
+        direction = record.direction.as_str(),
+        event = "probe",
+        source_id = record.source_id,
+        decision = record.action,
+        rule = record.rule,
+        reason = "probe-detected",
+        trigger = record.trigger,
+        targets = record.targets,
+        targets_seen = record.targets_seen,
+        window_s = record.window_s,
+        contain_for_s = record.contain_for_s,
+    );
+}
+
 /// Which lines get written: every `deny` and `would-deny`; of the `allow`s, an evenly spread
 /// `allowed_sample_rate` fraction, at most `allowed_per_second` a second (ISSUE 6: "sampling or
 /// rate limiting for allowed requests configurable and denies always logged").

@@ -69,6 +69,15 @@ pub struct CutLabels {
     pub reason: &'static str,
 }
 
+/// A probe detected (docs/probes.md): on which side and what the sidecar did; no IDs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ProbeLabels {
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+    /// `alert` or `contain`.
+    pub action: &'static str,
+}
+
 /// What was reloaded and how it went.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ReloadLabels {
@@ -113,6 +122,8 @@ pub struct Metrics {
     traffic: Traffic,
     reloads: Reloads,
     connections: Connections,
+    /// `probes_detected` (docs/probes.md).
+    probes: Family<ProbeLabels, Counter>,
 }
 
 /// What the listeners count per request and per connection.
@@ -303,11 +314,18 @@ impl Metrics {
         let traffic = Traffic::register(&mut registry);
         let reloads = Reloads::register(&mut registry);
         let connections = Connections::register(&mut registry);
+        let probes = register(
+            &mut registry,
+            "probes_detected",
+            "Probes detected (distinct denied targets or a tripwire), by direction and action",
+            Family::default(),
+        );
         Self {
             registry,
             traffic,
             reloads,
             connections,
+            probes,
         }
     }
 
@@ -396,6 +414,15 @@ impl Metrics {
             reason,
         };
         self.connections.cut.get_or_create(&labels).inc();
+    }
+
+    /// Counts one probe detected on `direction` and what was done (`alert`, `contain`).
+    pub fn probe_detected(&self, direction: Direction, action: &'static str) {
+        let labels = ProbeLabels {
+            direction: direction.as_str(),
+            action,
+        };
+        self.probes.get_or_create(&labels).inc();
     }
 
     /// Counts one destination pool dropped for `reason` (`revoked`, `identity-changed`).

@@ -52,6 +52,22 @@ const EXPECTED_ROWS: &[(&str, &str)] = &[
         "release ns/staging/**: ci-runner → PUT staging-api/deploy",
         "removed, 200",
     ),
+    (
+        "probe: agent-write → GET 5 paths",
+        "5×403, contained after 5 targets",
+    ),
+    (
+        "contained: agent-write → POST payments/v1/refunds",
+        "200, then 403",
+    ),
+    (
+        "while contained: frontend → POST payments/v1/charges",
+        "200, then 200",
+    ),
+    (
+        "released (POST /probes/release): agent-write",
+        "command, released, 200",
+    ),
 ];
 
 /// The deciding rule each containment row must show.

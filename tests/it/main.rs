@@ -23,6 +23,7 @@ mod operability;
 mod outbound;
 mod policy_props;
 mod postgres;
+mod probes;
 mod reach_props;
 mod reload;
 mod run;
