@@ -34,6 +34,7 @@ use super::error::PolicyErrors;
 use super::load::{PolicySource, SourceFile};
 use super::pattern::IdentityPattern;
 use super::source::{PolicyDoc, RevokedDoc, RevokedScopeDoc, TestDoc};
+use super::trie::IdentityIndex;
 use super::validate::{Parts, validate};
 use crate::identity::SpiffeId;
 
@@ -74,8 +75,27 @@ impl Scope {
         self
     }
 
-    /// Whether some member may be an identity `pattern` matches.
-    fn may_match(&self, pattern: &IdentityPattern) -> bool {
+    /// The members in a trie, so that whether some member may be an identity a pattern
+    /// matches is one walk, not one comparison per member (a namespace has hundreds).
+    fn index(&self) -> Option<IdentityIndex> {
+        let mut index = IdentityIndex::default();
+        for member in &self.members {
+            match member {
+                Member::Identity(id) => index.insert(&IdentityPattern::parse(id.as_str()).ok()?, 0),
+                Member::Pattern(p) => index.insert(p, 0),
+            }
+        }
+        Some(index)
+    }
+
+    /// Whether some member may be an identity `pattern` matches (`index` is [`Self::index`]
+    /// when it could be built: an exact pattern overlaps `pattern` when `pattern` matches it).
+    fn may_match(&self, index: Option<&IdentityIndex>, pattern: &IdentityPattern) -> bool {
+        if let Some(index) = index {
+            let mut any = false;
+            index.overlapping(pattern, &mut |_| any = true);
+            return any;
+        }
         self.members.iter().any(|m| match m {
             Member::Identity(id) => pattern.matches(id),
             Member::Pattern(p) => p.overlaps(pattern),
@@ -294,10 +314,15 @@ struct Kept<'p> {
 
 impl<'p> Kept<'p> {
     fn of(parts: &'p Parts, scope: &Scope) -> Self {
+        let index = scope.index();
         let holds: Vec<bool> = parts
             .segments
             .iter()
-            .map(|s| s.identities.iter().any(|p| scope.may_match(p)))
+            .map(|s| {
+                s.identities
+                    .iter()
+                    .any(|p| scope.may_match(index.as_ref(), p))
+            })
             .collect();
         let group_holds: Vec<bool> = parts
             .groups

@@ -166,9 +166,9 @@ fn top_level(line: &str) -> bool {
 /// The lines of the item starting at `start`: up to the next boundary, less trailing blank
 /// and comment lines.
 fn item_lines<'a, 't>(lines: &'a [&'t str], bounds: &[usize], start: usize) -> &'a [&'t str] {
+    // `bounds` is ascending: the first one after `start`, by halving (a fleet has 60k).
     let end = bounds
-        .iter()
-        .find(|&&b| b > start)
+        .get(bounds.partition_point(|&b| b <= start))
         .copied()
         .unwrap_or(lines.len());
     let mut end = end.max(start + 1);
