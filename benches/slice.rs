@@ -59,6 +59,7 @@ fn load_slice(c: &mut Criterion) {
     });
     group.sample_size(10);
     let whole = PolicySource::from_texts([("fleet.yaml", fleet.yaml.as_str())]).unwrap();
+    fleet.check(&policy::compile(&whole).unwrap());
     let checked = Whole::check(&whole, policy::unix_now()).unwrap();
     let own = Scope::identity(SpiffeId::parse(OWN).unwrap());
     group.bench_function("cut+compile/one_workload_of_50k_rules", |b| {
