@@ -63,7 +63,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && for bench in decide normalize compile reach tcp_load fleet_write; do echo 'fn main() {}' > "benches/$bench.rs"; done \
+    && for bench in decide normalize compile reach tcp_load fleet_write slice; do echo 'fn main() {}' > "benches/$bench.rs"; done \
     && scripts/build-release.sh \
     && rm -rf src benches target/*/release/.fingerprint/segward-*
 
