@@ -54,7 +54,7 @@ FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 
 # Dependencies first, in a layer of their own: editing src/ does not rebuild them. Stub
-# targets stand in for the crate (and its declared benches) while only the lock file counts.
+# targets stand in for the crate (and every bench Cargo.toml declares, read from it) while only the lock file counts.
 # scripts/build-release.sh is `cargo build --release --locked --target <this machine>` linked
 # statically (static-pie against glibc): the artifact benches/pair.sh measures.
 COPY Cargo.toml Cargo.lock ./
@@ -63,7 +63,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && for bench in decide normalize compile reach tcp_load fleet_write probes; do echo 'fn main() {}' > "benches/$bench.rs"; done \
+    && for bench in $(grep -A1 '^\[\[bench\]\]' Cargo.toml | sed -n 's/^name = "\(.*\)"$/\1/p'); do echo 'fn main() {}' > "benches/$bench.rs"; done \
     && scripts/build-release.sh \
     && rm -rf src benches target/*/release/.fingerprint/segward-*
 

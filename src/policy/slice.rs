@@ -4,27 +4,37 @@
 //! - the rules whose `to` or `from` can match a member of the [`Scope`] (a segment holding
 //!   it, a label selector of a group holding such a segment, `"*"`); deny, `dry_run` and
 //!   expired rules alike — an expired allow still names `rule-expired`;
-//! - every segment those rules name, and every segment a label selector of theirs selects,
-//!   so any peer is classified as the whole policy classifies it;
-//! - every `revoked:` entry (an inbound decision sees any peer as its source), with the
-//!   segments their `segment:`/`labels:` scopes name;
+//! - as written: every segment those rules name, every segment that may hold a member and
+//!   that a label selector of theirs selects, and the segments `revoked:` scopes name;
+//! - compactly ([`ClassSegment`]): the other segments a label selector selects, present only
+//!   so that a peer is classified as the whole policy classifies it — one synthesized segment
+//!   per distinct set of the labels the selectors need, listing their identity patterns;
+//! - every `revoked:` entry (an inbound decision sees any peer as its source);
 //! - the `tests:` whose request a member is a party of.
+//!
+//! A label selector needs every peer it selects only on a side of a rule facing a peer: the
+//! `from` of a rule whose `to` can match a member (an inbound request from any peer), the
+//! `to` of a rule whose `from` can (outbound to any peer). On the other side it only ever
+//! classifies a member, whose segments are kept as written.
 //!
 //! A request a member is a party of is matched by exactly the rules of the whole policy that
 //! match it, and rules keep their names, so the first by name decides as before. The slice
 //! is a [`PolicySource`] like any other: it compiles, and [`SlicePlan`] names what it kept by
-//! index into the source's files, in file order, for a writer of slice folders.
+//! index into the source's files, in file order, plus the synthesized segments, for a
+//! writer of slice folders.
 //!
 //! Not on the request path: a (re)load cuts the slice, then compiles it.
 
 use rustc_hash::FxHashSet;
 
+pub use self::classes::ClassSegment;
 use super::compile::{Settled, compile_at, settle, successor};
 use super::compiled::{CompiledPolicy, Target};
 use super::error::PolicyErrors;
 use super::load::{PolicySource, SourceFile};
 use super::pattern::IdentityPattern;
 use super::source::{PolicyDoc, RevokedDoc, RevokedScopeDoc, TestDoc};
+use super::trie::IdentityIndex;
 use super::validate::{Parts, validate};
 use crate::identity::SpiffeId;
 
@@ -65,8 +75,27 @@ impl Scope {
         self
     }
 
-    /// Whether some member may be an identity `pattern` matches.
-    fn may_match(&self, pattern: &IdentityPattern) -> bool {
+    /// The members in a trie, so that whether some member may be an identity a pattern
+    /// matches is one walk, not one comparison per member (a namespace has hundreds).
+    fn index(&self) -> Option<IdentityIndex> {
+        let mut index = IdentityIndex::default();
+        for member in &self.members {
+            match member {
+                Member::Identity(id) => index.insert(&IdentityPattern::parse(id.as_str()).ok()?, 0),
+                Member::Pattern(p) => index.insert(p, 0),
+            }
+        }
+        Some(index)
+    }
+
+    /// Whether some member may be an identity `pattern` matches (`index` is [`Self::index`]
+    /// when it could be built: an exact pattern overlaps `pattern` when `pattern` matches it).
+    fn may_match(&self, index: Option<&IdentityIndex>, pattern: &IdentityPattern) -> bool {
+        if let Some(index) = index {
+            let mut any = false;
+            index.overlapping(pattern, &mut |_| any = true);
+            return any;
+        }
         self.members.iter().any(|m| match m {
             Member::Identity(id) => pattern.matches(id),
             Member::Pattern(p) => p.overlaps(pattern),
@@ -150,6 +179,7 @@ impl Fleet {
             .collect();
         SlicePlan {
             files,
+            classes: classes::of(&self.parts, &kept.segments, &kept.full),
             fleet_rules: self.rules(),
         }
     }
@@ -203,6 +233,8 @@ impl Fleet {
 pub struct SlicePlan {
     /// One entry per source file, in the source's order.
     pub files: Vec<FileSlice>,
+    /// The synthesized segments that classify peers compactly, by name.
+    pub classes: Vec<ClassSegment>,
     /// Rules of the whole policy.
     pub fleet_rules: usize,
 }
@@ -227,9 +259,10 @@ impl SlicePlan {
     }
 
     /// The slice: `source` (the one planned from) with only the kept items, files and their
-    /// names as they were (an emptied file stays, empty).
+    /// names as they were (an emptied file stays, empty), and the synthesized segments
+    /// added to the first file.
     pub fn apply(&self, source: PolicySource) -> PolicySource {
-        let files = source
+        let mut files: Vec<SourceFile> = source
             .files
             .into_iter()
             .zip(&self.files)
@@ -238,6 +271,10 @@ impl SlicePlan {
                 doc: kept.apply(file.doc),
             })
             .collect();
+        if let Some(first) = files.first_mut() {
+            let segments = &mut first.doc.segments.0;
+            segments.extend(self.classes.iter().map(ClassSegment::doc));
+        }
         PolicySource { files }
     }
 }
@@ -268,16 +305,24 @@ fn pick<T>(items: Vec<T>, kept: &[usize]) -> Vec<T> {
 /// The names a slice keeps, decided on the validated whole.
 struct Kept<'p> {
     rules: FxHashSet<&'p str>,
-    /// Segment id (in the validated, name-sorted order) → kept.
+    /// Segment id (in the validated, name-sorted order) → kept as written.
     segments: Vec<bool>,
+    /// Group id → a kept rule uses it on a side facing any peer: every segment it selects
+    /// classifies (as written, or in a [`ClassSegment`]).
+    full: Vec<bool>,
 }
 
 impl<'p> Kept<'p> {
     fn of(parts: &'p Parts, scope: &Scope) -> Self {
+        let index = scope.index();
         let holds: Vec<bool> = parts
             .segments
             .iter()
-            .map(|s| s.identities.iter().any(|p| scope.may_match(p)))
+            .map(|s| {
+                s.identities
+                    .iter()
+                    .any(|p| scope.may_match(index.as_ref(), p))
+            })
             .collect();
         let group_holds: Vec<bool> = parts
             .groups
@@ -292,27 +337,36 @@ impl<'p> Kept<'p> {
         let mut kept = Self {
             rules: FxHashSet::default(),
             segments: vec![false; parts.segments.len()],
+            full: vec![false; parts.groups.len()],
         };
         for rule in &parts.rules {
-            if rule.to.iter().any(can_match) || rule.from.iter().any(can_match) {
+            let inbound = rule.to.iter().any(can_match);
+            let outbound = rule.from.iter().any(can_match);
+            if inbound || outbound {
                 kept.rules.insert(&rule.name);
-                rule.from
-                    .iter()
-                    .chain(&rule.to)
-                    .for_each(|t| kept.need(parts, *t));
+                // `from` classifies any peer when an inbound request can match; else only
+                // a member (the source of an outbound one). Likewise `to`.
+                for t in &rule.from {
+                    kept.need(parts, *t, inbound, &holds);
+                }
+                for t in &rule.to {
+                    kept.need(parts, *t, outbound, &holds);
+                }
             }
         }
         kept
     }
 
-    /// Keeps the segments `target` selects, so it classifies any identity as before.
-    fn need(&mut self, parts: &Parts, target: Target) {
+    /// Keeps what `target` needs to classify as before: any identity when `any_peer`, else
+    /// only a member (the segments that may hold one, as written).
+    fn need(&mut self, parts: &Parts, target: Target, any_peer: bool, holds: &[bool]) {
         match target {
             Target::Any => {}
             Target::Segment(s) => self.segments[s as usize] = true,
             Target::Group(g) => {
+                self.full[g as usize] |= any_peer;
                 for &s in &parts.groups[g as usize].members {
-                    self.segments[s as usize] = true;
+                    self.segments[s as usize] |= holds[s as usize];
                 }
             }
         }
@@ -373,5 +427,6 @@ fn indexes<T>(items: impl Iterator<Item = T>, keep: impl Fn(T) -> bool) -> Vec<u
         .collect()
 }
 
+mod classes;
 #[cfg(test)]
 mod tests;

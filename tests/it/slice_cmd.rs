@@ -386,3 +386,48 @@ fn slices_signed_as_written_verify_and_an_edit_after_signing_is_refused() {
     fs::write(&file, format!("{text}\n# edited after signing\n")).unwrap();
     assert_eq!(verify(&prod), 1, "an edited slice must not verify");
 }
+
+/// The fenced block right after the line `marker` in `page`.
+fn block_after(page: &str, marker: &str) -> String {
+    let rest = &page[page.find(marker).unwrap() + marker.len()..];
+    let body = rest.split_once("```yaml\n").unwrap().1;
+    body.split_once("```\n").unwrap().0.to_owned()
+}
+
+#[test]
+fn the_compact_segment_docs_fleet_shows_is_what_slice_writes_and_it_decides_as_the_whole() {
+    let page = fs::read_to_string(Path::new(ROOT).join("docs/fleet.md")).unwrap();
+    let policy = block_after(&page, "<!-- file: guard/policy.yaml -->");
+    let excerpt = block_after(&page, "<!-- slice excerpt: guard-orders/policy.yaml -->");
+    let dir = policy_dir(&[("guard/policy.yaml", &policy)]);
+    let out = dir.path().join("orders");
+
+    let written = slice(&dir.path().join("guard"), &["--for", "orders"], &out);
+
+    assert_eq!(written.code, 0, "{written:?}");
+    let text = fs::read_to_string(out.join("policy.yaml")).unwrap();
+    assert!(text.contains(&excerpt), "{text}");
+    // The three staging segments are one; the rule-named ones stay as written.
+    assert!(
+        !text.contains("  ci:") && text.contains("  checkout:"),
+        "{text}"
+    );
+    let orders = "spiffe://shop.example/ns/prod/sa/orders";
+    let peers = [
+        "spiffe://shop.example/ns/staging/sa/ci",
+        "spiffe://shop.example/ns/staging/preview/pr-7",
+        "spiffe://shop.example/ns/staging/preview/pr-7/deeper",
+        "spiffe://shop.example/ns/prod/sa/checkout",
+        "spiffe://shop.example/ns/staging/sa/stranger",
+    ];
+    let whole = dir.path().join("guard");
+    for peer in peers {
+        for (from, to) in [(peer, orders), (orders, peer)] {
+            assert_eq!(
+                decide(&out, from, to, "GET", "/v1/orders"),
+                decide(&whole, from, to, "GET", "/v1/orders"),
+                "{from} -> {to}"
+            );
+        }
+    }
+}

@@ -5,6 +5,11 @@
 //! destination (what its inbound sidecar holds) and on the slice of the source (its
 //! outbound sidecar) give the same decision, reason and rule; `decide_connection` too.
 //!
+//! The same for the slice of an ID pattern (what `policy slice --for PATTERN` and `--per`
+//! write), on every request one of whose parties the pattern matches. Label selectors facing
+//! any peer make slices classify peers through synthesized segments (docs/fleet.md "What a
+//! slice holds"); the test checks that a fair share of slices do.
+//!
 //! The policies come from `support::policy_gen` (shared with `policy_props`), with the
 //! expiries and the map-form `revoked:` entries added here.
 
@@ -18,6 +23,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use segward::identity::SpiffeId;
 use segward::path::normalize;
+use segward::policy::pattern::IdentityPattern;
 use segward::policy::{
     self, CompiledPolicy, Fleet, PolicySource, Reason, Request, Scope, Verdict, unix_now,
 };
@@ -114,11 +120,22 @@ fn yaml(spec: &PolicySpec, extras: &Extras) -> String {
 
 /// The slice of `yaml` for `own`, compiled as a sidecar compiles it.
 fn slice_for(yaml: &str, own: &SpiffeId) -> Result<CompiledPolicy, TestCaseError> {
+    slice_of(yaml, &Scope::identity(own.clone()))
+}
+
+/// The slice of `yaml` for `scope`, compiled as a sidecar compiles it.
+fn slice_of(yaml: &str, scope: &Scope) -> Result<CompiledPolicy, TestCaseError> {
     let source = PolicySource::from_texts([("policy.yaml", yaml)]).map_err(|e| fail(&e, yaml))?;
     let fleet = Fleet::check(&source, unix_now()).map_err(|e| fail(&e, yaml))?;
-    fleet
-        .compile(source, &Scope::identity(own.clone()))
-        .map_err(|e| fail(&e, yaml))
+    fleet.compile(source, scope).map_err(|e| fail(&e, yaml))
+}
+
+/// Whether a slice classifies some peers through synthesized segments.
+fn compact(slice: &CompiledPolicy) -> bool {
+    slice
+        .segments()
+        .iter()
+        .any(|s| s.name.starts_with("slice."))
 }
 
 fn fail(e: &dyn std::fmt::Display, context: &str) -> TestCaseError {
@@ -141,12 +158,16 @@ fn the_slice_of_either_party_decides_every_request_and_connection_as_the_whole_d
         policy(),
         extras(),
         vec(request_draft(), REQUESTS_PER_POLICY),
+        id_pattern(),
     );
     let reasons = std::cell::RefCell::new(BTreeSet::new());
     let (smaller, total) = (Cell::new(0usize), Cell::new(0usize));
-    let result = runner(384).run(&cases, |(spec, extras, drafts)| {
+    let (compacted, by_pattern) = (Cell::new(0usize), Cell::new(0usize));
+    let result = runner(384).run(&cases, |(spec, extras, drafts, scope)| {
         let text = yaml(&spec, &extras);
         let whole = policy::from_text("policy.yaml", &text).map_err(|e| fail(&e, &text))?;
+        let pattern = IdentityPattern::parse(&scope.to_string()).unwrap();
+        let of_pattern = slice_of(&text, &Scope::pattern(pattern.clone()))?;
         for req in drafts.iter().map(|d| d.resolve(&spec)) {
             let (source, destination) = ids(&req);
             let path = normalize(&req.path).unwrap();
@@ -159,9 +180,24 @@ fn the_slice_of_either_party_decides_every_request_and_connection_as_the_whole_d
             let want = seen(whole.decide(&request));
             let want_l4 = seen(whole.decide_connection(&source, &destination));
             reasons.borrow_mut().insert(want.1.as_str());
+            if pattern.matches(&source) || pattern.matches(&destination) {
+                by_pattern.set(by_pattern.get() + 1);
+                let got = seen(of_pattern.decide(&request));
+                prop_assert_eq!(&got, &want, "slice of {}: {}\n{}", scope, req, text);
+                let got_l4 = seen(of_pattern.decide_connection(&source, &destination));
+                prop_assert_eq!(
+                    &got_l4,
+                    &want_l4,
+                    "slice of {}, L4: {}\n{}",
+                    scope,
+                    req,
+                    text
+                );
+            }
             for (side, own) in [("inbound", &destination), ("outbound", &source)] {
                 let slice = slice_for(&text, own)?;
                 total.set(total.get() + 1);
+                compacted.set(compacted.get() + usize::from(compact(&slice)));
                 if slice.rules().len() < whole.rules().len() {
                     smaller.set(smaller.get() + 1);
                 }
@@ -197,6 +233,18 @@ fn the_slice_of_either_party_decides_every_request_and_connection_as_the_whole_d
         "slices rarely smaller: {} of {}",
         smaller.get(),
         total.get()
+    );
+    // The compact form and the pattern slices were exercised, not just compiled.
+    assert!(
+        compacted.get() * 10 > total.get(),
+        "slices rarely compact: {} of {}",
+        compacted.get(),
+        total.get()
+    );
+    assert!(
+        by_pattern.get() > 100,
+        "{} pattern requests",
+        by_pattern.get()
     );
 }
 

@@ -13,6 +13,7 @@ use clap::{ArgGroup, Args};
 
 use super::{Outcome, report_invalid};
 use crate::atomic_file::AtomicWrite;
+use crate::policy::slice::ClassSegment;
 use crate::policy::{self, CompiledPolicy, Fleet, PolicySource, Scope, Selector};
 use crate::signing::{self, SigningKey};
 
@@ -237,16 +238,28 @@ fn cut(whole: &Whole, scope: &Scope, scope_text: &str) -> Result<Written, String
         "{HEADER_MARK}{}\n# Written by `segward policy slice`: edit the source policy, not this file.\n",
         scope_text.escape_debug()
     );
-    let mut files = Vec::new();
-    for ((file, text), kept) in whole.source.files.iter().zip(&whole.texts).zip(&plan.files) {
-        let empty = kept.segments.is_empty()
+    let empty = |kept: &policy::slice::FileSlice| {
+        kept.segments.is_empty()
             && kept.rules.is_empty()
             && kept.revoked.is_empty()
-            && kept.tests.is_empty();
-        if empty {
+            && kept.tests.is_empty()
+    };
+    // The synthesized segments go into the first file written (the first file when every
+    // one is empty).
+    let mut classes: String = plan.classes.iter().map(ClassSegment::yaml).collect();
+    let first_written = plan.files.iter().position(|k| !empty(k)).unwrap_or(0);
+    let mut files = Vec::new();
+    let sources = whole.source.files.iter().zip(&whole.texts).zip(&plan.files);
+    for (i, ((file, text), kept)) in sources.enumerate() {
+        if empty(kept) && (i != first_written || classes.is_empty()) {
             continue;
         }
-        let body = text.cut(kept);
+        let more = if i == first_written {
+            std::mem::take(&mut classes)
+        } else {
+            String::new()
+        };
+        let body = text.cut(kept, &more);
         files.push((base_name(&file.name), format!("{header}{body}")));
     }
     if files.is_empty() {
@@ -272,7 +285,8 @@ fn verify(
     let got = |f: fn(&policy::source::PolicyDoc) -> usize| {
         source.files.iter().map(|s| f(&s.doc)).sum::<usize>()
     };
-    let same = count(|k| k.segments.len()) == got(|d| d.segments.0.len())
+    let same = count(|k| k.segments.len()) + plan.classes.len() == got(|d| d.segments.0.len())
+        && classes_read_back(&plan.classes, &source)
         && count(|k| k.rules.len()) == got(|d| d.rules.len())
         && count(|k| k.revoked.len()) == got(|d| d.revoked.len())
         && count(|k| k.tests.len()) == got(|d| d.tests.len());
@@ -288,6 +302,27 @@ fn verify(
     } else {
         Err("the copied text does not compile to the kept rules".to_owned())
     }
+}
+
+/// Whether `source` holds each synthesized segment as planned: name, labels, identities.
+fn classes_read_back(classes: &[ClassSegment], source: &PolicySource) -> bool {
+    let segments: std::collections::HashMap<&str, &policy::source::SegmentDoc> = source
+        .files
+        .iter()
+        .flat_map(|f| &f.doc.segments.0)
+        .map(|(name, doc)| (name.value.as_str(), doc))
+        .collect();
+    classes.iter().all(|class| {
+        segments.get(class.name.as_str()).is_some_and(|doc| {
+            doc.labels == class.labels
+                && doc.identities.len() == class.identities.len()
+                && doc
+                    .identities
+                    .iter()
+                    .zip(&class.identities)
+                    .all(|(read, planned)| read.value == *planned)
+        })
+    })
 }
 
 /// The file name of a source file's path.

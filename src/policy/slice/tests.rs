@@ -68,17 +68,99 @@ fn api_keeps_the_rules_naming_it_on_either_side_and_every_guard_rail() {
 }
 
 #[test]
-fn a_label_selector_keeps_every_segment_it_selects_so_any_peer_classifies_the_same() {
+fn a_label_selector_facing_any_peer_classifies_them_compactly_and_one_facing_members_keeps_them() {
     let api = slice_of("spiffe://example.org/ns/prod/sa/api");
-    let mut names = api.segment_names(&id("spiffe://example.org/ns/prod/sa/batch"));
-    names.sort_unstable();
-    // batch is in `{ env: prod }` (the staging deny's `to`) and in `prod-all`.
-    assert_eq!(names, ["batch", "prod-all"]);
+    // `{ env: staging }` is the `from` of a deny whose `to` holds api: any peer may be the
+    // source, so ci classifies, in a synthesized segment with only that label. `{ env: prod }`
+    // is its `to`, where only api itself is ever classified: batch is left out.
     let all: Vec<&str> = api.segments().iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         all,
-        ["api", "batch", "ci", "db", "lonely", "prod-all", "web"]
+        [
+            "api",
+            "db",
+            "lonely",
+            "prod-all",
+            "slice.env.staging",
+            "web"
+        ]
     );
+    let class = &api.segments()[4];
+    assert_eq!(class.labels.len(), 1);
+    assert_eq!(
+        class.identities[0].to_string(),
+        "spiffe://example.org/ns/staging/*"
+    );
+    let ci = id("spiffe://example.org/ns/staging/x");
+    assert_eq!(api.segment_names(&ci), ["slice.env.staging"]);
+    let batch = id("spiffe://example.org/ns/prod/sa/batch");
+    assert_eq!(api.segment_names(&batch), ["prod-all"]);
+}
+
+#[test]
+fn segments_of_one_class_share_one_synthesized_segment_named_for_its_labels() {
+    let text = r#"
+segments:
+  a: { identities: ["spiffe://example.org/a", "spiffe://example.org/x/**"], labels: { tier: web, team: a } }
+  b: { identities: ["spiffe://example.org/b"], labels: { tier: web, team: b } }
+  c: { identities: ["spiffe://example.org/c"], labels: { tier: "we b" } }
+  d: { identities: ["spiffe://example.org/d"], labels: { tier: "we b" } }
+  slice.tier.web: { identities: ["spiffe://example.org/own"] }
+rules:
+  - { name: guard, effect: deny, from: [{ tier: web }, { tier: "we b" }], to: [slice.tier.web] }
+"#;
+    let source = PolicySource::from_texts([("p.yaml", text)]).unwrap();
+    let fleet = Fleet::check(&source, NOW).unwrap();
+    let plan = fleet.plan(&source, &Scope::identity(id("spiffe://example.org/own")));
+    let names: Vec<&str> = plan.classes.iter().map(|c| c.name.as_str()).collect();
+    // `slice.tier.web` is taken, `we b` is no name: numbered instead.
+    assert_eq!(names, ["slice.class-1", "slice.class-2"]);
+    assert_eq!(
+        plan.classes[1].identities,
+        [
+            "spiffe://example.org/a",
+            "spiffe://example.org/b",
+            "spiffe://example.org/x/**"
+        ]
+    );
+    assert_eq!(plan.files[0].segments, [4]);
+    let yaml = plan.classes[0].yaml();
+    assert!(yaml.contains(r#"labels: { "tier": "we b" }"#), "{yaml}");
+    let sliced = fleet
+        .compile(source, &Scope::identity(id("spiffe://example.org/own")))
+        .unwrap();
+    let whole = compile_at(&PolicySource::from_texts([("p.yaml", text)]).unwrap(), NOW).unwrap();
+    let path = normalize("/").unwrap();
+    for from in ["a", "b", "c", "d", "x/y/z", "e"] {
+        let from = id(&format!("spiffe://example.org/{from}"));
+        let to = id("spiffe://example.org/own");
+        let req = Request {
+            source: &from,
+            destination: &to,
+            method: "GET",
+            path: &path,
+        };
+        assert_eq!(sliced.decide(&req), whole.decide(&req), "{from}");
+    }
+}
+
+#[test]
+fn a_class_segment_is_written_as_yaml_that_reads_back_as_planned() {
+    let class = super::ClassSegment {
+        name: "slice.class-1".to_owned(),
+        labels: [("k\"ey".to_owned(), "v: #1\n\u{e9}\u{1f600}".to_owned())].into(),
+        identities: (0..40)
+            .map(|i| format!("spiffe://example.org/ns/n/sa/s{i}"))
+            .collect(),
+    };
+    let yaml = format!("segments:\n{}", class.yaml());
+    assert!(yaml.lines().all(|l| l.len() <= 100), "{yaml}");
+    let source = PolicySource::from_texts([("c.yaml", yaml.as_str())]).unwrap();
+    let (name, doc) = &source.files[0].doc.segments.0[0];
+    assert_eq!(name.value, class.name);
+    assert_eq!(doc.labels, class.labels);
+    let read: Vec<&str> = doc.identities.iter().map(|i| i.value.as_str()).collect();
+    assert_eq!(read, class.identities);
 }
 
 #[test]
@@ -118,15 +200,27 @@ fn the_plan_names_kept_items_by_index_in_file_order_and_applies_deterministicall
     let plan = fleet.plan(&source, &scope);
     assert_eq!(plan, fleet.plan(&source, &scope));
     let file = &plan.files[0];
-    // `prod-health` (to: [lonely]) and `audit-web` (from: "*"); the segments they select
-    // (`{ tier: web }` is api and web) and the one the revocation names.
+    // `prod-health` (to: [lonely]) and `audit-web` (from: "*"); the segments they name; the
+    // ones `{ tier: web }` selects (api and web, the `to` of a rule from any member) in one
+    // synthesized segment.
     assert_eq!(file.rules, [4, 5]);
-    assert_eq!(file.segments, [0, 1, 5, 6]);
+    assert_eq!(file.segments, [5, 6]);
+    assert_eq!(plan.classes.len(), 1);
+    assert_eq!(plan.classes[0].name, "slice.tier.web");
+    assert_eq!(
+        plan.classes[0].identities,
+        [
+            "spiffe://example.org/ns/prod/sa/api",
+            "spiffe://example.org/ns/prod/sa/web"
+        ]
+    );
     assert_eq!((file.revoked.len(), file.tests.len()), (2, 0));
     assert_eq!((plan.rules(), plan.fleet_rules), (2, 6));
     let sliced = plan.apply(source);
     assert_eq!(sliced.files[0].doc.rules.len(), 2);
-    assert_eq!(sliced.files[0].doc.segments.0[2].0.value, "prod-all");
+    let segments = &sliced.files[0].doc.segments.0;
+    assert_eq!(segments[0].0.value, "prod-all");
+    assert_eq!(segments[2].0.value, "slice.tier.web");
     assert_eq!(sliced.files[0].name, "p.yaml");
 }
 

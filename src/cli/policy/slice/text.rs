@@ -59,17 +59,23 @@ impl<'t> FileText<'t> {
     }
 
     /// The kept items as slice text, section by section, each item's lines as written
-    /// (comments between items are left out).
-    pub fn cut(&self, kept: &FileSlice) -> String {
+    /// (comments between items are left out); `more_segments` (entries of `segments:`,
+    /// e.g. the slice's synthesized ones) follow the kept segments.
+    pub fn cut(&self, kept: &FileSlice, more_segments: &str) -> String {
         let mut out = String::new();
         let sections = [
-            ("segments", &self.starts.segments, &kept.segments),
-            ("rules", &self.starts.rules, &kept.rules),
-            ("revoked", &self.starts.revoked, &kept.revoked),
-            ("tests", &self.starts.tests, &kept.tests),
+            (
+                "segments",
+                &self.starts.segments,
+                &kept.segments,
+                more_segments,
+            ),
+            ("rules", &self.starts.rules, &kept.rules, ""),
+            ("revoked", &self.starts.revoked, &kept.revoked, ""),
+            ("tests", &self.starts.tests, &kept.tests, ""),
         ];
-        for (key, starts, kept) in sections {
-            if kept.is_empty() {
+        for (key, starts, kept, more) in sections {
+            if kept.is_empty() && more.is_empty() {
                 continue;
             }
             out.push_str(key);
@@ -80,6 +86,7 @@ impl<'t> FileText<'t> {
                     out.push('\n');
                 }
             }
+            out.push_str(more);
         }
         out
     }
@@ -159,9 +166,9 @@ fn top_level(line: &str) -> bool {
 /// The lines of the item starting at `start`: up to the next boundary, less trailing blank
 /// and comment lines.
 fn item_lines<'a, 't>(lines: &'a [&'t str], bounds: &[usize], start: usize) -> &'a [&'t str] {
+    // `bounds` is ascending: the first one after `start`, by halving (a fleet has 60k).
     let end = bounds
-        .iter()
-        .find(|&&b| b > start)
+        .get(bounds.partition_point(|&b| b <= start))
         .copied()
         .unwrap_or(lines.len());
     let mut end = end.max(start + 1);

@@ -12,7 +12,7 @@ fn rules(text: &str, rules: &[usize]) -> Result<String, CutError> {
         rules: rules.to_vec(),
         ..FileSlice::default()
     };
-    Ok(FileText::new("p.yaml", text, &doc)?.cut(&kept))
+    Ok(FileText::new("p.yaml", text, &doc)?.cut(&kept, ""))
 }
 
 #[test]
