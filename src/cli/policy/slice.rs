@@ -391,12 +391,14 @@ fn write_folder(
     Ok(())
 }
 
-/// `kustomization.yaml`: one ConfigMap `segward-policy-<group>` per slice folder.
+/// `kustomization.yaml`: one ConfigMap `segward-policy-<group>` per slice folder, under a
+/// fixed name (no kustomize name hash): a changed slice is swapped in place by the kubelet
+/// and its sidecars reload live, like the base's `segward-policy` (docs/fleet.md).
 fn kustomization(per: &str, slices: &[(String, Written)], signed: bool) -> String {
     let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let mut out = format!(
         "# Written by `segward policy slice --per {}`: one ConfigMap per slice.\n\
-         generatorOptions:\n  disableNameSuffixHash: false\nconfigMapGenerator:\n",
+         generatorOptions:\n  disableNameSuffixHash: true\nconfigMapGenerator:\n",
         per.escape_debug()
     );
     for (dir, w) in slices {
