@@ -47,6 +47,7 @@ pub mod config;
 pub mod containment;
 pub mod demo;
 pub mod duration;
+pub mod ext_authz;
 pub mod identity;
 pub mod live;
 pub mod path;
