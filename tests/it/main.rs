@@ -14,6 +14,7 @@ mod demo;
 mod docs;
 mod exceptions;
 mod expiry;
+mod ext_authz;
 mod fixtures_selftest;
 mod fleet;
 mod inbound;
