@@ -15,6 +15,7 @@ mod docs;
 mod exceptions;
 mod expiry;
 mod ext_authz;
+mod ext_authz_envoy;
 mod fixtures_selftest;
 mod fleet;
 mod inbound;
