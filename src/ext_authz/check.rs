@@ -35,7 +35,7 @@ pub enum Refusal {
     /// Envoy sent no `source.principal`: the peer presented no certificate, or Envoy does
     /// not terminate mTLS on this listener.
     NoPrincipal,
-    /// `source.principal` is not a SPIFFE ID with a path (§4's rules).
+    /// `source.principal` is not a SPIFFE ID with a path (docs/security.md).
     BadPrincipal,
     /// The path is refused by normalization (`encoded-slash`, `dot-dot-escape`, …).
     BadPath(&'static str),
@@ -192,7 +192,7 @@ impl Checker {
 }
 
 /// The source identity: Envoy's `source.principal` — the URI SAN of the peer's certificate —
-/// held to the same rules as a data-plane peer's ID (§4: valid, with a path).
+/// held to the same rules as a data-plane peer's ID (docs/security.md: valid, with a path).
 pub fn parse_principal(principal: &str) -> Result<SpiffeId, Refusal> {
     if principal.is_empty() {
         return Err(Refusal::NoPrincipal);
@@ -325,9 +325,9 @@ fn overwrite(key: &str, value: &str) -> core::HeaderValueOption {
     }
 }
 
-/// OK: Envoy forwards the request with `x-spiffe-id`, `x-forwarded-client-cert` (§4, built
-/// by the data plane's own `set_identity_headers`) and `x-request-id` set, overwriting
-/// whatever the client sent under those names. `None` if a header cannot be built
+/// OK: Envoy forwards the request with `x-spiffe-id`, `x-forwarded-client-cert`
+/// (docs/security.md; built by the data plane's own `set_identity_headers`) and
+/// `x-request-id` set, overwriting whatever the client sent under those names. `None` if a header cannot be built
 /// (impossible for validated IDs; the caller then denies).
 fn allowed(own_id: &str, source: &SpiffeId, request_id: &HeaderValue) -> Option<CheckResponse> {
     let mut identity = HeaderMap::new();
