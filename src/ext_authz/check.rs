@@ -230,7 +230,11 @@ fn peer_address(attributes: &AttributeContext) -> Option<String> {
     match address.address.as_ref()? {
         core::address::Address::SocketAddress(socket) => match socket.port_specifier {
             Some(core::socket_address::PortSpecifier::PortValue(port)) => {
-                Some(format!("{}:{port}", socket.address))
+                // `IP:port`, an IPv6 address in brackets, as the data plane writes it.
+                Some(match socket.address.contains(':') {
+                    true => format!("[{}]:{port}", socket.address),
+                    false => format!("{}:{port}", socket.address),
+                })
             }
             _ => Some(socket.address.clone()),
         },

@@ -28,10 +28,6 @@ use crate::config::{ExtAuthzListen, Limits};
 use crate::shutdown::Shutdown;
 use crate::telemetry::decision_log::Direction;
 
-/// Connections served at once; Envoy opens one or a few per worker thread, so this is a
-/// bound against a local process opening thousands, not a tuning knob.
-pub const MAX_CONNECTIONS: usize = 1024;
-
 /// The listener could not be bound.
 #[derive(Debug, thiserror::Error)]
 #[error("ext_authz.listen {listen}: {source}")]
@@ -137,7 +133,9 @@ async fn serve(
     limits: Limits,
     mut shutdown: Shutdown,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // limits.max_connections, as every listener: more wait in the accept backlog (Envoy
+    // opens one or a few per worker thread).
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = JoinSet::new();
     loop {
         let slot = tokio::select! {

@@ -440,3 +440,113 @@ fn an_ext_authz_address_off_loopback_is_refused_at_load() {
     let error = segward::config::Config::load(&config).unwrap_err();
     assert_eq!(error.reason(), "bad-ext-authz-listen", "{error}");
 }
+
+/// The decision log of the real binary (`segward run`): one line per HTTP Check with
+/// direction `ext_authz`, the principal as source, the sidecar as destination, Envoy's
+/// request id and peer address; one connection line per network-filter Check.
+#[tokio::test]
+async fn the_real_binary_logs_each_check_with_direction_ext_authz() {
+    use segward::ext_authz::pb::envoy::config::core::v3::{
+        Address, SocketAddress, address, socket_address,
+    };
+    let pki = Pki::new(&["example.org"]);
+    let svid = pki.issue(PAYMENTS);
+    let policy = write_policy(&pki, POLICY);
+    let socket = socket_in(pki.dir());
+    let yaml = format!("ext_authz:\n  listen: unix://{}\n", socket.display());
+    let config = write_config(&pki, &svid, &["example.org"], &policy, &yaml);
+    let mut segward = crate::support::process::Segward::spawn(&config);
+    let up = crate::support::eventually(crate::support::process::WAIT, || {
+        let socket = socket.clone();
+        async move { UnixStream::connect(&socket).await.is_ok() }
+    })
+    .await;
+    assert!(up, "{}", segward.stderr());
+    let mut client = over(UnixStream::connect(&socket).await.unwrap()).await;
+
+    let mut allowed = http_check(
+        FRONTEND,
+        "GET",
+        "/v1/balance?secret=1",
+        &[("x-request-id", "envoy-req-1")],
+    );
+    let peer = Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: "10.0.3.7".to_owned(),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(51234)),
+            ..Default::default()
+        })),
+    };
+    if let Some(source) = allowed.attributes.as_mut().and_then(|a| a.source.as_mut()) {
+        source.address = Some(peer);
+    }
+    assert_eq!(code(&check(&mut client, allowed).await), 0);
+    assert_eq!(
+        code(
+            &check(
+                &mut client,
+                http_check(
+                    FRONTEND,
+                    "GET",
+                    "/admin/keys",
+                    &[("x-request-id", "envoy-req-2")]
+                )
+            )
+            .await
+        ),
+        7
+    );
+    assert_eq!(code(&check(&mut client, connection_check(BATCH)).await), 0);
+    drop(client);
+
+    let stderr = segward.stop().await;
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    let (allow, deny, connection) = (&lines[0], &lines[1], &lines[2]);
+    for line in &lines {
+        assert_eq!(line["direction"], "ext_authz", "{line}");
+        assert_eq!(line["destination_id"], PAYMENTS, "{line}");
+    }
+    assert_eq!(allow["request_id"], "envoy-req-1", "{allow}");
+    assert_eq!(allow["source_id"], FRONTEND, "{allow}");
+    assert_eq!(allow["peer_addr"], "10.0.3.7:51234", "{allow}");
+    assert_eq!(
+        (&allow["method"], &allow["path"]),
+        (&"GET".into(), &"/v1/balance".into())
+    );
+    assert_eq!(
+        (&allow["decision"], &allow["rule"], &allow["status"]),
+        (&"allow".into(), &"frontend-reads-v1".into(), &200.into())
+    );
+    assert!(
+        allow["policy_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert_eq!(deny["request_id"], "envoy-req-2", "{deny}");
+    assert_eq!(
+        (&deny["decision"], &deny["reason"], &deny["status"]),
+        (&"deny".into(), &"default-deny".into(), &403.into())
+    );
+    assert_eq!(
+        (&connection["protocol"], &connection["event"]),
+        (&"tcp".into(), &"open".into())
+    );
+    assert_eq!(
+        (
+            &connection["source_id"],
+            &connection["decision"],
+            &connection["rule"]
+        ),
+        (&BATCH.into(), &"allow".into(), &"batch-connects".into())
+    );
+    assert!(
+        !stderr.contains("secret"),
+        "the query was logged:\n{stderr}"
+    );
+}
