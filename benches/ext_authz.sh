@@ -162,6 +162,8 @@ EOF
               "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
               transport_api_version: V3
               failure_mode_allow: false
+              # segward reads method and path (sent anyway) and x-request-id: send no other header.
+              allowed_headers: { patterns: [{ exact: x-request-id }] }
               grpc_service: { envoy_grpc: { cluster_name: segward }, timeout: 1s }
 EOF
     ;;

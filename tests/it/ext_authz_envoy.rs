@@ -192,6 +192,7 @@ fn envoy_config(s: &Setup<'_>) -> String {
               "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
               transport_api_version: V3
               failure_mode_allow: false
+              allowed_headers: {{ patterns: [{{ exact: x-request-id }}] }}
               {grpc}
           - name: envoy.filters.http.router
             typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
@@ -390,8 +391,11 @@ async fn through_envoy_allowed_requests_arrive_with_the_callers_id_and_denied_on
             values("x-forwarded-client-cert"),
             [format!("By={PAYMENTS};URI={FRONTEND}")]
         );
-        // The request id segward logged is the one the workload sees.
-        assert_eq!(values("x-request-id").len(), 1);
+        // Envoy's own request id (a UUID) reached segward through `allowed_headers` and is
+        // the one the workload sees (segward would have made a 24-digit one otherwise).
+        let ids = values("x-request-id");
+        assert_eq!(ids.len(), 1);
+        assert_eq!((ids[0].len(), ids[0].matches('-').count()), (36, 4), "{ids:?}");
 
         // Denied: 403 with the data plane's body and an x-request-id; nothing arrives.
         let reply = conn
