@@ -395,7 +395,11 @@ async fn through_envoy_allowed_requests_arrive_with_the_callers_id_and_denied_on
         // the one the workload sees (segward would have made a 24-digit one otherwise).
         let ids = values("x-request-id");
         assert_eq!(ids.len(), 1);
-        assert_eq!((ids[0].len(), ids[0].matches('-').count()), (36, 4), "{ids:?}");
+        assert_eq!(
+            (ids[0].len(), ids[0].matches('-').count()),
+            (36, 4),
+            "{ids:?}"
+        );
 
         // Denied: 403 with the data plane's body and an x-request-id; nothing arrives.
         let reply = conn
