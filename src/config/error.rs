@@ -156,7 +156,7 @@ pub enum ConfigError {
         first: String,
     },
     /// A sidecar with neither side configured would do nothing.
-    #[error("{file}: neither `inbound` nor `outbound` is configured; add at least one")]
+    #[error("{file}: none of `inbound`, `outbound` or `ext_authz` is configured; add at least one")]
     NoListener {
         /// The config file.
         file: String,
@@ -277,6 +277,17 @@ pub enum ConfigError {
         /// Why it is not a key.
         problem: KeyError,
     },
+    /// `ext_authz.listen` (docs/envoy.md) is a loopback `IP:port` or `unix://PATH`: the
+    /// Check service speaks plain-text gRPC, for an Envoy beside the sidecar only.
+    #[error("{file}: ext_authz.listen: `{value}` {problem}")]
+    BadExtAuthzListen {
+        /// The config file.
+        file: String,
+        /// The value as written.
+        value: String,
+        /// What is wrong, with the accepted forms.
+        problem: &'static str,
+    },
     /// An empty path would silently mean the config file's folder.
     #[error("{file}: {key}: empty path")]
     EmptyPath {
@@ -316,6 +327,7 @@ impl ConfigError {
             Self::BadEnv { .. } => "bad-env",
             Self::NoVerifyKeys { .. } => "no-verify-keys",
             Self::BadVerifyKey { .. } => "bad-verify-key",
+            Self::BadExtAuthzListen { .. } => "bad-ext-authz-listen",
         }
     }
 }

@@ -68,6 +68,9 @@ pub struct RawConfig {
     /// Probe detection (docs/probes.md); off when `detect.probe` is absent.
     #[serde(default)]
     pub detect: RawDetect,
+    /// The Envoy `ext_authz` Check service (docs/envoy.md); off when absent.
+    #[serde(default)]
+    pub ext_authz: Option<RawExtAuthz>,
 }
 
 /// One `inbound:` listener — where to listen for mTLS and where the local workload is.
@@ -134,6 +137,8 @@ pub struct Config {
     pub policy_verify: Option<PolicyKeys>,
     /// Probe detection (`detect.probe`); `None`: off.
     pub probe: Option<ProbeSettings>,
+    /// The Envoy `ext_authz` Check service, if configured (docs/envoy.md).
+    pub ext_authz: Option<ExtAuthz>,
     /// Legal but noteworthy settings; private so that only `from_raw` builds a `Config`.
     warnings: Vec<ConfigWarning>,
 }
@@ -301,10 +306,15 @@ fn resolve_with_env(
         Some(r) => Some(resolve_outbound(r, file)?),
     };
 
+    let ext_authz = match raw.ext_authz {
+        None => None,
+        Some(r) => Some(resolve_ext_authz(r, base_dir, file)?),
+    };
+
     let no_outbound = outbound
         .as_ref()
         .is_none_or(|o| o.listen.is_none() && o.tcp.is_empty());
-    if inbound.is_empty() && no_outbound {
+    if inbound.is_empty() && no_outbound && ext_authz.is_none() {
         return Err(ConfigError::NoListener {
             file: file.to_owned(),
         });
@@ -314,10 +324,14 @@ fn resolve_with_env(
         None => DEFAULT_ADMIN_LISTEN,
         Some(a) => parse_listen(&a.listen, "admin.listen", file)?,
     };
-    listeners::check_conflicts(
-        &listen_keys(&inbound, outbound.as_ref(), admin_listen),
-        file,
-    )?;
+    let mut keys = listen_keys(&inbound, outbound.as_ref(), admin_listen);
+    if let Some(ExtAuthz {
+        listen: ExtAuthzListen::Tcp(addr),
+    }) = &ext_authz
+    {
+        keys.push(("ext_authz.listen".to_owned(), *addr));
+    }
+    listeners::check_conflicts(&keys, file)?;
     let mut warnings = Vec::new();
     if !admin_listen.ip().is_loopback() {
         warnings.push(ConfigWarning::AdminNotLoopback(admin_listen));
@@ -336,6 +350,7 @@ fn resolve_with_env(
         reload: ReloadTiming::default(),
         policy_verify: resolve_policy_verify(raw.policy_verify, base_dir, file)?,
         probe: resolve_detect(&raw.detect, file)?,
+        ext_authz,
         warnings,
     })
 }
@@ -400,6 +415,7 @@ fn parse_listen(value: &str, key: &str, file: &str) -> Result<SocketAddr, Config
 mod authority;
 mod detect;
 mod error;
+mod ext_authz;
 mod identity;
 mod limits;
 mod listeners;
@@ -409,6 +425,8 @@ mod policy_verify;
 pub use authority::{Authority, AuthorityError};
 pub use detect::{ProbeAction, ProbeSettings, RawDetect, RawProbe, resolve_detect};
 pub use error::ConfigError;
+use ext_authz::resolve_ext_authz;
+pub use ext_authz::{ExtAuthz, ExtAuthzListen, RawExtAuthz};
 pub use identity::{
     Backoff, ENDPOINT_ENV, Identity, IdentitySource, RawIdentity, WorkloadApi, WorkloadEndpoint,
 };

@@ -674,7 +674,8 @@ fn with_file(mut err: ConfigError, name: &str) -> ConfigError {
         | ConfigError::MissingIdentityFile { file, .. }
         | ConfigError::BadWorkloadApi { file, .. }
         | ConfigError::NoVerifyKeys { file }
-        | ConfigError::BadVerifyKey { file, .. } => file,
+        | ConfigError::BadVerifyKey { file, .. }
+        | ConfigError::BadExtAuthzListen { file, .. } => file,
     };
     name.clone_into(file);
     err

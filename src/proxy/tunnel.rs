@@ -106,7 +106,8 @@ impl Parties<'_> {
     /// (source, destination) with `own` as this sidecar's side.
     fn ids<'s>(&'s self, own: &'s SpiffeId) -> (&'s SpiffeId, &'s SpiffeId) {
         match self.direction {
-            Direction::Inbound => (self.peer, own),
+            // A tunnel is never an ext_authz check; that side's peer is a source, as inbound.
+            Direction::Inbound | Direction::ExtAuthz => (self.peer, own),
             Direction::Outbound => (own, self.peer),
         }
     }

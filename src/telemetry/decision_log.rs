@@ -26,6 +26,9 @@ pub enum Direction {
     Inbound,
     /// Plain in from the local app, mTLS out to a destination (egress rules).
     Outbound,
+    /// Asked by Envoy's `ext_authz` filter (docs/envoy.md): the peer Envoy authenticated,
+    /// reaching this sidecar's own identity (ingress rules).
+    ExtAuthz,
 }
 
 impl Direction {
@@ -34,6 +37,7 @@ impl Direction {
         match self {
             Self::Inbound => "inbound",
             Self::Outbound => "outbound",
+            Self::ExtAuthz => "ext_authz",
         }
     }
 }

@@ -130,11 +130,11 @@ pub struct Metrics {
 #[derive(Debug)]
 struct Traffic {
     requests: Family<RequestLabels, Counter>,
-    /// The duration histogram of each direction (inbound, outbound), resolved once so that a
+    /// The duration histogram of each direction (inbound, outbound, ext_authz), resolved once so that a
     /// request does not look it up.
-    durations: [Histogram; 2],
+    durations: [Histogram; 3],
     /// The open-connection gauge of each direction, resolved once likewise.
-    open: [Gauge; 2],
+    open: [Gauge; 3],
     handshake_failures: Family<ReasonLabel, Counter>,
 }
 
@@ -175,6 +175,7 @@ fn slot(direction: Direction) -> usize {
     match direction {
         Direction::Inbound => 0,
         Direction::Outbound => 1,
+        Direction::ExtAuthz => 2,
     }
 }
 
@@ -209,7 +210,7 @@ impl Traffic {
         let per_direction = |d: Direction| DirectionLabel {
             direction: d.as_str(),
         };
-        let both = [Direction::Inbound, Direction::Outbound];
+        let both = [Direction::Inbound, Direction::Outbound, Direction::ExtAuthz];
         Self {
             requests,
             durations: both.map(|d| duration.get_or_create(&per_direction(d)).clone()),

@@ -14,6 +14,8 @@ mod demo;
 mod docs;
 mod exceptions;
 mod expiry;
+mod ext_authz;
+mod ext_authz_envoy;
 mod fixtures_selftest;
 mod fleet;
 mod inbound;
