@@ -15,10 +15,10 @@ use super::pb::envoy::config::core::v3::{self as core, header_value_option};
 use super::pb::envoy::r#type::v3::{HttpStatus, StatusCode as EnvoyStatus};
 use super::pb::google::rpc::Status as RpcStatus;
 use crate::config::Mode;
-use crate::identity::SpiffeId;
-use crate::path;
 use crate::detect::Target;
+use crate::identity::SpiffeId;
 use crate::live::Snapshot;
+use crate::path;
 use crate::policy::{self, Decision, Verdict};
 use crate::proxy::Context;
 use crate::proxy::headers::{X_REQUEST_ID, set_identity_headers};
@@ -64,7 +64,6 @@ impl Refusal {
 pub struct Checker {
     cx: Arc<Context>,
 }
-
 
 impl Checker {
     /// A checker deciding with `cx`.

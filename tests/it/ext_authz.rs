@@ -567,16 +567,31 @@ async fn a_probe_through_ext_authz_is_detected_and_contains_only_the_prober() {
         let denied = check(&mut client, http_check(FRONTEND, "POST", path, &[])).await;
         assert_eq!(code(&denied), 7, "{path}");
     }
-    assert_eq!(code(&check(&mut client, allowed()).await), 0, "contained too early");
+    assert_eq!(
+        code(&check(&mut client, allowed()).await),
+        0,
+        "contained too early"
+    );
     // The third distinct denied target: contained on this sidecar.
-    let third = check(&mut client, http_check(FRONTEND, "DELETE", "/v1/balance", &[])).await;
+    let third = check(
+        &mut client,
+        http_check(FRONTEND, "DELETE", "/v1/balance", &[]),
+    )
+    .await;
     assert_eq!(code(&third), 7);
     let refused = check(&mut client, allowed()).await;
-    assert_eq!(code(&refused), 7, "the prober's allowed request is refused once contained");
+    assert_eq!(
+        code(&refused),
+        7,
+        "the prober's allowed request is refused once contained"
+    );
     assert_eq!(denied(&refused).0, 403);
     // Another identity is untouched: batch's connection check still passes.
     assert_eq!(code(&check(&mut client, connection_check(BATCH)).await), 0);
-    assert_eq!(code(&check(&mut client, connection_check(FRONTEND)).await), 7);
+    assert_eq!(
+        code(&check(&mut client, connection_check(FRONTEND)).await),
+        7
+    );
     let metrics = scrape(f.sidecar.admin_addr()).await;
     let series = r#"segward_probes_detected_total{direction="ext_authz",action="contain"}"#;
     assert_eq!(count(&metrics, series), 1.0, "{metrics:?}");

@@ -280,12 +280,22 @@ struct Stack {
 
 impl Stack {
     async fn start(policy: &str, paths: Paths, tcp_backend: Option<SocketAddr>) -> Stack {
+        Self::start_with(policy, paths, tcp_backend, "").await
+    }
+
+    /// [`Stack::start`] with `extra` YAML appended to segward's config.
+    async fn start_with(
+        policy: &str,
+        paths: Paths,
+        tcp_backend: Option<SocketAddr>,
+        extra: &str,
+    ) -> Stack {
         let pki = Pki::new(&["example.org"]);
         let socket = pki.dir().join("ext_authz.sock");
         let envoy_svid = pki.issue(PAYMENTS);
         let (frontend, batch) = (pki.issue(FRONTEND), pki.issue(BATCH));
         let listen = format!("unix://{}", socket.display());
-        let f = sidecar_with(pki, policy, &listen, "").await;
+        let f = sidecar_with(pki, policy, &listen, extra).await;
         let backend = Backend::start().await;
         let http = free_addr();
         let tcp = tcp_backend.map(|b| (free_addr(), b));
@@ -498,6 +508,61 @@ async fn a_reload_an_expiry_and_a_containment_apply_to_the_next_request_through_
     let arrived = s.backend_targets();
     assert!(arrived.contains(&"/v1/a".to_owned()) && arrived.contains(&"/v1/e".to_owned()));
     for refused in ["/v1/b", "/v1/d", "/v1/f"] {
+        assert!(
+            !arrived.contains(&refused.to_owned()),
+            "{refused} arrived: {arrived:?}"
+        );
+    }
+}
+
+/// docs/probes.md behind Envoy: frontend enumerating paths it may not reach is contained at
+/// segward at the third distinct denied target — its next allowed request through Envoy is
+/// refused, on the same Envoy connection — while batch's requests carry on; released by the
+/// admin endpoint, frontend is allowed again. None of the denied requests reaches the backend.
+#[tokio::test]
+async fn a_probe_through_envoy_is_detected_and_contains_only_the_prober() {
+    if !envoy_here("a_probe_through_envoy_is_detected_and_contains_only_the_prober") {
+        return;
+    }
+    let detect = "detect:\n  probe: { distinct_denied: 3, window: 60s, action: contain, contain_for: 10m }\n";
+    let s = Stack::start_with(POLICY, Paths::Documented, None, detect).await;
+    let mut frontend = s
+        .client(&s.frontend, Alpn::H2)
+        .connect(s.http)
+        .await
+        .unwrap();
+    let mut batch = s.client(&s.batch, Alpn::H1).connect(s.http).await.unwrap();
+    assert_eq!(frontend.get("/v1/a").await.unwrap().status, StatusCode::OK);
+    for probe in ["/admin/users", "/admin/users", "/internal/keys"] {
+        let status = frontend.get(probe).await.unwrap().status;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{probe}");
+    }
+    let status = frontend.get("/v1/b").await.unwrap().status;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "two distinct targets are no probe yet"
+    );
+    let status = frontend.get("/debug/vars").await.unwrap().status;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let status = frontend.get("/v1/c").await.unwrap().status;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "contained at the third distinct target"
+    );
+    assert_eq!(batch.get("/v1/batch").await.unwrap().status, StatusCode::OK);
+    assert!(s.f.sidecar.probes().release(FRONTEND));
+    assert_eq!(frontend.get("/v1/d").await.unwrap().status, StatusCode::OK);
+
+    let arrived = s.backend_targets();
+    for target in ["/v1/a", "/v1/b", "/v1/batch", "/v1/d"] {
+        assert!(
+            arrived.contains(&target.to_owned()),
+            "{target}: {arrived:?}"
+        );
+    }
+    for refused in ["/admin/users", "/internal/keys", "/debug/vars", "/v1/c"] {
         assert!(
             !arrived.contains(&refused.to_owned()),
             "{refused} arrived: {arrived:?}"
