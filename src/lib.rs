@@ -34,6 +34,8 @@
 //!   `decide` (a request), `decide_connection` (a TCP connection), `explain`. Its child
 //!   `policy::analysis`, never on the request path: `reach` (blast radius, exact), `diff`,
 //!   the lints of `policy check`, the report's data.
+//! - [`evidence`]: least privilege from evidence — decision logs and observations read into
+//!   distinct observations, `replay` of them under a policy (docs/least-privilege.md).
 //! - [`duration`]: PURE. The one grammar of typed durations (`24h`, `500ms`), per caller's units.
 //! - [`path`]: PURE. The one request-path normalization, shared by policy and proxy.
 //! - [`identity`]: PURE. `SpiffeId` and X509-SVID leaf rules.
@@ -47,6 +49,7 @@ pub mod config;
 pub mod containment;
 pub mod demo;
 pub mod duration;
+pub mod evidence;
 pub mod identity;
 pub mod live;
 pub mod path;

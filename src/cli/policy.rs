@@ -13,9 +13,11 @@ use crate::policy::{self, CompiledPolicy, PolicyErrors, PolicySource};
 mod compare;
 mod contain;
 mod diff;
+mod evidence;
 mod explain;
 mod log_line;
 mod reach;
+mod replay;
 mod report;
 mod sign;
 mod slice;
@@ -122,6 +124,16 @@ pub enum PolicyCommand {
     /// when the selector or --per names nothing or --out would replace a file being sliced.
     #[command(after_help = "Docs: docs/fleet.md#slices")]
     Slice(slice::SliceArgs),
+    /// Decide every observed request and connection again under a policy (as of --at) and
+    /// report the flips: allow -> deny (the change breaks observed traffic) and deny -> allow
+    /// (it admits observed attempts), grouped by direction, source and destination segments
+    /// and the deciding rule, with counts, first/last seen and an example.
+    ///
+    /// Skipped input lines are counted and named by file and line. Exit code 0, or 3 with
+    /// --fail-on-break when anything breaks; 1 when the policy is invalid, an input cannot be
+    /// read or holds no decision at all; 2 on a bad --at.
+    #[command(after_help = "Docs: docs/least-privilege.md#replay")]
+    Replay(replay::ReplayArgs),
 }
 
 /// Runs a `policy` subcommand.
@@ -156,6 +168,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<Outcome> {
         PolicyCommand::Release(args) => contain::release(args),
         PolicyCommand::Sign(args) => sign::run(args),
         PolicyCommand::Slice(args) => slice::run(args),
+        PolicyCommand::Replay(args) => replay::run(args),
     }
 }
 
