@@ -15,6 +15,7 @@ mod contain;
 mod diff;
 mod evidence;
 mod explain;
+mod learn;
 mod log_line;
 mod reach;
 mod replay;
@@ -134,6 +135,17 @@ pub enum PolicyCommand {
     /// read or holds no decision at all; 2 on a bad --at.
     #[command(after_help = "Docs: docs/least-privilege.md#replay")]
     Replay(replay::ReplayArgs),
+    /// Propose allow rules from observed traffic: every request and connection that went
+    /// through (allow, and audit mode's would-deny), at segment granularity, with the methods
+    /// seen and path patterns generalized only where a position varies (ids, UUIDs, hex or
+    /// opaque tokens, many distinct values -> `*`; `**` only where depth varies).
+    ///
+    /// The learned policy is compiled with its `tests:` (observed samples) and the evidence
+    /// replayed under it before it is shown. Exit code 0; 1 when the current policy is
+    /// invalid, an input cannot be read or holds no decision, or the check finds a break; 2
+    /// when --out holds other policy files.
+    #[command(after_help = "Docs: docs/least-privilege.md#learn")]
+    Learn(learn::LearnArgs),
 }
 
 /// Runs a `policy` subcommand.
@@ -169,6 +181,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<Outcome> {
         PolicyCommand::Sign(args) => sign::run(args),
         PolicyCommand::Slice(args) => slice::run(args),
         PolicyCommand::Replay(args) => replay::run(args),
+        PolicyCommand::Learn(args) => learn::run(args),
     }
 }
 

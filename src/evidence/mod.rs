@@ -8,11 +8,14 @@
 //! - [`read`]: the readers — decision-log files (many, `.gz`, `-` for stdin) and
 //!   observation files (JSON lines or CSV), streaming, every unreadable line counted in
 //!   [`Skipped`] with its file and line number;
-//! - [`replay`]: every observation decided again under another policy, the flips grouped.
+//! - [`replay`]: every observation decided again under another policy, the flips grouped;
+//! - [`learn`]: allow rules covering the traffic that went through, paths generalized only
+//!   where the evidence says a position varies.
 //!
 //! PURE apart from `read` (std files and gzip): no async runtime, no logging — values in,
 //! values out; `cli/policy/` prints them.
 
+pub mod learn;
 pub mod line;
 pub mod observe;
 pub mod read;

@@ -227,3 +227,75 @@ fn inputs_that_hold_no_decision_or_cannot_be_read_exit_1_naming_them() {
     let out = segward_in(dir.path(), &["policy", "replay", &policy]);
     assert_eq!(Some(out.code), Some(2), "an input is required");
 }
+
+#[tokio::test]
+async fn learn_from_a_real_log_then_check_then_replay_breaks_nothing() {
+    let pki = Pki::new(&[TD]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = real_log(&pki, POLICY, "enforce", dir.path()).await;
+    let current = file(dir.path(), "current.yaml", POLICY);
+    let log_text = log.display().to_string();
+
+    let out = segward_in(
+        dir.path(),
+        &[
+            "policy", "learn", "--log", &log_text, "--policy", &current, "--out", "learned",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("0 allow -> deny"), "{}", out.stdout);
+    // The reach diff from the current policy: batch keeps only what it used.
+    assert!(
+        out.stdout
+            .contains("narrowed batch -> api: GET /v1/charges/*"),
+        "{}",
+        out.stdout
+    );
+    let learned = std::fs::read_to_string(dir.path().join("learned/learned.yaml")).unwrap();
+
+    // Segments reused, methods seen, ids generalized, the denied admin attempts not learned.
+    assert!(
+        learned.contains("- name: learn-batch-to-api\n"),
+        "{learned}"
+    );
+    assert!(learned.contains("    methods: [GET]\n"), "{learned}");
+    assert!(learned.contains("\"/v1/charges/*\""), "{learned}");
+    assert!(learned.contains("\"/v1/items/*\""), "{learned}");
+    assert!(!learned.contains("/admin"), "{learned}");
+    assert!(learned.contains("tests:\n"), "{learned}");
+
+    let check = segward_in(dir.path(), &["policy", "check", "learned"]);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    let (code, answer) = replay_json(dir.path(), "learned", &log, &["--fail-on-break"]);
+    assert_eq!(code, 0, "{answer}");
+    assert_eq!(answer["breaks"], 0, "{answer}");
+    assert_eq!(answer["unchanged"], answer["replayed"], "{answer}");
+
+    // Learning again from the same evidence writes the same file, byte for byte.
+    let again = segward_in(
+        dir.path(),
+        &["policy", "learn", "--log", &log_text, "--policy", &current],
+    );
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.stdout, learned);
+}
+
+#[test]
+fn learn_refuses_an_out_folder_holding_another_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("live")).unwrap();
+    file(&dir.path().join("live"), "policy.yaml", POLICY);
+    let log = file(dir.path(), "a.log", "{}\n");
+
+    let out = segward_in(
+        dir.path(),
+        &["policy", "learn", "--log", &log, "--out", "live"],
+    );
+
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("policy.yaml"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("live")).unwrap().count(),
+        1
+    );
+}

@@ -10,11 +10,12 @@ use std::io::Cursor;
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use segward::evidence::Protocol;
 use segward::evidence::read::{Read, log_lines};
 use segward::evidence::{Observations, replay};
 use segward::identity::SpiffeId;
-use segward::path::normalize;
+use segward::path::{normalize, upstream_variant};
 use segward::policy::{self, CompiledPolicy, Decision, Reason, Request, Verdict};
 use serde_json::json;
 
@@ -157,4 +158,58 @@ fn replay_flips_exactly_the_requests_whose_decision_changed() {
         flips_seen.get() > 0,
         "the mutations never changed a decision"
     );
+}
+
+#[test]
+fn a_learned_policy_allows_everything_that_went_through_and_compiles() {
+    let logged = (request_draft(), any::<bool>(), any::<bool>(), any::<bool>());
+    let cases = (policy(), vec(logged, 1..32), any::<bool>());
+    let mut runner = TestRunner::new(Config {
+        cases: 128,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&cases, |(spec, drafts, reuse)| {
+        let yaml = spec.to_yaml();
+        let before = policy::from_text("policy.yaml", &yaml).unwrap();
+        let text: String = drafts
+            .iter()
+            .map(|(d, tcp, inbound, audit)| {
+                line(&before, &(d.resolve(&spec), *tcp, *inbound, *audit)) + "\n"
+            })
+            .collect();
+        let mut obs = Observations::default();
+        let mut read = Read::default();
+        log_lines(
+            &mut Cursor::new(text.into_bytes()),
+            "log",
+            &mut obs,
+            &mut read,
+        );
+
+        let learned = segward::evidence::learn::learn(&obs, reuse.then_some(&before));
+        let learned_yaml = learned.to_yaml("learned");
+        let compiled = policy::from_text("learned.yaml", &learned_yaml)
+            .map_err(|e| TestCaseError::fail(format!("{e}\n{learned_yaml}")))?;
+        for (key, _) in obs.iter() {
+            let ambiguous = key.protocol == Protocol::Http
+                && matches!(upstream_variant(key.path), Some(Err(_)));
+            if !key.went_through() || ambiguous {
+                continue;
+            }
+            let verdict = segward::evidence::replay::decide_again(&compiled, &key).unwrap();
+            prop_assert!(
+                segward::evidence::replay::allows(&verdict),
+                "{:?} is {} under\n{}",
+                key,
+                verdict,
+                learned_yaml
+            );
+        }
+        prop_assert_eq!(replay(&compiled, &obs).breaks(), 0);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
 }
