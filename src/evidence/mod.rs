@@ -10,7 +10,9 @@
 //!   [`Skipped`] with its file and line number;
 //! - [`replay`]: every observation decided again under another policy, the flips grouped;
 //! - [`learn`]: allow rules covering the traffic that went through, paths generalized only
-//!   where the evidence says a position varies.
+//!   where the evidence says a position varies;
+//! - [`unused`]: what of a policy's allow rules the evidence never used, and the rules
+//!   narrowed to their use.
 //!
 //! PURE apart from `read` (std files and gzip): no async runtime, no logging — values in,
 //! values out; `cli/policy/` prints them.
@@ -21,6 +23,7 @@ pub mod observe;
 pub mod read;
 pub mod replay;
 pub mod time;
+pub mod unused;
 
 pub use observe::{Key, Observations, Protocol, Stats};
 pub use read::{Skipped, read_logs, read_observations};

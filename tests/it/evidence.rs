@@ -22,8 +22,8 @@ const WEB: &str = "spiffe://example.org/ns/prod/sa/web";
 const BATCH: &str = "spiffe://example.org/ns/prod/sa/batch";
 const API: &str = "spiffe://example.org/ns/prod/sa/api";
 
-/// Web reads api's `/v1/**`; batch may GET, POST and DELETE charges (it only ever GETs);
-/// nobody may reach `/admin/**`.
+/// Web reads api's `/v1/**` and may POST orders (it never does); batch may GET, POST and
+/// DELETE charges (it only ever GETs); nobody may reach `/admin/**`.
 pub const POLICY: &str = r#"segments:
   web:
     identities: ["spiffe://example.org/ns/prod/sa/web"]
@@ -42,6 +42,11 @@ rules:
     to: [api]
     methods: [GET, POST, DELETE]
     paths: ["/v1/charges/*"]
+  - name: web-writes-orders
+    from: [web]
+    to: [api]
+    methods: [POST]
+    paths: ["/v1/orders"]
   - name: no-admin
     effect: deny
     from: ["*"]
@@ -298,4 +303,119 @@ fn learn_refuses_an_out_folder_holding_another_policy() {
         std::fs::read_dir(dir.path().join("live")).unwrap().count(),
         1
     );
+}
+
+#[tokio::test]
+async fn unused_finds_the_planted_wide_and_unused_rules_and_its_proposal_breaks_nothing() {
+    let pki = Pki::new(&[TD]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = real_log(&pki, POLICY, "enforce", dir.path()).await;
+    let policy = file(dir.path(), "policy.yaml", POLICY);
+    let log_text = log.display().to_string();
+
+    let out = segward_in(
+        dir.path(),
+        &[
+            "policy",
+            "unused",
+            &policy,
+            "--log",
+            &log_text,
+            "--propose",
+            "narrow",
+            "--json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let answer: Value = serde_json::from_str(&out.stdout).unwrap();
+    let findings: Vec<(String, String, String)> = answer["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let text = |k: &str| f[k].as_str().unwrap().to_owned();
+            (text("kind"), text("subject"), text("message"))
+        })
+        .collect();
+    let kinds: Vec<(&str, &str)> = findings
+        .iter()
+        .map(|(k, s, _)| (k.as_str(), s.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("rule-wider-than-used", "batch-uses-charges"),
+            ("rule-unused", "web-writes-orders"),
+        ],
+        "{answer}"
+    );
+    assert!(
+        findings[0].2.contains("methods never used: POST,DELETE"),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["considered"],
+        (WEB_READS + BATCH_READS) as u64,
+        "{answer}"
+    );
+
+    // The proposal: the unused rule gone, batch narrowed to GET; it checks and replays clean.
+    let narrowed = std::fs::read_to_string(dir.path().join("narrow/policy.yaml")).unwrap();
+    assert!(!narrowed.contains("web-writes-orders"), "{narrowed}");
+    assert!(
+        narrowed.contains("methods: [GET], paths: [\"/v1/charges/*\"]"),
+        "{narrowed}"
+    );
+    let check = segward_in(dir.path(), &["policy", "check", "narrow"]);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    let (code, replayed) = replay_json(dir.path(), "narrow", &log, &["--fail-on-break"]);
+    assert_eq!(
+        (code, &replayed["breaks"]),
+        (0, &Value::from(0)),
+        "{replayed}"
+    );
+    let changes = answer["proposal"]["changes"].as_array().unwrap();
+    assert!(!changes.is_empty(), "{answer}");
+}
+
+#[test]
+fn unused_keeps_rules_the_policys_tests_assert_and_refuses_to_propose_into_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let tested = format!(
+        "{POLICY}tests:\n  - {{ from: \"{WEB}\", to: \"{API}\", method: POST, path: /v1/orders, expect: allow }}\n"
+    );
+    let policy = file(dir.path(), "policy.yaml", &tested);
+    let line = format!(
+        "{{\"time\":\"2026-12-07T15:00:00Z\",\"direction\":\"inbound\",\"source_id\":\"{WEB}\",\"destination_id\":\"{API}\",\"method\":\"GET\",\"path\":\"/v1/x\",\"decision\":\"allow\",\"rule\":\"web-reads-api\",\"reason\":\"allow-rule\"}}\n"
+    );
+    let log = file(dir.path(), "a.log", &line);
+
+    let out = segward_in(
+        dir.path(),
+        &["policy", "unused", &policy, "--log", &log, "--propose", "p"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("web-writes-orders"), "{}", out.stdout);
+    assert!(out.stdout.contains("tests: assert it"), "{}", out.stdout);
+    let proposed = std::fs::read_to_string(dir.path().join("p/policy.yaml")).unwrap();
+    assert!(proposed.contains("web-writes-orders"), "{proposed}");
+    assert!(
+        !proposed.contains("batch-uses-charges"),
+        "never used, not asserted: {proposed}"
+    );
+
+    let here = dir.path().display().to_string();
+    let out = segward_in(
+        dir.path(),
+        &[
+            "policy",
+            "unused",
+            &policy,
+            "--log",
+            &log,
+            "--propose",
+            &here,
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
 }

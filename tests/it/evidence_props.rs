@@ -213,3 +213,55 @@ fn a_learned_policy_allows_everything_that_went_through_and_compiles() {
         panic!("{e}");
     }
 }
+
+#[test]
+fn an_unused_proposal_compiles_and_denies_nothing_that_was_allowed() {
+    let logged = (request_draft(), any::<bool>(), any::<bool>(), any::<bool>());
+    let cases = (policy(), vec(logged, 1..32));
+    let mut runner = TestRunner::new(Config {
+        cases: 128,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let narrowed_some = std::cell::Cell::new(0usize);
+    let result = runner.run(&cases, |(spec, drafts)| {
+        let yaml = spec.to_yaml();
+        let before = policy::from_text("policy.yaml", &yaml).unwrap();
+        let text: String = drafts
+            .iter()
+            .map(|(d, tcp, inbound, audit)| {
+                line(&before, &(d.resolve(&spec), *tcp, *inbound, *audit)) + "\n"
+            })
+            .collect();
+        let mut obs = Observations::default();
+        let mut read = Read::default();
+        log_lines(
+            &mut Cursor::new(text.into_bytes()),
+            "log",
+            &mut obs,
+            &mut read,
+        );
+
+        let found = segward::evidence::unused::unused(&before, &obs, None, &Default::default());
+        narrowed_some.set(narrowed_some.get() + found.narrowed.len());
+        let texts = [("policy.yaml".to_owned(), yaml.clone())];
+        let rewritten = segward::evidence::unused::rewrite(&before, &texts, &found.narrowed)
+            .map_err(TestCaseError::fail)?;
+        let after = policy::from_text("policy.yaml", &rewritten[0].1)
+            .map_err(|e| TestCaseError::fail(format!("{e}\n{}", rewritten[0].1)))?;
+        let r = replay(&after, &obs);
+        prop_assert_eq!(
+            r.breaks(),
+            0,
+            "{:?}\nbefore:\n{}\nafter:\n{}",
+            r,
+            yaml,
+            rewritten[0].1
+        );
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    assert!(narrowed_some.get() > 0, "no rule was ever narrowed");
+}
