@@ -529,6 +529,19 @@ pub fn learn(observations: &Observations, current: Option<&CompiledPolicy>) -> L
             samples: vec![sample],
         });
     }
+    // A name the current policy already uses gets `-2`, `-3`, …
+    let mut names: BTreeSet<String> = current
+        .map(|p| p.rules().iter().map(|r| r.name.clone()).collect())
+        .unwrap_or_default();
+    for rule in &mut out.rules {
+        let base = rule.name.clone();
+        let mut n = 2;
+        while names.contains(&rule.name) {
+            rule.name = format!("{base}-{n}");
+            n += 1;
+        }
+        names.insert(rule.name.clone());
+    }
     out.rules.sort_by(|a, b| a.name.cmp(&b.name));
     let used: BTreeSet<&str> = out
         .rules
@@ -573,30 +586,58 @@ fn counted(stats: &Stats) -> String {
 }
 
 impl Learned {
-    /// The learned policy as one YAML file: segments, rules (counts and first/last seen as
-    /// comments), and `tests:` from observed samples.
+    /// Keeps as `tests:` only the samples `merged` (the learned rules with the policy they
+    /// join) allows: a deny rule of the current policy may refuse an observed request the
+    /// learned rules would allow (an audited probe), and a test must not assert otherwise.
+    /// Returns how many samples were dropped.
+    pub fn keep_allowed_samples(&mut self, merged: &CompiledPolicy) -> usize {
+        let mut dropped = 0;
+        for rule in &mut self.rules {
+            rule.samples.retain(|s| {
+                let allowed = s.method.is_empty() || {
+                    let parsed = (
+                        SpiffeId::parse(&s.source),
+                        SpiffeId::parse(&s.destination),
+                        crate::path::normalize(&s.path),
+                    );
+                    match parsed {
+                        (Ok(from), Ok(to), Ok(path)) => {
+                            let verdict = merged.decide(&crate::policy::Request {
+                                source: &from,
+                                destination: &to,
+                                method: &s.method,
+                                path: &path,
+                            });
+                            verdict.decision == crate::policy::Decision::Allow
+                        }
+                        _ => false,
+                    }
+                };
+                dropped += usize::from(!allowed);
+                allowed
+            });
+        }
+        dropped
+    }
+
+    /// The learned rules as one YAML file: the segments made for unsegmented identities,
+    /// the rules (counts and first/last seen as comments), and `tests:` from the samples
+    /// kept in the rules. Segments reused from the current policy are not repeated: the file
+    /// joins that policy's files (alone when nothing was reused).
     pub fn to_yaml(&self, header: &str) -> String {
         let mut out = String::new();
         for line in header.lines() {
             let _ = writeln!(out, "# {line}");
         }
-        out.push_str("segments:\n");
-        if self.segments.is_empty() {
-            out.truncate(out.len() - "segments:\n".len());
-            out.push_str("segments: {}\n");
+        // Reused segments are defined by the current policy this file joins.
+        let own: Vec<&LearnedSegment> = self.segments.iter().filter(|s| !s.reused).collect();
+        if !own.is_empty() {
+            out.push_str("segments:\n");
         }
-        for s in &self.segments {
+        for s in own {
             let ids: Vec<String> = s.identities.iter().map(|i| quoted(i)).collect();
             let _ = writeln!(out, "  {}:", s.name);
             let _ = writeln!(out, "    identities: [{}]", ids.join(", "));
-            if !s.labels.is_empty() {
-                let labels: Vec<String> = s
-                    .labels
-                    .iter()
-                    .map(|(k, v)| format!("{}: {}", quoted(k), quoted(v)))
-                    .collect();
-                let _ = writeln!(out, "    labels: {{ {} }}", labels.join(", "));
-            }
         }
         if self.rules.is_empty() {
             out.push_str("rules: []\n");

@@ -16,7 +16,7 @@ use segward::evidence::read::{Read, log_lines};
 use segward::evidence::{Observations, replay};
 use segward::identity::SpiffeId;
 use segward::path::{normalize, upstream_variant};
-use segward::policy::{self, CompiledPolicy, Decision, Reason, Request, Verdict};
+use segward::policy::{self, CompiledPolicy, Decision, PolicySource, Reason, Request, Verdict};
 use serde_json::json;
 
 use crate::support::policy_gen::{RequestSpec, id_pattern, policy, request_draft};
@@ -187,14 +187,38 @@ fn a_learned_policy_allows_everything_that_went_through_and_compiles() {
             &mut read,
         );
 
-        let learned = segward::evidence::learn::learn(&obs, reuse.then_some(&before));
+        let mut learned = segward::evidence::learn::learn(&obs, reuse.then_some(&before));
+        // As `learn --policy` does: the learned file joins the current policy's.
+        let joined: Vec<(&str, String)> = if reuse {
+            vec![("policy.yaml", yaml.clone())]
+        } else {
+            Vec::new()
+        };
+        let compile = |learned_yaml: &str| {
+            let texts = joined
+                .iter()
+                .map(|(n, t)| (*n, t.as_str()))
+                .chain([("learned.yaml", learned_yaml)]);
+            PolicySource::from_texts(texts)
+                .and_then(|s| policy::compile(&s))
+                .map_err(|e| TestCaseError::fail(format!("{e}\n{learned_yaml}")))
+        };
+        let mut untested = learned.clone();
+        untested.rules.iter_mut().for_each(|r| r.samples.clear());
+        let merged = compile(&untested.to_yaml("learned"))?;
+        learned.keep_allowed_samples(&merged);
         let learned_yaml = learned.to_yaml("learned");
-        let compiled = policy::from_text("learned.yaml", &learned_yaml)
-            .map_err(|e| TestCaseError::fail(format!("{e}\n{learned_yaml}")))?;
+        let compiled = compile(&learned_yaml)?;
         for (key, _) in obs.iter() {
             let ambiguous = key.protocol == Protocol::Http
                 && matches!(upstream_variant(key.path), Some(Err(_)));
-            if !key.went_through() || ambiguous {
+            // Joined with the current policy, its deny rules still refuse what they refused.
+            let must = if reuse {
+                key.was_allowed()
+            } else {
+                key.went_through()
+            };
+            if !must || ambiguous {
                 continue;
             }
             let verdict = segward::evidence::replay::decide_again(&compiled, &key).unwrap();

@@ -1,8 +1,11 @@
 //! `segward policy learn --log FILE... [--policy CURRENT] [--out DIR]`
 //! (docs/least-privilege.md#learn): allow rules proposed from the traffic that went through,
-//! written as a valid policy folder (or printed), checked before it is shown: the learned
-//! policy compiles with its `tests:`, and replaying the same evidence under it flips no
-//! allow to deny. With --policy, the reach `diff` from the current policy to the learned one.
+//! as `learned.yaml` — with --policy, a file that joins the current policy (its segments
+//! reused, not repeated) and `--out` writes both as one valid policy folder. Checked before
+//! it is shown: the joined policy compiles with every `tests:` (the learned ones are the
+//! observed samples it allows), and replaying the evidence under it flips no allow to deny.
+//! With --policy, the reach `diff` from the current policy to the joined one: what learning
+//! grants.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -10,13 +13,13 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::Outcome;
 use super::evidence::{self, Evidence, Inputs};
+use super::{Outcome, report_invalid};
 use crate::atomic_file::AtomicWrite;
 use crate::evidence::learn::{Learned, learn};
 use crate::evidence::replay::{Replay, replay};
 use crate::policy::analysis::{Diff, Layout, changes_text, diff};
-use crate::policy::{self, CompiledPolicy};
+use crate::policy::{self, CompiledPolicy, PolicySource};
 
 /// The file `--out` writes.
 pub const LEARNED_FILE: &str = "learned.yaml";
@@ -30,8 +33,9 @@ pub struct LearnArgs {
     /// hold, and the reach diff from it to the learned policy is printed.
     #[arg(long, value_name = "CURRENT")]
     policy: Option<PathBuf>,
-    /// Write the learned policy as DIR/learned.yaml (DIR is created; it must hold no other
-    /// policy file). Without it, the YAML goes to stdout and the summary to stderr.
+    /// Write a policy folder ready to enforce: learned.yaml, beside a copy of the --policy
+    /// files it joins (DIR is created; it must hold no policy file). Without it, learned.yaml
+    /// goes to stdout and the summary to stderr.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Print `{rules, segments, covered, unusable, check, diff, yaml}` as JSON on stdout.
@@ -63,17 +67,37 @@ pub(super) fn run(args: LearnArgs) -> anyhow::Result<Outcome> {
         Ok(e) => e,
         Err(outcome) => return Ok(outcome),
     };
-    let learned = learn(&evidence.observations, current.as_ref());
-    let yaml = learned.to_yaml(&header(&evidence, &learned));
-    // The proposal is checked as a sidecar would load it, and against its own evidence.
-    let compiled = match policy::from_text(LEARNED_FILE, &yaml) {
+    // The files the learned rules join: the current policy's (their names without folders).
+    let joined: Vec<(String, String)> = match &args.policy {
+        Some(path) => match PolicySource::read(path) {
+            Ok(texts) => texts
+                .into_iter()
+                .map(|(name, text)| (base_name(&name), text))
+                .collect(),
+            Err(errors) => return Ok(report_invalid(&errors, args.json)),
+        },
+        None => Vec::new(),
+    };
+    if joined.iter().any(|(name, _)| name == LEARNED_FILE) {
+        eprintln!(
+            "error: --policy already holds a {LEARNED_FILE}: fold it in (or rename it) first"
+        );
+        return Ok(Outcome::Usage);
+    }
+    let mut learned = learn(&evidence.observations, current.as_ref());
+    let header = header(&evidence, &learned);
+    // First without tests, to see which samples the joined policy allows (its deny rules may
+    // refuse some); then with the samples it allows as tests.
+    let mut untested = learned.clone();
+    untested.rules.iter_mut().for_each(|r| r.samples.clear());
+    let dropped = match compile_joined(&joined, &untested.to_yaml(&header)) {
+        Ok(merged) => learned.keep_allowed_samples(&merged),
+        Err(outcome) => return Ok(outcome),
+    };
+    let yaml = learned.to_yaml(&header);
+    let compiled = match compile_joined(&joined, &yaml) {
         Ok(p) => p,
-        Err(errors) => {
-            eprintln!(
-                "error: the learned policy does not compile (a bug: please report it):\n{errors}\n{yaml}"
-            );
-            return Ok(Outcome::Invalid);
-        }
+        Err(outcome) => return Ok(outcome),
     };
     let check = replay(&compiled, &evidence.observations);
     let reach_diff = match &current {
@@ -82,8 +106,13 @@ pub(super) fn run(args: LearnArgs) -> anyhow::Result<Outcome> {
     };
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)
-            .and_then(|()| AtomicWrite::new().write(&dir.join(LEARNED_FILE), &yaml))
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", dir.join(LEARNED_FILE).display()))?;
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+        let files = joined.iter().map(|(n, t)| (n.as_str(), t.as_str()));
+        for (name, text) in files.chain([(LEARNED_FILE, yaml.as_str())]) {
+            AtomicWrite::new()
+                .write(&dir.join(name), text)
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", dir.join(name).display()))?;
+        }
     }
     if args.json {
         println!(
@@ -91,7 +120,14 @@ pub(super) fn run(args: LearnArgs) -> anyhow::Result<Outcome> {
             to_json(&learned, &yaml, &check, reach_diff.as_ref(), &evidence)
         );
     } else {
-        let summary = summary(&args, &learned, &check, reach_diff.as_ref(), &evidence);
+        let summary = summary(
+            &args,
+            &learned,
+            &check,
+            reach_diff.as_ref(),
+            &evidence,
+            dropped,
+        );
         if args.out.is_some() {
             print!("{summary}");
         } else {
@@ -113,6 +149,29 @@ fn other_policy_file(dir: &Path) -> Option<PathBuf> {
         let yaml = p.extension().is_some_and(|e| e == "yaml" || e == "yml");
         yaml && p.file_name().is_some_and(|n| n != LEARNED_FILE)
     })
+}
+
+/// The last part of a path, as the file's name in a written folder.
+fn base_name(name: &str) -> String {
+    Path::new(name)
+        .file_name()
+        .map_or_else(|| name.to_owned(), |b| b.to_string_lossy().into_owned())
+}
+
+/// The learned file with the files it joins, compiled with every `tests:`.
+fn compile_joined(joined: &[(String, String)], yaml: &str) -> Result<CompiledPolicy, Outcome> {
+    let texts = joined
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .chain([(LEARNED_FILE, yaml)]);
+    PolicySource::from_texts(texts)
+        .and_then(|source| policy::compile(&source))
+        .map_err(|errors| {
+            eprintln!(
+                "error: the learned policy does not compile (a bug: please report it):\n{errors}\n{yaml}"
+            );
+            Outcome::Invalid
+        })
 }
 
 fn header(evidence: &Evidence, learned: &Learned) -> String {
@@ -141,6 +200,7 @@ fn summary(
     check: &Replay,
     reach: Option<&Diff>,
     evidence: &Evidence,
+    dropped: usize,
 ) -> String {
     let mut out = evidence::notes(evidence);
     let _ = writeln!(
@@ -155,6 +215,12 @@ fn summary(
             out,
             "not learned from: {} with an ID that is not a SPIFFE ID, a method that is not a token or a path no rule can allow (ambiguous-path)",
             learned.unusable
+        );
+    }
+    if dropped > 0 {
+        let _ = writeln!(
+            out,
+            "{dropped} sample(s) stay refused by the current policy's deny rules: not written as tests"
         );
     }
     let _ = writeln!(
