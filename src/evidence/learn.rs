@@ -10,6 +10,9 @@
 //! - everything else stays literal (`/v1/health`), so a learned rule is as narrow as its
 //!   evidence.
 //!
+//! With a current policy, what it already allows is not learned again: the rules cover only
+//! what it would refuse.
+//!
 //! Rules are named `learn-<from>-to-<to>[-N]`, one per (source segment, destination segment,
 //! set of methods); a TCP connection seen gives a rule with neither methods nor paths
 //! (`-tcp`). The source and destination are a segment of `current` (the first by name that
@@ -102,6 +105,8 @@ pub struct Learned {
     pub unusable: u64,
     /// Some lines were sampled: counts are lower bounds.
     pub sampled: bool,
+    /// Requests that went through and the current policy already allows: not learned.
+    pub already_allowed: u64,
 }
 
 /// A method as a rule writes it, if it is a token.
@@ -430,6 +435,13 @@ pub fn learn(observations: &Observations, current: Option<&CompiledPolicy>) -> L
             && matches!(crate::path::upstream_variant(key.path), Some(Err(_)));
         if ambiguous || key.reason == Some("ambiguous-path") {
             out.unusable += stats.count;
+            continue;
+        }
+        // What the current policy already allows needs no new rule.
+        if let Some(p) = current
+            && super::replay::decide_again(p, &key).is_some_and(|v| super::replay::allows(&v))
+        {
+            out.already_allowed += stats.count;
             continue;
         }
         let (Some(from), Some(to)) = (classes.of(key.source), classes.of(key.destination)) else {

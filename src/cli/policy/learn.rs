@@ -30,7 +30,8 @@ pub struct LearnArgs {
     #[command(flatten)]
     inputs: Inputs,
     /// The policy in force (file or folder): its segments are reused for the identities they
-    /// hold, and the reach diff from it to the learned policy is printed.
+    /// hold, what it already allows is not learned again, learned.yaml joins its files, and
+    /// the reach diff from it to the joined policy is printed.
     #[arg(long, value_name = "CURRENT")]
     policy: Option<PathBuf>,
     /// Write a policy folder ready to enforce: learned.yaml, beside a copy of the --policy
@@ -210,6 +211,13 @@ fn summary(
         learned.segments.len(),
         learned.covered
     );
+    if learned.already_allowed > 0 {
+        let _ = writeln!(
+            out,
+            "{} request(s) and connection(s) the current policy already allows: nothing to learn",
+            learned.already_allowed
+        );
+    }
     if learned.unusable > 0 {
         let _ = writeln!(
             out,
@@ -293,6 +301,7 @@ fn to_json(
         "rules": rules,
         "segments": segments,
         "covered": learned.covered,
+        "already_allowed": learned.already_allowed,
         "unusable": learned.unusable,
         "counts_are_lower_bounds": learned.sampled,
         "check": {"breaks": check.breaks(), "replayed": check.replayed},
