@@ -453,3 +453,98 @@ fn unused_keeps_rules_the_policys_tests_assert_and_refuses_to_propose_into_the_p
     );
     assert_eq!(out.code, 2, "{}", out.stderr);
 }
+
+/// The aggregation query of docs/least-privilege.md#observations, as the page shows it.
+fn observations_query() -> String {
+    let page = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/least-privilege.md"),
+    )
+    .unwrap();
+    let after = page.split("<!-- observations-query -->").nth(1).unwrap();
+    let body = after.split("```sql\n").nth(1).unwrap();
+    body.split("\n```").next().unwrap().to_owned()
+}
+
+/// Whether `python3` (the test venv's first, as scripts/test.sh puts it on PATH) has duckdb.
+fn duckdb_here() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test]
+async fn duckdbs_aggregate_of_real_logs_answers_as_the_raw_logs_do() {
+    let test = "evidence::duckdbs_aggregate_of_real_logs_answers_as_the_raw_logs_do";
+    if !crate::support::component::present_or_skip(test, "duckdb (PyPI)", duckdb_here()) {
+        return;
+    }
+    let pki = Pki::new(&[TD]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("logs")).unwrap();
+    let log = real_log(&pki, POLICY, "enforce", &dir.path().join("logs")).await;
+    // A second sidecar's rotated file: the same lines again, so counts add up across files.
+    std::fs::copy(&log, dir.path().join("logs/api-1.log")).unwrap();
+    let query = file(dir.path(), "aggregate.sql", &observations_query());
+
+    let ran = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import duckdb, sys; duckdb.connect().execute(open(sys.argv[1]).read())",
+            &query,
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+
+    let revoked = file(
+        dir.path(),
+        "revoked.yaml",
+        &format!("{POLICY}revoked: [\"{BATCH}\"]\n"),
+    );
+    let logs = ["logs/api.log", "logs/api-1.log"];
+    let answer = |input: &[&str]| {
+        let mut args = vec!["policy", "replay", revoked.as_str(), "--json"];
+        args.extend_from_slice(input);
+        let out = segward_in(dir.path(), &args);
+        let value: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}\n{}", out.stdout, out.stderr));
+        value
+    };
+    let raw = answer(&[&["--log"][..], &logs].concat());
+    let aggregated = answer(&["--observations", "observations.csv"]);
+
+    for field in [
+        "replayed",
+        "unchanged",
+        "breaks",
+        "admits",
+        "invalid",
+        "flips",
+    ] {
+        assert_eq!(
+            raw[field], aggregated[field],
+            "{field}:\n{raw}\n{aggregated}"
+        );
+    }
+    assert_eq!(raw["breaks"], 2 * BATCH_READS as u64, "{raw}");
+    assert_eq!(
+        raw["input"]["distinct"], aggregated["input"]["distinct"],
+        "{raw}\n{aggregated}"
+    );
+    // And learn proposes the same file from either.
+    let learn = |input: &[&str]| {
+        let mut args = vec!["policy", "learn"];
+        args.extend_from_slice(input);
+        segward_in(dir.path(), &args).stdout
+    };
+    assert_eq!(
+        learn(&[&["--log"][..], &logs].concat()),
+        learn(&["--observations", "observations.csv"])
+    );
+}
