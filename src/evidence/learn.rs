@@ -468,17 +468,21 @@ pub fn learn(observations: &Observations, current: Option<&CompiledPolicy>) -> L
                 entry.0.merge(stats);
             }
             Protocol::Http => {
-                let Some(method) = rule_method(key.method) else {
+                // Sidecars log normalized paths; a log from elsewhere may not.
+                let (Some(method), Ok(path)) =
+                    (rule_method(key.method), crate::path::normalize(key.path))
+                else {
                     out.unusable += stats.count;
                     continue;
                 };
+                let path = path.as_str();
                 let end = http
                     .entry(pair)
                     .or_default()
-                    .entry(key.path.to_owned())
+                    .entry(path.to_owned())
                     .or_insert_with(|| End {
                         distinct: 1,
-                        sample: key.path.to_owned(),
+                        sample: path.to_owned(),
                         ..End::default()
                     });
                 end.methods.entry(method).or_default().merge(stats);
