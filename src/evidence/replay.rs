@@ -182,8 +182,13 @@ pub fn flip_of(key: &Key<'_>, verdict: &Verdict<'_>) -> Option<Flip> {
     }
 }
 
+/// `allow (rule r)`, `deny (default-deny)`, `deny (rule r, rule-expired)`: the reason is
+/// named when the rule alone does not say it.
 fn described(decision: &str, rule: Option<&str>, reason: Option<&str>) -> String {
     match (rule, reason) {
+        (Some(rule), Some(reason)) if !matches!(reason, "allow-rule" | "deny-rule") => {
+            format!("{decision} (rule {rule}, {reason})")
+        }
         (Some(rule), _) => format!("{decision} (rule {rule})"),
         (None, Some(reason)) => format!("{decision} ({reason})"),
         (None, None) => decision.to_owned(),

@@ -548,3 +548,87 @@ async fn duckdbs_aggregate_of_real_logs_answers_as_the_raw_logs_do() {
         learn(&["--observations", "observations.csv"])
     );
 }
+
+/// One allowed decision line of batch reading a charge, at `time`.
+fn batch_line(time: &str, n: usize) -> String {
+    format!(
+        "{{\"time\":\"{time}\",\"request_id\":\"r{n}\",\"direction\":\"inbound\",\"source_id\":\"{BATCH}\",\"destination_id\":\"{API}\",\"method\":\"GET\",\"path\":\"/v1/charges/{n}\",\"decision\":\"allow\",\"rule\":\"batch-uses-charges\",\"reason\":\"allow-rule\",\"status\":200}}\n"
+    )
+}
+
+#[test]
+fn replay_at_an_instant_counts_the_expiries_due_by_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let expiring = POLICY.replace(
+        "  - name: batch-uses-charges\n",
+        "  - name: batch-uses-charges\n    expires: 2030-01-01T00:00:00Z\n",
+    );
+    assert_ne!(expiring, POLICY);
+    let policy = file(dir.path(), "policy.yaml", &expiring);
+    let log = dir.path().join("batch.log");
+    std::fs::write(
+        &log,
+        (0..3)
+            .map(|n| batch_line("2026-12-07T10:00:00Z", n))
+            .collect::<String>(),
+    )
+    .unwrap();
+
+    let (code, before) = replay_json(dir.path(), &policy, &log, &["--at", "2029-12-31T23:59:59Z"]);
+    assert_eq!((code, &before["breaks"]), (0, &Value::from(0)), "{before}");
+    let (code, after) = replay_json(
+        dir.path(),
+        &policy,
+        &log,
+        &["--at", "2030-01-01T00:00:00Z", "--fail-on-break"],
+    );
+    assert_eq!(code, 3, "{after}");
+    assert_eq!(after["breaks"], 3, "{after}");
+    assert_eq!(after["flips"][0]["rule"], "batch-uses-charges", "{after}");
+    assert!(
+        after["flips"][0]["example"]["now"]
+            .as_str()
+            .unwrap()
+            .contains("rule-expired"),
+        "{after}"
+    );
+}
+
+#[test]
+fn a_log_on_stdin_is_read_and_its_skipped_lines_are_named() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = file(dir.path(), "policy.yaml", POLICY);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_segward"))
+        .args(["policy", "replay", &policy, "--log", "-", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(
+            format!(
+                "{}not a decision\n{}",
+                batch_line("2026-12-07T10:00:00Z", 1),
+                batch_line("2026-12-07T10:00:01Z", 2)
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    assert!(out.status.success(), "{answer}");
+    assert_eq!(answer["replayed"], 2, "{answer}");
+    assert_eq!(
+        answer["input"]["skipped"]["first"][0]["file"], "stdin",
+        "{answer}"
+    );
+    assert_eq!(
+        answer["input"]["skipped"]["first"][0]["line"], 2,
+        "{answer}"
+    );
+}
