@@ -601,6 +601,49 @@ fn counted(stats: &Stats) -> String {
     format!("{} seen{bound}{seen}", stats.count)
 }
 
+/// A learned file joined with the files of the policy it extends, compiled.
+#[derive(Debug)]
+pub struct Joined {
+    /// The learned file's text (its `tests:`: the samples the joined policy allows).
+    pub yaml: String,
+    /// The joined policy, compiled with every `tests:`.
+    pub policy: CompiledPolicy,
+    /// Samples the joined policy refuses (a deny rule of the current policy), not written
+    /// as tests.
+    pub dropped: usize,
+}
+
+/// Joins `learned` (as `file`, with `header`) to the files `current` (name, text; empty:
+/// alone) and compiles the result: first without tests, to keep as `tests:` only the samples
+/// the joined policy allows; then with them.
+///
+/// # Errors
+/// The joined policy does not compile (a bug of `learn`, or a name clash across files).
+pub fn join(
+    learned: &mut Learned,
+    header: &str,
+    current: &[(String, String)],
+    file: &str,
+) -> Result<Joined, crate::policy::PolicyErrors> {
+    let compile = |yaml: &str| {
+        let texts = current
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .chain([(file, yaml)]);
+        crate::policy::PolicySource::from_texts(texts).and_then(|s| crate::policy::compile(&s))
+    };
+    let mut untested = learned.clone();
+    untested.rules.iter_mut().for_each(|r| r.samples.clear());
+    let dropped = learned.keep_allowed_samples(&compile(&untested.to_yaml(header))?);
+    let yaml = learned.to_yaml(header);
+    let policy = compile(&yaml)?;
+    Ok(Joined {
+        yaml,
+        policy,
+        dropped,
+    })
+}
+
 impl Learned {
     /// Keeps as `tests:` only the samples `merged` (the learned rules with the policy they
     /// join) allows: a deny rule of the current policy may refuse an observed request the

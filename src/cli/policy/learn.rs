@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::evidence::{self, Evidence, Inputs};
 use super::{Outcome, report_invalid};
 use crate::atomic_file::AtomicWrite;
-use crate::evidence::learn::{Learned, learn};
+use crate::evidence::learn::{Joined, Learned, join, learn};
 use crate::evidence::replay::{Replay, replay};
 use crate::policy::analysis::{Diff, Layout, changes_text, diff};
 use crate::policy::{self, CompiledPolicy, PolicySource};
@@ -87,18 +87,18 @@ pub(super) fn run(args: LearnArgs) -> anyhow::Result<Outcome> {
     }
     let mut learned = learn(&evidence.observations, current.as_ref());
     let header = header(&evidence, &learned);
-    // First without tests, to see which samples the joined policy allows (its deny rules may
-    // refuse some); then with the samples it allows as tests.
-    let mut untested = learned.clone();
-    untested.rules.iter_mut().for_each(|r| r.samples.clear());
-    let dropped = match compile_joined(&joined, &untested.to_yaml(&header)) {
-        Ok(merged) => learned.keep_allowed_samples(&merged),
-        Err(outcome) => return Ok(outcome),
-    };
-    let yaml = learned.to_yaml(&header);
-    let compiled = match compile_joined(&joined, &yaml) {
-        Ok(p) => p,
-        Err(outcome) => return Ok(outcome),
+    let Joined {
+        yaml,
+        policy: compiled,
+        dropped,
+    } = match join(&mut learned, &header, &joined, LEARNED_FILE) {
+        Ok(j) => j,
+        Err(errors) => {
+            eprintln!(
+                "error: the learned policy does not compile (a bug: please report it):\n{errors}"
+            );
+            return Ok(Outcome::Invalid);
+        }
     };
     let check = replay(&compiled, &evidence.observations);
     let reach_diff = match &current {
@@ -157,22 +157,6 @@ fn base_name(name: &str) -> String {
     Path::new(name)
         .file_name()
         .map_or_else(|| name.to_owned(), |b| b.to_string_lossy().into_owned())
-}
-
-/// The learned file with the files it joins, compiled with every `tests:`.
-fn compile_joined(joined: &[(String, String)], yaml: &str) -> Result<CompiledPolicy, Outcome> {
-    let texts = joined
-        .iter()
-        .map(|(n, t)| (n.as_str(), t.as_str()))
-        .chain([(LEARNED_FILE, yaml)]);
-    PolicySource::from_texts(texts)
-        .and_then(|source| policy::compile(&source))
-        .map_err(|errors| {
-            eprintln!(
-                "error: the learned policy does not compile (a bug: please report it):\n{errors}\n{yaml}"
-            );
-            Outcome::Invalid
-        })
 }
 
 fn header(evidence: &Evidence, learned: &Learned) -> String {
