@@ -632,3 +632,40 @@ fn a_log_on_stdin_is_read_and_its_skipped_lines_are_named() {
         "{answer}"
     );
 }
+
+#[test]
+fn unused_since_leaves_out_evidence_older_than_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = file(dir.path(), "policy.yaml", POLICY);
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    // batch used its grant 40 days ago and 2 days ago: once in a 30-day window.
+    let old = batch_line(&stamp(now - time::Duration::days(40)), 1);
+    let recent = batch_line(&stamp(now - time::Duration::days(2)), 2);
+    let log = file(dir.path(), "batch.log", &format!("{old}{recent}"));
+
+    let out = segward_in(
+        dir.path(),
+        &[
+            "policy", "unused", &policy, "--log", &log, "--since", "30d", "--json",
+        ],
+    );
+    let answer: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        (answer["older"].as_u64(), answer["considered"].as_u64()),
+        (Some(1), Some(1)),
+        "{answer}"
+    );
+
+    let out = segward_in(
+        dir.path(),
+        &[
+            "policy", "unused", &policy, "--log", &log, "--since", "soon",
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+}
