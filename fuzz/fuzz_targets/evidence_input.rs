@@ -27,7 +27,12 @@ fn fleet() -> &'static CompiledPolicy {
 fuzz_target!(|data: &[u8]| {
     let mut observations = Observations::default();
     let mut read = Read::default();
-    log_lines(&mut Cursor::new(data), "fuzz.log", &mut observations, &mut read);
+    log_lines(
+        &mut Cursor::new(data),
+        "fuzz.log",
+        &mut observations,
+        &mut read,
+    );
     assert!(read.skipped.total() <= read.lines);
     let replayed = replay(fleet(), &observations);
     assert!(replayed.replayed + replayed.invalid == observations.counted);
