@@ -246,7 +246,8 @@ impl Node {
         let mut literal = BTreeMap::new();
         let mut star = self.star.take().map(|s| *s);
         for (k, child) in children {
-            let expressible = PathPattern::parse(&format!("/{k}")).is_ok();
+            // A `*` in a segment would be read as a wildcard (or refused): not literal.
+            let expressible = !k.contains('*') && PathPattern::parse(&format!("/{k}")).is_ok();
             if id_like(&k) || !expressible {
                 star.get_or_insert_with(Node::default).absorb(child);
             } else {
@@ -343,7 +344,8 @@ pub fn patterns_of<'a>(paths: impl IntoIterator<Item = &'a str>) -> Vec<String> 
 }
 
 /// A segment name for one identity: `id-` and its path (its trust domain when it has none),
-/// other characters as `-`, at most 120 characters; a clash gets `-2`, `-3`, ….
+/// other characters as `-`, at most 100 characters (a rule name of two stays under 253); a
+/// clash gets `-2`, `-3`, ….
 fn id_segment_name(id: &str) -> String {
     let body = id.strip_prefix("spiffe://").unwrap_or(id);
     let body = match body.split_once('/') {
@@ -360,7 +362,7 @@ fn id_segment_name(id: &str) -> String {
             }
         })
         .collect();
-    name.truncate(120);
+    name.truncate(100);
     name
 }
 
@@ -432,7 +434,8 @@ pub fn learn(observations: &Observations, current: Option<&CompiledPolicy>) -> L
         }
         // A path refused before any rule (audit mode let it through): no rule can allow it.
         let ambiguous = key.protocol == Protocol::Http
-            && matches!(crate::path::upstream_variant(key.path), Some(Err(_)));
+            && crate::path::normalize(key.path)
+                .is_ok_and(|p| matches!(crate::path::upstream_variant(p.as_str()), Some(Err(_))));
         if ambiguous || key.reason == Some("ambiguous-path") {
             out.unusable += stats.count;
             continue;
@@ -588,6 +591,16 @@ fn quoted(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_else(|_| format!("\"{text}\""))
 }
 
+/// A method in YAML: bare when it is letters (`GET`), quoted otherwise (a token may hold
+/// `#`, `*`, `&`, `!`, which YAML reads as a comment, alias, anchor or tag).
+fn yaml_method(method: &str) -> String {
+    if method.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        method.to_owned()
+    } else {
+        quoted(method)
+    }
+}
+
 fn counted(stats: &Stats) -> String {
     let seen = match (stats.first, stats.last) {
         (Some(a), Some(b)) => format!(", first {} last {}", time::format(a), time::format(b)),
@@ -709,7 +722,8 @@ impl Learned {
             let _ = writeln!(out, "    from: [{}]", r.from);
             let _ = writeln!(out, "    to: [{}]", r.to);
             if let Some(methods) = &r.methods {
-                let _ = writeln!(out, "    methods: [{}]", methods.join(", "));
+                let quoted: Vec<String> = methods.iter().map(|m| yaml_method(m)).collect();
+                let _ = writeln!(out, "    methods: [{}]", quoted.join(", "));
             }
             if let Some(paths) = &r.paths {
                 out.push_str("    paths:\n");
@@ -740,7 +754,7 @@ impl Learned {
                 "  - {{ from: {}, to: {}, method: {}, path: {}, expect: allow }}",
                 quoted(&s.source),
                 quoted(&s.destination),
-                s.method,
+                yaml_method(&s.method),
                 quoted(&s.path)
             );
         }

@@ -99,3 +99,42 @@ fn id_like_segments() {
         assert!(!id_like(no), "{no}");
     }
 }
+
+#[test]
+fn hostile_methods_and_wildcard_looking_segments_still_give_a_policy_that_compiles() {
+    use crate::evidence::observe::{Direction, Key, Logged};
+    let mut obs = Observations::default();
+    let long = format!("spiffe://example.org/{}", "x".repeat(300));
+    for (method, path, source) in [
+        ("#X", "/a/**/b", "spiffe://example.org/ns/a"),
+        ("*", "/a/*x", "spiffe://example.org/ns/a"),
+        ("GET", "/v1/x", long.as_str()),
+    ] {
+        let key = Key {
+            direction: Direction::Inbound,
+            protocol: Protocol::Http,
+            source,
+            destination: "spiffe://example.org/ns/b",
+            method,
+            path,
+            decision: Logged::Allow,
+            rule: None,
+            reason: Some("allow-rule"),
+        };
+        obs.add(
+            &key,
+            &Stats {
+                count: 1,
+                ..Stats::default()
+            },
+        );
+    }
+
+    let learned = learn(&obs, None);
+    let yaml = learned.to_yaml("test");
+
+    assert_eq!(learned.covered, 3, "{yaml}");
+    let compiled = crate::policy::from_text("learned.yaml", &yaml);
+    assert!(compiled.is_ok(), "{compiled:?}\n{yaml}");
+    assert!(yaml.contains("\"/a/*/b\""), "{yaml}");
+}
