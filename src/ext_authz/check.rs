@@ -346,6 +346,7 @@ impl Line<'_> {
             policy_version: self.policy_version,
             status,
             duration,
+            sampled: self.cx.sampler.samples(decision),
         });
     }
 }

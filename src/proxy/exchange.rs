@@ -179,6 +179,7 @@ impl<'a> Exchange<'a> {
             policy_version: self.verdict.map(|_| self.policy_version),
             status: status.as_u16(),
             duration,
+            sampled: self.cx.sampler.samples(decision),
         });
     }
 }

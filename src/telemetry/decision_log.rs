@@ -74,6 +74,10 @@ pub struct DecisionRecord<'a> {
     pub status: u16,
     /// From the request's arrival to its response headers.
     pub duration: Duration,
+    /// The line passed the allowed-request sampler (`decision_log:` keeps a fraction or a
+    /// per-second cap of them): requests like it may be missing from the log, so counts
+    /// built on it are lower bounds (docs/operations.md#decision-log). Written only when true.
+    pub sampled: bool,
 }
 
 /// Emits `record` as one decision event.
@@ -95,6 +99,7 @@ pub fn write(record: &DecisionRecord<'_>) {
         status = record.status,
         // Microseconds; the layer writes them as milliseconds with three decimals.
         duration_ms = u64::try_from(record.duration.as_micros()).unwrap_or(u64::MAX),
+        sampled = record.sampled.then_some(true),
     );
 }
 
@@ -220,6 +225,12 @@ impl Sampler {
             epoch: Instant::now(),
             window: AtomicU64::new(0),
         }
+    }
+
+    /// Whether lines of `decision` may be left out, so that a written one stands for more:
+    /// `allow` lines when a rate below 1 or a per-second cap is set; never denies.
+    pub fn samples(&self, decision: &str) -> bool {
+        decision == "allow" && (self.rate < 1.0 || self.per_second.is_some())
     }
 
     /// Whether the line of a request decided `decision` (`allow`, `deny`, `would-deny`) is

@@ -68,6 +68,18 @@ const EXPECTED_ROWS: &[(&str, &str)] = &[
         "released (POST /probes/release): agent-write",
         "command, released, 200",
     ),
+    // From audit to least privilege (docs/least-privilege.md).
+    ("adopt: reports → invoices, audit mode", "4×200, would-deny"),
+    (
+        "adopt: policy learn from the audit log",
+        "2 rule(s), 1 reach change(s)",
+    ),
+    ("adopt: learned rules enforced", "4×200"),
+    ("adopt: policy replay of the audit log", "0 allow → deny"),
+    (
+        "adopt: policy unused on the shipped policy",
+        "rule-wider-than-used",
+    ),
 ];
 
 /// The deciding rule each containment row must show.

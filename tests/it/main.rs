@@ -12,6 +12,8 @@ mod contain;
 mod containment_conns;
 mod demo;
 mod docs;
+mod evidence;
+mod evidence_props;
 mod exceptions;
 mod expiry;
 mod ext_authz;

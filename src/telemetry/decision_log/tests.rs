@@ -48,6 +48,7 @@ fn record() -> DecisionRecord<'static> {
         policy_version: Some("sha256:0123"),
         status: 200,
         duration: Duration::from_micros(1500),
+        sampled: false,
     }
 }
 
@@ -115,6 +116,31 @@ fn absent_ids_and_rule_are_left_out_and_hostile_text_is_escaped() {
     assert!(line.get("rule").is_none());
     assert!(line.get("policy_version").is_none());
     assert!(line.get("x").is_none());
+}
+
+#[test]
+fn a_sampled_line_says_so_and_an_unsampled_one_carries_no_flag() {
+    let mut r = record();
+    r.sampled = true;
+    let sampled = capture(|| write(&r));
+    let whole = capture(|| write(&record()));
+
+    let sampled: Value = serde_json::from_str(&sampled[0]).unwrap();
+    let whole: Value = serde_json::from_str(&whole[0]).unwrap();
+    assert_eq!(sampled["sampled"], true, "{sampled}");
+    assert!(whole.get("sampled").is_none(), "{whole}");
+}
+
+#[test]
+fn only_allowed_lines_of_a_sampling_sampler_are_flagged_sampled() {
+    for (sampler, allow) in [
+        (Sampler::new(1.0, None), false),
+        (Sampler::new(0.5, None), true),
+        (Sampler::new(1.0, Some(100)), true),
+    ] {
+        assert_eq!(sampler.samples("allow"), allow, "{sampler:?}");
+        assert!(!sampler.samples("deny") && !sampler.samples("would-deny"));
+    }
 }
 
 #[test]
