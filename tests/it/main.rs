@@ -34,3 +34,4 @@ mod slice_sidecar;
 mod tcp;
 mod tcp_limits;
 mod workload_api;
+mod yaml_fast;
