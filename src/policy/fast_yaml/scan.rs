@@ -64,16 +64,25 @@ enum Frame<'a> {
     Seq { indent: usize },
 }
 
-/// A mapping's keys so far, to refuse duplicates.
-#[derive(Debug, Default)]
+/// Where a mapping's keys so far are, to refuse duplicates: `key_stack[from..]` of the
+/// scanner while they are few (no allocation per mapping), a hash set beyond.
+#[derive(Debug)]
 struct Keys<'a> {
-    few: Vec<&'a str>,
+    from: usize,
     many: Option<FxHashSet<&'a str>>,
 }
 
 impl<'a> Keys<'a> {
-    /// Adds `key`; `Outside` if it is already there.
-    fn insert(&mut self, key: &'a str) -> Result<(), Outside> {
+    fn new(stack: &[&'a str]) -> Self {
+        Self {
+            from: stack.len(),
+            many: None,
+        }
+    }
+
+    /// Adds `key`; `Outside` if the mapping has it already. The mapping must be the
+    /// innermost open one (its keys on top of `stack`).
+    fn insert(&mut self, stack: &mut Vec<&'a str>, key: &'a str) -> Result<(), Outside> {
         if let Some(many) = &mut self.many {
             return if many.insert(key) {
                 Ok(())
@@ -81,12 +90,12 @@ impl<'a> Keys<'a> {
                 Err(Outside)
             };
         }
-        if self.few.contains(&key) {
+        if stack.get(self.from..).is_some_and(|few| few.contains(&key)) {
             return Err(Outside);
         }
-        self.few.push(key);
-        if self.few.len() > LINEAR_KEYS {
-            self.many = Some(self.few.drain(..).collect());
+        stack.push(key);
+        if stack.len() - self.from > LINEAR_KEYS {
+            self.many = Some(stack.drain(self.from..).collect());
         }
         Ok(())
     }
@@ -116,6 +125,8 @@ pub struct Scanner<'a> {
     line_chars: usize,
     ascii: bool,
     frames: Vec<Frame<'a>>,
+    /// The keys of the open mappings (see [`Keys`]).
+    key_stack: Vec<&'a str>,
     queue: VecDeque<Event<'a>>,
     state: State,
     events: usize,
@@ -144,6 +155,7 @@ impl<'a> Scanner<'a> {
             line_chars: 0,
             ascii,
             frames: Vec::new(),
+            key_stack: Vec::new(),
             queue: VecDeque::new(),
             state: State::Start,
             events: 0,
@@ -232,10 +244,8 @@ impl<'a> Scanner<'a> {
             self.push(Event::SeqStart(mark))?;
             self.dash()
         } else {
-            self.frames.push(Frame::Map {
-                indent,
-                keys: Keys::default(),
-            });
+            let keys = Keys::new(&self.key_stack);
+            self.frames.push(Frame::Map { indent, keys });
             self.push(Event::MapStart(mark))?;
             self.key(indent)
         }
@@ -262,12 +272,14 @@ impl<'a> Scanner<'a> {
                     return self.dash();
                 }
                 (Some(frame), Some(at)) if at > frame_indent(frame) => return Err(Outside),
-                (Some(frame), _) => {
-                    let end = match frame {
-                        Frame::Map { .. } => Event::MapEnd,
-                        Frame::Seq { .. } => Event::SeqEnd,
+                (Some(_), _) => {
+                    let end = match self.frames.pop() {
+                        Some(Frame::Map { keys, .. }) => {
+                            self.key_stack.truncate(keys.from);
+                            Event::MapEnd
+                        }
+                        _ => Event::SeqEnd,
                     };
-                    self.frames.pop();
                     self.push(end)?;
                 }
             }
@@ -293,7 +305,7 @@ impl<'a> Scanner<'a> {
             return Err(Outside);
         }
         match self.frames.last_mut() {
-            Some(Frame::Map { keys, .. }) => keys.insert(name)?,
+            Some(Frame::Map { keys, .. }) => keys.insert(&mut self.key_stack, name)?,
             _ => return Err(Outside),
         }
         self.state = State::MapValue(indent);
@@ -414,8 +426,10 @@ impl<'a> Scanner<'a> {
             Some(b'{') => {
                 self.pos += 1;
                 self.push(Event::MapStart(mark))?;
-                let mut keys = Keys::default();
+                let mut keys = Keys::new(&self.key_stack);
+                let from = keys.from;
                 self.flow_entries(b'}', depth, |s, depth| s.flow_pair(&mut keys, depth))?;
+                self.key_stack.truncate(from);
                 self.push(Event::MapEnd)
             }
             Some(b'"' | b'\'') => {
@@ -506,7 +520,7 @@ impl<'a> Scanner<'a> {
         if name.len() > MAX_KEY_BYTES || (plain && name == "<<") {
             return Err(Outside);
         }
-        keys.insert(name)?;
+        keys.insert(&mut self.key_stack, name)?;
         self.pos += 1;
         self.push(Event::Scalar { text, plain, mark })?;
         self.flow_space()?;
