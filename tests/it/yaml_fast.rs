@@ -2,6 +2,8 @@
 //! generated policy documents in every style the subset covers and many it does not, on
 //! those documents with random edits, and on the bench fleet, whatever the fast path accepts
 //! serde-saphyr accepts with the same document — values, lines and columns.
+//!
+//! A longer campaign: `SEGWARD_YAML_CASES=20000 cargo test --test it yaml_fast`.
 
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -285,9 +287,17 @@ fn layout() -> impl Strategy<Value = Layout> {
     })
 }
 
+/// Cases per property: `SEGWARD_YAML_CASES`, or `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("SEGWARD_YAML_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
 #[test]
 fn generated_documents_read_the_same_on_both_paths() {
-    let mut runner = TestRunner::new(Config::with_cases(1000));
+    let mut runner = TestRunner::new(Config::with_cases(cases(1000)));
     let (taken, total) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
     runner
         .run(&(document(), layout()), |(doc, layout)| {
@@ -322,7 +332,7 @@ fn edited_documents_read_the_same_on_both_paths() {
         prop::sample::select(EDITS),
         any::<bool>(),
     );
-    let mut runner = TestRunner::new(Config::with_cases(600));
+    let mut runner = TestRunner::new(Config::with_cases(cases(600)));
     runner
         .run(
             &(document(), layout(), vec(edit, 1..4)),
