@@ -16,7 +16,9 @@ impl<'a> Scanner<'a> {
             match rest[end] {
                 b'\n' => return Err(Outside),
                 b':' if matches!(rest.get(end + 1), None | Some(b' ' | b'\n')) => break,
-                b'#' if rest[end - 1] == b' ' => return Err(Outside),
+                b'#' if end.checked_sub(1).and_then(|i| rest.get(i)) == Some(&b' ') => {
+                    return Err(Outside);
+                }
                 _ => end += 1,
             }
         }
@@ -37,7 +39,7 @@ impl<'a> Scanner<'a> {
         while end < rest.len() {
             match rest[end] {
                 b'\n' => break,
-                b'#' if rest[end - 1] == b' ' => break,
+                b'#' if end.checked_sub(1).and_then(|i| rest.get(i)) == Some(&b' ') => break,
                 // `a: b: c` is an error; serde-saphyr says which.
                 b':' if matches!(rest.get(end + 1), None | Some(b' ' | b'\n')) => {
                     return Err(Outside);
@@ -60,7 +62,7 @@ impl<'a> Scanner<'a> {
         while end < rest.len() {
             match rest[end] {
                 b'\n' | b',' | b'[' | b']' | b'{' | b'}' => break,
-                b'#' if rest[end - 1] == b' ' => break,
+                b'#' if end.checked_sub(1).and_then(|i| rest.get(i)) == Some(&b' ') => break,
                 // `: ` ends a key; a `:` inside (`spiffe://a.org/x`) belongs to the scalar.
                 b':' => match rest.get(end + 1) {
                     Some(b' ') => break,
@@ -89,7 +91,7 @@ impl<'a> Scanner<'a> {
 
     /// A quoted scalar that closes on its line.
     pub(super) fn quoted(&mut self) -> Result<(Cow<'a, str>, bool), Outside> {
-        let quote = self.bytes[self.pos];
+        let quote = self.byte().ok_or(Outside)?;
         let start = self.pos + 1;
         let mut i = start;
         let mut owned: Option<String> = None;
@@ -168,7 +170,11 @@ impl<'a> Scanner<'a> {
         match self.byte() {
             None | Some(b'\n') => Ok(()),
             // A comment needs a space before it; `"a"#b` is an error.
-            Some(b'#') if self.bytes[self.pos - 1] == b' ' => Ok(()),
+            Some(b'#')
+                if self.pos.checked_sub(1).and_then(|i| self.bytes.get(i)) == Some(&b' ') =>
+            {
+                Ok(())
+            }
             _ => Err(Outside),
         }
     }
