@@ -55,7 +55,7 @@ pub fn run_tests(policy: &CompiledPolicy, source: &PolicySource) -> TestOutcome 
     outcome
 }
 
-type Failure = (serde_saphyr::Location, PolicyErrorKind);
+type Failure = (super::source::Location, PolicyErrorKind);
 
 fn run_one(policy: &CompiledPolicy, spanned: &Spanned<TestDoc>) -> Result<(), Failure> {
     let test = &spanned.value;

@@ -92,7 +92,9 @@ impl PolicySource {
     }
 }
 
-/// Parses one file's text with budgets sized for large fleets but bounded for hostile input.
+/// Parses one file's text: on the fast path when it is in its subset ([`super::fast_yaml`]),
+/// otherwise — and for every error — with serde-saphyr, with budgets sized for large fleets
+/// but bounded for hostile input.
 ///
 /// # Errors
 /// The YAML error (syntax, unknown key, type, budget) at name:line:col.
@@ -101,6 +103,20 @@ pub fn parse_doc(name: &str, text: &str) -> Result<PolicyDoc, PolicyError> {
         let kind = PolicyErrorKind::TooLarge(text.len() as u64, MAX_FILE_BYTES);
         return Err(PolicyError::at(name, 0, 0, kind));
     }
+    if let Some(doc) = super::fast_yaml::parse::<Option<PolicyDoc>>(text) {
+        return Ok(doc.unwrap_or_default());
+    }
+    parse_with_saphyr(text)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| yaml_error(name, &e))
+}
+
+/// Parses one file's text with serde-saphyr alone (the reference the fast path is checked
+/// against).
+///
+/// # Errors
+/// serde-saphyr's error.
+pub fn parse_with_saphyr(text: &str) -> Result<Option<PolicyDoc>, serde_saphyr::Error> {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_nodes = 8_000_000;
     budget.max_events = 16_000_000;
@@ -108,8 +124,6 @@ pub fn parse_doc(name: &str, text: &str) -> Result<PolicyDoc, PolicyError> {
     options.budget = Some(budget);
     options.with_snippet = false;
     serde_saphyr::from_str_with_options::<Option<PolicyDoc>>(text, options)
-        .map(Option::unwrap_or_default)
-        .map_err(|e| yaml_error(name, &e))
 }
 
 fn yaml_error(name: &str, e: &serde_saphyr::Error) -> PolicyError {

@@ -22,6 +22,7 @@ pub mod connection;
 pub mod decide;
 pub mod error;
 pub mod explain;
+pub mod fast_yaml;
 pub mod load;
 pub mod method;
 pub mod pattern;

@@ -1,6 +1,12 @@
 //! Serde types mirroring the policy YAML of docs/policy-language.md one to one. Every struct denies
 //! unknown keys, and every value an error may point at is `Spanned` so messages can name
 //! file:line:col. Nothing here is validated beyond its YAML shape: `compile.rs` does that.
+//!
+//! [`Spanned`] is this module's own, 8 bytes of line and column beside the value, read through
+//! serde-saphyr's location protocol (which the fast path of `fast_yaml` speaks too):
+//! serde-saphyr's own `Spanned` carries two locations with character and byte spans, 56 bytes,
+//! which made a parsed 50k-rule fleet ~24 MB larger (docs/performance.md, "Fleet-scale
+//! policy").
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,7 +14,138 @@ use std::marker::PhantomData;
 
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
-pub use serde_saphyr::Spanned;
+
+/// A value with where it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spanned<T> {
+    /// The value.
+    pub value: T,
+    /// Where it is written (for an alias, where the alias is).
+    pub referenced: Location,
+}
+
+/// A 1-based line and column (in characters); 0 when unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Location {
+    line: u32,
+    column: u32,
+}
+
+impl Location {
+    /// A location at `line` and `column`.
+    #[must_use]
+    pub const fn new(line: u32, column: u32) -> Self {
+        Self { line, column }
+    }
+
+    /// The 1-based line.
+    #[must_use]
+    pub const fn line(&self) -> u64 {
+        self.line as u64
+    }
+
+    /// The 1-based column, in characters.
+    #[must_use]
+    pub const fn column(&self) -> u64 {
+        self.column as u64
+    }
+}
+
+impl From<serde_saphyr::Location> for Location {
+    fn from(l: serde_saphyr::Location) -> Self {
+        let narrow = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        Self::new(narrow(l.line()), narrow(l.column()))
+    }
+}
+
+/// The newtype name and the marker key by which serde-saphyr hands a value with its
+/// locations to a `Spanned` type (`fast_yaml` uses the same).
+pub(crate) const SPANNED_NEWTYPE: &str = "__yaml_spanned";
+pub(crate) const SPANNED_MARKER: &str = "__serde_saphyr_private_spanned";
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_newtype_struct(SPANNED_NEWTYPE, SpannedVisitor(PhantomData))
+    }
+}
+
+struct SpannedVisitor<T>(PhantomData<T>);
+
+/// The keys of the protocol, read without allocating (half a million values on a large
+/// fleet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SpannedKey {
+    Marker,
+    Value,
+    Referenced,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for SpannedKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_identifier(SpannedKeyVisitor)
+    }
+}
+
+struct SpannedKeyVisitor;
+
+impl Visitor<'_> for SpannedKeyVisitor {
+    type Value = SpannedKey;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key of a located value")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(match v {
+            SPANNED_MARKER => SpannedKey::Marker,
+            "value" => SpannedKey::Value,
+            "referenced" => SpannedKey::Referenced,
+            _ => SpannedKey::Other,
+        })
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for SpannedVisitor<T> {
+    type Value = Spanned<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a YAML value")
+    }
+
+    /// serde-saphyr hands over a deserializer that shows the value and its locations as a
+    /// struct.
+    fn visit_newtype_struct<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> Result<Self::Value, D::Error> {
+        const FIELDS: &[&str] = &[SPANNED_MARKER, "value", "referenced", "defined"];
+        d.deserialize_struct("Spanned", FIELDS, self)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        // The protocol: the marker, then `value`, `referenced`, `defined`, in that order.
+        if map.next_key::<SpannedKey>()? != Some(SpannedKey::Marker) {
+            return Err(A::Error::custom("a located value was expected"));
+        }
+        map.next_value::<serde::de::IgnoredAny>()?;
+        let (mut value, mut referenced) = (None, None);
+        while let Some(key) = map.next_key::<SpannedKey>()? {
+            match key {
+                SpannedKey::Value => value = Some(map.next_value::<T>()?),
+                SpannedKey::Referenced => {
+                    referenced = Some(map.next_value::<serde_saphyr::Location>()?.into());
+                }
+                _ => drop(map.next_value::<serde_saphyr::Location>()?),
+            }
+        }
+        Ok(Spanned {
+            value: value.ok_or_else(|| A::Error::missing_field("value"))?,
+            referenced: referenced.unwrap_or_default(),
+        })
+    }
+}
 
 /// One policy file as written.
 #[derive(Debug, Default, Deserialize)]

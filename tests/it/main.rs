@@ -39,3 +39,4 @@ mod slice_sidecar;
 mod tcp;
 mod tcp_limits;
 mod workload_api;
+mod yaml_fast;

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 
 use rustc_hash::FxHashSet;
 
-use crate::policy::source::{SegmentDoc, Spanned};
+use crate::policy::source::{Location, SegmentDoc, Spanned};
 use crate::policy::validate::Parts;
 
 /// A segment a slice synthesizes: the identities of the segments of one class.
@@ -93,7 +93,10 @@ fn name_of(labels: &BTreeMap<&str, &str>) -> Option<String> {
 impl ClassSegment {
     /// The segment as parsed source (no location: it was never written).
     pub(super) fn doc(&self) -> (Spanned<String>, SegmentDoc) {
-        let unknown = |v: String| Spanned::new(v, UNKNOWN, UNKNOWN);
+        let unknown = |value: String| Spanned {
+            value,
+            referenced: Location::default(),
+        };
         let doc = SegmentDoc {
             identities: self.identities.iter().cloned().map(unknown).collect(),
             labels: self.labels.clone(),
@@ -135,7 +138,6 @@ impl ClassSegment {
     }
 }
 
-const UNKNOWN: serde_saphyr::Location = serde_saphyr::Location::UNKNOWN;
 
 /// A YAML double-quoted scalar of `text`: printable ASCII as is (`"` and `\` escaped),
 /// everything else as a `\u`/`\U` escape, so no character can change how it parses.
