@@ -167,10 +167,25 @@ pub fn read_logs<P: AsRef<Path>>(
     into: &mut Observations,
     read: &mut Read,
 ) -> Result<(), ReadError> {
+    each_input(paths, read, |reader, name, read| {
+        log_lines(reader, name, into, read);
+    })
+}
+
+/// Opens each of `paths` in turn, counts it in `read.files` and hands it to `each` with its
+/// name.
+///
+/// # Errors
+/// An input cannot be opened (the ones before it have been handed over).
+fn each_input<P: AsRef<Path>>(
+    paths: &[P],
+    read: &mut Read,
+    mut each: impl FnMut(&mut dyn BufRead, &str, &mut Read),
+) -> Result<(), ReadError> {
     for path in paths {
         let (mut reader, name) = open(path.as_ref())?;
         read.files += 1;
-        log_lines(&mut *reader, &name, into, read);
+        each(&mut *reader, &name, read);
     }
     Ok(())
 }
@@ -284,17 +299,15 @@ pub fn read_observations<P: AsRef<Path>>(
     into: &mut Observations,
     read: &mut Read,
 ) -> Result<(), ReadError> {
-    for path in paths {
-        let (mut reader, name) = open(path.as_ref())?;
-        read.files += 1;
+    each_input(paths, read, |reader, name, read| {
         let mut header: Option<Vec<String>> = None;
         let mut json = None;
-        lines(&mut *reader, |number, bytes| {
+        lines(reader, |number, bytes| {
             read.lines += 1;
             let text = match bytes.map(std::str::from_utf8) {
                 Ok(Ok(text)) => text.trim_end_matches('\r'),
-                Ok(Err(_)) => return read.skipped.note(&name, number, "invalid-utf8"),
-                Err(why) => return read.skipped.note(&name, number, why),
+                Ok(Err(_)) => return read.skipped.note(name, number, "invalid-utf8"),
+                Err(why) => return read.skipped.note(name, number, why),
             };
             if text.trim().is_empty() {
                 return;
@@ -318,11 +331,10 @@ pub fn read_observations<P: AsRef<Path>>(
                 Ok(())
             };
             if let Err(why) = outcome {
-                read.skipped.note(&name, number, why);
+                read.skipped.note(name, number, why);
             }
         });
-    }
-    Ok(())
+    })
 }
 
 /// The cells of one CSV line (RFC 4180 quoting: `"a,b"`, `""` for a quote).

@@ -60,8 +60,10 @@ const WEB_ADMIN: usize = 2;
 const BATCH_READS: usize = 7;
 
 /// The decision log of a real api sidecar (inbound, `mode` as given) after web and batch
-/// sent their traffic: the file holding its whole stderr, in `dir`.
-pub async fn real_log(pki: &Pki, policy: &str, mode: &str, dir: &Path) -> PathBuf {
+/// sent their traffic: the file holding its whole stderr, in `dir`. The PKI is minted here:
+/// nothing else in a test needs it.
+pub async fn real_log(policy: &str, mode: &str, dir: &Path) -> PathBuf {
+    let pki = &Pki::new(&[TD]);
     let backend = Backend::start().await;
     let api = pki.issue(API);
     let listen = Backend::unused_addr();
@@ -120,9 +122,8 @@ fn replay_json(dir: &Path, policy: &str, log: &Path, extra: &[&str]) -> (i32, Va
 
 #[tokio::test]
 async fn replaying_a_real_sidecars_log_under_its_own_policy_flips_nothing() {
-    let pki = Pki::new(&[TD]);
     let dir = tempfile::tempdir().unwrap();
-    let log = real_log(&pki, POLICY, "enforce", dir.path()).await;
+    let log = real_log(POLICY, "enforce", dir.path()).await;
     let policy = file(dir.path(), "same.yaml", POLICY);
 
     let (code, answer) = replay_json(dir.path(), &policy, &log, &["--fail-on-break"]);
@@ -143,9 +144,8 @@ async fn replaying_a_real_sidecars_log_under_its_own_policy_flips_nothing() {
 
 #[tokio::test]
 async fn a_revocation_replayed_flips_exactly_the_revoked_identitys_requests() {
-    let pki = Pki::new(&[TD]);
     let dir = tempfile::tempdir().unwrap();
-    let log = real_log(&pki, POLICY, "enforce", dir.path()).await;
+    let log = real_log(POLICY, "enforce", dir.path()).await;
     let revoked = file(
         dir.path(),
         "revoked.yaml",
@@ -184,11 +184,10 @@ async fn a_revocation_replayed_flips_exactly_the_revoked_identitys_requests() {
 
 #[tokio::test]
 async fn an_audit_mode_log_replayed_under_a_policy_that_allows_it_admits_and_breaks_nothing() {
-    let pki = Pki::new(&[TD]);
     let dir = tempfile::tempdir().unwrap();
     // api runs in audit mode with rules for nobody: every request is a would-deny.
     let empty = "segments:\n  api:\n    identities: [\"spiffe://example.org/ns/prod/sa/api\"]\n";
-    let log = real_log(&pki, empty, "audit", dir.path()).await;
+    let log = real_log(empty, "audit", dir.path()).await;
     let policy = file(dir.path(), "p.yaml", POLICY);
 
     let (code, answer) = replay_json(dir.path(), &policy, &log, &["--fail-on-break"]);
@@ -251,10 +250,9 @@ rules:
 
 #[tokio::test]
 async fn learn_from_a_real_audit_log_then_check_then_replay_breaks_nothing() {
-    let pki = Pki::new(&[TD]);
     let dir = tempfile::tempdir().unwrap();
     // api runs in audit mode with no allow rule: every request is a would-deny.
-    let log = real_log(&pki, GUARD_ONLY, "audit", dir.path()).await;
+    let log = real_log(GUARD_ONLY, "audit", dir.path()).await;
     let current = file(dir.path(), "current.yaml", GUARD_ONLY);
     let log_text = log.display().to_string();
 
@@ -341,9 +339,8 @@ fn learn_refuses_an_out_folder_holding_another_policy() {
 
 #[tokio::test]
 async fn unused_finds_the_planted_wide_and_unused_rules_and_its_proposal_breaks_nothing() {
-    let pki = Pki::new(&[TD]);
     let dir = tempfile::tempdir().unwrap();
-    let log = real_log(&pki, POLICY, "enforce", dir.path()).await;
+    let log = real_log(POLICY, "enforce", dir.path()).await;
     let policy = file(dir.path(), "policy.yaml", POLICY);
     let log_text = log.display().to_string();
 
@@ -479,10 +476,9 @@ async fn duckdbs_aggregate_of_real_logs_answers_as_the_raw_logs_do() {
     if !crate::support::component::present_or_skip(test, "duckdb (PyPI)", duckdb_here()) {
         return;
     }
-    let pki = Pki::new(&[TD]);
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("logs")).unwrap();
-    let log = real_log(&pki, POLICY, "enforce", &dir.path().join("logs")).await;
+    let log = real_log(POLICY, "enforce", &dir.path().join("logs")).await;
     // A second sidecar's rotated file: the same lines again, so counts add up across files.
     std::fs::copy(&log, dir.path().join("logs/api-1.log")).unwrap();
     let query = file(dir.path(), "aggregate.sql", &observations_query());

@@ -19,10 +19,15 @@ use segward::path::{normalize, upstream_variant};
 use segward::policy::{self, CompiledPolicy, Decision, PolicySource, Reason, Request, Verdict};
 use serde_json::json;
 
-use crate::support::policy_gen::{RequestSpec, id_pattern, policy, request_draft};
+use crate::support::policy_gen::{
+    PolicySpec, RequestDraft, RequestSpec, id_pattern, policy, request_draft,
+};
 
 /// One logged request: the request, TCP or not, direction, audit mode.
 type Logged = (RequestSpec, bool, bool, bool);
+
+/// A [`Logged`] before its identities are resolved against a policy.
+type Drafted = (RequestDraft, bool, bool, bool);
 
 fn verdict<'p>(p: &'p CompiledPolicy, req: &RequestSpec, tcp: bool) -> Verdict<'p> {
     let source = SpiffeId::parse(&req.source.to_string()).unwrap();
@@ -74,6 +79,36 @@ fn line(p: &CompiledPolicy, (req, tcp, inbound, audit): &Logged) -> String {
     line.to_string()
 }
 
+/// A runner of `cases` cases that writes no regression file.
+fn runner(cases: u32) -> TestRunner {
+    TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    })
+}
+
+/// The decision-log lines of `drafts` resolved against `spec`, decided by `p`.
+fn log_text(p: &CompiledPolicy, spec: &PolicySpec, drafts: &[Drafted]) -> String {
+    drafts
+        .iter()
+        .map(|(d, tcp, inbound, audit)| line(p, &(d.resolve(spec), *tcp, *inbound, *audit)) + "\n")
+        .collect()
+}
+
+/// What `policy replay` reads from the decision-log `text`, and what reading it went through.
+fn observe(text: String) -> (Observations, Read) {
+    let mut obs = Observations::default();
+    let mut read = Read::default();
+    log_lines(
+        &mut Cursor::new(text.into_bytes()),
+        "log",
+        &mut obs,
+        &mut read,
+    );
+    (obs, read)
+}
+
 #[test]
 fn replay_flips_exactly_the_requests_whose_decision_changed() {
     let logged = (request_draft(), any::<bool>(), any::<bool>(), any::<bool>());
@@ -83,11 +118,7 @@ fn replay_flips_exactly_the_requests_whose_decision_changed() {
         any::<usize>(),
         option::of(id_pattern()),
     );
-    let mut runner = TestRunner::new(Config {
-        cases: 256,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = runner(256);
     let flips_seen = std::cell::Cell::new(0usize);
     let result = runner.run(&cases, |(spec, drafts, drop, revoke)| {
         let yaml = spec.to_yaml();
@@ -104,14 +135,7 @@ fn replay_flips_exactly_the_requests_whose_decision_changed() {
             .map(|(d, tcp, inbound, audit)| (d.resolve(&spec), *tcp, *inbound, *audit))
             .collect();
         let text: String = logged.iter().map(|l| line(&before, l) + "\n").collect();
-        let mut obs = Observations::default();
-        let mut read = Read::default();
-        log_lines(
-            &mut Cursor::new(text.into_bytes()),
-            "log",
-            &mut obs,
-            &mut read,
-        );
+        let (obs, read) = observe(text);
         prop_assert_eq!(read.skipped.total(), 0, "{:?}", read.skipped);
 
         let same = replay(&before, &obs);
@@ -164,28 +188,12 @@ fn replay_flips_exactly_the_requests_whose_decision_changed() {
 fn a_learned_policy_allows_everything_that_went_through_and_compiles() {
     let logged = (request_draft(), any::<bool>(), any::<bool>(), any::<bool>());
     let cases = (policy(), vec(logged, 1..32), any::<bool>());
-    let mut runner = TestRunner::new(Config {
-        cases: 128,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = runner(128);
     let result = runner.run(&cases, |(spec, drafts, reuse)| {
         let yaml = spec.to_yaml();
         let before = policy::from_text("policy.yaml", &yaml).unwrap();
-        let text: String = drafts
-            .iter()
-            .map(|(d, tcp, inbound, audit)| {
-                line(&before, &(d.resolve(&spec), *tcp, *inbound, *audit)) + "\n"
-            })
-            .collect();
-        let mut obs = Observations::default();
-        let mut read = Read::default();
-        log_lines(
-            &mut Cursor::new(text.into_bytes()),
-            "log",
-            &mut obs,
-            &mut read,
-        );
+        let text = log_text(&before, &spec, &drafts);
+        let (obs, _) = observe(text);
 
         let mut learned = segward::evidence::learn::learn(&obs, reuse.then_some(&before));
         // As `learn --policy` does: the learned file joins the current policy's.
@@ -242,29 +250,13 @@ fn a_learned_policy_allows_everything_that_went_through_and_compiles() {
 fn an_unused_proposal_compiles_and_denies_nothing_that_was_allowed() {
     let logged = (request_draft(), any::<bool>(), any::<bool>(), any::<bool>());
     let cases = (policy(), vec(logged, 1..32));
-    let mut runner = TestRunner::new(Config {
-        cases: 128,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = runner(128);
     let narrowed_some = std::cell::Cell::new(0usize);
     let result = runner.run(&cases, |(spec, drafts)| {
         let yaml = spec.to_yaml();
         let before = policy::from_text("policy.yaml", &yaml).unwrap();
-        let text: String = drafts
-            .iter()
-            .map(|(d, tcp, inbound, audit)| {
-                line(&before, &(d.resolve(&spec), *tcp, *inbound, *audit)) + "\n"
-            })
-            .collect();
-        let mut obs = Observations::default();
-        let mut read = Read::default();
-        log_lines(
-            &mut Cursor::new(text.into_bytes()),
-            "log",
-            &mut obs,
-            &mut read,
-        );
+        let text = log_text(&before, &spec, &drafts);
+        let (obs, _) = observe(text);
 
         let found = segward::evidence::unused::unused(&before, &obs, None, &Default::default());
         narrowed_some.set(narrowed_some.get() + found.narrowed.len());
