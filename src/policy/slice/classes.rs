@@ -138,7 +138,6 @@ impl ClassSegment {
     }
 }
 
-
 /// A YAML double-quoted scalar of `text`: printable ASCII as is (`"` and `\` escaped),
 /// everything else as a `\u`/`\U` escape, so no character can change how it parses.
 fn quote(text: &str) -> String {
