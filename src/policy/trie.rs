@@ -26,26 +26,12 @@ struct Node {
 impl IdentityIndex {
     /// Adds `pattern` with `value`; a value may be added under several patterns.
     pub fn insert(&mut self, pattern: &IdentityPattern, value: u32) {
-        let mut node = self
-            .domains
-            .entry(pattern.trust_domain.as_str().into())
-            .or_default();
-        for segment in &pattern.segments {
-            node = match segment {
-                PatternSegment::Literal(lit) => {
-                    node.children.entry(lit.as_str().into()).or_default()
-                }
-                PatternSegment::Star => node.star.get_or_insert_with(Box::default),
-            };
+        let td = pattern.trust_domain.as_str();
+        if let Some(root) = self.domains.get_mut(td) {
+            return root.insert(&pattern.segments, pattern.globstar, value);
         }
-        let values = if pattern.globstar {
-            &mut node.below
-        } else {
-            &mut node.exact
-        };
-        if !values.contains(&value) {
-            values.push(value);
-        }
+        let root = self.domains.entry(td.into()).or_default();
+        root.insert(&pattern.segments, pattern.globstar, value);
     }
 
     /// Calls `found` with the value of every pattern matching `id` (a value may repeat).
@@ -62,6 +48,36 @@ impl IdentityIndex {
         if let Some(root) = self.domains.get(pattern.trust_domain.as_str()) {
             walk_overlapping(root, &pattern.segments, pattern.globstar, found);
         }
+    }
+}
+
+impl Node {
+    /// Files `value` under the path `segments` (then `**` when `globstar`) below this node
+    /// (one call per segment: a pattern has at most ~1,000, its text being ≤ 2,048 bytes).
+    /// A child's key is allocated only when the child is new: most segments of a fleet's
+    /// IDs (`ns`, the namespace, `sa`) are shared by thousands of patterns.
+    fn insert(&mut self, segments: &[PatternSegment], globstar: bool, value: u32) {
+        let Some((first, rest)) = segments.split_first() else {
+            let values = if globstar {
+                &mut self.below
+            } else {
+                &mut self.exact
+            };
+            if !values.contains(&value) {
+                values.push(value);
+            }
+            return;
+        };
+        let child = match first {
+            PatternSegment::Literal(lit) => {
+                if let Some(child) = self.children.get_mut(lit.as_str()) {
+                    return child.insert(rest, globstar, value);
+                }
+                self.children.entry(lit.as_str().into()).or_default()
+            }
+            PatternSegment::Star => self.star.get_or_insert_with(Box::default),
+        };
+        child.insert(rest, globstar, value);
     }
 }
 
