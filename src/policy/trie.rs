@@ -327,7 +327,11 @@ mod tests {
 
     #[test]
     fn a_node_stays_small_as_every_exactly_named_id_is_one() {
-        assert!(std::mem::size_of::<Node>() <= 48, "{}", std::mem::size_of::<Node>());
+        assert!(
+            std::mem::size_of::<Node>() <= 48,
+            "{}",
+            std::mem::size_of::<Node>()
+        );
     }
 
     fn index(patterns: &[&str]) -> IdentityIndex {
