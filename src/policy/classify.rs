@@ -65,6 +65,18 @@ pub(super) struct Keys {
     pub(super) dst_used: Vec<bool>,
 }
 
+/// Where the keys of an exactly named identity are: those of its one segment, of no
+/// segment, or its own entry in [`Classifier::merged`].
+#[derive(Debug, Clone, Copy)]
+enum ExactKeys {
+    Segment(u32),
+    Unsegmented,
+    Merged(u32),
+}
+
+/// Exactly named identity → revoked flag and where its keys are.
+type ExactTable = FxHashMap<Box<str>, (bool, ExactKeys)>;
+
 /// Classifies identities for one compiled policy, from tables built once at compile time.
 #[derive(Debug)]
 pub(super) struct Classifier {
@@ -73,8 +85,10 @@ pub(super) struct Classifier {
     keys: Keys,
     /// Unique per compiled policy in this process; tags its classifications.
     instance: u64,
-    /// Identities named exactly by some pattern: revoked flag and keys.
-    exact: FxHashMap<Box<str>, (bool, KeySets)>,
+    /// Identities named exactly by some pattern: revoked flag and where their keys are.
+    exact: ExactTable,
+    /// The keys of exactly named identities in several segments, by [`ExactKeys::Merged`].
+    merged: Vec<KeySets>,
     /// Segment id → the keys of an identity in that segment only.
     segment: Vec<KeySets>,
     /// The keys of an identity in no segment (only `"*"` rules apply).
@@ -94,6 +108,7 @@ impl Classifier {
             keys,
             instance,
             exact: FxHashMap::default(),
+            merged: Vec::new(),
             segment: Vec::new(),
             unsegmented: KeySets::default(),
         };
@@ -104,16 +119,23 @@ impl Classifier {
             .map(|k| classifier.key_sets(k.to_vec()))
             .collect();
         classifier.unsegmented = classifier.key_sets(Vec::new());
-        classifier.exact = classifier.exact_table(patterns);
+        let (exact, merged) = classifier.exact_table(patterns);
+        classifier.exact = exact;
+        classifier.merged = merged;
         classifier
     }
 
     /// Classifies `id` (see the module docs for the cost of each case).
     pub(super) fn classify(&self, id: &SpiffeId) -> Classification<'_> {
-        if let Some((revoked, keys)) = self.exact.get(id.as_str()) {
+        if let Some(&(revoked, at)) = self.exact.get(id.as_str()) {
+            let keys = match at {
+                ExactKeys::Segment(s) => &self.segment[s as usize],
+                ExactKeys::Unsegmented => &self.unsegmented,
+                ExactKeys::Merged(m) => &self.merged[m as usize],
+            };
             return Classification {
                 policy: self.instance,
-                revoked: *revoked,
+                revoked,
                 keys: Cow::Borrowed(keys),
             };
         }
@@ -209,25 +231,51 @@ impl Classifier {
         }
     }
 
-    /// The revoked flag and keys of every identity a pattern names exactly.
+    /// The revoked flag and keys of every identity a pattern names exactly, and the merged
+    /// keys of those in several segments. An identity in one segment (or none) shares that
+    /// segment's keys: no table of its own, whatever the number of identities.
+    ///
+    /// The pattern's own trie walk ([`IdentityIndex::overlapping`], for an exact pattern the
+    /// same values as [`IdentityIndex::lookup`] of its ID) finds its segments; its text is
+    /// the key [`Self::classify`] looks the ID up by. (A text no SPIFFE ID can have is never
+    /// looked up: a pattern is validated as an ID when parsed.)
     fn exact_table<'p>(
         &self,
         patterns: impl Iterator<Item = &'p IdentityPattern>,
-    ) -> FxHashMap<Box<str>, (bool, KeySets)> {
+    ) -> (ExactTable, Vec<KeySets>) {
         let mut exact = FxHashMap::default();
+        exact.reserve(patterns.size_hint().0);
+        let mut merged = Vec::new();
+        let mut text = String::with_capacity(128);
+        let mut segments = Vec::with_capacity(4);
         for pattern in patterns.filter(|p| p.is_exact()) {
-            let text = pattern.to_string();
+            text.clear();
+            pattern.write_to(&mut text);
             if exact.contains_key(text.as_str()) {
                 continue;
             }
-            // Invariant: an exact pattern is a valid SPIFFE ID by construction; skip otherwise.
-            if let Ok(id) = SpiffeId::parse(&text) {
-                let mut revoked = false;
-                self.identities
-                    .lookup(&id, &mut |v| revoked |= v & REVOKED != 0);
-                exact.insert(text.into_boxed_str(), (revoked, self.merged_keys(&id)));
-            }
+            let mut revoked = false;
+            segments.clear();
+            self.identities.overlapping(pattern, &mut |v| {
+                if v & REVOKED == 0 {
+                    segments.push(v);
+                } else {
+                    revoked = true;
+                }
+            });
+            segments.sort_unstable();
+            segments.dedup();
+            let at = match segments.as_slice() {
+                [] => ExactKeys::Unsegmented,
+                [s] => ExactKeys::Segment(*s),
+                several => {
+                    merged.push(self.keys_of(several));
+                    ExactKeys::Merged(merged.len() as u32 - 1)
+                }
+            };
+            exact.insert(text.as_str().into(), (revoked, at));
         }
-        exact
+        exact.shrink_to_fit();
+        (exact, merged)
     }
 }

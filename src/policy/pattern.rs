@@ -128,6 +128,27 @@ impl IdentityPattern {
     }
 }
 
+impl IdentityPattern {
+    /// Appends the pattern's text (as [`fmt::Display`] writes it) to `out`, without the
+    /// formatting machinery: compile writes every pattern of a policy once or twice.
+    pub fn write_to(&self, out: &mut String) {
+        out.push_str(SCHEME_PREFIX);
+        out.push_str(&self.trust_domain);
+        for seg in &self.segments {
+            match seg {
+                PatternSegment::Literal(l) => {
+                    out.push('/');
+                    out.push_str(l);
+                }
+                PatternSegment::Star => out.push_str("/*"),
+            }
+        }
+        if self.globstar {
+            out.push_str("/**");
+        }
+    }
+}
+
 impl fmt::Display for IdentityPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{SCHEME_PREFIX}{}", self.trust_domain)?;
@@ -403,6 +424,23 @@ mod tests {
         ];
         for (a, b, want) in rows {
             assert_eq!(overlap(&t(a), &t(b)), want, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn write_to_writes_what_display_writes() {
+        for text in [
+            "spiffe://example.org/ns/prod/sa/api",
+            "spiffe://example.org/ns/*/sa/api",
+            "spiffe://example.org/ns/prod/**",
+            "spiffe://example.org/**",
+            "spiffe://example.org/a/*/**",
+        ] {
+            let pattern = IdentityPattern::parse(text).unwrap();
+            let mut written = "prefix".to_owned();
+            pattern.write_to(&mut written);
+            assert_eq!(written, format!("prefix{pattern}"));
+            assert_eq!(pattern.to_string(), text);
         }
     }
 

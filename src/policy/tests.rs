@@ -367,6 +367,49 @@ rules:
 }
 
 #[test]
+fn exactly_named_identities_get_every_segments_rules_and_their_revocation() {
+    // The exact-ID table: one ID named in two segments (merged keys), one named once and
+    // also under a `*` pattern (merged), one named once only (its segment's keys), one
+    // named and revoked, and an ID named nowhere that only the `*` pattern covers.
+    let text = r#"
+segments:
+  a:    { identities: ["spiffe://t.org/sa/one", "spiffe://t.org/sa/gone"] }
+  b:    { identities: ["spiffe://t.org/sa/one"] }
+  c:    { identities: ["spiffe://t.org/sa/two"] }
+  star: { identities: ["spiffe://t.org/sa/*"], labels: { any: "yes" } }
+  dst:  { identities: ["spiffe://t.org/sa/dst"] }
+rules:
+  - { name: from-a, from: [a], to: [dst], paths: ["/a"] }
+  - { name: from-b, from: [b], to: [dst], paths: ["/b"] }
+  - { name: from-c, from: [c], to: [dst], paths: ["/c"] }
+  - { name: from-star, from: [{ any: "yes" }], to: [dst], paths: ["/s"] }
+revoked:
+  - spiffe://t.org/sa/gone
+"#;
+    let p = from_text("p.yaml", text).unwrap();
+    let dst = "spiffe://t.org/sa/dst";
+    let at = |from: &str, path: &str| decide(&p, from, dst, "GET", path);
+    let allow = |rule: &str| (Decision::Allow, rule.to_owned());
+    let default_deny = (Decision::Deny, "default-deny".to_owned());
+    let one = "spiffe://t.org/sa/one";
+    assert_eq!(at(one, "/a"), allow("from-a"));
+    assert_eq!(at(one, "/b"), allow("from-b"));
+    assert_eq!(at(one, "/s"), allow("from-star"));
+    assert_eq!(at(one, "/c"), default_deny);
+    let two = "spiffe://t.org/sa/two";
+    assert_eq!(at(two, "/c"), allow("from-c"));
+    assert_eq!(at(two, "/s"), allow("from-star"));
+    assert_eq!(at(two, "/a"), default_deny);
+    let other = "spiffe://t.org/sa/other";
+    assert_eq!(at(other, "/s"), allow("from-star"));
+    assert_eq!(at(other, "/a"), default_deny);
+    assert_eq!(
+        at("spiffe://t.org/sa/gone", "/a"),
+        (Decision::Deny, "revoked".to_owned())
+    );
+}
+
+#[test]
 fn syntax_and_unknown_keys_are_reported_at_line_and_column() {
     let errs = errors("segments:\n  a:\n    identities: [\"spiffe://t.org/a\"]\n    lables: {}\n");
     assert_eq!(errs.len(), 1, "{errs:?}");

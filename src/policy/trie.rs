@@ -13,39 +13,31 @@ pub struct IdentityIndex {
     domains: FxHashMap<Box<str>, Node>,
 }
 
+/// One path segment's node. Kept small (48 bytes): most nodes of a fleet's trie are leaves,
+/// one per exactly named ID, stored inline in their parent's table; a leaf has no table of
+/// children and one value.
 #[derive(Debug, Default)]
 struct Node {
-    children: FxHashMap<Box<str>, Node>,
+    /// Literal segment → child; `None` until the first child.
+    children: Option<Box<Children>>,
     star: Option<Box<Node>>,
     /// Values of patterns that end exactly here.
-    exact: Vec<u32>,
+    exact: Box<[u32]>,
     /// Values of patterns ending in `**` here: this node and everything below.
-    below: Vec<u32>,
+    below: Box<[u32]>,
 }
+
+type Children = FxHashMap<Box<str>, Node>;
 
 impl IdentityIndex {
     /// Adds `pattern` with `value`; a value may be added under several patterns.
     pub fn insert(&mut self, pattern: &IdentityPattern, value: u32) {
-        let mut node = self
-            .domains
-            .entry(pattern.trust_domain.as_str().into())
-            .or_default();
-        for segment in &pattern.segments {
-            node = match segment {
-                PatternSegment::Literal(lit) => {
-                    node.children.entry(lit.as_str().into()).or_default()
-                }
-                PatternSegment::Star => node.star.get_or_insert_with(Box::default),
-            };
+        let td = pattern.trust_domain.as_str();
+        if let Some(root) = self.domains.get_mut(td) {
+            return root.insert(&pattern.segments, pattern.globstar, value);
         }
-        let values = if pattern.globstar {
-            &mut node.below
-        } else {
-            &mut node.exact
-        };
-        if !values.contains(&value) {
-            values.push(value);
-        }
+        let root = self.domains.entry(td.into()).or_default();
+        root.insert(&pattern.segments, pattern.globstar, value);
     }
 
     /// Calls `found` with the value of every pattern matching `id` (a value may repeat).
@@ -62,6 +54,49 @@ impl IdentityIndex {
         if let Some(root) = self.domains.get(pattern.trust_domain.as_str()) {
             walk_overlapping(root, &pattern.segments, pattern.globstar, found);
         }
+    }
+}
+
+impl Node {
+    /// The child for the literal `segment`.
+    fn child(&self, segment: &str) -> Option<&Node> {
+        self.children.as_ref()?.get(segment)
+    }
+
+    /// Every literal child.
+    fn child_nodes(&self) -> impl Iterator<Item = &Node> {
+        self.children.iter().flat_map(|c| c.values())
+    }
+
+    /// Files `value` under the path `segments` (then `**` when `globstar`) below this node
+    /// (one call per segment: a pattern has at most ~1,000, its text being ≤ 2,048 bytes).
+    /// A child's key is allocated only when the child is new: most segments of a fleet's
+    /// IDs (`ns`, the namespace, `sa`) are shared by thousands of patterns.
+    fn insert(&mut self, segments: &[PatternSegment], globstar: bool, value: u32) {
+        let Some((first, rest)) = segments.split_first() else {
+            let values = if globstar {
+                &mut self.below
+            } else {
+                &mut self.exact
+            };
+            if !values.contains(&value) {
+                let mut grown = std::mem::take(values).into_vec();
+                grown.push(value);
+                *values = grown.into_boxed_slice();
+            }
+            return;
+        };
+        let child = match first {
+            PatternSegment::Literal(lit) => {
+                let children = self.children.get_or_insert_with(Box::default);
+                if let Some(child) = children.get_mut(lit.as_str()) {
+                    return child.insert(rest, globstar, value);
+                }
+                children.entry(lit.as_str().into()).or_default()
+            }
+            PatternSegment::Star => self.star.get_or_insert_with(Box::default),
+        };
+        child.insert(rest, globstar, value);
     }
 }
 
@@ -115,7 +150,7 @@ impl IdentityIndex {
         let start = State {
             policy: vec![root],
             query: query_root.into_iter().collect(),
-            values: root.below.clone(),
+            values: root.below.to_vec(),
             query_hit: query_root.is_some_and(|q| !q.below.is_empty()),
         };
         walk.expand(&start)?;
@@ -150,7 +185,7 @@ impl ClassWalk {
             .policy
             .iter()
             .chain(&state.query)
-            .flat_map(|n| n.children.keys().map(|k| &**k))
+            .flat_map(|n| n.children.iter().flat_map(|c| c.keys().map(|k| &**k)))
             .collect();
         literals.sort_unstable();
         literals.dedup();
@@ -158,7 +193,7 @@ impl ClassWalk {
             let step = |nodes: &[&'a Node]| {
                 let mut out: Vec<&'a Node> = Vec::new();
                 for n in nodes {
-                    if let Some(child) = next.and_then(|l| n.children.get(l)) {
+                    if let Some(child) = next.and_then(|l| n.child(l)) {
                         out.push(child);
                     }
                     if let Some(star) = &n.star {
@@ -171,7 +206,7 @@ impl ClassWalk {
             };
             let (policy, query) = (step(&state.policy), step(&state.query));
             let mut values = state.values.clone();
-            policy.iter().for_each(|n| values.extend(&n.below));
+            policy.iter().for_each(|n| values.extend(n.below.iter()));
             values.sort_unstable();
             values.dedup();
             let query_hit = state.query_hit || query.iter().any(|n| !n.below.is_empty());
@@ -207,7 +242,10 @@ impl ClassWalk {
         let query_ends = state.query_hit || state.query.iter().any(|n| !n.exact.is_empty());
         if !self.restricted || query_ends {
             let mut here = state.values.clone();
-            state.policy.iter().for_each(|n| here.extend(&n.exact));
+            state
+                .policy
+                .iter()
+                .for_each(|n| here.extend(n.exact.iter()));
             here.sort_unstable();
             here.dedup();
             self.out.insert(here);
@@ -233,7 +271,7 @@ fn walk(node: &Node, rest: &str, found: &mut impl FnMut(u32)) {
     };
     let end = rest.bytes().position(|b| b == b'/').unwrap_or(rest.len());
     let (segment, tail) = rest.split_at(end);
-    if let Some(child) = node.children.get(segment) {
+    if let Some(child) = node.child(segment) {
         walk(child, tail, found);
     }
     if let Some(star) = &node.star {
@@ -253,20 +291,19 @@ fn walk_overlapping(
     let Some((first, tail)) = rest.split_first() else {
         node.exact.iter().for_each(|&v| found(v));
         if globstar {
-            node.children.values().for_each(|c| every_value(c, found));
+            node.child_nodes().for_each(|c| every_value(c, found));
             node.star.iter().for_each(|c| every_value(c, found));
         }
         return;
     };
     match first {
         PatternSegment::Literal(lit) => {
-            if let Some(child) = node.children.get(lit.as_str()) {
+            if let Some(child) = node.child(lit.as_str()) {
                 walk_overlapping(child, tail, globstar, found);
             }
         }
         PatternSegment::Star => node
-            .children
-            .values()
+            .child_nodes()
             .for_each(|c| walk_overlapping(c, tail, globstar, found)),
     }
     if let Some(star) = &node.star {
@@ -276,14 +313,26 @@ fn walk_overlapping(
 
 /// Every value stored at `node` or below it.
 fn every_value(node: &Node, found: &mut impl FnMut(u32)) {
-    node.below.iter().chain(&node.exact).for_each(|&v| found(v));
-    node.children.values().for_each(|c| every_value(c, found));
+    node.below
+        .iter()
+        .chain(node.exact.iter())
+        .for_each(|&v| found(v));
+    node.child_nodes().for_each(|c| every_value(c, found));
     node.star.iter().for_each(|c| every_value(c, found));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_stays_small_as_every_exactly_named_id_is_one() {
+        assert!(
+            std::mem::size_of::<Node>() <= 48,
+            "{}",
+            std::mem::size_of::<Node>()
+        );
+    }
 
     fn index(patterns: &[&str]) -> IdentityIndex {
         let mut index = IdentityIndex::default();

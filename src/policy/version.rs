@@ -19,9 +19,10 @@ pub fn version_of(
 ) -> String {
     let mut canon = Canon(Vec::with_capacity(64 * (segments.len() + rules.len())));
     canon.list("segments", segments.len());
+    let mut buf = String::new();
     for s in segments {
         canon.field(&s.name);
-        canon.sorted(s.identities.iter().map(ToString::to_string));
+        canon.patterns(&s.identities, &mut buf);
         canon.sorted(s.labels.iter().map(|(k, v)| label(k, v)));
     }
     // Label selectors by canonical text, computed once; group ids follow file order.
@@ -61,7 +62,7 @@ pub fn version_of(
         }
     }
     canon.list("revoked", 0);
-    canon.sorted(revoked.iter().map(ToString::to_string));
+    canon.patterns(revoked, &mut buf);
     let digest = digest(&SHA256, &canon.0);
     let hex: String = digest.as_ref()[..8]
         .iter()
@@ -106,6 +107,25 @@ impl Canon {
     fn list(&mut self, name: &str, len: usize) {
         self.field(name);
         self.0.extend_from_slice(&(len as u64).to_le_bytes());
+    }
+
+    /// [`Self::sorted`] of the patterns' texts, without an owned text per pattern when
+    /// there is nothing to sort (most segments name one identity).
+    fn patterns(&mut self, patterns: &[IdentityPattern], buf: &mut String) {
+        if patterns.len() > 1 {
+            self.sorted(patterns.iter().map(|p| {
+                let mut text = String::with_capacity(64);
+                p.write_to(&mut text);
+                text
+            }));
+            return;
+        }
+        self.list("", patterns.len());
+        for p in patterns {
+            buf.clear();
+            p.write_to(buf);
+            self.field(buf);
+        }
     }
 
     fn sorted(&mut self, items: impl Iterator<Item = String>) {
