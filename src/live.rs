@@ -6,13 +6,16 @@
 //! to another ID (docs/spire.md) swaps both at once. TLS material is in [`LiveTls`], read
 //! once per handshake. What the reloads did is the reloader's own record
 //! (`reload::ReloadStatus`), not part of this state.
+//! An `expires:`/`until:` successor is staged seconds ahead and handed out from its
+//! instant on, before the expiry schedule publishes it (docs/runbook.md#exceptions).
 //! Every publish also wakes the [`PolicyChanges`] of open connections, which re-classify
 //! their peer once and close if it is now revoked (docs/runbook.md).
 
 use std::ops::Deref;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::watch;
 
 use crate::identity::SpiffeId;
@@ -57,6 +60,11 @@ impl Deref for Snapshot {
 #[derive(Debug)]
 pub struct Live {
     policy: ArcSwap<Snapshot>,
+    /// The successor due at an `expires:`/`until:` instant, staged by the expiry schedule
+    /// once built (seconds ahead): from that instant on, [`Live::policy`] hands it out even
+    /// if the schedule's publish runs late (a loaded box, a reload holding the lock), so an
+    /// exception ends at its instant, not when a timer fires.
+    due: ArcSwapOption<Due>,
     /// Bumped after each policy publish: how open connections learn of a new policy.
     published: watch::Sender<u64>,
     tls: LiveTls,
@@ -74,26 +82,65 @@ impl PolicyChanges {
     }
 }
 
+/// A successor and the instant it takes over from `base`.
+#[derive(Debug)]
+struct Due {
+    at: SystemTime,
+    /// The snapshot it succeeds: if another was published meanwhile, this one never applies.
+    base: Arc<Snapshot>,
+    next: Arc<Snapshot>,
+}
+
 impl Live {
     /// Live state starting with `policy` (compiled, its `tests:` passed) and `tls`.
     pub fn new(policy: Snapshot, tls: LiveTls) -> Self {
         Self {
             policy: ArcSwap::from_pointee(policy),
+            due: ArcSwapOption::empty(),
             published: watch::Sender::new(0),
             tls,
         }
     }
 
-    /// The policy snapshot for one request: take it once, at the top of the handler.
+    /// The policy snapshot for one request: take it once, at the top of the handler. While
+    /// no successor is staged this is the published snapshot and one more atomic load; once
+    /// a staged successor's instant has come (read from the clock only while one is staged,
+    /// the seconds before an expiry), the successor.
     pub fn policy(&self) -> Arc<Snapshot> {
+        let published = self.policy.load_full();
+        if let Some(due) = &*self.due.load()
+            && Arc::ptr_eq(&due.base, &published)
+            && SystemTime::now() >= due.at
+        {
+            return due.next.clone();
+        }
+        published
+    }
+
+    /// The snapshot published last, ignoring a staged successor: what reloads compare with.
+    pub fn published_policy(&self) -> Arc<Snapshot> {
         self.policy.load_full()
+    }
+
+    /// Stages `next` to take over from `base` at `at` (the expiry schedule, once it has built
+    /// the successor): requests from `at` on get it even before [`Live::publish_arc`] runs.
+    /// Ignored once another snapshot than `base` is published.
+    pub fn stage_successor(&self, base: Arc<Snapshot>, at: SystemTime, next: Arc<Snapshot>) {
+        self.due.store(Some(Arc::new(Due { at, base, next })));
     }
 
     /// Makes `policy` the one the next request sees, then wakes every [`PolicyChanges`] (after
     /// the swap, so each sees the new policy); returns the one it replaces (drop it off the
     /// request path: a large policy takes milliseconds to free).
     pub fn publish_policy(&self, policy: Snapshot) -> Arc<Snapshot> {
-        let old = self.policy.swap(Arc::new(policy));
+        self.publish_arc(Arc::new(policy))
+    }
+
+    /// [`Live::publish_policy`] of a snapshot already shared (a staged successor). Any staged
+    /// successor is dropped: it was built on what this replaces.
+    pub fn publish_arc(&self, policy: Arc<Snapshot>) -> Arc<Snapshot> {
+        let old = self.policy.swap(policy);
+        self.due.store(None);
         self.published.send_modify(|n| *n = n.wrapping_add(1));
         old
     }
@@ -106,6 +153,7 @@ impl Live {
     /// slice. Open connections are woken as for any publish. Returns the replaced policy.
     pub fn publish_identity(&self, policy: Snapshot, tls: TlsMaterial) -> Arc<Snapshot> {
         let old = self.policy.swap(Arc::new(policy));
+        self.due.store(None);
         self.tls.install(tls);
         self.published.send_modify(|n| *n = n.wrapping_add(1));
         old
@@ -125,5 +173,94 @@ impl Live {
     /// The TLS material the listeners' configs read per handshake.
     pub fn tls(&self) -> &LiveTls {
         &self.tls
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::certs::Ca;
+    use crate::identity::TrustDomain;
+    use crate::policy::{PolicySource, compile};
+    use crate::tls::Credentials;
+
+    const OWN: &str = "spiffe://example.org/ns/prod/sa/api";
+
+    fn snapshot(rule: &str) -> Snapshot {
+        let text = format!(
+            "segments:\n  api: {{ identities: [\"{OWN}\"] }}\nrules:\n  - {{ name: {rule}, from: [api], to: [api] }}\n"
+        );
+        let source = PolicySource::from_texts([("policy.yaml", text.as_str())]).unwrap();
+        Snapshot::new(compile(&source).unwrap(), SpiffeId::parse(OWN).unwrap())
+    }
+
+    fn live() -> Live {
+        let td = TrustDomain::parse("example.org").unwrap();
+        let ca = Ca::new(&td).unwrap();
+        let own = SpiffeId::parse(OWN).unwrap();
+        let svid = ca
+            .issue(&own, Duration::from_secs(3600), &["localhost".to_owned()])
+            .unwrap();
+        let bundles = [(td, ca.cert_pem())];
+        let credentials =
+            Credentials::from_pem(&svid.chain_pem, &svid.key_pem, &bundles, SystemTime::now())
+                .unwrap();
+        Live::new(snapshot("base"), LiveTls::new(credentials).unwrap())
+    }
+
+    fn rule_of(live: &Live) -> String {
+        name(&live.policy())
+    }
+
+    fn rule_of_published(live: &Live) -> String {
+        name(&live.published_policy())
+    }
+
+    fn name(snapshot: &Snapshot) -> String {
+        snapshot
+            .policy()
+            .rules()
+            .first()
+            .map(|r| r.name.clone())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_staged_successor_is_handed_out_from_its_instant_on_before_it_is_published() {
+        let live = live();
+        let base = live.published_policy();
+        let next = Arc::new(snapshot("next"));
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        live.stage_successor(base.clone(), later, next.clone());
+        assert_eq!(rule_of(&live), "base", "before its instant");
+        let past = SystemTime::now() - Duration::from_millis(1);
+        live.stage_successor(base, past, next.clone());
+        assert_eq!(
+            rule_of(&live),
+            "next",
+            "from its instant, not yet published"
+        );
+        assert_eq!(
+            rule_of_published(&live),
+            "base",
+            "reloads still compare with the base"
+        );
+        live.publish_arc(next);
+        assert_eq!(rule_of(&live), "next");
+    }
+
+    #[test]
+    fn a_staged_successor_never_applies_after_another_publish() {
+        let live = live();
+        let base = live.published_policy();
+        let past = SystemTime::now() - Duration::from_millis(1);
+        live.stage_successor(base.clone(), past, Arc::new(snapshot("stale")));
+        live.publish_policy(snapshot("reloaded"));
+        assert_eq!(rule_of(&live), "reloaded");
+        // Staged on a base no longer in force (a reload won the race): ignored.
+        live.stage_successor(base, past, Arc::new(snapshot("stale")));
+        assert_eq!(rule_of(&live), "reloaded");
     }
 }

@@ -15,6 +15,7 @@ use super::Reloader;
 use super::build::build_successor;
 use super::error::ReloadError;
 use crate::identity::SpiffeId;
+use crate::live::Snapshot;
 use crate::policy::CompiledPolicy;
 use crate::shutdown::Shutdown;
 
@@ -28,7 +29,7 @@ const RETRY: Duration = Duration::from_secs(1);
 pub(super) fn spawn(reloader: Arc<Reloader>, mut shutdown: Shutdown) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let base = reloader.live().policy();
+            let base = reloader.live().published_policy();
             let Some(at) = base.next_change() else {
                 tokio::select! {
                     () = reloader.policy_published().notified() => continue,
@@ -41,13 +42,17 @@ pub(super) fn spawn(reloader: Arc<Reloader>, mut shutdown: Shutdown) -> JoinHand
                 () = shutdown.wait() => break,
             }
             let next = match build(&reloader, base.own_id(), at).await {
-                Ok(next) => next,
+                Ok(next) => Arc::new(Snapshot::new(next, base.own_id().clone())),
                 Err(error) => {
                     tracing::error!(%error, "cannot build the policy state due at its expiry; retrying");
                     tokio::time::sleep(RETRY).await;
                     continue;
                 }
             };
+            // Requests take the successor from the instant on, whenever this task runs.
+            reloader
+                .live()
+                .stage_successor(base.clone(), instant(at), next.clone());
             tokio::select! {
                 () = tokio::time::sleep(until(at)) => {}
                 () = reloader.policy_published().notified() => continue,
@@ -58,10 +63,15 @@ pub(super) fn spawn(reloader: Arc<Reloader>, mut shutdown: Shutdown) -> JoinHand
     })
 }
 
+/// Unix second `at` as a time (the epoch for a time before it).
+fn instant(at: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0))
+}
+
 /// Time left until unix second `at` (zero once it has passed).
 fn until(at: i64) -> Duration {
-    let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0));
-    at.duration_since(SystemTime::now())
+    instant(at)
+        .duration_since(SystemTime::now())
         .unwrap_or(Duration::ZERO)
 }
 

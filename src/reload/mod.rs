@@ -34,7 +34,6 @@ pub use source::{CredentialSource, Sources, TlsPaths};
 pub use status::{ReloadStatus, StatusBoard};
 
 use crate::live::{Live, Snapshot};
-use crate::policy::CompiledPolicy;
 use crate::telemetry::metrics::Metrics;
 use crate::tls::{Credentials, LiveTls, TlsMaterial};
 use crate::workload_api::Update;
@@ -188,9 +187,9 @@ impl Reloader {
         files::verify_policy(&self.sources, &texts).await?;
         // The own ID only changes under this lock (`apply_svid`): the slice is for the one
         // in force.
-        let own = self.live.policy().own_id().clone();
+        let own = self.live.published_policy().own_id().clone();
         let policy = build_policy(texts.clone(), own.clone()).await?;
-        if policy.version() == self.live.policy().version() {
+        if policy.version() == self.live.published_policy().version() {
             return Ok(false);
         }
         tracing::info!(policy_version = policy.version(), "policy reloaded");
@@ -218,7 +217,7 @@ impl Reloader {
         seen.tls = Some(files.digest);
         let cert_file = files.cert.0.display().to_string();
         let credentials = build_credentials(files, Stage::Reload).await?;
-        let own = self.live.policy().own_id().clone();
+        let own = self.live.published_policy().own_id().clone();
         if credentials.id() != &own {
             return Err(ReloadError::IdentityChanged {
                 file: cert_file,
@@ -253,7 +252,7 @@ impl Reloader {
 
     /// [`Reloader::apply_svid`] of valid credentials, under the reload lock.
     async fn publish_svid(&self, credentials: Credentials) -> Result<bool, ReloadError> {
-        let in_force = self.live.policy();
+        let in_force = self.live.published_policy();
         let not_after = crate::policy::format_time(credentials.not_after());
         if credentials.id() == in_force.own_id() {
             self.live
@@ -296,9 +295,9 @@ impl Reloader {
 
     /// Publishes `next`, the successor of `base` due now (`expiry.rs`), unless a reload
     /// replaced `base` meanwhile (then `next` is stale).
-    async fn publish_successor(&self, base: &Snapshot, next: CompiledPolicy) {
+    async fn publish_successor(&self, base: &Snapshot, next: Arc<Snapshot>) {
         let _one_at_a_time = self.seen.lock().await;
-        let in_force = self.live.policy();
+        let in_force = self.live.published_policy();
         // Same texts, another ID (a rotation) have the same version: compare both.
         if in_force.version() != base.version() || in_force.own_id() != base.own_id() {
             return;
@@ -308,9 +307,7 @@ impl Reloader {
             previous = base.version(),
             "an exception expired or a containment lifted: successor policy in force"
         );
-        let old = self
-            .live
-            .publish_policy(Snapshot::new(next, base.own_id().clone()));
+        let old = self.live.publish_arc(next);
         tokio::task::spawn_blocking(move || drop(old));
     }
 
