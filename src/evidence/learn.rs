@@ -379,7 +379,10 @@ impl Classes<'_> {
         if let Some(known) = self.by_id.get(id) {
             return known.clone();
         }
-        let class = SpiffeId::parse(id).ok().map(|parsed| {
+        // A workload's ID has a path (an X509-SVID leaf's must): a bare trust domain in a
+        // line is no party a rule could name, so nothing is learned from it.
+        let workload = SpiffeId::parse(id).ok().filter(|p| !p.path().is_empty());
+        let class = workload.map(|parsed| {
             let reused = self
                 .current
                 .and_then(|p| p.segment_names(&parsed).first().map(|n| (*n).to_owned()));

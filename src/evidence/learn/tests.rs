@@ -138,3 +138,40 @@ fn hostile_methods_and_wildcard_looking_segments_still_give_a_policy_that_compil
     assert!(compiled.is_ok(), "{compiled:?}\n{yaml}");
     assert!(yaml.contains("\"/a/*/b\""), "{yaml}");
 }
+
+/// Found by the `evidence_input` fuzz target: a line naming a bare trust domain
+/// (`spiffe://td`, no path) as a party once made a segment no policy accepts.
+#[test]
+fn a_party_without_a_path_is_unusable_and_the_learned_policy_compiles() {
+    use crate::evidence::observe::{Direction, Key, Logged};
+    let mut obs = Observations::default();
+    for destination in [
+        "spiffe://example.org/ns/b",
+        "spiffe://exampleid-ns-prod-sa-invoices",
+    ] {
+        let key = Key {
+            direction: Direction::Outbound,
+            protocol: Protocol::Http,
+            source: "spiffe://example.org/ns/a",
+            destination,
+            method: "GET",
+            path: "/v1/x",
+            decision: Logged::Allow,
+            rule: None,
+            reason: Some("allow-rule"),
+        };
+        let stats = Stats {
+            count: 2,
+            ..Stats::default()
+        };
+        obs.add(&key, &stats);
+    }
+
+    let learned = learn(&obs, None);
+    let yaml = learned.to_yaml("test");
+
+    assert_eq!((learned.covered, learned.unusable), (2, 2), "{yaml}");
+    assert!(!yaml.contains("exampleid"), "{yaml}");
+    let compiled = crate::policy::from_text("learned.yaml", &yaml);
+    assert!(compiled.is_ok(), "{compiled:?}\n{yaml}");
+}
