@@ -41,7 +41,7 @@ trap cleanup EXIT
 # ---------------------------------------------------------------- the policy
 mkdir -p "$W/policy"
 if [ -n "${POLICY_DIR:-}" ]; then
-  cp "$POLICY_DIR"/*.yaml "$W/policy/"
+  find "$POLICY_DIR" -maxdepth 1 \( -name "*.yaml" -o -name "*.yaml.gz" \) -exec cp {} "$W/policy/" \;
 else
   flags=""; case "$host" in *-linux-gnu*) flags="-C target-feature=+crt-static" ;; esac
   # Same target and flags as the release build, so that the shared dependencies are reused.

@@ -121,9 +121,11 @@ pub enum PolicyCommand {
     /// label value (`--per`, with a kustomization making one ConfigMap per slice), as ordinary
     /// policy folders holding each kept item's original text.
     ///
-    /// Output is deterministic: an unchanged slice is byte-identical. Exit code 0 when
-    /// written, 1 when the policy is invalid, a slice is over 1 MiB or cannot be written, 2
-    /// when the selector or --per names nothing or --out would replace a file being sliced.
+    /// Output is deterministic: an unchanged slice is byte-identical. A slice whose YAML is
+    /// over 1 MiB (what a ConfigMap holds) is written gzip-compressed (`*.yaml.gz`, which
+    /// every command and the sidecar read inflated). Exit code 0 when written, 1 when the
+    /// policy is invalid, a slice is over 1 MiB as written or cannot be written, 2 when the
+    /// selector or --per names nothing or --out would replace a file being sliced.
     #[command(after_help = "Docs: docs/fleet.md#slices")]
     Slice(slice::SliceArgs),
     /// Decide every observed request and connection again under a policy (as of --at) and

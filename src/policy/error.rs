@@ -22,6 +22,9 @@ pub enum PolicyErrorKind {
     /// The file or folder could not be read.
     #[error("cannot read: {0}")]
     Io(String),
+    /// A `*.yaml.gz` file that is not a whole gzip stream.
+    #[error("cannot inflate: {0}")]
+    Gzip(String),
     /// A folder without any `*.yaml`/`*.yml` file: no policy means no traffic.
     #[error("no *.yaml or *.yml policy file here")]
     NoPolicyFiles,
@@ -102,6 +105,7 @@ impl PolicyErrorKind {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Io(_) => "io",
+            Self::Gzip(_) => "gzip",
             Self::NoPolicyFiles => "no-policy-files",
             Self::TooLarge(..) => "too-large",
             Self::Yaml(_) => "yaml",

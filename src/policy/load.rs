@@ -4,6 +4,8 @@
 //! A folder contributes its `*.yaml` and `*.yml` files, not recursively, in name order;
 //! names starting with `.` are skipped, so Kubernetes' `..data` and `..2026_…` entries of a
 //! mounted ConfigMap are never read twice (the visible names are symlinks into them).
+//! `*.yaml.gz` and `*.yml.gz` are read gzip-decompressed (docs/fleet.md "Slices over
+//! 1 MiB"): their text is what every reader sees, under the file's own name.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -168,9 +170,15 @@ fn policy_files(path: &Path) -> Result<Vec<PathBuf>, PolicyError> {
 
 fn is_policy_file(file: &Path) -> bool {
     let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
     // `is_file` follows symlinks, which is what a ConfigMap mount needs.
-    yaml && !name.starts_with('.') && file.is_file()
+    is_policy_name(name) && !name.starts_with('.') && file.is_file()
+}
+
+/// Whether a folder entry named `name` is a policy file: `*.yaml`, `*.yml`, or either
+/// gzip-compressed (`*.yaml.gz`, `*.yml.gz`).
+pub fn is_policy_name(name: &str) -> bool {
+    let plain = name.strip_suffix(".gz").unwrap_or(name);
+    plain.ends_with(".yaml") || plain.ends_with(".yml")
 }
 
 fn read_capped(file: &Path) -> Result<String, PolicyError> {
@@ -186,5 +194,45 @@ fn read_capped(file: &Path) -> Result<String, PolicyError> {
             PolicyErrorKind::TooLarge(len, MAX_FILE_BYTES),
         ));
     }
-    fs::read_to_string(file).map_err(io_err)
+    if !name.ends_with(".gz") {
+        return fs::read_to_string(file).map_err(io_err);
+    }
+    let bytes = fs::read(file).map_err(io_err)?;
+    gunzip(&bytes).map_err(|kind| PolicyError::at(&name, 0, 0, kind))
 }
+
+/// The text of a gzip-compressed policy file: at most [`MAX_FILE_BYTES`] once inflated (a
+/// small file may inflate a thousandfold), UTF-8, every member of the stream read.
+///
+/// # Errors
+/// [`PolicyErrorKind::Gzip`] for a stream that is not gzip or is cut short,
+/// [`PolicyErrorKind::TooLarge`] past the limit, [`PolicyErrorKind::Io`] for non-UTF-8 text.
+pub fn gunzip(bytes: &[u8]) -> Result<String, PolicyErrorKind> {
+    use std::io::Read as _;
+    let mut text = Vec::new();
+    let limit = MAX_FILE_BYTES + 1;
+    flate2::bufread::MultiGzDecoder::new(bytes)
+        .take(limit)
+        .read_to_end(&mut text)
+        .map_err(|e| PolicyErrorKind::Gzip(e.to_string()))?;
+    if text.len() as u64 >= limit {
+        return Err(PolicyErrorKind::TooLarge(limit, MAX_FILE_BYTES));
+    }
+    String::from_utf8(text)
+        .map_err(|e| PolicyErrorKind::Io(format!("not UTF-8 text once inflated: {e}")))
+}
+
+/// `text` gzip-compressed the way `policy slice` writes it: best compression, no file name,
+/// no time stamp, so the same text always gives the same bytes (with the same segward).
+pub fn gzip(text: &str) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::best());
+    // Invariant: writing into a Vec cannot fail.
+    encoder.write_all(text.as_bytes()).expect("write to a Vec");
+    encoder.finish().expect("write to a Vec")
+}
+
+#[cfg(test)]
+mod tests;

@@ -34,6 +34,7 @@ mod run;
 mod signing;
 mod slice_cmd;
 mod slice_fleet;
+mod slice_gzip;
 mod slice_props;
 mod slice_sidecar;
 mod tcp;

@@ -17,7 +17,7 @@ use crate::cli::{Output, json, policy_dir, segward, segward_in};
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Identities of the shipped fleet (and a revoked one, and one in no segment).
-const IDS: &[&str] = &[
+pub(crate) const IDS: &[&str] = &[
     "spiffe://example.org/ns/prod/sa/frontend",
     "spiffe://example.org/ns/prod/sa/payments",
     "spiffe://example.org/ns/prod/sa/ledger",
@@ -32,7 +32,7 @@ const IDS: &[&str] = &[
 ];
 
 /// Method and path of the requests explained.
-const REQUESTS: &[(&str, &str)] = &[
+pub(crate) const REQUESTS: &[(&str, &str)] = &[
     ("GET", "/v1/charges"),
     ("POST", "/v1/refunds"),
     ("POST", "/v1/entries"),
@@ -56,7 +56,7 @@ fn per(dir: &Path, grouping: &str, out: &str) -> Output {
 }
 
 /// Decision, rule and reason of one request under `policy`.
-fn decide(policy: &Path, from: &str, to: &str, method: &str, path: &str) -> [String; 3] {
+pub(crate) fn decide(policy: &Path, from: &str, to: &str, method: &str, path: &str) -> [String; 3] {
     let args = [
         "policy",
         "explain",
@@ -181,7 +181,7 @@ fn per_namespace_twice_writes_identical_bytes_and_a_kustomization_of_existing_fi
             .unwrap()
             .split_whitespace()
             .collect::<Vec<_>>(),
-        ["GROUP", "RULES", "BYTES"]
+        ["GROUP", "RULES", "BYTES", "YAML"]
     );
     let groups: Vec<&str> = first
         .stdout
@@ -217,10 +217,10 @@ fn per_namespace_twice_writes_identical_bytes_and_a_kustomization_of_existing_fi
 
 /// Renders the kustomization with the venv's kubectl of scripts/validate-k8s.sh when it was
 /// made (nothing otherwise: the parse above stands).
-fn rendered(dir: &Path, config_maps: usize) {
+pub(crate) fn rendered(dir: &Path, config_maps: usize) -> String {
     let kubectl = Path::new(ROOT).join("target/k8s-validate/bin/kubectl");
     if !kubectl.is_file() {
-        return;
+        return String::new();
     }
     let out = Command::new(kubectl)
         .args(["kustomize"])
@@ -234,6 +234,7 @@ fn rendered(dir: &Path, config_maps: usize) {
         config_maps,
         "{text}"
     );
+    text
 }
 
 #[test]
@@ -280,8 +281,19 @@ fn a_slice_over_one_mebibyte_is_refused_naming_its_group_and_nothing_is_written(
         ));
     }
     let dir = policy_dir(&[("policies/big.yaml", &big)]);
+    let args = [
+        "policy",
+        "slice",
+        "policies",
+        "--per",
+        "namespace",
+        "--out",
+        "out",
+        "--gzip",
+        "never",
+    ];
 
-    let out = per(dir.path(), "namespace", "out");
+    let out = segward_in(dir.path(), &args);
 
     assert_eq!(out.code, 1, "{out:?}");
     let line = out

@@ -142,3 +142,81 @@ async fn a_sidecar_holds_its_slice_reports_the_fleet_and_decides_as_the_whole_po
     assert_eq!(policy_json(sidecar.admin_addr()).await["rules"], 5);
     sidecar.shutdown().await;
 }
+
+/// Writes `bytes` as `dir/name` the way the kubelet swaps a ConfigMap's file: whole, at once.
+fn swap(dir: &std::path::Path, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    fs::write(&tmp, bytes).unwrap();
+    fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+/// A gzip-compressed slice (what `policy slice` writes for one over 1 MiB, docs/fleet.md
+/// "Slices over 1 MiB") is read inflated: decided from at start, reloaded when replaced, and a
+/// corrupt one is refused like a broken policy — last good kept, error reported.
+#[tokio::test]
+async fn a_sidecar_reads_a_gzip_compressed_policy_and_reloads_and_refuses_it_like_yaml() {
+    let text = fleet(20);
+    let pki = Pki::new(&["example.org"]);
+    let backend = Backend::start().await;
+    let dir = write_policy(&pki, "");
+    fs::remove_file(dir.join("policy.yaml")).unwrap();
+    swap(&dir, "policy.yaml.gz", &policy::load::gzip(&text));
+    let config = write_config(
+        &pki,
+        &pki.issue(API),
+        &["example.org"],
+        &dir,
+        &inbound_block(backend.addr()),
+    );
+    let sidecar = start(&config, |_| {}).await;
+    let whole = policy::from_text("policy.yaml", &text).unwrap();
+    assert_eq!(
+        policy_json(sidecar.admin_addr()).await["version"],
+        whole.version()
+    );
+    let get = |from: &'static str, path: &'static str| {
+        let client = MtlsClient::new(Some(&pki.issue(from).pem), &pki.bundle_pems(), Alpn::H1);
+        let to = sidecar.inbound_addr().unwrap();
+        async move { client.get(to, path).await.unwrap().status }
+    };
+    assert_eq!(get(WEB, "/v1/orders").await, StatusCode::OK);
+    assert_eq!(get(BATCH, "/v1/export/all").await, StatusCode::FORBIDDEN);
+
+    // web loses its rule: the replaced file is inflated and applied.
+    let rule = "  - { name: web-reads-api, from: [web], to: [api], methods: [GET], paths: [\"/v1/**\"] }\n";
+    let without = text.replace(rule, "");
+    assert_ne!(without, text);
+    swap(&dir, "policy.yaml.gz", &policy::load::gzip(&without));
+    let applied = eventually(Duration::from_secs(5), || async {
+        get(WEB, "/v1/orders").await == StatusCode::FORBIDDEN
+    })
+    .await;
+    assert!(applied, "{}", policy_json(sidecar.admin_addr()).await);
+
+    // A file cut short is not a policy: refused, the last good one decides on.
+    let reached = backend.requests().len();
+    let mut cut = policy::load::gzip(&text);
+    cut.truncate(cut.len() / 2);
+    swap(&dir, "policy.yaml.gz", &cut);
+    let failed = eventually(Duration::from_secs(5), || async {
+        sidecar.reload_status().policy_error.is_some()
+    })
+    .await;
+    assert!(failed);
+    let error = sidecar.reload_status().policy_error.unwrap().to_string();
+    assert!(
+        error.contains("policy.yaml.gz") && error.contains("inflate"),
+        "{error}"
+    );
+    assert_eq!(get(WEB, "/v1/orders").await, StatusCode::FORBIDDEN);
+    assert_eq!(get(BATCH, "/v1/orders").await, StatusCode::OK);
+    // Of the last two, only batch's reached the backend; no export ever did.
+    let paths: Vec<String> = backend
+        .requests()
+        .iter()
+        .map(|r| r.target.clone())
+        .collect();
+    assert_eq!(paths.len(), reached + 1, "{paths:?}");
+    assert!(paths.iter().all(|p| p == "/v1/orders"), "{paths:?}");
+    sidecar.shutdown().await;
+}

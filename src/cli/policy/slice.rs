@@ -3,16 +3,19 @@
 //! kustomization making one ConfigMap of each, as ordinary policy folders. Each file keeps its
 //! items' original text (slice/text.rs) under a header naming the scope, never the version:
 //! an unchanged slice is byte-identical, so only the sidecars whose slice changed reload.
+//! A slice whose YAML is over 1 MiB is written gzip-compressed (`*.yaml.gz`, which every
+//! reader inflates) unless `--gzip never`; over 1 MiB even so, it is refused.
 //! Exit 0 written, 1 invalid policy / a slice over 1 MiB / a write failure, 2 bad selector.
 
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use clap::{ArgGroup, Args};
+use clap::{ArgGroup, Args, ValueEnum};
 
 use super::{Outcome, report_invalid};
 use crate::atomic_file::AtomicWrite;
+use crate::policy::load::{gunzip, gzip, is_policy_name};
 use crate::policy::slice::ClassSegment;
 use crate::policy::{self, CompiledPolicy, Fleet, PolicySource, Scope, Selector};
 use crate::signing::{self, SigningKey};
@@ -48,6 +51,22 @@ pub struct SliceArgs {
     /// this Ed25519 private key, for sidecars that set `policy_verify`.
     #[arg(long, value_name = "KEY")]
     sign: Option<PathBuf>,
+    /// When to write a slice's files gzip-compressed (`*.yaml.gz`): `auto` only when its YAML
+    /// is over 1 MiB, `always`, or `never` (a slice over 1 MiB is then refused).
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = Gzip::Auto)]
+    gzip: Gzip,
+}
+
+/// `--gzip`: when a slice's files are written compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Gzip {
+    // (No `///` here: clap would print each as its own paragraph of `--help`.)
+    // Only a slice whose YAML would not fit a ConfigMap.
+    Auto,
+    // Every slice.
+    Always,
+    // No slice: one over 1 MiB is refused.
+    Never,
 }
 
 /// The whole policy, read once: texts split into items for copying, parsed source for
@@ -62,13 +81,40 @@ struct Whole<'t> {
     now: i64,
 }
 
-/// One slice's files, ready to write.
+/// One slice's files, ready to write: `(name, bytes)`, gzip-compressed when `gzip`.
 struct Written {
-    files: Vec<(String, String)>,
+    files: Vec<(String, Vec<u8>)>,
     rules: usize,
+    /// The size of its YAML text, compressed or not.
+    yaml_bytes: usize,
+    gzip: bool,
 }
 
 impl Written {
+    /// The slice's text files, compressed as `mode` says.
+    fn encode(texts: Vec<(String, String)>, rules: usize, mode: Gzip) -> Self {
+        let yaml_bytes = texts.iter().map(|(_, t)| t.len()).sum::<usize>();
+        let compress = match mode {
+            Gzip::Always => true,
+            Gzip::Never => false,
+            Gzip::Auto => yaml_bytes > MAX_SLICE_BYTES,
+        };
+        let files = texts
+            .into_iter()
+            .map(|(name, text)| match compress {
+                true => (format!("{name}.gz"), gzip(&text)),
+                false => (name, text.into_bytes()),
+            })
+            .collect();
+        Self {
+            files,
+            rules,
+            yaml_bytes,
+            gzip: compress,
+        }
+    }
+
+    /// What the slice's files hold on disk, and in its ConfigMap.
     fn bytes(&self) -> usize {
         self.files.iter().map(|(_, t)| t.len()).sum()
     }
@@ -96,8 +142,8 @@ pub(super) fn run(args: SliceArgs) -> anyhow::Result<Outcome> {
         }
     };
     match (&args.scope, &args.per) {
-        (Some(sel), _) => slice_for(&whole, sel, &args.out, key.as_ref()),
-        (None, Some(per)) => slice_per(&whole, per, &args.out, key.as_ref()),
+        (Some(sel), _) => slice_for(&whole, sel, &args.out, key.as_ref(), args.gzip),
+        (None, Some(per)) => slice_per(&whole, per, &args.out, key.as_ref(), args.gzip),
         (None, None) => Ok(Outcome::Usage),
     }
 }
@@ -141,6 +187,7 @@ fn slice_for(
     sel: &str,
     out: &Path,
     key: Option<&SigningKey>,
+    mode: Gzip,
 ) -> anyhow::Result<Outcome> {
     let scope = match Selector::parse(&whole.compiled, sel) {
         Ok(Selector::Any) => {
@@ -153,7 +200,7 @@ fn slice_for(
             return Ok(Outcome::Usage);
         }
     };
-    let written = match cut(whole, &scope, sel) {
+    let written = match cut(whole, &scope, sel, mode) {
         Ok(w) => w,
         Err(message) => {
             eprintln!("error: {message}");
@@ -164,8 +211,12 @@ fn slice_for(
         return Ok(Outcome::Usage);
     }
     write_folder(out, &written.files, key)?;
+    let gzipped = match written.gzip {
+        true => format!(" (gzip of {} bytes of YAML)", written.yaml_bytes),
+        false => String::new(),
+    };
     println!(
-        "slice for {}: {} of {} rules, {} bytes in {} file(s), written to {}",
+        "slice for {}: {} of {} rules, {} bytes{gzipped} in {} file(s), written to {}",
         sel.escape_debug(),
         written.rules,
         whole.fleet.rules(),
@@ -182,6 +233,7 @@ fn slice_per(
     per: &str,
     out: &Path,
     key: Option<&SigningKey>,
+    mode: Gzip,
 ) -> anyhow::Result<Outcome> {
     let groups = match groups::groups(&whole.compiled, per) {
         Ok(g) => g,
@@ -194,11 +246,16 @@ fn slice_per(
     let mut failed = false;
     for (name, scope) in groups {
         let dir = groups::dir_name(&name);
-        match cut(whole, &scope, &groups::describe(per, &name)) {
+        match cut(whole, &scope, &groups::describe(per, &name), mode) {
             Ok(w) if w.bytes() > MAX_SLICE_BYTES => {
+                let gzipped = match w.gzip {
+                    true => format!(" gzip-compressed ({} bytes of YAML)", w.yaml_bytes),
+                    false => String::new(),
+                };
                 eprintln!(
-                    "error: the slice for group {} is {} bytes, over the {MAX_SLICE_BYTES} \
-                     bytes (1 MiB) a ConfigMap holds; slice finer (--per segment)",
+                    "error: the slice for group {} is {} bytes{gzipped}, over the \
+                     {MAX_SLICE_BYTES} bytes (1 MiB) a ConfigMap holds; slice finer \
+                     (--per segment)",
                     name.escape_debug(),
                     w.bytes()
                 );
@@ -232,7 +289,7 @@ fn slice_per(
 
 /// The slice for `scope` as file texts, checked: it re-parses to exactly the kept items and
 /// compiles with its `tests:`.
-fn cut(whole: &Whole, scope: &Scope, scope_text: &str) -> Result<Written, String> {
+fn cut(whole: &Whole, scope: &Scope, scope_text: &str, mode: Gzip) -> Result<Written, String> {
     let plan = whole.fleet.plan(&whole.source, scope);
     let header = format!(
         "{HEADER_MARK}{}\n# Written by `segward policy slice`: edit the source policy, not this file.\n",
@@ -267,10 +324,7 @@ fn cut(whole: &Whole, scope: &Scope, scope_text: &str) -> Result<Written, String
         files.push((first.unwrap_or_else(|| "policy.yaml".to_owned()), header));
     }
     verify(whole, &plan, &files).map_err(|e| format!("the slice for {scope_text}: {e}"))?;
-    Ok(Written {
-        rules: plan.rules(),
-        files,
-    })
+    Ok(Written::encode(files, plan.rules(), mode))
 }
 
 /// Re-parses `files` and checks they hold the plan's items and compile.
@@ -334,7 +388,7 @@ fn base_name(name: &str) -> String {
 
 /// Whether writing `files` into `dir` would replace a file of the policy being sliced
 /// (reported).
-fn refuse_source(whole: &Whole, dir: &Path, files: &[(String, String)]) -> bool {
+fn refuse_source(whole: &Whole, dir: &Path, files: &[(String, Vec<u8>)]) -> bool {
     let Ok(dir) = fs::canonicalize(dir) else {
         return false; // a folder yet to be made holds no source file
     };
@@ -358,7 +412,7 @@ fn refuse_source(whole: &Whole, dir: &Path, files: &[(String, String)]) -> bool 
 /// with `key`, then signs the folder's policy files as the sidecar will read them.
 fn write_folder(
     dir: &Path,
-    files: &[(String, String)],
+    files: &[(String, Vec<u8>)],
     key: Option<&SigningKey>,
 ) -> anyhow::Result<()> {
     fs::create_dir_all(dir)?;
@@ -366,17 +420,16 @@ fn write_folder(
         let path = entry?.path();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         let Some(name) = name else { continue };
-        let policy_file = name.ends_with(".yaml") || name.ends_with(".yml");
-        if !policy_file || files.iter().any(|(n, _)| *n == name) || !path.is_file() {
+        if !is_policy_name(&name) || files.iter().any(|(n, _)| *n == name) || !path.is_file() {
             continue;
         }
-        if fs::read_to_string(&path).is_ok_and(|t| t.starts_with(HEADER_MARK)) {
+        if written_by_slice(&path, &name) {
             fs::remove_file(&path)?;
         }
     }
     for (name, text) in files {
         let path = dir.join(name);
-        if fs::read_to_string(&path).is_ok_and(|old| old == *text) {
+        if fs::read(&path).is_ok_and(|old| old == *text) {
             continue; // unchanged: not even its mtime moves
         }
         AtomicWrite::new().write(&path, text)?;
@@ -389,6 +442,19 @@ fn write_folder(
         signing::sign(dir, pairs, key)?;
     }
     Ok(())
+}
+
+/// Whether the policy file at `path` opens with the slice header (inflated first when it is
+/// gzip-compressed): a slice file an earlier run wrote.
+fn written_by_slice(path: &Path, name: &str) -> bool {
+    let Ok(bytes) = fs::read(path) else {
+        return false;
+    };
+    if name.ends_with(".gz") {
+        gunzip(&bytes).is_ok_and(|t| t.starts_with(HEADER_MARK))
+    } else {
+        bytes.starts_with(HEADER_MARK.as_bytes())
+    }
 }
 
 /// `kustomization.yaml`: one ConfigMap `segward-policy-<group>` per slice folder, under a
@@ -426,9 +492,19 @@ fn summary(slices: &[(String, Written)], fleet_rules: usize, out: &Path) -> Stri
         .max()
         .unwrap_or(0)
         .max(5);
-    let mut text = format!("{:<width$}  {:>7}  {:>9}\n", "GROUP", "RULES", "BYTES");
+    let mut text = format!(
+        "{:<width$}  {:>7}  {:>9}  {:>9}\n",
+        "GROUP", "RULES", "BYTES", "YAML"
+    );
     for (dir, w) in slices {
-        let _ = writeln!(text, "{dir:<width$}  {:>7}  {:>9}", w.rules, w.bytes());
+        let gz = if w.gzip { "  gzip" } else { "" };
+        let _ = writeln!(
+            text,
+            "{dir:<width$}  {:>7}  {:>9}  {:>9}{gz}",
+            w.rules,
+            w.bytes(),
+            w.yaml_bytes
+        );
     }
     let _ = writeln!(
         text,
