@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use super::PolicyTexts;
 use super::error::{Part, ReloadError};
-use super::files::{TlsFiles, blocking, on_slice_thread};
+use super::files::{TlsFiles, blocking};
 use crate::identity::SpiffeId;
 use crate::policy::{CompiledPolicy, Fleet, Scope, unix_now};
 use crate::tls::Credentials;
@@ -79,8 +79,7 @@ pub(super) async fn build_successor(
 }
 
 /// The slice for `own` as of now (with its `tests:`), or the successor due at `at`: the
-/// whole checked and the slice cut on the policy thread, the slice compiled on the slice
-/// thread (files.rs says why).
+/// whole checked and the slice cut, then the slice compiled, on the policy thread.
 async fn build(
     texts: PolicyTexts,
     own: SpiffeId,
@@ -92,7 +91,7 @@ async fn build(
             .map_err(ReloadError::InvalidPolicy)
     })
     .await?;
-    on_slice_thread(move || {
+    blocking(Part::Policy, move || {
         match at {
             None => cut.compile(),
             Some(_) => cut.successor(),

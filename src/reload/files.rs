@@ -3,15 +3,12 @@
 //! second read, so the hash it records is always the hash of the state it built (a write
 //! landing in between is a new hash, picked up by the next trigger).
 //!
-//! The policy's work runs on two long-lived threads, not on tokio's blocking pool: glibc's
-//! malloc gives each thread that allocates its own arena and keeps freed pages of an arena
-//! mapped, so building a large policy on whichever pool thread is free left a policy-sized
-//! heap behind in each of them, and RSS grew with every reload (docs/performance.md,
-//! "Fleet-scale policy": 143 MB after start, 484 MB after 12 reloads of the bench fleet).
-//! `segward-policy` reads, checks the whole and cuts the slice; `segward-slice` compiles
-//! the slice, so the policy in force is never allocated above the whole's garbage: when a
-//! build ends, nothing of it is left in the first thread's arena, whose free top glibc
-//! returns to the system, instead of the compiled slice pinning the whole's peak under it.
+//! The policy's work (read, parse, compile) runs on one long-lived thread, `segward-policy`,
+//! not on tokio's blocking pool: glibc's malloc gives each thread that allocates its own
+//! arena and keeps freed pages of an arena mapped, so building a large policy on whichever
+//! pool thread is free left a policy-sized heap behind in each of them, and RSS grew with
+//! every reload (docs/performance.md, "Fleet-scale policy": 143 MB after start, 484 MB
+//! after 12 reloads of the bench fleet). On one thread every build reuses the same arena.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -52,7 +49,7 @@ pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ReloadError> + Send + 'static,
 ) -> Result<T, ReloadError> {
     if part == Part::Policy {
-        return on_thread(&POLICY_THREAD, "segward-policy", work).await;
+        return on_policy_thread(work).await;
     }
     tokio::task::spawn_blocking(work)
         .await
@@ -64,31 +61,15 @@ pub(super) async fn blocking<T: Send + 'static>(
         })
 }
 
-/// Runs `work` (a slice's compile) on the slice thread, off the runtime; a panic there
-/// becomes the policy's error.
-pub(super) async fn on_slice_thread<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ReloadError> + Send + 'static,
-) -> Result<T, ReloadError> {
-    on_thread(&SLICE_THREAD, "segward-slice", work).await
-}
-
-/// A unit of policy work, sent to a policy thread.
+/// A unit of policy work, sent to the policy thread.
 type Job = Box<dyn FnOnce() + Send>;
 
-/// A policy thread's queue, started on first use.
-type Lane = OnceLock<Mutex<Sender<Job>>>;
+/// The policy thread's queue, started on first use (every sidecar of the process shares it:
+/// one build at a time, one arena).
+static POLICY_THREAD: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
 
-/// The queue of the thread that reads and cuts (every sidecar of the process shares it: one
-/// build at a time, one arena).
-static POLICY_THREAD: Lane = OnceLock::new();
-
-/// The queue of the thread that compiles slices.
-static SLICE_THREAD: Lane = OnceLock::new();
-
-/// Runs `work` on the thread of `lane` and waits for it without blocking the runtime.
-async fn on_thread<T: Send + 'static>(
-    lane: &'static Lane,
-    name: &'static str,
+/// Runs `work` on the policy thread and waits for it without blocking the runtime.
+async fn on_policy_thread<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ReloadError> + Send + 'static,
 ) -> Result<T, ReloadError> {
     let (done, result) = tokio::sync::oneshot::channel();
@@ -106,7 +87,7 @@ async fn on_thread<T: Send + 'static>(
         });
         let _ = done.send(outcome);
     });
-    submit(lane, name, job);
+    submit(job);
     result.await.unwrap_or_else(|_| {
         Err(ReloadError::Panicked {
             part: Part::Policy,
@@ -115,25 +96,25 @@ async fn on_thread<T: Send + 'static>(
     })
 }
 
-/// Queues `job` for the thread of `lane`; if the thread is gone (it could not be spawned),
-/// starts another for it. A job that cannot run is dropped, which its waiter sees as an error.
-fn submit(lane: &'static Lane, name: &'static str, job: Job) {
-    let queue = lane.get_or_init(|| Mutex::new(start_thread(name)));
+/// Queues `job` for the policy thread; if the thread is gone (it could not be spawned), starts
+/// another for it. A job that cannot run is dropped, which its waiter sees as an error.
+fn submit(job: Job) {
+    let queue = POLICY_THREAD.get_or_init(|| Mutex::new(start_policy_thread()));
     let mut queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
     if let Err(returned) = queue.send(job) {
-        *queue = start_thread(name);
+        *queue = start_policy_thread();
         let _ = queue.send(returned.0);
     }
 }
 
-/// Spawns a thread that runs policy jobs one after another, for the life of the process.
-fn start_thread(name: &'static str) -> Sender<Job> {
+/// Spawns the thread that runs policy jobs one after another, for the life of the process.
+fn start_policy_thread() -> Sender<Job> {
     let (queue, jobs) = channel::<Job>();
     let spawned = std::thread::Builder::new()
-        .name(name.to_owned())
+        .name("segward-policy".to_owned())
         .spawn(move || jobs.into_iter().for_each(|job| job()));
     if let Err(error) = spawned {
-        tracing::error!(%error, thread = name, "cannot start a policy thread");
+        tracing::error!(%error, "cannot start the policy thread");
     }
     queue
 }
@@ -249,7 +230,5 @@ mod tests {
         assert_eq!(on, Ok(Some("segward-policy".to_owned())));
         let on = blocking(Part::Tls, name).await;
         assert_ne!(on, Ok(Some("segward-policy".to_owned())));
-        let on = on_slice_thread(name).await;
-        assert_eq!(on, Ok(Some("segward-slice".to_owned())));
     }
 }

@@ -114,10 +114,7 @@ impl CutSlice {
     ) -> Result<CompiledPolicy, PolicyErrors> {
         let policy = build(&self.source, self.now)?;
         Ok(CompiledPolicy {
-            // A copy made here: the compiled policy holds nothing allocated where the slice
-            // was cut, so that a caller cutting on one thread and compiling on another leaves
-            // the first thread's heap empty (reload/files.rs).
-            version: self.version.as_str().to_owned(),
+            version: self.version,
             fleet_rules: self.fleet_rules,
             ..policy
         })
