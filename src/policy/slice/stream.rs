@@ -3,7 +3,7 @@
 //! policy": the peak of a whole-fleet reload is what the heap keeps).
 //!
 //! Two passes over each text on the fast YAML path: the first reads `segments:`, `revoked:`
-//! and `tests:` (skipping `rules:`), which are validated as [`super::super::validate`] does;
+//! and `tests:` (skipping `rules:`), which are validated as `validate.rs` does;
 //! the second reads `rules:` one rule at a time, validates it against the whole segment table,
 //! writes its canonical content for the version (`version.rs`) and keeps its document only
 //! when the slice keeps it. Duplicate rule names show when the written rules are sorted.
