@@ -28,8 +28,9 @@
 use rustc_hash::FxHashSet;
 
 pub use self::classes::ClassSegment;
+pub use self::stream::{CutSlice, Texts};
 use super::compile::{Settled, compile_at, settle, successor};
-use super::compiled::{CompiledPolicy, Target};
+use super::compiled::{CompiledPolicy, Group, Rule, Segment, Target};
 use super::error::PolicyErrors;
 use super::load::{PolicySource, SourceFile};
 use super::pattern::IdentityPattern;
@@ -171,7 +172,7 @@ impl Fleet {
             .files
             .iter()
             .flat_map(|file| &file.doc.revoked)
-            .for_each(|entry| kept.need_for(&self.parts, &entry.value));
+            .for_each(|entry| kept.need_for(&self.parts.segments, &entry.value));
         let files = source
             .files
             .iter()
@@ -310,13 +311,28 @@ struct Kept<'p> {
     /// Group id → a kept rule uses it on a side facing any peer: every segment it selects
     /// classifies (as written, or in a [`ClassSegment`]).
     full: Vec<bool>,
+    /// Segment id → it may hold a member of the scope.
+    holds: Vec<bool>,
+    /// Group id → one of its segments may hold a member.
+    group_holds: Vec<bool>,
 }
 
 impl<'p> Kept<'p> {
     fn of(parts: &'p Parts, scope: &Scope) -> Self {
+        let mut kept = Self::new(&parts.segments, scope);
+        kept.sync(&parts.groups);
+        for rule in &parts.rules {
+            if kept.rule(&parts.groups, rule) {
+                kept.rules.insert(&rule.name);
+            }
+        }
+        kept
+    }
+
+    /// Nothing kept yet, for the validated `segments` (and no group yet: [`Self::sync`]).
+    fn new(segments: &[Segment], scope: &Scope) -> Self {
         let index = scope.index();
-        let holds: Vec<bool> = parts
-            .segments
+        let holds: Vec<bool> = segments
             .iter()
             .map(|s| {
                 s.identities
@@ -324,67 +340,75 @@ impl<'p> Kept<'p> {
                     .any(|p| scope.may_match(index.as_ref(), p))
             })
             .collect();
-        let group_holds: Vec<bool> = parts
-            .groups
-            .iter()
-            .map(|g| g.members.iter().any(|&s| holds[s as usize]))
-            .collect();
+        Self {
+            rules: FxHashSet::default(),
+            segments: vec![false; segments.len()],
+            full: Vec::new(),
+            holds,
+            group_holds: Vec::new(),
+        }
+    }
+
+    /// Takes in the groups interned since the last call (ids are indexes into `groups`).
+    fn sync(&mut self, groups: &[Group]) {
+        for group in groups.iter().skip(self.group_holds.len()) {
+            let holds = group.members.iter().any(|&s| self.holds[s as usize]);
+            self.group_holds.push(holds);
+            self.full.push(false);
+        }
+    }
+
+    /// Whether the slice keeps `rule` (its groups taken in by [`Self::sync`]); if it does,
+    /// keeps what its selectors need to classify as before.
+    fn rule(&mut self, groups: &[Group], rule: &Rule) -> bool {
         let can_match = |t: &Target| match *t {
             Target::Any => true,
-            Target::Segment(s) => holds[s as usize],
-            Target::Group(g) => group_holds[g as usize],
+            Target::Segment(s) => self.holds[s as usize],
+            Target::Group(g) => self.group_holds[g as usize],
         };
-        let mut kept = Self {
-            rules: FxHashSet::default(),
-            segments: vec![false; parts.segments.len()],
-            full: vec![false; parts.groups.len()],
-        };
-        for rule in &parts.rules {
-            let inbound = rule.to.iter().any(can_match);
-            let outbound = rule.from.iter().any(can_match);
-            if inbound || outbound {
-                kept.rules.insert(&rule.name);
-                // `from` classifies any peer when an inbound request can match; else only
-                // a member (the source of an outbound one). Likewise `to`.
-                for t in &rule.from {
-                    kept.need(parts, *t, inbound, &holds);
-                }
-                for t in &rule.to {
-                    kept.need(parts, *t, outbound, &holds);
-                }
+        let inbound = rule.to.iter().any(can_match);
+        let outbound = rule.from.iter().any(can_match);
+        if inbound || outbound {
+            // `from` classifies any peer when an inbound request can match; else only
+            // a member (the source of an outbound one). Likewise `to`.
+            for t in &rule.from {
+                self.need(groups, *t, inbound);
+            }
+            for t in &rule.to {
+                self.need(groups, *t, outbound);
             }
         }
-        kept
+        inbound || outbound
     }
 
     /// Keeps what `target` needs to classify as before: any identity when `any_peer`, else
     /// only a member (the segments that may hold one, as written).
-    fn need(&mut self, parts: &Parts, target: Target, any_peer: bool, holds: &[bool]) {
+    fn need(&mut self, groups: &[Group], target: Target, any_peer: bool) {
         match target {
             Target::Any => {}
             Target::Segment(s) => self.segments[s as usize] = true,
             Target::Group(g) => {
                 self.full[g as usize] |= any_peer;
-                for &s in &parts.groups[g as usize].members {
-                    self.segments[s as usize] |= holds[s as usize];
+                for &s in &groups[g as usize].members {
+                    self.segments[s as usize] |= self.holds[s as usize];
                 }
             }
         }
     }
 
     /// Keeps the segments a `revoked:` entry's scope names (its patterns are theirs).
-    fn need_for(&mut self, parts: &Parts, entry: &RevokedDoc) {
+    fn need_for(&mut self, segments: &[Segment], entry: &RevokedDoc) {
         let RevokedDoc::Entry(entry) = entry else {
             return;
         };
         match entry.scope() {
             Ok(RevokedScopeDoc::Segment(name)) => {
-                if let Some(s) = segment_id(parts, &name.value) {
+                if let Some(s) = segment_id(segments, &name.value) {
                     self.segments[s] = true;
                 }
             }
             Ok(RevokedScopeDoc::Labels(labels)) => {
-                for (s, segment) in parts.segments.iter().enumerate() {
+                for (s, segment) in segments.iter().enumerate() {
                     let map = &labels.value.0;
                     if map.iter().all(|(k, v)| segment.labels.get(k) == Some(v)) {
                         self.segments[s] = true;
@@ -395,12 +419,18 @@ impl<'p> Kept<'p> {
         }
     }
 
+    /// Whether the slice keeps the segment written `name` as written (one the validated
+    /// `segments` do not know is kept: its compile reports it).
+    fn keeps_segment(&self, segments: &[Segment], name: &str) -> bool {
+        segment_id(segments, name).is_none_or(|s| self.segments[s])
+    }
+
     /// What the slice keeps of one file.
     fn file(&self, parts: &Parts, doc: &PolicyDoc, scope: &Scope) -> FileSlice {
         let kept = self;
         FileSlice {
             segments: indexes(doc.segments.0.iter(), |(name, _)| {
-                segment_id(parts, &name.value).is_none_or(|s| kept.segments[s])
+                kept.keeps_segment(&parts.segments, &name.value)
             }),
             rules: indexes(doc.rules.iter(), |r| {
                 kept.rules.contains(r.value.name.value.as_str())
@@ -412,9 +442,8 @@ impl<'p> Kept<'p> {
 }
 
 /// The id of the segment named `name` in the validated (name-sorted) segments.
-fn segment_id(parts: &Parts, name: &str) -> Option<usize> {
-    parts
-        .segments
+fn segment_id(segments: &[Segment], name: &str) -> Option<usize> {
+    segments
         .binary_search_by(|s| s.name.as_str().cmp(name))
         .ok()
 }
@@ -428,5 +457,6 @@ fn indexes<T>(items: impl Iterator<Item = T>, keep: impl Fn(T) -> bool) -> Vec<u
 }
 
 mod classes;
+mod stream;
 #[cfg(test)]
 mod tests;

@@ -54,7 +54,7 @@ pub(super) fn validate(source: &PolicySource) -> Result<Parts, PolicyErrors> {
 }
 
 /// Distinct label selectors, shared between rules.
-struct GroupTable<'s> {
+pub(super) struct GroupTable<'s> {
     /// (label key, value) → segments carrying it, ascending.
     by_label: BTreeMap<(&'s str, &'s str), Vec<u32>>,
     segments: &'s [Segment],
@@ -63,7 +63,7 @@ struct GroupTable<'s> {
 }
 
 impl<'s> GroupTable<'s> {
-    fn new(segments: &'s [Segment]) -> Self {
+    pub(super) fn new(segments: &'s [Segment]) -> Self {
         let mut by_label: BTreeMap<(&str, &str), Vec<u32>> = BTreeMap::new();
         for (id, segment) in segments.iter().enumerate() {
             for (k, v) in &segment.labels {
@@ -78,8 +78,13 @@ impl<'s> GroupTable<'s> {
         }
     }
 
-    fn into_groups(self) -> Vec<Group> {
+    pub(super) fn into_groups(self) -> Vec<Group> {
         self.groups
+    }
+
+    /// The groups interned so far, by id.
+    pub(super) fn groups(&self) -> &[Group] {
+        &self.groups
     }
 
     /// The group id of a (non-empty) label selector, computing its members once.
@@ -111,14 +116,14 @@ impl<'s> GroupTable<'s> {
 }
 
 /// Walks the source, collecting every error instead of stopping at the first.
-struct Validator<'a> {
+pub(super) struct Validator<'a> {
     source: &'a PolicySource,
-    errors: Vec<PolicyError>,
-    path_cache: FxHashMap<&'a str, Result<Arc<PathPattern>, PatternError>>,
+    pub(super) errors: Vec<PolicyError>,
+    path_cache: FxHashMap<String, Result<Arc<PathPattern>, PatternError>>,
 }
 
 impl<'a> Validator<'a> {
-    fn new(source: &'a PolicySource) -> Self {
+    pub(super) fn new(source: &'a PolicySource) -> Self {
         Self {
             source,
             errors: Vec::new(),
@@ -169,7 +174,7 @@ impl<'a> Validator<'a> {
     }
 
     /// Segments of every file, checked, sorted by name.
-    fn segments(&mut self) -> Vec<Segment> {
+    pub(super) fn segments(&mut self) -> Vec<Segment> {
         let mut seen: FxHashMap<&'a str, Loc> = FxHashMap::default();
         let mut out = Vec::new();
         for (f, file) in self.each_file() {
@@ -257,10 +262,11 @@ impl<'a> Validator<'a> {
         out
     }
 
-    fn rule(
+    /// One rule checked and resolved; `None` when it has errors (recorded).
+    pub(super) fn rule(
         &mut self,
         f: usize,
-        doc: &'a RuleDoc,
+        doc: &RuleDoc,
         names: &FxHashMap<&str, u32>,
         groups: &mut GroupTable,
     ) -> Option<Rule> {
@@ -366,7 +372,7 @@ impl<'a> Validator<'a> {
     fn paths(
         &mut self,
         f: usize,
-        list: &'a Spanned<Vec<Spanned<String>>>,
+        list: &Spanned<Vec<Spanned<String>>>,
     ) -> Option<Vec<Arc<PathPattern>>> {
         if list.value.is_empty() {
             self.error(Self::loc(f, list), PolicyErrorKind::EmptyList("paths"));
@@ -375,10 +381,14 @@ impl<'a> Validator<'a> {
         let mut out = Vec::with_capacity(list.value.len());
         for p in &list.value {
             // Fleets repeat a few path patterns across thousands of rules: parse each once.
-            let parsed = self
-                .path_cache
-                .entry(&p.value)
-                .or_insert_with(|| PathPattern::parse(&p.value).map(Arc::new));
+            // A lookup by `&str` first: an owned key is made once per distinct pattern.
+            if !self.path_cache.contains_key(p.value.as_str()) {
+                let parsed = PathPattern::parse(&p.value).map(Arc::new);
+                self.path_cache.insert(p.value.clone(), parsed);
+            }
+            let Some(parsed) = self.path_cache.get(p.value.as_str()) else {
+                continue;
+            };
             match parsed {
                 Ok(pattern) => out.push(Arc::clone(pattern)),
                 Err(e) => {

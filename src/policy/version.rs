@@ -4,7 +4,7 @@
 //! The content is streamed into the digest as length-prefixed fields (no ambiguity, no
 //! intermediate document: a 50k-rule policy hashes in a few milliseconds).
 
-use ring::digest::{SHA256, digest};
+use ring::digest::{Context, SHA256, digest};
 
 use super::compiled::{Group, Rule, Segment, Target};
 use super::pattern::IdentityPattern;
@@ -18,56 +18,98 @@ pub fn version_of(
     revoked: &[IdentityPattern],
 ) -> String {
     let mut canon = Canon(Vec::with_capacity(64 * (segments.len() + rules.len())));
-    canon.list("segments", segments.len());
     let mut buf = String::new();
-    for s in segments {
-        canon.field(&s.name);
-        canon.patterns(&s.identities, &mut buf);
-        canon.sorted(s.labels.iter().map(|(k, v)| label(k, v)));
-    }
+    canon.head(segments, rules.len(), &mut buf);
     // Label selectors by canonical text, computed once; group ids follow file order.
-    let group_text: Vec<String> = groups.iter().map(|g| labels(&g.labels)).collect();
-    canon.list("rules", rules.len());
+    let mut group_text = Vec::new();
+    sync_group_texts(groups, &mut group_text);
     for r in rules {
-        canon.field(&r.name);
-        canon.field(if r.effect == Effect::Deny {
-            "deny"
-        } else {
-            "allow"
-        });
-        canon.field(if r.dry_run { "dry-run" } else { "enforce" });
-        // Only when set, so that the versions of policies without tripwires are unchanged.
-        if r.tripwire {
-            canon.field("tripwire");
-        }
-        // An exception's expiry is behaviour; whether it has passed is this state's.
-        if let Some(t) = r.expires {
-            canon.field(&format!("expires:{t}"));
-            canon.field(if r.expired { "expired" } else { "in-force" });
-        }
-        for side in [&r.from, &r.to] {
-            selectors(&mut canon, side, segments, &group_text);
-        }
-        match &r.methods {
-            Some(m) => m.names().iter().for_each(|name| canon.field(name)),
-            None => canon.field("all-methods"),
-        }
-        // Patterns are stored sorted by content, so their order is already canonical.
-        r.paths
-            .iter()
-            .flatten()
-            .for_each(|p| canon.field(p.as_str()));
-        if r.paths.is_none() {
-            canon.field("all-paths");
-        }
+        write_rule(&mut canon.0, r, segments, &group_text);
     }
+    canon.finish(revoked, &mut buf)
+}
+
+/// [`version_of`] with the rules given as what [`write_rule`] wrote for each, in name order:
+/// the same digest, for a caller that never holds the validated rules together
+/// (`slice/stream.rs`).
+pub(super) fn version_of_written<'r>(
+    segments: &[Segment],
+    rules: usize,
+    written: impl Iterator<Item = &'r [u8]>,
+    revoked: &[IdentityPattern],
+) -> String {
+    // Hashed as it goes: the rules' content is never copied into one buffer.
+    let mut canon = Canon(Vec::with_capacity(64 * segments.len()));
+    let mut buf = String::new();
+    canon.head(segments, rules, &mut buf);
+    let mut hash = Context::new(&SHA256);
+    hash.update(&canon.0);
+    written.for_each(|bytes| hash.update(bytes));
+    canon.0.clear();
     canon.list("revoked", 0);
     canon.patterns(revoked, &mut buf);
-    let digest = digest(&SHA256, &canon.0);
-    let hex: String = digest.as_ref()[..8]
+    hash.update(&canon.0);
+    hex(hash.finish().as_ref())
+}
+
+/// Extends `texts` with the canonical text of every group not in it yet (ids are indexes).
+pub(super) fn sync_group_texts(groups: &[Group], texts: &mut Vec<String>) {
+    let known = texts.len();
+    texts.extend(groups.iter().skip(known).map(|g| labels(&g.labels)));
+}
+
+/// Appends the canonical content of one rule to `out` (`group_text`: [`sync_group_texts`]
+/// of the groups its selectors name). It starts with the rule's name as a field: 8 bytes of
+/// length, then the name.
+pub(super) fn write_rule(out: &mut Vec<u8>, r: &Rule, segments: &[Segment], group_text: &[String]) {
+    let canon = &mut Canon(std::mem::take(out));
+    canon.field(&r.name);
+    canon.field(if r.effect == Effect::Deny {
+        "deny"
+    } else {
+        "allow"
+    });
+    canon.field(if r.dry_run { "dry-run" } else { "enforce" });
+    // Only when set, so that the versions of policies without tripwires are unchanged.
+    if r.tripwire {
+        canon.field("tripwire");
+    }
+    // An exception's expiry is behaviour; whether it has passed is this state's.
+    if let Some(t) = r.expires {
+        canon.field(&format!("expires:{t}"));
+        canon.field(if r.expired { "expired" } else { "in-force" });
+    }
+    for side in [&r.from, &r.to] {
+        selectors(canon, side, segments, group_text);
+    }
+    match &r.methods {
+        Some(m) => m.names().iter().for_each(|name| canon.field(name)),
+        None => canon.field("all-methods"),
+    }
+    // Patterns are stored sorted by content, so their order is already canonical.
+    r.paths
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+        .flatten()
+        .for_each(|p| canon.field(p.as_str()));
+    if r.paths.is_none() {
+        canon.field("all-paths");
+    }
+    *out = std::mem::take(&mut canon.0);
+}
+
+/// The name [`write_rule`] wrote first in `written` (empty if it is too short).
+pub(super) fn written_name(written: &[u8]) -> &[u8] {
+    let len = written
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_le_bytes);
+    let end = usize::try_from(len).map_or(0, |l| l.saturating_add(8));
+    written.get(8..end).unwrap_or_default()
+}
+
+/// `sha256:` and the first 16 hex digits of `digest`.
+fn hex(digest: &[u8]) -> String {
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")
 }
 
@@ -99,6 +141,24 @@ fn label(k: &str, v: &str) -> String {
 struct Canon(Vec<u8>);
 
 impl Canon {
+    /// The segments, then the header of the list of `rules` rules.
+    fn head(&mut self, segments: &[Segment], rules: usize, buf: &mut String) {
+        self.list("segments", segments.len());
+        for s in segments {
+            self.field(&s.name);
+            self.patterns(&s.identities, buf);
+            self.sorted(s.labels.iter().map(|(k, v)| label(k, v)));
+        }
+        self.list("rules", rules);
+    }
+
+    /// The revoked patterns in force, then the digest.
+    fn finish(mut self, revoked: &[IdentityPattern], buf: &mut String) -> String {
+        self.list("revoked", 0);
+        self.patterns(revoked, buf);
+        hex(digest(&SHA256, &self.0).as_ref())
+    }
+
     fn field(&mut self, text: &str) {
         self.0.extend_from_slice(&(text.len() as u64).to_le_bytes());
         self.0.extend_from_slice(text.as_bytes());

@@ -1,5 +1,5 @@
 //! Builds a part of the state from the bytes a (re)load read, off the runtime: the policy
-//! (parsed and validated whole, then the slice for the sidecar's own identity compiled with
+//! (validated whole as it is read, and the slice for the sidecar's own identity compiled with
 //! the `tests:` it sees: docs/fleet.md "Slices") and the credentials (certificate, key and
 //! bundles checked). Nothing here publishes.
 
@@ -9,7 +9,7 @@ use super::PolicyTexts;
 use super::error::{Part, ReloadError};
 use super::files::{TlsFiles, blocking};
 use crate::identity::SpiffeId;
-use crate::policy::{CompiledPolicy, Fleet, PolicyErrors, PolicySource, Scope, unix_now};
+use crate::policy::{CompiledPolicy, Fleet, Scope, unix_now};
 use crate::tls::Credentials;
 
 /// Whether a bundle file that is gone is an error (start-up: a typo must not start a sidecar
@@ -22,32 +22,30 @@ pub(super) enum Stage {
     Reload,
 }
 
-/// A policy read and checked whole, waiting for the identity it is sliced for.
+/// A policy checked whole, waiting for the identity it is sliced for: its texts (the slice
+/// reads them again, so the whole's rules are not held while the sidecar waits).
 pub(super) struct CheckedPolicy {
-    source: PolicySource,
-    fleet: Fleet,
+    texts: PolicyTexts,
 }
 
-/// Parses and validates the whole policy off the runtime (start-up checks it before it waits
-/// for its identity, so a broken policy fails closed at once).
+/// Checks the whole policy off the runtime (start-up checks it before it waits for its
+/// identity, so a broken policy fails closed at once).
 pub(super) async fn check_policy(texts: PolicyTexts) -> Result<CheckedPolicy, ReloadError> {
-    // An empty file is a write in progress (truncate, then write), never a policy: taking
-    // it would deny every request until the rest arrives. The next event brings it.
-    if let Some((name, _)) = texts.iter().find(|(_, text)| text.trim().is_empty()) {
-        return Err(ReloadError::EmptyPolicyFile { file: name.clone() });
-    }
+    refuse_empty(&texts)?;
     blocking(Part::Policy, move || {
-        check(&texts, unix_now()).map_err(ReloadError::InvalidPolicy)
+        Fleet::check_texts(&texts, unix_now()).map_err(ReloadError::InvalidPolicy)?;
+        Ok(CheckedPolicy { texts })
     })
     .await
 }
 
-/// The texts parsed and the whole validated as of `now`.
-fn check(texts: &PolicyTexts, now: i64) -> Result<CheckedPolicy, PolicyErrors> {
-    let texts = texts.iter().map(|(n, t)| (n.as_str(), t.as_str()));
-    let source = PolicySource::from_texts(texts)?;
-    let fleet = Fleet::check(&source, now)?;
-    Ok(CheckedPolicy { source, fleet })
+/// An empty file is a write in progress (truncate, then write), never a policy: taking it
+/// would deny every request until the rest arrives. The next event brings it.
+fn refuse_empty(texts: &PolicyTexts) -> Result<(), ReloadError> {
+    match texts.iter().find(|(_, text)| text.trim().is_empty()) {
+        Some((name, _)) => Err(ReloadError::EmptyPolicyFile { file: name.clone() }),
+        None => Ok(()),
+    }
 }
 
 /// Compiles the slice of a checked policy for `own` (docs/fleet.md "Slices"), its visible
@@ -56,22 +54,18 @@ pub(super) async fn slice_policy(
     checked: CheckedPolicy,
     own: SpiffeId,
 ) -> Result<CompiledPolicy, ReloadError> {
-    blocking(Part::Policy, move || {
-        let CheckedPolicy { source, fleet } = checked;
-        fleet
-            .at(unix_now())
-            .compile(source, &Scope::identity(own))
-            .map_err(ReloadError::InvalidPolicy)
-    })
-    .await
+    build(checked.texts, own, None).await
 }
 
-/// Parses and validates the policy texts, then compiles the slice for `own`.
+/// Checks the policy texts whole and compiles the slice for `own`, in one pass over the
+/// texts that never holds the whole's rules together (`Fleet::compile_texts`;
+/// docs/performance.md, "Fleet-scale policy").
 pub(super) async fn build_policy(
     texts: PolicyTexts,
     own: SpiffeId,
 ) -> Result<CompiledPolicy, ReloadError> {
-    slice_policy(check_policy(texts).await?, own).await
+    refuse_empty(&texts)?;
+    build(texts, own, None).await
 }
 
 /// The successor of the slice for `own` due at `at` (`expiry.rs`): the same texts, checked
@@ -81,12 +75,28 @@ pub(super) async fn build_successor(
     own: SpiffeId,
     at: i64,
 ) -> Result<CompiledPolicy, ReloadError> {
-    blocking(Part::Policy, move || {
-        check(&texts, at)
-            .and_then(|CheckedPolicy { source, fleet }| {
-                fleet.successor(source, &Scope::identity(own))
-            })
+    build(texts, own, Some(at)).await
+}
+
+/// The slice for `own` as of now (with its `tests:`), or the successor due at `at`: the
+/// whole checked and the slice cut, then the slice compiled, on the policy thread.
+async fn build(
+    texts: PolicyTexts,
+    own: SpiffeId,
+    at: Option<i64>,
+) -> Result<CompiledPolicy, ReloadError> {
+    let cut = blocking(Part::Policy, move || {
+        let scope = Scope::identity(own);
+        Fleet::cut_texts(&texts, &scope, at.unwrap_or_else(unix_now))
             .map_err(ReloadError::InvalidPolicy)
+    })
+    .await?;
+    blocking(Part::Policy, move || {
+        match at {
+            None => cut.compile(),
+            Some(_) => cut.successor(),
+        }
+        .map_err(ReloadError::InvalidPolicy)
     })
     .await
 }

@@ -123,11 +123,24 @@ fn slice_for(yaml: &str, own: &SpiffeId) -> Result<CompiledPolicy, TestCaseError
     slice_of(yaml, &Scope::identity(own.clone()))
 }
 
-/// The slice of `yaml` for `scope`, compiled as a sidecar compiles it.
+/// The slice of `yaml` for `scope`, compiled as a sidecar compiles it (streamed,
+/// `Fleet::compile_texts`), checked against the slice of the whole parsed and checked first:
+/// the same version, rules, segments and tests.
 fn slice_of(yaml: &str, scope: &Scope) -> Result<CompiledPolicy, TestCaseError> {
+    let now = unix_now();
     let source = PolicySource::from_texts([("policy.yaml", yaml)]).map_err(|e| fail(&e, yaml))?;
-    let fleet = Fleet::check(&source, unix_now()).map_err(|e| fail(&e, yaml))?;
-    fleet.compile(source, scope).map_err(|e| fail(&e, yaml))
+    let fleet = Fleet::check(&source, now).map_err(|e| fail(&e, yaml))?;
+    let whole = fleet.compile(source, scope).map_err(|e| fail(&e, yaml))?;
+    let texts = [("policy.yaml".to_owned(), yaml.to_owned())];
+    let streamed = Fleet::compile_texts(&texts, scope, now).map_err(|e| fail(&e, yaml))?;
+    let shape = |p: &CompiledPolicy| {
+        let rules: Vec<_> = p.rules().iter().map(|r| (&r.name, r.at)).collect();
+        let segments: Vec<_> = p.segments().iter().map(|s| (&s.name, &s.labels)).collect();
+        let counts = (p.fleet_rules(), p.test_count(), p.next_change());
+        format!("{} {counts:?} {rules:?} {segments:?}", p.version())
+    };
+    prop_assert_eq!(shape(&streamed), shape(&whole), "{}", yaml);
+    Ok(streamed)
 }
 
 /// Whether a slice classifies some peers through synthesized segments.

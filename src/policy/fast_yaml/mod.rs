@@ -17,6 +17,7 @@ mod de;
 mod scan;
 
 use serde::Deserialize;
+use serde::de::DeserializeSeed;
 
 use super::load::parse_with_saphyr;
 use super::source::PolicyDoc;
@@ -25,6 +26,15 @@ use super::source::PolicyDoc;
 pub fn parse<'a, T: Deserialize<'a>>(text: &'a str) -> Option<T> {
     let mut de = de::Deserializer::new(text).ok()?;
     let value = T::deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(value)
+}
+
+/// Reads `text` on the fast path into `seed` (a reader that handles the document as it
+/// goes, `slice/stream.rs`); `None` if it is outside the subset or `seed` refuses it.
+pub fn parse_seed<'a, S: DeserializeSeed<'a>>(text: &'a str, seed: S) -> Option<S::Value> {
+    let mut de = de::Deserializer::new(text).ok()?;
+    let value = seed.deserialize(&mut de).ok()?;
     de.end().ok()?;
     Some(value)
 }

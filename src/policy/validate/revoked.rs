@@ -12,7 +12,7 @@ use crate::policy::source::{LabelMap, RevokedDoc, RevokedEntryDoc, RevokedScopeD
 
 impl Validator<'_> {
     /// Every `revoked:` entry, resolved to the identity patterns it revokes.
-    pub(super) fn revoked(
+    pub(in crate::policy) fn revoked(
         &mut self,
         segments: &[Segment],
         names: &FxHashMap<&str, u32>,
