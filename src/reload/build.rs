@@ -60,7 +60,7 @@ pub(super) async fn slice_policy(
         let CheckedPolicy { source, fleet } = checked;
         fleet
             .at(unix_now())
-            .compile(source, &Scope::identity(own))
+            .into_compiled(source, &Scope::identity(own))
             .map_err(ReloadError::InvalidPolicy)
     })
     .await
@@ -84,7 +84,7 @@ pub(super) async fn build_successor(
     blocking(Part::Policy, move || {
         check(&texts, at)
             .and_then(|CheckedPolicy { source, fleet }| {
-                fleet.successor(source, &Scope::identity(own))
+                fleet.into_successor(source, &Scope::identity(own))
             })
             .map_err(ReloadError::InvalidPolicy)
     })
