@@ -3,13 +3,14 @@
 //! Owns the identity trie and the keys it needs; knows nothing of `CompiledPolicy`.
 //!
 //! No allocation per request in the common cases: exactly named identities are classified at
-//! compile time (the answer marked on their trie node: one hash lookup per path segment); an
-//! identity in one segment borrows that segment's keys.
+//! compile time (one hash lookup); an identity in one segment borrows that segment's keys.
 
 use std::borrow::Cow;
 
+use rustc_hash::FxHashMap;
+
 use super::pattern::IdentityPattern;
-use super::trie::{IdentityIndex, NO_MARK};
+use super::trie::IdentityIndex;
 use crate::identity::SpiffeId;
 
 /// Marks a trie value as a `revoked` entry rather than a segment id.
@@ -73,46 +74,19 @@ enum ExactKeys {
     Merged(u32),
 }
 
-impl ExactKeys {
-    /// Where the index of a mark starts; below it, the index.
-    const KIND: u32 = 29;
-    /// The revoked flag of a mark.
-    const REVOKED: u32 = 1 << 31;
-
-    /// The revoked flag and keys as one trie mark, or `None` when the index does not fit
-    /// (the identity is then classified by the trie walk, as any other).
-    fn mark(self, revoked: bool) -> Option<u32> {
-        let (kind, index) = match self {
-            Self::Segment(s) => (0, s),
-            Self::Unsegmented => (1, 0),
-            Self::Merged(m) => (2, m),
-        };
-        let mark = (index < 1 << Self::KIND)
-            .then(|| (u32::from(revoked) * Self::REVOKED) | (kind << Self::KIND) | index)?;
-        (mark != NO_MARK).then_some(mark)
-    }
-
-    /// The revoked flag and keys of a mark [`Self::mark`] made.
-    fn of_mark(mark: u32) -> (bool, Self) {
-        let index = mark & ((1 << Self::KIND) - 1);
-        let at = match (mark >> Self::KIND) & 0b11 {
-            0 => Self::Segment(index),
-            1 => Self::Unsegmented,
-            _ => Self::Merged(index),
-        };
-        (mark & Self::REVOKED != 0, at)
-    }
-}
+/// Exactly named identity → revoked flag and where its keys are.
+type ExactTable = FxHashMap<Box<str>, (bool, ExactKeys)>;
 
 /// Classifies identities for one compiled policy, from tables built once at compile time.
 #[derive(Debug)]
 pub(super) struct Classifier {
-    /// Segment patterns valued by segment id, revoked ones by `REVOKED | index`; the node of
-    /// each exactly named identity marked with its revoked flag and where its keys are.
+    /// Segment patterns valued by segment id, revoked ones by `REVOKED | index`.
     identities: IdentityIndex,
     keys: Keys,
     /// Unique per compiled policy in this process; tags its classifications.
     instance: u64,
+    /// Identities named exactly by some pattern: revoked flag and where their keys are.
+    exact: ExactTable,
     /// The keys of exactly named identities in several segments, by [`ExactKeys::Merged`].
     merged: Vec<KeySets>,
     /// Segment id → the keys of an identity in that segment only.
@@ -133,6 +107,7 @@ impl Classifier {
             identities,
             keys,
             instance,
+            exact: FxHashMap::default(),
             merged: Vec::new(),
             segment: Vec::new(),
             unsegmented: KeySets::default(),
@@ -144,14 +119,15 @@ impl Classifier {
             .map(|k| classifier.key_sets(k.to_vec()))
             .collect();
         classifier.unsegmented = classifier.key_sets(Vec::new());
-        classifier.mark_exact(patterns);
+        let (exact, merged) = classifier.exact_table(patterns);
+        classifier.exact = exact;
+        classifier.merged = merged;
         classifier
     }
 
     /// Classifies `id` (see the module docs for the cost of each case).
     pub(super) fn classify(&self, id: &SpiffeId) -> Classification<'_> {
-        if let Some(mark) = self.identities.marked(id) {
-            let (revoked, at) = ExactKeys::of_mark(mark);
+        if let Some(&(revoked, at)) = self.exact.get(id.as_str()) {
             let keys = match at {
                 ExactKeys::Segment(s) => &self.segment[s as usize],
                 ExactKeys::Unsegmented => &self.unsegmented,
@@ -255,18 +231,27 @@ impl Classifier {
         }
     }
 
-    /// Marks the trie node of every identity a pattern names exactly with its revoked flag
-    /// and where its keys are, and keeps the merged keys of those in several segments. An
-    /// identity in one segment (or none) shares that segment's keys: no table of its own,
-    /// whatever the number of identities.
+    /// The revoked flag and keys of every identity a pattern names exactly, and the merged
+    /// keys of those in several segments. An identity in one segment (or none) shares that
+    /// segment's keys: no table of its own, whatever the number of identities.
     ///
     /// The pattern's own trie walk ([`IdentityIndex::overlapping`], for an exact pattern the
-    /// same values as [`IdentityIndex::lookup`] of its ID) finds its segments.
-    fn mark_exact<'p>(&mut self, patterns: impl Iterator<Item = &'p IdentityPattern>) {
+    /// same values as [`IdentityIndex::lookup`] of its ID) finds its segments; its text is
+    /// the key [`Self::classify`] looks the ID up by. (A text no SPIFFE ID can have is never
+    /// looked up: a pattern is validated as an ID when parsed.)
+    fn exact_table<'p>(
+        &self,
+        patterns: impl Iterator<Item = &'p IdentityPattern>,
+    ) -> (ExactTable, Vec<KeySets>) {
+        let mut exact = FxHashMap::default();
+        exact.reserve(patterns.size_hint().0);
+        let mut merged = Vec::new();
+        let mut text = String::with_capacity(128);
         let mut segments = Vec::with_capacity(4);
         for pattern in patterns.filter(|p| p.is_exact()) {
-            // An ID named twice (two segments, a segment and `revoked:`) is marked once.
-            if self.identities.is_marked(pattern) {
+            text.clear();
+            pattern.write_to(&mut text);
+            if exact.contains_key(text.as_str()) {
                 continue;
             }
             let mut revoked = false;
@@ -284,39 +269,13 @@ impl Classifier {
                 [] => ExactKeys::Unsegmented,
                 [s] => ExactKeys::Segment(*s),
                 several => {
-                    self.merged.push(self.keys_of(several));
-                    ExactKeys::Merged(self.merged.len() as u32 - 1)
+                    merged.push(self.keys_of(several));
+                    ExactKeys::Merged(merged.len() as u32 - 1)
                 }
             };
-            // The walks read values and children only, never marks: marking as we go is safe.
-            if let Some(mark) = at.mark(revoked) {
-                self.identities.mark(pattern, mark);
-            }
+            exact.insert(text.as_str().into(), (revoked, at));
         }
-        self.merged.shrink_to_fit();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{ExactKeys, NO_MARK};
-
-    #[test]
-    fn a_mark_reads_back_as_the_flag_and_keys_it_was_made_of() {
-        for revoked in [false, true] {
-            for at in [
-                ExactKeys::Segment(0),
-                ExactKeys::Segment((1 << 29) - 1),
-                ExactKeys::Unsegmented,
-                ExactKeys::Merged(12),
-            ] {
-                let mark = at.mark(revoked).unwrap();
-                assert_ne!(mark, NO_MARK);
-                let (flag, back) = ExactKeys::of_mark(mark);
-                assert_eq!((flag, format!("{back:?}")), (revoked, format!("{at:?}")));
-            }
-        }
-        // An index that does not fit is left to the trie walk.
-        assert_eq!(ExactKeys::Segment(1 << 29).mark(false), None);
+        exact.shrink_to_fit();
+        (exact, merged)
     }
 }

@@ -13,10 +13,10 @@ pub struct IdentityIndex {
     domains: FxHashMap<Box<str>, Node>,
 }
 
-/// One path segment's node. Kept small (56 bytes): most nodes of a fleet's trie are leaves,
+/// One path segment's node. Kept small (48 bytes): most nodes of a fleet's trie are leaves,
 /// one per exactly named ID, stored inline in their parent's table; a leaf has no table of
 /// children and one value.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Node {
     /// Literal segment → child; `None` until the first child.
     children: Option<Box<Children>>,
@@ -25,26 +25,7 @@ struct Node {
     exact: Box<[u32]>,
     /// Values of patterns ending in `**` here: this node and everything below.
     below: Box<[u32]>,
-    /// What the owner [marked](IdentityIndex::mark) for the exact ID ending here, or
-    /// [`NO_MARK`]: the classifier's precomputed answer, so an exactly named ID needs no
-    /// table of its own beside the trie.
-    mark: u32,
 }
-
-impl Default for Node {
-    fn default() -> Self {
-        Self {
-            children: None,
-            star: None,
-            exact: Box::default(),
-            below: Box::default(),
-            mark: NO_MARK,
-        }
-    }
-}
-
-/// The mark of a node that has none.
-pub const NO_MARK: u32 = u32::MAX;
 
 type Children = FxHashMap<Box<str>, Node>;
 
@@ -65,55 +46,6 @@ impl IdentityIndex {
         if let Some(root) = self.domains.get(id.trust_domain()) {
             walk(root, id.path(), found);
         }
-    }
-
-    /// Stores `mark` (not [`NO_MARK`]) at the node where the exact pattern `pattern` ends;
-    /// false when no pattern ending there was inserted (nothing is stored).
-    pub fn mark(&mut self, pattern: &IdentityPattern, mark: u32) -> bool {
-        if !pattern.is_exact() {
-            return false;
-        }
-        let Some(mut node) = self.domains.get_mut(pattern.trust_domain()) else {
-            return false;
-        };
-        let mut rest = pattern.path();
-        while let Some((first, tail)) = split_segment(rest) {
-            let Some(child) = node.children.as_deref_mut().and_then(|c| c.get_mut(first)) else {
-                return false;
-            };
-            node = child;
-            rest = tail;
-        }
-        if node.exact.is_empty() {
-            return false;
-        }
-        node.mark = mark;
-        true
-    }
-
-    /// The mark stored for exactly `id` by [`Self::mark`], if any: a walk of `id`'s literal
-    /// segments only.
-    pub fn marked(&self, id: &SpiffeId) -> Option<u32> {
-        self.marked_at(id.trust_domain(), id.path())
-    }
-
-    /// Whether the exact pattern `pattern` was [marked](Self::mark).
-    pub fn is_marked(&self, pattern: &IdentityPattern) -> bool {
-        pattern.is_exact()
-            && self
-                .marked_at(pattern.trust_domain(), pattern.path())
-                .is_some()
-    }
-
-    /// The mark at the end of the literal path `path` (empty or `/seg(/seg)*`).
-    fn marked_at(&self, trust_domain: &str, path: &str) -> Option<u32> {
-        let mut node = self.domains.get(trust_domain)?;
-        let mut rest = path;
-        while let Some((first, tail)) = split_segment(rest) {
-            node = node.child(first)?;
-            rest = tail;
-        }
-        (node.mark != NO_MARK).then_some(node.mark)
     }
 
     /// Calls `found` with the value of every pattern that [overlaps](IdentityPattern::overlaps)
@@ -395,7 +327,7 @@ mod tests {
     #[test]
     fn a_node_stays_small_as_every_exactly_named_id_is_one() {
         assert!(
-            std::mem::size_of::<Node>() <= 56,
+            std::mem::size_of::<Node>() <= 48,
             "{}",
             std::mem::size_of::<Node>()
         );
@@ -495,34 +427,6 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "{probe}");
         }
-    }
-
-    #[test]
-    fn a_mark_is_found_by_exactly_the_id_of_the_exact_pattern_it_was_stored_for() {
-        let p = |s: &str| IdentityPattern::parse(s).unwrap();
-        let mut idx = index(&[
-            "spiffe://t.org/a/b",
-            "spiffe://t.org/a/*",
-            "spiffe://t.org/c/**",
-        ]);
-        assert!(idx.mark(&p("spiffe://t.org/a/b"), 7));
-        // Only a node where an inserted exact pattern ends takes a mark.
-        assert!(!idx.mark(&p("spiffe://t.org/a/*"), 8));
-        assert!(!idx.mark(&p("spiffe://t.org/a"), 8));
-        assert!(!idx.mark(&p("spiffe://t.org/a/x"), 8));
-        assert!(!idx.mark(&p("spiffe://u.org/a/b"), 8));
-        let marked = |s: &str| idx.marked(&SpiffeId::parse(s).unwrap());
-        assert_eq!(marked("spiffe://t.org/a/b"), Some(7));
-        for other in [
-            "spiffe://t.org/a/x",
-            "spiffe://t.org/a",
-            "spiffe://t.org/a/b/c",
-            "spiffe://t.org/c/d",
-        ] {
-            assert_eq!(marked(other), None, "{other}");
-        }
-        assert!(idx.is_marked(&p("spiffe://t.org/a/b")));
-        assert!(!idx.is_marked(&p("spiffe://t.org/a/*")));
     }
 
     #[test]
