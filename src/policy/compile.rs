@@ -44,7 +44,16 @@ pub fn unix_now() -> i64 {
 /// # Errors
 /// As [`compile`].
 pub fn compile_at(source: &PolicySource, now: i64) -> Result<CompiledPolicy, PolicyErrors> {
-    let policy = build(source, now)?;
+    compile_parts(validate(source)?, source, now)
+}
+
+/// [`compile_at`] of `parts`, already validated from `source` (whose `tests:` run).
+pub(super) fn compile_parts(
+    parts: Parts,
+    source: &PolicySource,
+    now: i64,
+) -> Result<CompiledPolicy, PolicyErrors> {
+    let policy = build(parts, now);
     let outcome = run_tests(&policy, source);
     if !outcome.failures.is_empty() {
         return Err(PolicyErrors(outcome.failures));
@@ -64,16 +73,26 @@ pub fn compile_at(source: &PolicySource, now: i64) -> Result<CompiledPolicy, Pol
 /// # Errors
 /// As [`compile`], without the `tests:`.
 pub fn successor(source: &PolicySource, at: i64) -> Result<CompiledPolicy, PolicyErrors> {
-    let policy = build(source, at)?;
+    successor_parts(validate(source)?, source, at)
+}
+
+/// [`successor`] of `parts`, already validated from `source`; infallible, but shaped as
+/// [`compile_parts`] so that a slice builds either way.
+#[allow(clippy::unnecessary_wraps)]
+pub(super) fn successor_parts(
+    parts: Parts,
+    source: &PolicySource,
+    at: i64,
+) -> Result<CompiledPolicy, PolicyErrors> {
+    let policy = build(parts, at);
     Ok(CompiledPolicy {
         test_count: count_tests(source),
         ..policy
     })
 }
 
-/// Validates and indexes as of `now`.
-fn build(source: &PolicySource, now: i64) -> Result<CompiledPolicy, PolicyErrors> {
-    let mut parts = validate(source)?;
+/// Indexes validated parts as of `now`.
+fn build(mut parts: Parts, now: i64) -> CompiledPolicy {
     let Settled {
         version,
         in_force,
@@ -90,7 +109,7 @@ fn build(source: &PolicySource, now: i64) -> Result<CompiledPolicy, PolicyErrors
     policy.revocations = revoked;
     policy.now = now;
     policy.next_change = next_change;
-    Ok(policy)
+    policy
 }
 
 /// What time decides about validated parts: the version of their state as of `now`, the

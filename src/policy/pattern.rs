@@ -60,14 +60,26 @@ impl PatternSegment {
 }
 
 /// A parsed SPIFFE identity pattern such as `spiffe://example.org/ns/staging/**`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Kept as its text, one allocation, with where its parts are: a fleet's slice holds
+/// thousands of patterns, and a `String` per path segment cost ~300 bytes each.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IdentityPattern {
-    /// The literal trust domain.
-    pub trust_domain: String,
-    /// Path segments before any trailing `**`.
-    pub segments: Vec<PatternSegment>,
-    /// Whether the pattern ends in `**` (the prefix itself and everything below).
-    pub globstar: bool,
+    /// `spiffe://`, the trust domain, the path (`/**` included): the text as written.
+    text: Box<str>,
+    /// Where the path starts (the end of the trust domain).
+    path_at: u16,
+    /// Where the path ends: before a trailing `/**`, else the end of the text.
+    path_end: u16,
+    /// No `*` segment and no `**`.
+    exact: bool,
+}
+
+/// One path segment of an identity pattern, ordered as patterns sort (a literal first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Part<'a> {
+    Literal(&'a str),
+    Star,
 }
 
 impl IdentityPattern {
@@ -91,69 +103,150 @@ impl IdentityPattern {
         if rest.contains(['?', '#']) {
             return Err(as_id(crate::identity::SpiffeIdError::QueryOrFragment));
         }
-        let trust_domain = TrustDomain::parse(td).map_err(as_id)?.as_str().to_owned();
+        let trust_domain = TrustDomain::parse(td).map_err(as_id)?;
         if path.is_empty() {
             return Err(PatternError::BareTrustDomain(text.to_owned()));
         }
-        let (segments, globstar) = parse_segments(path, |s| {
-            check_segment(s).map_err(|e| PatternError::Identity(e.to_string()))
-        })?;
+        let (globstar, exact) = check_identity_path(path)?;
+        let mut canonical = String::with_capacity(text.len());
+        canonical.push_str(SCHEME_PREFIX);
+        canonical.push_str(trust_domain.as_str());
+        let path_at = canonical.len();
+        canonical.push_str(path);
+        let path_end = canonical.len() - if globstar { "/**".len() } else { 0 };
+        // Invariant: the text is at most MAX_ID_LEN (2,048) bytes, checked above.
+        let offset = |at: usize| u16::try_from(at).unwrap_or(u16::MAX);
         Ok(Self {
-            trust_domain,
-            segments,
-            globstar,
+            text: canonical.into_boxed_str(),
+            path_at: offset(path_at),
+            path_end: offset(path_end),
+            exact,
+        })
+    }
+
+    /// The literal trust domain.
+    pub fn trust_domain(&self) -> &str {
+        &self.text[SCHEME_PREFIX.len()..usize::from(self.path_at)]
+    }
+
+    /// The path before any trailing `**`: `/a/*/b`, or empty for `spiffe://td/**`. Each
+    /// `/`-separated segment is a literal or `*` (one segment).
+    pub fn path(&self) -> &str {
+        &self.text[usize::from(self.path_at)..usize::from(self.path_end)]
+    }
+
+    /// Whether the pattern ends in `**` (the prefix itself and everything below).
+    pub fn globstar(&self) -> bool {
+        usize::from(self.path_end) < self.text.len()
+    }
+
+    /// The segments of [`Self::path`], each a literal or `*`.
+    pub fn segments(&self) -> impl Iterator<Item = &str> + Clone {
+        // `get(1..)` of an empty path (`spiffe://td/**`) is `None`: no segment.
+        self.path().get(1..).into_iter().flat_map(|p| p.split('/'))
+    }
+
+    fn parts(&self) -> impl Iterator<Item = Part<'_>> + Clone {
+        self.segments().map(|s| match s {
+            "*" => Part::Star,
+            literal => Part::Literal(literal),
         })
     }
 
     /// Whether the pattern names exactly one ID (no `*`, no `**`).
     pub fn is_exact(&self) -> bool {
-        !self.globstar && !self.segments.contains(&PatternSegment::Star)
+        self.exact
     }
 
     /// Whether `id` matches: same trust domain, then segment by segment.
     pub fn matches(&self, id: &SpiffeId) -> bool {
-        id.trust_domain() == self.trust_domain
-            && segments_match(&self.segments, self.globstar, id.segments())
+        if self.exact {
+            return id.as_str() == &*self.text;
+        }
+        if id.trust_domain() != self.trust_domain() {
+            return false;
+        }
+        let mut actual = id.segments();
+        for want in self.parts() {
+            match (want, actual.next()) {
+                (Part::Star, Some(seg)) if !seg.is_empty() => {}
+                (Part::Literal(lit), Some(seg)) if lit == seg => {}
+                _ => return false,
+            }
+        }
+        self.globstar() || actual.next().is_none()
     }
 
     /// Whether some SPIFFE ID (with a non-empty path) matches both patterns: the same trust
     /// domain, literal or `*` segments compatible position by position, and lengths a `**`
     /// can reconcile (it covers the prefix itself, so `a/**` overlaps `a`).
     pub fn overlaps(&self, other: &Self) -> bool {
-        self.trust_domain == other.trust_domain
-            && segments_overlap(
-                (&self.segments, self.globstar),
-                (&other.segments, other.globstar),
-            )
+        if self.trust_domain() != other.trust_domain() {
+            return false;
+        }
+        let (mut a, mut b) = (self.parts(), other.parts());
+        loop {
+            match (a.next(), b.next()) {
+                (Some(x), Some(y)) if x == Part::Star || y == Part::Star || x == y => {}
+                (Some(_), Some(_)) => return false,
+                // An identity pattern always has a segment or a `**`, so what both match
+                // then includes an ID with a non-empty path.
+                (None, None) => return true,
+                (None, Some(_)) => return self.globstar(),
+                (Some(_), None) => return other.globstar(),
+            }
+        }
+    }
+
+    /// Appends the pattern's text (as [`fmt::Display`] writes it) to `out`.
+    pub fn write_to(&self, out: &mut String) {
+        out.push_str(&self.text);
+    }
+
+    /// The pattern's text.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 }
 
-impl IdentityPattern {
-    /// Appends the pattern's text (as [`fmt::Display`] writes it) to `out`, without the
-    /// formatting machinery: compile writes every pattern of a policy once or twice.
-    pub fn write_to(&self, out: &mut String) {
-        out.push_str(SCHEME_PREFIX);
-        out.push_str(&self.trust_domain);
-        for seg in &self.segments {
-            match seg {
-                PatternSegment::Literal(l) => {
-                    out.push('/');
-                    out.push_str(l);
-                }
-                PatternSegment::Star => out.push_str("/*"),
-            }
-        }
-        if self.globstar {
-            out.push_str("/**");
-        }
+/// Patterns sort by trust domain, then segment by segment (a literal before `*`, a prefix
+/// before what extends it), then without `**` before with it.
+impl Ord for IdentityPattern {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.trust_domain()
+            .cmp(other.trust_domain())
+            .then_with(|| self.parts().cmp(other.parts()))
+            .then_with(|| self.globstar().cmp(&other.globstar()))
+    }
+}
+
+impl PartialOrd for IdentityPattern {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
 impl fmt::Display for IdentityPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{SCHEME_PREFIX}{}", self.trust_domain)?;
-        write_segments(f, &self.segments, self.globstar)
+        f.write_str(&self.text)
     }
+}
+
+/// Checks the path of an identity pattern (`/a/*/b/**`, non-empty) segment by segment, in
+/// order: whether it ends in `**`, and whether it is exact (no wildcard at all).
+fn check_identity_path(path: &str) -> Result<(bool, bool), PatternError> {
+    let mut parts = path.split('/').skip(1).peekable();
+    let mut exact = true;
+    while let Some(part) = parts.next() {
+        match part {
+            "**" if parts.peek().is_none() => return Ok((true, false)),
+            "**" => return Err(PatternError::GlobstarNotLast),
+            "*" => exact = false,
+            p if p.contains('*') => return Err(PatternError::PartialWildcard(p.to_owned())),
+            p => check_segment(p).map_err(|e| PatternError::Identity(e.to_string()))?,
+        }
+    }
+    Ok((false, exact))
 }
 
 /// A parsed path pattern: exact, with `*` segments, or ending in `**`.
@@ -366,23 +459,6 @@ pub(super) fn segments_overlap(
         }
 }
 
-fn write_segments(
-    f: &mut fmt::Formatter<'_>,
-    segs: &[PatternSegment],
-    globstar: bool,
-) -> fmt::Result {
-    for seg in segs {
-        match seg {
-            PatternSegment::Literal(l) => write!(f, "/{l}")?,
-            PatternSegment::Star => f.write_str("/*")?,
-        }
-    }
-    if globstar {
-        f.write_str("/**")?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,6 +517,61 @@ mod tests {
             pattern.write_to(&mut written);
             assert_eq!(written, format!("prefix{pattern}"));
             assert_eq!(pattern.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn patterns_sort_by_trust_domain_then_segments_a_literal_before_star_then_globstar() {
+        // The order of the parsed form (trust domain, segments, `**`), not of the text:
+        // `*` sorts after every literal although its byte is smaller.
+        let sorted = [
+            "spiffe://a.org/**",
+            "spiffe://a.org/x",
+            "spiffe://a.org/x/**",
+            "spiffe://a.org/x/y",
+            "spiffe://a.org/x/*",
+            "spiffe://a.org/*",
+            "spiffe://b.org/a",
+        ];
+        let mut patterns: Vec<IdentityPattern> = sorted
+            .iter()
+            .rev()
+            .map(|p| IdentityPattern::parse(p).unwrap())
+            .collect();
+        patterns.sort();
+        let got: Vec<String> = patterns.iter().map(ToString::to_string).collect();
+        assert_eq!(got, sorted);
+        let p = &patterns[4];
+        assert_eq!(
+            (p.trust_domain(), p.path(), p.globstar()),
+            ("a.org", "/x/*", false)
+        );
+        assert_eq!(p.segments().collect::<Vec<_>>(), ["x", "*"]);
+        let all = &patterns[0];
+        assert_eq!(
+            (all.path(), all.globstar(), all.segments().count()),
+            ("", true, 0)
+        );
+    }
+
+    #[test]
+    fn a_pattern_matches_ids_segment_by_segment() {
+        let id = |s: &str| SpiffeId::parse(s).unwrap();
+        let rows = [
+            ("spiffe://t.org/a/b", "spiffe://t.org/a/b", true),
+            ("spiffe://t.org/a/b", "spiffe://t.org/a/bb", false),
+            ("spiffe://t.org/a/b", "spiffe://u.org/a/b", false),
+            ("spiffe://t.org/a/*", "spiffe://t.org/a/b", true),
+            ("spiffe://t.org/a/*", "spiffe://t.org/a/b/c", false),
+            ("spiffe://t.org/a/*", "spiffe://t.org/a", false),
+            ("spiffe://t.org/a/**", "spiffe://t.org/a", true),
+            ("spiffe://t.org/a/**", "spiffe://t.org/a/b/c", true),
+            ("spiffe://t.org/a/**", "spiffe://t.org/ab", false),
+            ("spiffe://t.org/**", "spiffe://t.org/x", true),
+        ];
+        for (pattern, candidate, want) in rows {
+            let p = IdentityPattern::parse(pattern).unwrap();
+            assert_eq!(p.matches(&id(candidate)), want, "{pattern} {candidate}");
         }
     }
 

@@ -29,7 +29,7 @@ use rustc_hash::FxHashSet;
 
 pub use self::classes::ClassSegment;
 pub use self::stream::{CutSlice, Texts};
-use super::compile::{Settled, compile_at, settle, successor};
+use super::compile::{Settled, compile_parts, settle, successor_parts};
 use super::compiled::{CompiledPolicy, Group, Rule, Segment, Target};
 use super::error::PolicyErrors;
 use super::load::{PolicySource, SourceFile};
@@ -173,6 +173,8 @@ impl Fleet {
             .iter()
             .flat_map(|file| &file.doc.revoked)
             .for_each(|entry| kept.need_for(&self.parts.segments, &entry.value));
+        // Before the files: a class of one segment keeps that segment as written.
+        let classes = classes::of(&self.parts, &mut kept.segments, &kept.full);
         let files = source
             .files
             .iter()
@@ -180,7 +182,7 @@ impl Fleet {
             .collect();
         SlicePlan {
             files,
-            classes: classes::of(&self.parts, &kept.segments, &kept.full),
+            classes,
             fleet_rules: self.rules(),
         }
     }
@@ -195,36 +197,110 @@ impl Fleet {
         source: PolicySource,
         scope: &Scope,
     ) -> Result<CompiledPolicy, PolicyErrors> {
-        self.cut(source, scope, compile_at)
+        let slice = self.plan(&source, scope).apply(source);
+        let policy = build_from_source(slice, self.now, compile_parts)?;
+        Ok(self.stamp(policy))
     }
 
     /// [`Self::compile`] without the `tests:`: the successor state an expiry publishes
-    /// ([`successor`]).
+    /// ([`super::successor`]).
     ///
     /// # Errors
-    /// As [`successor`].
+    /// As [`super::successor`].
     pub fn successor(
         &self,
         source: PolicySource,
         scope: &Scope,
     ) -> Result<CompiledPolicy, PolicyErrors> {
-        self.cut(source, scope, successor)
+        let slice = self.plan(&source, scope).apply(source);
+        let policy = build_from_source(slice, self.now, successor_parts)?;
+        Ok(self.stamp(policy))
+    }
+
+    /// [`Self::compile`], consuming the fleet: what a sidecar's (re)load calls. When the
+    /// slice is the whole `source` (a folder `policy slice` wrote for this scope: every item
+    /// kept, nothing synthesized) its parts are this fleet's, already validated, and are
+    /// compiled as they are; else the fleet's parts are dropped before the slice is
+    /// validated, so the two are never held at once.
+    ///
+    /// # Errors
+    /// As [`Self::compile`].
+    pub fn into_compiled(
+        self,
+        source: PolicySource,
+        scope: &Scope,
+    ) -> Result<CompiledPolicy, PolicyErrors> {
+        self.cut(source, scope, compile_parts)
+    }
+
+    /// [`Self::successor`], consuming the fleet as [`Self::into_compiled`] does.
+    ///
+    /// # Errors
+    /// As [`Self::successor`].
+    pub fn into_successor(
+        self,
+        source: PolicySource,
+        scope: &Scope,
+    ) -> Result<CompiledPolicy, PolicyErrors> {
+        self.cut(source, scope, successor_parts)
     }
 
     /// Slices `source` for `scope` and builds the slice as of this fleet's instant.
     fn cut(
-        &self,
-        source: PolicySource,
+        self,
+        mut source: PolicySource,
         scope: &Scope,
-        build: fn(&PolicySource, i64) -> Result<CompiledPolicy, PolicyErrors>,
+        build: Build,
     ) -> Result<CompiledPolicy, PolicyErrors> {
-        let slice = self.plan(&source, scope).apply(source);
-        let policy = build(&slice, self.now)?;
-        Ok(CompiledPolicy {
+        let plan = self.plan(&source, scope);
+        let (version, fleet_rules) = (self.version, self.parts.rules.len());
+        let stamp = |policy: CompiledPolicy| CompiledPolicy {
+            version,
+            fleet_rules,
+            ..policy
+        };
+        if plan.keeps_all(&source) {
+            // The slice is `source` itself, and these parts were validated from it.
+            keep_only_tests(&mut source);
+            return build(self.parts, &source, self.now).map(stamp);
+        }
+        drop(self.parts);
+        build_from_source(plan.apply(source), self.now, build).map(stamp)
+    }
+
+    /// `policy` reporting the whole policy's version and rule count.
+    fn stamp(&self, policy: CompiledPolicy) -> CompiledPolicy {
+        CompiledPolicy {
             version: self.version.clone(),
             fleet_rules: self.rules(),
             ..policy
-        })
+        }
+    }
+}
+
+/// How a slice is built from its validated parts: with its `tests:` run or without.
+type Build = fn(Parts, &PolicySource, i64) -> Result<CompiledPolicy, PolicyErrors>;
+
+/// Validates `slice` and builds it as of `now`, its parsed items dropped before the
+/// indexes are built (only its `tests:` are read after validation).
+fn build_from_source(
+    mut slice: PolicySource,
+    now: i64,
+    build: Build,
+) -> Result<CompiledPolicy, PolicyErrors> {
+    let parts = validate(&slice)?;
+    keep_only_tests(&mut slice);
+    build(parts, &slice, now)
+}
+
+/// Drops every parsed item of `source` but its `tests:` (and the file names).
+fn keep_only_tests(source: &mut PolicySource) {
+    for file in &mut source.files {
+        let tests = std::mem::take(&mut file.doc.tests);
+        file.doc = PolicyDoc {
+            tests,
+            ..PolicyDoc::default()
+        };
     }
 }
 
@@ -254,6 +330,20 @@ pub struct FileSlice {
 }
 
 impl SlicePlan {
+    /// Whether applying it to `source` (the source planned from) gives `source` itself:
+    /// every item of every file kept, no segment synthesized.
+    pub fn keeps_all(&self, source: &PolicySource) -> bool {
+        self.classes.is_empty()
+            && self.files.len() == source.files.len()
+            && self.files.iter().zip(&source.files).all(|(kept, file)| {
+                // Kept indexes are ascending and distinct: as many as items is all of them.
+                kept.segments.len() == file.doc.segments.0.len()
+                    && kept.rules.len() == file.doc.rules.len()
+                    && kept.revoked.len() == file.doc.revoked.len()
+                    && kept.tests.len() == file.doc.tests.len()
+            })
+    }
+
     /// Rules the slice keeps.
     pub fn rules(&self) -> usize {
         self.files.iter().map(|f| f.rules.len()).sum()

@@ -4,7 +4,7 @@
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::pattern::{IdentityPattern, PatternSegment};
+use super::pattern::IdentityPattern;
 use crate::identity::SpiffeId;
 
 /// Maps identity patterns to values (segment ids, revoked entries).
@@ -32,12 +32,13 @@ type Children = FxHashMap<Box<str>, Node>;
 impl IdentityIndex {
     /// Adds `pattern` with `value`; a value may be added under several patterns.
     pub fn insert(&mut self, pattern: &IdentityPattern, value: u32) {
-        let td = pattern.trust_domain.as_str();
+        let td = pattern.trust_domain();
+        let (path, globstar) = (pattern.path(), pattern.globstar());
         if let Some(root) = self.domains.get_mut(td) {
-            return root.insert(&pattern.segments, pattern.globstar, value);
+            return root.insert(path, globstar, value);
         }
         let root = self.domains.entry(td.into()).or_default();
-        root.insert(&pattern.segments, pattern.globstar, value);
+        root.insert(path, globstar, value);
     }
 
     /// Calls `found` with the value of every pattern matching `id` (a value may repeat).
@@ -51,8 +52,8 @@ impl IdentityIndex {
     /// `pattern` (a value may repeat). For an exact pattern this is [`Self::lookup`]; a
     /// wildcard one visits only the branches it can match.
     pub fn overlapping(&self, pattern: &IdentityPattern, found: &mut impl FnMut(u32)) {
-        if let Some(root) = self.domains.get(pattern.trust_domain.as_str()) {
-            walk_overlapping(root, &pattern.segments, pattern.globstar, found);
+        if let Some(root) = self.domains.get(pattern.trust_domain()) {
+            walk_overlapping(root, pattern.path(), pattern.globstar(), found);
         }
     }
 }
@@ -68,12 +69,12 @@ impl Node {
         self.children.iter().flat_map(|c| c.values())
     }
 
-    /// Files `value` under the path `segments` (then `**` when `globstar`) below this node
-    /// (one call per segment: a pattern has at most ~1,000, its text being ≤ 2,048 bytes).
-    /// A child's key is allocated only when the child is new: most segments of a fleet's
-    /// IDs (`ns`, the namespace, `sa`) are shared by thousands of patterns.
-    fn insert(&mut self, segments: &[PatternSegment], globstar: bool, value: u32) {
-        let Some((first, rest)) = segments.split_first() else {
+    /// Files `value` under the pattern path `rest` (`/seg/*/seg`, then `**` when `globstar`)
+    /// below this node (one call per segment: a pattern has at most ~1,000, its text being
+    /// ≤ 2,048 bytes). A child's key is allocated only when the child is new: most segments
+    /// of a fleet's IDs (`ns`, the namespace, `sa`) are shared by thousands of patterns.
+    fn insert(&mut self, rest: &str, globstar: bool, value: u32) {
+        let Some((first, rest)) = split_segment(rest) else {
             let values = if globstar {
                 &mut self.below
             } else {
@@ -86,18 +87,24 @@ impl Node {
             }
             return;
         };
-        let child = match first {
-            PatternSegment::Literal(lit) => {
-                let children = self.children.get_or_insert_with(Box::default);
-                if let Some(child) = children.get_mut(lit.as_str()) {
-                    return child.insert(rest, globstar, value);
-                }
-                children.entry(lit.as_str().into()).or_default()
+        let child = if first == "*" {
+            self.star.get_or_insert_with(Box::default)
+        } else {
+            let children = self.children.get_or_insert_with(Box::default);
+            if let Some(child) = children.get_mut(first) {
+                return child.insert(rest, globstar, value);
             }
-            PatternSegment::Star => self.star.get_or_insert_with(Box::default),
+            children.entry(first.into()).or_default()
         };
         child.insert(rest, globstar, value);
     }
+}
+
+/// The first segment of `rest` (empty or `/seg(/seg)*`) and what follows it.
+fn split_segment(rest: &str) -> Option<(&str, &str)> {
+    let rest = rest.strip_prefix('/')?;
+    let end = rest.bytes().position(|b| b == b'/').unwrap_or(rest.len());
+    Some(rest.split_at(end))
 }
 
 /// More walk states than this and [`IdentityIndex::classes`] gives up rather than run on: a
@@ -279,16 +286,12 @@ fn walk(node: &Node, rest: &str, found: &mut impl FnMut(u32)) {
     }
 }
 
-/// `rest` is the part of the pattern not yet consumed; `globstar` is whether it ends in `**`.
-fn walk_overlapping(
-    node: &Node,
-    rest: &[PatternSegment],
-    globstar: bool,
-    found: &mut impl FnMut(u32),
-) {
+/// `rest` is the part of the pattern's path not yet consumed (empty or `/seg(/seg)*`, a
+/// segment a literal or `*`); `globstar` is whether the pattern ends in `**`.
+fn walk_overlapping(node: &Node, rest: &str, globstar: bool, found: &mut impl FnMut(u32)) {
     // A stored `**` here covers every ID the rest of the pattern can name.
     node.below.iter().for_each(|&v| found(v));
-    let Some((first, tail)) = rest.split_first() else {
+    let Some((first, tail)) = split_segment(rest) else {
         node.exact.iter().for_each(|&v| found(v));
         if globstar {
             node.child_nodes().for_each(|c| every_value(c, found));
@@ -296,15 +299,11 @@ fn walk_overlapping(
         }
         return;
     };
-    match first {
-        PatternSegment::Literal(lit) => {
-            if let Some(child) = node.child(lit.as_str()) {
-                walk_overlapping(child, tail, globstar, found);
-            }
-        }
-        PatternSegment::Star => node
-            .child_nodes()
-            .for_each(|c| walk_overlapping(c, tail, globstar, found)),
+    if first == "*" {
+        node.child_nodes()
+            .for_each(|c| walk_overlapping(c, tail, globstar, found));
+    } else if let Some(child) = node.child(first) {
+        walk_overlapping(child, tail, globstar, found);
     }
     if let Some(star) = &node.star {
         walk_overlapping(star, tail, globstar, found);

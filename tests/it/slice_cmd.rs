@@ -443,3 +443,46 @@ fn the_compact_segment_docs_fleet_shows_is_what_slice_writes_and_it_decides_as_t
         }
     }
 }
+
+#[test]
+fn the_slice_of_a_slice_for_the_same_identity_is_that_slice_byte_for_byte() {
+    // `{ env: staging }` faces any peer of orders: ci and preview become one synthesized
+    // segment, which slicing the slice again keeps as written (what a sidecar relies on to
+    // compile its own slice folder from the parts it checked).
+    let policy = r#"
+segments:
+  orders: { identities: ["spiffe://shop.example/ns/prod/sa/orders"], labels: { env: prod } }
+  ci: { identities: ["spiffe://shop.example/ns/staging/sa/ci"], labels: { env: staging, tier: batch } }
+  preview: { identities: ["spiffe://shop.example/ns/staging/preview/*"], labels: { env: staging } }
+  web: { identities: ["spiffe://shop.example/ns/prod/sa/web"], labels: { env: prod } }
+rules:
+  - { name: staging-never-prod, effect: deny, from: [{ env: staging }], to: [{ env: prod }] }
+  - { name: web-to-orders, from: [web], to: [orders] }
+tests:
+  - { from: "spiffe://shop.example/ns/prod/sa/web", to: "spiffe://shop.example/ns/prod/sa/orders", expect: allow }
+"#;
+    let dir = policy_dir(&[("whole/policy.yaml", policy)]);
+    let own = "spiffe://shop.example/ns/prod/sa/orders";
+    let once = dir.path().join("once");
+    let twice = dir.path().join("twice");
+    let written = slice(&dir.path().join("whole"), &["--for", own], &once);
+    assert_eq!(written.code, 0, "{written:?}");
+    let first = fs::read_to_string(once.join("policy.yaml")).unwrap();
+    assert!(first.contains("slice.env.staging:"), "{first}");
+    let written = slice(&once, &["--for", own], &twice);
+    assert_eq!(written.code, 0, "{written:?}");
+    assert_eq!(
+        fs::read_to_string(twice.join("policy.yaml")).unwrap(),
+        first
+    );
+    for peer in [
+        "spiffe://shop.example/ns/staging/preview/x",
+        "spiffe://shop.example/ns/prod/sa/web",
+    ] {
+        assert_eq!(
+            decide(&twice, peer, own, "GET", "/"),
+            decide(&dir.path().join("whole"), peer, own, "GET", "/"),
+            "{peer}"
+        );
+    }
+}

@@ -33,8 +33,10 @@ pub struct ClassSegment {
 }
 
 /// The classes of the segments not kept as written (`written`) that a group facing any peer
-/// (`full`) selects, by name.
-pub(super) fn of(parts: &Parts, written: &[bool], full: &[bool]) -> Vec<ClassSegment> {
+/// (`full`) selects, by name. A class of one segment whose labels are exactly the class's
+/// (a segment a slice synthesized, read back) is that segment kept as written instead: the
+/// same identities and labels under its own name, so the slice of a slice is itself.
+pub(super) fn of(parts: &Parts, written: &mut [bool], full: &[bool]) -> Vec<ClassSegment> {
     let mut labels: Vec<BTreeMap<&str, &str>> = vec![BTreeMap::new(); parts.segments.len()];
     for (group, _) in parts.groups.iter().zip(full).filter(|(_, f)| **f) {
         for &s in &group.members {
@@ -44,17 +46,26 @@ pub(super) fn of(parts: &Parts, written: &[bool], full: &[bool]) -> Vec<ClassSeg
             }
         }
     }
-    let mut classes: BTreeMap<BTreeMap<&str, &str>, BTreeSet<String>> = BTreeMap::new();
-    for (segment, class) in parts.segments.iter().zip(labels) {
+    let mut classes: BTreeMap<BTreeMap<&str, &str>, Vec<usize>> = BTreeMap::new();
+    for (s, class) in labels.into_iter().enumerate() {
         if !class.is_empty() {
-            let patterns = segment.identities.iter().map(ToString::to_string);
-            classes.entry(class).or_default().extend(patterns);
+            classes.entry(class).or_default().push(s);
         }
     }
+    classes.retain(|class, members| {
+        let own = |s: usize| parts.segments[s].labels.iter().map(|(k, v)| (&**k, &**v));
+        match members.as_slice() {
+            [s] if own(*s).eq(class.iter().map(|(k, v)| (*k, *v))) => {
+                written[*s] = true;
+                false
+            }
+            _ => true,
+        }
+    });
     let mut taken: FxHashSet<String> = parts.segments.iter().map(|s| s.name.clone()).collect();
     let mut next = 0usize;
     let mut out = Vec::with_capacity(classes.len());
-    for (labels, identities) in classes {
+    for (labels, members) in classes {
         let name = name_of(&labels)
             .filter(|n| !taken.contains(n))
             .unwrap_or_else(|| {
@@ -67,6 +78,10 @@ pub(super) fn of(parts: &Parts, written: &[bool], full: &[bool]) -> Vec<ClassSeg
                 }
             });
         taken.insert(name.clone());
+        let identities: BTreeSet<String> = members
+            .iter()
+            .flat_map(|&s| parts.segments[s].identities.iter().map(ToString::to_string))
+            .collect();
         out.push(ClassSegment {
             name,
             labels: labels

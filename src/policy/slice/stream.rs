@@ -246,7 +246,8 @@ impl Sliced<'_> {
         for entry in self.head.files.iter().flat_map(|file| &file.doc.revoked) {
             self.kept.need_for(&parts.segments, &entry.value);
         }
-        let classes = classes::of(&parts, &self.kept.segments, &self.kept.full);
+        // Before the cut: a class of one segment keeps that segment as written.
+        let classes = classes::of(&parts, &mut self.kept.segments, &self.kept.full);
         let source = cut(self.head, self.rules, &self.kept, &parts, scope, &classes);
         CutSlice {
             source,

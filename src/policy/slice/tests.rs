@@ -14,7 +14,7 @@ segments:
   web: { identities: ["spiffe://example.org/ns/prod/sa/web"], labels: { env: prod, tier: web } }
   db: { identities: ["spiffe://example.org/ns/prod/sa/db"], labels: { env: prod, tier: data } }
   batch: { identities: ["spiffe://example.org/ns/prod/sa/batch"], labels: { env: prod } }
-  ci: { identities: ["spiffe://example.org/ns/staging/*"], labels: { env: staging } }
+  ci: { identities: ["spiffe://example.org/ns/staging/*"], labels: { env: staging, team: ci } }
   prod-all: { identities: ["spiffe://example.org/ns/prod/**"] }
   lonely: { identities: ["spiffe://example.org/ns/other/sa/x"] }
 rules:
@@ -247,4 +247,83 @@ fn the_whole_is_checked_a_broken_rule_outside_the_slice_is_still_refused() {
     let source = PolicySource::from_texts([("p.yaml", text.as_str())]).unwrap();
     let errors = Fleet::check(&source, NOW).err().unwrap();
     assert!(errors.to_string().contains("nowhere"), "{errors}");
+}
+
+#[test]
+fn a_class_of_one_segment_with_exactly_its_labels_keeps_that_segment_as_written() {
+    // ci's labels are exactly the class `{ env: staging }` gives it: synthesizing a copy
+    // would only rename it (the shape of a slice's own synthesized segment, read back).
+    let text = POLICY.replace(
+        "labels: { env: staging, team: ci }",
+        "labels: { env: staging }",
+    );
+    let source = PolicySource::from_texts([("p.yaml", text.as_str())]).unwrap();
+    let fleet = Fleet::check(&source, NOW).unwrap();
+    let plan = fleet.plan(&source, &Scope::identity(id(API)));
+    assert!(plan.classes.is_empty(), "{:?}", plan.classes);
+    let names: Vec<&str> = plan.files[0]
+        .segments
+        .iter()
+        .map(|&s| source.files[0].doc.segments.0[s].0.value.as_str())
+        .collect();
+    assert!(names.contains(&"ci"), "{names:?}");
+}
+
+const API: &str = "spiffe://example.org/ns/prod/sa/api";
+
+#[test]
+fn the_slice_of_a_slice_for_the_same_scope_is_itself_and_compiles_from_the_checked_parts() {
+    let scope = || Scope::identity(id(API));
+    let fleet = Fleet::check(&source(), NOW).unwrap();
+    let slice = || fleet.plan(&source(), &scope()).apply(source());
+    assert!(!fleet.plan(&source(), &scope()).keeps_all(&source()));
+    // What a sidecar reads when given its own slice: the plan keeps every item of it.
+    let again = Fleet::check(&slice(), NOW).unwrap();
+    let plan = again.plan(&slice(), &scope());
+    assert!(plan.keeps_all(&slice()), "{plan:?}");
+    // The folder is all its sidecar knows of the fleet: its rules are the fleet's.
+    assert_eq!(again.rules(), 5);
+    let direct = again.into_compiled(slice(), &scope()).unwrap();
+    let via_text = fleet.compile(source(), &scope()).unwrap();
+    assert_eq!(rule_names(&direct), rule_names(&via_text));
+    assert_eq!((direct.fleet_rules(), direct.test_count()), (5, 1));
+    let successor = Fleet::check(&slice(), NOW).unwrap();
+    let successor = successor.into_successor(slice(), &scope()).unwrap();
+    let path = normalize("/debug").unwrap();
+    let own = id(API);
+    for peer in [
+        "ns/prod/sa/web",
+        "ns/staging/x",
+        "ns/prod/sa/old",
+        "ns/other/sa/x",
+        "ns/dev/y",
+    ] {
+        let peer = id(&format!("spiffe://example.org/{peer}"));
+        for (source, destination) in [(&peer, &own), (&own, &peer)] {
+            let req = Request {
+                source,
+                destination,
+                method: "GET",
+                path: &path,
+            };
+            assert_eq!(direct.decide(&req), via_text.decide(&req), "{peer}");
+            assert_eq!(successor.decide(&req), via_text.decide(&req), "{peer}");
+        }
+    }
+}
+
+#[test]
+fn a_failing_test_of_a_slice_compiled_from_the_checked_parts_is_refused_at_its_line() {
+    let text = POLICY.replace(
+        "to: \"spiffe://example.org/ns/prod/sa/api\", expect: allow",
+        "to: \"spiffe://example.org/ns/prod/sa/api\", expect: deny",
+    );
+    let source = || PolicySource::from_texts([("p.yaml", text.as_str())]).unwrap();
+    let fleet = Fleet::check(&source(), NOW).unwrap();
+    let scope = Scope::identity(id(API));
+    let slice = fleet.plan(&source(), &scope).apply(source());
+    let again = Fleet::check(&slice, NOW).unwrap();
+    assert!(again.plan(&slice, &scope).keeps_all(&slice));
+    let errors = again.into_compiled(slice, &scope).err().unwrap();
+    assert!(errors.to_string().starts_with("p.yaml:21:"), "{errors}");
 }
