@@ -217,57 +217,6 @@ impl Fleet {
         Ok(self.stamp(policy))
     }
 
-    /// [`Self::compile`], consuming the fleet: what a sidecar's (re)load calls. When the
-    /// slice is the whole `source` (a folder `policy slice` wrote for this scope: every item
-    /// kept, nothing synthesized) its parts are this fleet's, already validated, and are
-    /// compiled as they are; else the fleet's parts are dropped before the slice is
-    /// validated, so the two are never held at once.
-    ///
-    /// # Errors
-    /// As [`Self::compile`].
-    pub fn into_compiled(
-        self,
-        source: PolicySource,
-        scope: &Scope,
-    ) -> Result<CompiledPolicy, PolicyErrors> {
-        self.cut(source, scope, compile_parts)
-    }
-
-    /// [`Self::successor`], consuming the fleet as [`Self::into_compiled`] does.
-    ///
-    /// # Errors
-    /// As [`Self::successor`].
-    pub fn into_successor(
-        self,
-        source: PolicySource,
-        scope: &Scope,
-    ) -> Result<CompiledPolicy, PolicyErrors> {
-        self.cut(source, scope, successor_parts)
-    }
-
-    /// Slices `source` for `scope` and builds the slice as of this fleet's instant.
-    fn cut(
-        self,
-        mut source: PolicySource,
-        scope: &Scope,
-        build: Build,
-    ) -> Result<CompiledPolicy, PolicyErrors> {
-        let plan = self.plan(&source, scope);
-        let (version, fleet_rules) = (self.version, self.parts.rules.len());
-        let stamp = |policy: CompiledPolicy| CompiledPolicy {
-            version,
-            fleet_rules,
-            ..policy
-        };
-        if plan.keeps_all(&source) {
-            // The slice is `source` itself, and these parts were validated from it.
-            keep_only_tests(&mut source);
-            return build(self.parts, &source, self.now).map(stamp);
-        }
-        drop(self.parts);
-        build_from_source(plan.apply(source), self.now, build).map(stamp)
-    }
-
     /// `policy` reporting the whole policy's version and rule count.
     fn stamp(&self, policy: CompiledPolicy) -> CompiledPolicy {
         CompiledPolicy {
@@ -331,8 +280,10 @@ pub struct FileSlice {
 
 impl SlicePlan {
     /// Whether applying it to `source` (the source planned from) gives `source` itself:
-    /// every item of every file kept, no segment synthesized.
-    pub fn keeps_all(&self, source: &PolicySource) -> bool {
+    /// every item of every file kept, no segment synthesized (the slice of a slice for the
+    /// same scope; its tests say so).
+    #[cfg(test)]
+    pub(crate) fn keeps_all(&self, source: &PolicySource) -> bool {
         self.classes.is_empty()
             && self.files.len() == source.files.len()
             && self.files.iter().zip(&source.files).all(|(kept, file)| {

@@ -272,7 +272,7 @@ fn a_class_of_one_segment_with_exactly_its_labels_keeps_that_segment_as_written(
 const API: &str = "spiffe://example.org/ns/prod/sa/api";
 
 #[test]
-fn the_slice_of_a_slice_for_the_same_scope_is_itself_and_compiles_from_the_checked_parts() {
+fn the_slice_of_a_slice_for_the_same_scope_is_itself_and_decides_as_the_whole() {
     let scope = || Scope::identity(id(API));
     let fleet = Fleet::check(&source(), NOW).unwrap();
     let slice = || fleet.plan(&source(), &scope()).apply(source());
@@ -283,12 +283,12 @@ fn the_slice_of_a_slice_for_the_same_scope_is_itself_and_compiles_from_the_check
     assert!(plan.keeps_all(&slice()), "{plan:?}");
     // The folder is all its sidecar knows of the fleet: its rules are the fleet's.
     assert_eq!(again.rules(), 5);
-    let direct = again.into_compiled(slice(), &scope()).unwrap();
+    let direct = again.compile(slice(), &scope()).unwrap();
     let via_text = fleet.compile(source(), &scope()).unwrap();
     assert_eq!(rule_names(&direct), rule_names(&via_text));
     assert_eq!((direct.fleet_rules(), direct.test_count()), (5, 1));
     let successor = Fleet::check(&slice(), NOW).unwrap();
-    let successor = successor.into_successor(slice(), &scope()).unwrap();
+    let successor = successor.successor(slice(), &scope()).unwrap();
     let path = normalize("/debug").unwrap();
     let own = id(API);
     for peer in [
@@ -313,7 +313,7 @@ fn the_slice_of_a_slice_for_the_same_scope_is_itself_and_compiles_from_the_check
 }
 
 #[test]
-fn a_failing_test_of_a_slice_compiled_from_the_checked_parts_is_refused_at_its_line() {
+fn a_failing_test_of_a_slice_of_a_slice_is_refused_at_its_line() {
     let text = POLICY.replace(
         "to: \"spiffe://example.org/ns/prod/sa/api\", expect: allow",
         "to: \"spiffe://example.org/ns/prod/sa/api\", expect: deny",
@@ -324,6 +324,6 @@ fn a_failing_test_of_a_slice_compiled_from_the_checked_parts_is_refused_at_its_l
     let slice = fleet.plan(&source(), &scope).apply(source());
     let again = Fleet::check(&slice, NOW).unwrap();
     assert!(again.plan(&slice, &scope).keeps_all(&slice));
-    let errors = again.into_compiled(slice, &scope).err().unwrap();
+    let errors = again.compile(slice, &scope).err().unwrap();
     assert!(errors.to_string().starts_with("p.yaml:21:"), "{errors}");
 }
