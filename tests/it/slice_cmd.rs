@@ -48,7 +48,7 @@ fn slice(policy: &Path, args: &[&str], out: &Path) -> Output {
 }
 
 /// `segward policy slice policies --per GROUPING --out OUT`, run in `dir`.
-fn per(dir: &Path, grouping: &str, out: &str) -> Output {
+pub(crate) fn per(dir: &Path, grouping: &str, out: &str) -> Output {
     let args = [
         "policy", "slice", "policies", "--per", grouping, "--out", out,
     ];
@@ -264,22 +264,7 @@ fn a_one_rule_change_rewrites_only_the_slices_holding_that_rule() {
 
 #[test]
 fn a_slice_over_one_mebibyte_is_refused_naming_its_group_and_nothing_is_written() {
-    let mut big = String::from(
-        "segments:\n  small:\n    identities: [\"spiffe://example.org/ns/small/sa/one\"]\n",
-    );
-    let pad = "x".repeat(240);
-    for n in 0..4000 {
-        big.push_str(&format!(
-            "  s{n}:\n    identities: [\"spiffe://example.org/ns/big/sa/s{n}\"]\n    description: {pad}\n"
-        ));
-    }
-    big.push_str("rules:\n");
-    for n in 0..4000 {
-        big.push_str(&format!(
-            "  - name: r{n}\n    from: [s{n}]\n    to: [s{}]\n",
-            (n + 1) % 4000
-        ));
-    }
+    let big = crate::slice_gzip::big(|_| "x".repeat(240));
     let dir = policy_dir(&[("policies/big.yaml", &big)]);
     let args = [
         "policy",
@@ -347,11 +332,9 @@ fn hostile_names_and_label_values_are_copied_as_written_and_get_safe_folder_name
     }
 }
 
-/// Slices signed as they are written (`--sign`): each group folder carries a `policy.sig`
-/// that `policy check --verify-key` accepts, the kustomization puts it in the group's
-/// ConfigMap, and a slice edited after signing is refused.
-#[test]
-fn slices_signed_as_written_verify_and_an_edit_after_signing_is_refused() {
+/// A fresh Ed25519 key pair from `segward certs signing-key`: its folder, private and public
+/// key files.
+pub(crate) fn signing_keys() -> (TempDir, PathBuf, PathBuf) {
     let keys = TempDir::new().unwrap();
     let made = segward(&[
         "certs",
@@ -364,6 +347,15 @@ fn slices_signed_as_written_verify_and_an_edit_after_signing_is_refused() {
         keys.path().join("signing.key"),
         keys.path().join("signing.pub"),
     );
+    (keys, key, public)
+}
+
+/// Slices signed as they are written (`--sign`): each group folder carries a `policy.sig`
+/// that `policy check --verify-key` accepts, the kustomization puts it in the group's
+/// ConfigMap, and a slice edited after signing is refused.
+#[test]
+fn slices_signed_as_written_verify_and_an_edit_after_signing_is_refused() {
+    let (_keys, key, public) = signing_keys();
     let whole = Path::new(ROOT).join("policies");
     let out = TempDir::new().unwrap();
 

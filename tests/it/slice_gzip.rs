@@ -10,7 +10,7 @@ use std::path::Path;
 use tempfile::TempDir;
 
 use crate::cli::{policy_dir, segward, segward_in};
-use crate::slice_cmd::{IDS, REQUESTS, decide, rendered, tree};
+use crate::slice_cmd::{IDS, REQUESTS, decide, per, rendered, signing_keys, tree};
 use segward::policy::load::{gunzip, gzip};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -35,16 +35,7 @@ fn names(dir: &Path) -> Vec<String> {
 
 #[test]
 fn gzip_always_writes_slices_that_decide_verify_and_render_as_their_yaml_would() {
-    let keys = TempDir::new().unwrap();
-    let made = segward(&[
-        "certs",
-        "signing-key",
-        "--out",
-        keys.path().to_str().unwrap(),
-    ]);
-    assert_eq!(made.code, 0, "{made:?}");
-    let key = keys.path().join("signing.key");
-    let public = keys.path().join("signing.pub");
+    let (_keys, key, public) = signing_keys();
     let (a, b) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     let args = [
         "--per",
@@ -118,7 +109,7 @@ fn gzip_always_writes_slices_that_decide_verify_and_render_as_their_yaml_would()
 }
 
 /// A policy whose one big namespace slice is `pad` bytes of description per segment.
-fn big(pad: impl Fn(usize) -> String) -> String {
+pub(crate) fn big(pad: impl Fn(usize) -> String) -> String {
     let mut big = String::from(
         "segments:\n  small:\n    identities: [\"spiffe://example.org/ns/small/sa/one\"]\n",
     );
@@ -141,17 +132,8 @@ fn big(pad: impl Fn(usize) -> String) -> String {
 #[test]
 fn auto_compresses_only_a_slice_over_one_mebibyte_and_refuses_one_still_over_it() {
     let dir = policy_dir(&[("policies/big.yaml", &big(|_| "x".repeat(240)))]);
-    let args = [
-        "policy",
-        "slice",
-        "policies",
-        "--per",
-        "namespace",
-        "--out",
-        "out",
-    ];
 
-    let out = segward_in(dir.path(), &args);
+    let out = per(dir.path(), "namespace", "out");
 
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(names(&dir.path().join("out/big")), ["big.yaml.gz"]);
@@ -177,7 +159,7 @@ fn auto_compresses_only_a_slice_over_one_mebibyte_and_refuses_one_still_over_it(
     };
     let dir = policy_dir(&[("policies/big.yaml", &big(noise))]);
 
-    let out = segward_in(dir.path(), &args);
+    let out = per(dir.path(), "namespace", "out");
 
     assert_eq!(out.code, 1, "{out:?}");
     let line = out
