@@ -23,6 +23,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::config::{ProbeAction, ProbeSettings};
+use crate::policy::{CompiledPolicy, Decision, Request, Verdict};
 
 use crate::telemetry::decision_log::{self, Direction, ProbeRecord};
 use crate::telemetry::metrics::Metrics;
@@ -38,6 +39,20 @@ struct Containment {
     trigger: &'static str,
     rule: Option<String>,
     targets: Vec<Box<str>>,
+}
+
+impl Containment {
+    /// What `/policy` lists of it (`/probes` adds the targets and the fleet command).
+    fn json(&self, source: &str) -> Value {
+        json!({
+            "identity": source,
+            "direction": self.direction.as_str(),
+            "trigger": self.trigger,
+            "rule": self.rule,
+            "since": rfc3339(self.since),
+            "until": rfc3339(self.until_wall),
+        })
+    }
 }
 
 /// The detector of one sidecar, shared by its listeners and its admin endpoint.
@@ -113,6 +128,31 @@ impl Probes {
         let mut contained = lock(&self.contained);
         self.lift_expired(&mut contained, Instant::now());
         contained.contains_key(source)
+    }
+
+    /// Decides an HTTP `request` under `policy` as every data plane does (docs/probes.md): a
+    /// source contained after a probe is refused before any rule, and only a deny reaches the
+    /// detector — an allowed request pays one atomic load and one comparison.
+    pub fn decide<'p>(
+        &self,
+        policy: &'p CompiledPolicy,
+        direction: Direction,
+        request: &Request<'_>,
+    ) -> Verdict<'p> {
+        if self.is_contained(request.source.as_str()) {
+            return Verdict::probe_contained();
+        }
+        let verdict = policy.decide(request);
+        if verdict.decision == Decision::Deny && self.enabled() {
+            let target = Target {
+                destination: request.destination.as_str(),
+                method: request.method,
+                path: request.path.as_str(),
+            };
+            let tripwire = policy.tripwire(request);
+            self.denied(direction, request.source.as_str(), &target, tripwire);
+        }
+        verdict
     }
 
     /// Records a deny of `source` reaching `target` on `direction` (never called for a
@@ -271,19 +311,7 @@ impl Probes {
     pub fn contained_json(&self) -> Value {
         let mut contained = lock(&self.contained);
         self.lift_expired(&mut contained, Instant::now());
-        let mut list: Vec<_> = contained
-            .iter()
-            .map(|(source, c)| {
-                json!({
-                    "identity": &**source,
-                    "direction": c.direction.as_str(),
-                    "trigger": c.trigger,
-                    "rule": c.rule,
-                    "since": rfc3339(c.since),
-                    "until": rfc3339(c.until_wall),
-                })
-            })
-            .collect();
+        let mut list: Vec<_> = contained.iter().map(|(source, c)| c.json(source)).collect();
         list.sort_by(|a, b| a["identity"].as_str().cmp(&b["identity"].as_str()));
         Value::Array(list)
     }
@@ -302,16 +330,11 @@ impl Probes {
             table
                 .iter()
                 .map(|(source, c)| {
-                    json!({
-                        "identity": &**source,
-                        "direction": c.direction.as_str(),
-                        "trigger": c.trigger,
-                        "rule": c.rule,
-                        "targets": c.targets,
-                        "since": rfc3339(c.since),
-                        "until": rfc3339(c.until_wall),
-                        "fleet_command": self.fleet_command(own_id, source, c.targets.len()),
-                    })
+                    let mut entry = c.json(source);
+                    entry["targets"] = json!(c.targets);
+                    entry["fleet_command"] =
+                        json!(self.fleet_command(own_id, source, c.targets.len()));
+                    entry
                 })
                 .collect::<Vec<_>>()
         };

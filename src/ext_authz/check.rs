@@ -137,24 +137,8 @@ impl Checker {
             method: &http.method,
             path: &path,
         };
-        // As on the data plane (proxy/admission.rs): a source contained after a probe is
-        // refused before any rule, and only a deny reaches the detector (docs/probes.md).
-        let probes = &cx.probes;
-        let verdict = if probes.is_contained(source.as_str()) {
-            Verdict::probe_contained()
-        } else {
-            let verdict = policy.decide(&request);
-            if verdict.decision == Decision::Deny && probes.enabled() {
-                let target = Target {
-                    destination: destination.as_str(),
-                    method: request.method,
-                    path: path.as_str(),
-                };
-                let tripwire = policy.tripwire(&request);
-                probes.denied(Direction::ExtAuthz, source.as_str(), &target, tripwire);
-            }
-            verdict
-        };
+        // As on the data plane (proxy/admission.rs, docs/probes.md).
+        let verdict = cx.probes.decide(&policy, Direction::ExtAuthz, &request);
         line.policy_version = Some(policy.version());
         line.decided(audited(cx.mode, verdict), &source)
     }

@@ -8,9 +8,8 @@ use http::Request;
 use super::exchange::{Admitted, Exchange};
 use super::headers;
 use super::respond::ProxyError;
-use crate::detect::Target;
 use crate::identity::SpiffeId;
-use crate::policy::{self, CompiledPolicy, Decision, Verdict};
+use crate::policy::{self, CompiledPolicy};
 
 /// Validates `req` and decides it as `source` reaching `destination`, recording both in
 /// `exchange`; the normalized path to forward if the request is let through.
@@ -29,34 +28,15 @@ pub(super) fn admit<'e, 'a, B>(
     let path = exchange.normalize(req.uri())?;
     headers::check_framing(req.headers()).map_err(ProxyError::BadFraming)?;
 
-    // A source contained after a probe is refused before any rule (docs/probes.md); while
-    // nobody is contained this is one atomic load.
+    // Decide: the rules of the side `source` and `destination` describe; a source contained
+    // after a probe is refused before any rule, a deny reaches the detector (docs/probes.md).
     let (probes, direction) = exchange.probes();
-    if probes.is_contained(source.as_str()) {
-        return exchange.judge(Verdict::probe_contained(), path);
-    }
-
-    // Decide: the rules of the side `source` and `destination` describe.
     let request = policy::Request {
         source,
         destination,
         method: req.method().as_str(),
         path: &path,
     };
-    let verdict = policy.decide(&request);
-    // Only a deny reaches the detector: an allowed request pays this one comparison.
-    if verdict.decision == Decision::Deny && probes.enabled() {
-        let target = Target {
-            destination: destination.as_str(),
-            method: request.method,
-            path: path.as_str(),
-        };
-        probes.denied(
-            direction,
-            source.as_str(),
-            &target,
-            policy.tripwire(&request),
-        );
-    }
+    let verdict = probes.decide(policy, direction, &request);
     exchange.judge(verdict, path)
 }
