@@ -219,16 +219,7 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
         let Event::SeqStart(_) = self.scan.next_event()? else {
             return Err(Outside);
         };
-        let mut access = Entries {
-            de: self,
-            ended: false,
-        };
-        let value = visitor.visit_seq(&mut access)?;
-        if access.ended {
-            Ok(value)
-        } else {
-            Err(Outside)
-        }
+        Entries::read(self, |access| visitor.visit_seq(access))
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, v: V) -> Result<V::Value, Outside> {
@@ -239,16 +230,7 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
         let Event::MapStart(_) = self.scan.next_event()? else {
             return Err(Outside);
         };
-        let mut access = Entries {
-            de: self,
-            ended: false,
-        };
-        let value = visitor.visit_map(&mut access)?;
-        if access.ended {
-            Ok(value)
-        } else {
-            Err(Outside)
-        }
+        Entries::read(self, |access| visitor.visit_map(access))
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -314,7 +296,22 @@ struct Entries<'d, 'a> {
     ended: bool,
 }
 
-impl Entries<'_, '_> {
+impl<'d, 'a> Entries<'d, 'a> {
+    /// Visits the entries of the collection just opened; a visitor that stops before its end
+    /// event leaves the file to serde-saphyr.
+    fn read<T>(
+        de: &'d mut Deserializer<'a>,
+        visit: impl FnOnce(&mut Self) -> Result<T, Outside>,
+    ) -> Result<T, Outside> {
+        let mut access = Self { de, ended: false };
+        let value = visit(&mut access)?;
+        if access.ended {
+            Ok(value)
+        } else {
+            Err(Outside)
+        }
+    }
+
     /// Whether the collection ends here (its end event is taken).
     fn at_end(&mut self) -> Result<bool, Outside> {
         if matches!(self.de.scan.peek()?, Event::MapEnd | Event::SeqEnd) {
