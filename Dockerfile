@@ -29,12 +29,8 @@ RUN groupadd --system --gid 10001 segward \
     && install -d -m 0755 /etc/segward
 
 USER 10001:10001
-# A fixed malloc mmap threshold keeps RSS flatter across policy reloads (glibc would slide it
-# up and fragment the heap). Since a sidecar checks and slices the whole policy as it reads it,
-# the whole bench fleet stays within x1.1 without it too (58.8 / 62.0-63.7 MiB after the
-# first / 50th reload, docs/performance.md, "Fleet-scale policy"); it stays as a guard for
-# other allocation patterns.
-ENV GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576
+# No GLIBC_TUNABLES: the binary fixes glibc's mmap threshold at 1 MiB itself and gives freed
+# heap pages back after each policy build (docs/performance.md, "Fleet-scale policy").
 
 # inbound mTLS, outbound plain HTTP (loopback inside the pod), admin
 EXPOSE 8443 15001 9901

@@ -108,7 +108,7 @@ for i in $(seq "$RELOADS"); do
   kill -HUP "$PID"
   current=$(wait_change version "$current")
   t1=$(now_ms)
-  sleep 0.5 # the debounced folder event (200 ms) re-reads and finds nothing new
+  sleep 1 # the debounced folder event (200 ms) re-reads the texts, finds nothing new, frees them
   cpu_ms=$((($(cpu_ticks) - before) * 1000 / ticks_per_s))
   cpus+=("$cpu_ms")
   rss=$(rss_kib)

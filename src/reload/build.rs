@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use super::PolicyTexts;
 use super::error::{Part, ReloadError};
-use super::files::{TlsFiles, blocking};
+use super::files::{TlsFiles, blocking, building};
 use crate::identity::SpiffeId;
 use crate::policy::{CompiledPolicy, Fleet, Scope, unix_now};
 use crate::tls::Credentials;
@@ -32,7 +32,7 @@ pub(super) struct CheckedPolicy {
 /// identity, so a broken policy fails closed at once).
 pub(super) async fn check_policy(texts: PolicyTexts) -> Result<CheckedPolicy, ReloadError> {
     refuse_empty(&texts)?;
-    blocking(Part::Policy, move || {
+    building(move || {
         Fleet::check_texts(&texts, unix_now()).map_err(ReloadError::InvalidPolicy)?;
         Ok(CheckedPolicy { texts })
     })
@@ -85,13 +85,13 @@ async fn build(
     own: SpiffeId,
     at: Option<i64>,
 ) -> Result<CompiledPolicy, ReloadError> {
-    let cut = blocking(Part::Policy, move || {
+    let cut = building(move || {
         let scope = Scope::identity(own);
         Fleet::cut_texts(&texts, &scope, at.unwrap_or_else(unix_now))
             .map_err(ReloadError::InvalidPolicy)
     })
     .await?;
-    blocking(Part::Policy, move || {
+    building(move || {
         match at {
             None => cut.compile(),
             Some(_) => cut.successor(),

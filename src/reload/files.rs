@@ -9,6 +9,9 @@
 //! pool thread is free left a policy-sized heap behind in each of them, and RSS grew with
 //! every reload (docs/performance.md, "Fleet-scale policy": 143 MB after start, 484 MB
 //! after 12 reloads of the bench fleet). On one thread every build reuses the same arena.
+//! After each build, and after dropping a policy it replaced, the thread gives the free pages
+//! back to the kernel (`segward_heap::release_free_pages`): glibc keeps pages freed below live
+//! memory resident, so without it RSS stayed at the high-water mark of the last two builds.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -49,7 +52,7 @@ pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ReloadError> + Send + 'static,
 ) -> Result<T, ReloadError> {
     if part == Part::Policy {
-        return on_policy_thread(work).await;
+        return on_policy_thread(work, false).await;
     }
     tokio::task::spawn_blocking(work)
         .await
@@ -61,6 +64,14 @@ pub(super) async fn blocking<T: Send + 'static>(
         })
 }
 
+/// Runs a policy build (check, cut, compile) on the policy thread and waits for it without
+/// blocking the runtime; what the build freed is then given back to the kernel.
+pub(super) async fn building<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ReloadError> + Send + 'static,
+) -> Result<T, ReloadError> {
+    on_policy_thread(work, true).await
+}
+
 /// A unit of policy work, sent to the policy thread.
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -68,9 +79,11 @@ type Job = Box<dyn FnOnce() + Send>;
 /// one build at a time, one arena).
 static POLICY_THREAD: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
 
-/// Runs `work` on the policy thread and waits for it without blocking the runtime.
+/// Runs `work` on the policy thread and waits for it without blocking the runtime; with
+/// `release`, then gives the pages it freed back to the kernel (after its result is sent).
 async fn on_policy_thread<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ReloadError> + Send + 'static,
+    release: bool,
 ) -> Result<T, ReloadError> {
     let (done, result) = tokio::sync::oneshot::channel();
     let job: Job = Box::new(move || {
@@ -86,6 +99,9 @@ async fn on_policy_thread<T: Send + 'static>(
             })
         });
         let _ = done.send(outcome);
+        if release {
+            release_free_pages();
+        }
     });
     submit(job);
     result.await.unwrap_or_else(|_| {
@@ -117,6 +133,23 @@ fn start_policy_thread() -> Sender<Job> {
         tracing::error!(%error, "cannot start the policy thread");
     }
     queue
+}
+
+/// Drops `old` (a policy replaced, the texts it was built from) on the policy thread, whose
+/// arena holds it, and gives the pages it held back to the kernel. Freeing a large policy
+/// takes milliseconds: never on a request's worker thread.
+pub(super) fn release(old: impl Send + 'static) {
+    submit(Box::new(move || {
+        drop(old);
+        release_free_pages();
+    }));
+}
+
+/// glibc keeps pages freed below live memory resident for good: what a build or a replaced
+/// policy freed would keep RSS at the high-water mark of the last two builds
+/// (docs/performance.md, "Fleet-scale policy"). A few milliseconds on the policy thread.
+fn release_free_pages() {
+    let _ = segward_heap::release_free_pages();
 }
 
 /// Reads every policy file the policy path stands for.

@@ -180,6 +180,8 @@ impl Reloader {
     async fn reload_policy(&self, seen: &mut Seen, force: bool) -> Result<bool, ReloadError> {
         let files = files::read_policy(&self.sources).await?;
         if !force && seen.policy == Some(files.digest) {
+            // Texts as large as the policy: freed where their pages can be given back.
+            files::release(files);
             return Ok(false);
         }
         seen.policy = Some(files.digest);
@@ -190,17 +192,20 @@ impl Reloader {
         let own = self.live.published_policy().own_id().clone();
         let policy = build_policy(texts.clone(), own.clone()).await?;
         if policy.version() == self.live.published_policy().version() {
+            files::release((policy, texts));
             return Ok(false);
         }
         tracing::info!(policy_version = policy.version(), "policy reloaded");
         let old = self.live.publish_policy(Snapshot::new(policy, own));
-        *self
-            .texts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = texts;
+        let old_texts = std::mem::replace(
+            &mut *self
+                .texts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            texts,
+        );
         self.published.notify_one();
-        // Freeing a large policy takes milliseconds: not on a request's worker thread.
-        tokio::task::spawn_blocking(move || drop(old));
+        files::release((old, old_texts));
         Ok(true)
     }
 
@@ -281,7 +286,7 @@ impl Reloader {
             .publish_identity(Snapshot::new(policy, found.clone()), material);
         drop(in_force);
         self.published.notify_one();
-        tokio::task::spawn_blocking(move || drop(old));
+        files::release(old);
         tracing::warn!(
             spiffe_id = %found,
             previous = %own,
@@ -308,7 +313,7 @@ impl Reloader {
             "an exception expired or a containment lifted: successor policy in force"
         );
         let old = self.live.publish_arc(next);
-        tokio::task::spawn_blocking(move || drop(old));
+        files::release(old);
     }
 
     /// Woken whenever a reload publishes a policy (the expiry schedule starts over).
