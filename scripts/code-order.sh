@@ -8,14 +8,15 @@
 # idle sidecar that touches ~3 MB of it.
 #
 # How: the release artifact, built with each function on its own page, is copied to a
-# disk-backed file and evicted from the page cache,
-# the disk's readahead is set to 0 (restored on exit), then one sidecar runs a bounded
-# scenario on 127.0.0.1: start-up with the shipped policy, mTLS requests in (allowed and
+# disk-backed file and evicted from the page cache, the disk's readahead is set to 0
+# (restored on exit), then one sidecar runs a bounded scenario on 127.0.0.1: start-up with
+# the shipped policy and 3 s idle (first snapshot), then mTLS requests in (allowed and
 # denied), a request out through its outbound listener to its own inbound, the admin
-# endpoints, a SIGHUP reload and a folder-watch reload. With nothing of the binary cached and
-# no readahead, a page is resident only if the sidecar touched it; /proc/PID/pagemap gives
-# those pages, `nm` the functions on them. The list holds demangled names without their hash,
-# so it survives rebuilds; names that no longer exist are simply not ordered.
+# endpoints, a SIGHUP reload and a folder-watch reload (second snapshot). With nothing of the
+# binary cached and no readahead, a page is resident only if the sidecar touched it;
+# /proc/PID/pagemap gives those pages, `nm` the functions on them (scripts/link/touched.py).
+# The list holds demangled names without their hash, start-up and idle first, so it survives
+# rebuilds; names that no longer exist are simply not ordered.
 #
 #   sudo scripts/code-order.sh            # needs root: readahead, page cache, pagemap
 #
