@@ -44,16 +44,33 @@ pub fn unix_now() -> i64 {
 /// # Errors
 /// As [`compile`].
 pub fn compile_at(source: &PolicySource, now: i64) -> Result<CompiledPolicy, PolicyErrors> {
-    compile_parts(validate(source)?, source, now)
+    compile_parts(validate(source)?, source, now, Built::Loaded)
 }
 
-/// [`compile_at`] of `parts`, already validated from `source` (whose `tests:` run).
+/// Which state a build makes of validated parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Built {
+    /// The policy a (re)load publishes: its `tests:` run, and one failing makes it invalid.
+    Loaded,
+    /// The state an expiry publishes ([`successor`]): the `tests:` are not run again.
+    Successor,
+}
+
+/// [`compile_at`] or [`successor`] of `parts`, already validated from `source` (which is
+/// only read for its `tests:`).
 pub(super) fn compile_parts(
     parts: Parts,
     source: &PolicySource,
     now: i64,
+    built: Built,
 ) -> Result<CompiledPolicy, PolicyErrors> {
     let policy = build(parts, now);
+    if built == Built::Successor {
+        return Ok(CompiledPolicy {
+            test_count: count_tests(source),
+            ..policy
+        });
+    }
     let outcome = run_tests(&policy, source);
     if !outcome.failures.is_empty() {
         return Err(PolicyErrors(outcome.failures));
@@ -73,22 +90,7 @@ pub(super) fn compile_parts(
 /// # Errors
 /// As [`compile`], without the `tests:`.
 pub fn successor(source: &PolicySource, at: i64) -> Result<CompiledPolicy, PolicyErrors> {
-    successor_parts(validate(source)?, source, at)
-}
-
-/// [`successor`] of `parts`, already validated from `source`; infallible, but shaped as
-/// [`compile_parts`] so that a slice builds either way.
-#[allow(clippy::unnecessary_wraps)]
-pub(super) fn successor_parts(
-    parts: Parts,
-    source: &PolicySource,
-    at: i64,
-) -> Result<CompiledPolicy, PolicyErrors> {
-    let policy = build(parts, at);
-    Ok(CompiledPolicy {
-        test_count: count_tests(source),
-        ..policy
-    })
+    compile_parts(validate(source)?, source, at, Built::Successor)
 }
 
 /// Indexes validated parts as of `now`.

@@ -29,7 +29,7 @@ use rustc_hash::FxHashSet;
 
 pub use self::classes::ClassSegment;
 pub use self::stream::{CutSlice, Texts};
-use super::compile::{Settled, compile_parts, settle, successor_parts};
+use super::compile::{Built, Settled, compile_parts, settle};
 use super::compiled::{CompiledPolicy, Group, Rule, Segment, Target};
 use super::error::PolicyErrors;
 use super::load::{PolicySource, SourceFile};
@@ -198,8 +198,7 @@ impl Fleet {
         scope: &Scope,
     ) -> Result<CompiledPolicy, PolicyErrors> {
         let slice = self.plan(&source, scope).apply(source);
-        let policy = build_from_source(slice, self.now, compile_parts)?;
-        Ok(self.stamp(policy))
+        build_slice(slice, self.now, Built::Loaded, &self.version, self.rules())
     }
 
     /// [`Self::compile`] without the `tests:`: the successor state an expiry publishes
@@ -213,33 +212,35 @@ impl Fleet {
         scope: &Scope,
     ) -> Result<CompiledPolicy, PolicyErrors> {
         let slice = self.plan(&source, scope).apply(source);
-        let policy = build_from_source(slice, self.now, successor_parts)?;
-        Ok(self.stamp(policy))
-    }
-
-    /// `policy` reporting the whole policy's version and rule count.
-    fn stamp(&self, policy: CompiledPolicy) -> CompiledPolicy {
-        CompiledPolicy {
-            version: self.version.clone(),
-            fleet_rules: self.rules(),
-            ..policy
-        }
+        build_slice(
+            slice,
+            self.now,
+            Built::Successor,
+            &self.version,
+            self.rules(),
+        )
     }
 }
 
-/// How a slice is built from its validated parts: with its `tests:` run or without.
-type Build = fn(Parts, &PolicySource, i64) -> Result<CompiledPolicy, PolicyErrors>;
-
-/// Validates `slice` and builds it as of `now`, its parsed items dropped before the
-/// indexes are built (only its `tests:` are read after validation).
-fn build_from_source(
+/// Validates `slice` and builds it as of `now`, its parsed items dropped before the indexes
+/// are built (only its `tests:` are read after validation), reporting the whole policy's
+/// `version` and `fleet_rules`: the one way a slice is compiled, cut from a parsed whole
+/// ([`Fleet`]) or from texts as they are read ([`CutSlice`]).
+fn build_slice(
     mut slice: PolicySource,
     now: i64,
-    build: Build,
+    built: Built,
+    version: &str,
+    fleet_rules: usize,
 ) -> Result<CompiledPolicy, PolicyErrors> {
     let parts = validate(&slice)?;
     keep_only_tests(&mut slice);
-    build(parts, &slice, now)
+    let policy = compile_parts(parts, &slice, now, built)?;
+    Ok(CompiledPolicy {
+        version: version.to_owned(),
+        fleet_rules,
+        ..policy
+    })
 }
 
 /// Drops every parsed item of `source` but its `tests:` (and the file names).

@@ -20,8 +20,8 @@ use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{ClassSegment, Fleet, Kept, Scope, classes};
-use crate::policy::compile::{Settled, compile_at, settle, successor};
+use super::{ClassSegment, Fleet, Kept, Scope, build_slice, classes};
+use crate::policy::compile::{Built, Settled, settle};
 use crate::policy::compiled::{CompiledPolicy, Group, Rule, Segment};
 use crate::policy::error::PolicyErrors;
 use crate::policy::fast_yaml;
@@ -97,7 +97,7 @@ impl CutSlice {
     /// # Errors
     /// A failing `tests:` entry the slice sees.
     pub fn compile(self) -> Result<CompiledPolicy, PolicyErrors> {
-        self.build(compile_at)
+        self.build(Built::Loaded)
     }
 
     /// Without the `tests:`: the successor an expiry publishes, as [`Fleet::successor`].
@@ -105,19 +105,17 @@ impl CutSlice {
     /// # Errors
     /// As [`Fleet::successor`].
     pub fn successor(self) -> Result<CompiledPolicy, PolicyErrors> {
-        self.build(successor)
+        self.build(Built::Successor)
     }
 
-    fn build(
-        self,
-        build: fn(&PolicySource, i64) -> Result<CompiledPolicy, PolicyErrors>,
-    ) -> Result<CompiledPolicy, PolicyErrors> {
-        let policy = build(&self.source, self.now)?;
-        Ok(CompiledPolicy {
-            version: self.version,
-            fleet_rules: self.fleet_rules,
-            ..policy
-        })
+    fn build(self, built: Built) -> Result<CompiledPolicy, PolicyErrors> {
+        build_slice(
+            self.source,
+            self.now,
+            built,
+            &self.version,
+            self.fleet_rules,
+        )
     }
 }
 
