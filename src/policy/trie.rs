@@ -272,12 +272,10 @@ impl ClassWalk {
 /// `rest` is the part of the path not yet consumed: empty or `/seg(/seg)*`.
 fn walk(node: &Node, rest: &str, found: &mut impl FnMut(u32)) {
     node.below.iter().for_each(|&v| found(v));
-    let Some(rest) = rest.strip_prefix('/') else {
+    let Some((segment, tail)) = split_segment(rest) else {
         node.exact.iter().for_each(|&v| found(v));
         return;
     };
-    let end = rest.bytes().position(|b| b == b'/').unwrap_or(rest.len());
-    let (segment, tail) = rest.split_at(end);
     if let Some(child) = node.child(segment) {
         walk(child, tail, found);
     }
