@@ -78,6 +78,14 @@ pub(crate) fn decide(policy: &Path, from: &str, to: &str, method: &str, path: &s
 }
 
 /// Every file under `dir`, by relative path, with its bytes.
+/// The first line of `out`'s stderr that contains `what`.
+pub(crate) fn stderr_line<'a>(out: &'a Output, what: &str) -> &'a str {
+    out.stderr
+        .lines()
+        .find(|l| l.contains(what))
+        .unwrap_or_else(|| panic!("no stderr line with {what:?}: {out:?}"))
+}
+
 pub(crate) fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
     let mut todo = vec![dir.to_owned()];
@@ -281,11 +289,7 @@ fn a_slice_over_one_mebibyte_is_refused_naming_its_group_and_nothing_is_written(
     let out = segward_in(dir.path(), &args);
 
     assert_eq!(out.code, 1, "{out:?}");
-    let line = out
-        .stderr
-        .lines()
-        .find(|l| l.contains("group big"))
-        .unwrap();
+    let line = stderr_line(&out, "group big");
     let bytes: usize = line
         .split(" is ")
         .nth(1)

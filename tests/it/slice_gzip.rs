@@ -10,7 +10,7 @@ use std::path::Path;
 use tempfile::TempDir;
 
 use crate::cli::{policy_dir, segward, segward_in};
-use crate::slice_cmd::{IDS, REQUESTS, decide, per, rendered, signing_keys, tree};
+use crate::slice_cmd::{IDS, REQUESTS, decide, per, rendered, signing_keys, stderr_line, tree};
 use segward::policy::load::{gunzip, gzip};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -166,11 +166,7 @@ fn auto_compresses_only_a_slice_over_one_mebibyte_and_refuses_one_still_over_it(
     let out = per(dir.path(), "namespace", "out");
 
     assert_eq!(out.code, 1, "{out:?}");
-    let line = out
-        .stderr
-        .lines()
-        .find(|l| l.contains("group big"))
-        .unwrap();
+    let line = stderr_line(&out, "group big");
     assert!(line.contains("gzip-compressed"), "{line}");
     assert!(!dir.path().join("out").exists());
 }

@@ -15,6 +15,7 @@ use crate::support::client::{Alpn, MtlsClient, PlainClient};
 use crate::support::eventually;
 use crate::support::pki::Pki;
 use crate::support::sidecar::{inbound_block, start, write_config, write_policy};
+use segward::app::Sidecar;
 use segward::identity::SpiffeId;
 use segward::path::normalize;
 use segward::policy::{self, Decision, Request};
@@ -60,6 +61,18 @@ fn fleet(others: usize) -> String {
     text
 }
 
+/// api's sidecar on the policy folder `dir`, inbound to `backend`.
+async fn start_api(pki: &Pki, dir: &std::path::Path, backend: &Backend) -> Sidecar {
+    let config = write_config(
+        pki,
+        &pki.issue(API),
+        &["example.org"],
+        dir,
+        &inbound_block(backend.addr()),
+    );
+    start(&config, |_| {}).await
+}
+
 async fn policy_json(admin: std::net::SocketAddr) -> Value {
     let reply = PlainClient::get(admin, "/policy").await.unwrap();
     serde_json::from_slice(&reply.body).unwrap()
@@ -72,14 +85,7 @@ async fn a_sidecar_holds_its_slice_reports_the_fleet_and_decides_as_the_whole_po
     let pki = Pki::new(&["example.org"]);
     let backend = Backend::start().await;
     let dir = write_policy(&pki, &text);
-    let config = write_config(
-        &pki,
-        &pki.issue(API),
-        &["example.org"],
-        &dir,
-        &inbound_block(backend.addr()),
-    );
-    let sidecar = start(&config, |_| {}).await;
+    let sidecar = start_api(&pki, &dir, &backend).await;
 
     let shown = policy_json(sidecar.admin_addr()).await;
     // api's five rules of the fleet's 204; segments: api's rules name api, web, batch, ci
@@ -161,14 +167,7 @@ async fn a_sidecar_reads_a_gzip_compressed_policy_and_reloads_and_refuses_it_lik
     let dir = write_policy(&pki, "");
     fs::remove_file(dir.join("policy.yaml")).unwrap();
     swap(&dir, "policy.yaml.gz", &policy::load::gzip(&text));
-    let config = write_config(
-        &pki,
-        &pki.issue(API),
-        &["example.org"],
-        &dir,
-        &inbound_block(backend.addr()),
-    );
-    let sidecar = start(&config, |_| {}).await;
+    let sidecar = start_api(&pki, &dir, &backend).await;
     let whole = policy::from_text("policy.yaml", &text).unwrap();
     assert_eq!(
         policy_json(sidecar.admin_addr()).await["version"],
